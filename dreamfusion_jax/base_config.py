@@ -1,0 +1,116 @@
+"""Base DreamFusion config: the paper's method at 64x64. Every file in configs/ starts from it.
+
+Run with:
+  python -m dreamfusion_jax.main --config=configs/paper.py --workdir=/tmp/df \
+      --config.prompt="a red cube" --config.num_steps=2000 --config.num_seeds=2 --config.seed=0
+"""
+import ml_collections
+
+
+def get_config():
+  """Returns the base config; every field has a comment."""
+  c = ml_collections.ConfigDict()
+  # --- The four fields every config keeps at the top level. ---
+  c.prompt = "a DSLR photo of a peacock on a surfboard"  # The caption to turn into a 3D object.
+  c.num_steps = 10_000  # Optimisation steps per object (resuming with a larger value continues the run).
+  c.num_seeds = 1  # Independent objects optimised together, one seed each (seed, seed+1, ...).
+  c.seed = 0  # First seed; seed k of a multi-seed run equals a single-seed run with seed+k.
+
+  c.batch_size = 1  # Views rendered per seed per step (the paper: 4, one per TPU chip).
+
+  # --- The NeRF field (dreamfusion_jax.field.Scene). ---
+  c.field = ml_collections.ConfigDict()
+  c.field.bound = 1.4  # Radius of the bounding sphere (world units); density is 0 outside it.
+  c.field.num_levels = 16  # L in Instant-NGP: hash-grid levels.
+  c.field.features_per_level = 2  # F in Instant-NGP: features per level.
+  c.field.log2_hashmap_size = 19  # log2 T in Instant-NGP: entries per level's table.
+  c.field.base_resolution = 16  # N_min in Instant-NGP: coarsest grid resolution.
+  c.field.max_resolution = 512  # N_max in Instant-NGP: finest grid resolution over the cube.
+  c.field.mlp_width = 64  # Width of the density/albedo MLP.
+  c.field.mlp_num_hidden = 1  # Hidden layers of the density/albedo MLP.
+  c.field.density_activation = "exp"  # 'exp' (paper) or 'softplus'.
+  c.field.blob_type = "gaussian"  # Density blob: 'gaussian' (paper) or 'magic3d' (1 - r/R).
+  c.field.blob_density = 5.0  # lambda of the density blob.
+  c.field.blob_radius = 0.2  # sigma of the density blob (world units).
+  c.field.bg_mlp_width = 32  # Width of the background MLP on the ray direction.
+  c.field.bg_num_frequencies = 4  # Positional-encoding frequencies of the ray direction.
+
+  # --- The renderer (dreamfusion_jax.render.RenderConfig). ---
+  c.render = ml_collections.ConfigDict()
+  c.render.image_size = 64  # Rendered image height and width in pixels.
+  c.render.num_coarse = 64  # Stratified samples per ray (density only, no gradient).
+  c.render.num_fine = 32  # Importance samples per ray (full field, normals, gradient).
+
+  # --- Cameras (dreamfusion_jax.cameras.CameraConfig); the paper's distribution. ---
+  c.camera = ml_collections.ConfigDict()
+  c.camera.elevation_range = (-10.0, 90.0)  # Elevation in degrees.
+  c.camera.distance_range = (1.0, 1.5)  # Camera distance from the origin (world units).
+  c.camera.focal_range = (0.7, 1.35)  # Focal length as a multiple of the image size.
+  c.camera.view_dependent_prompts = True  # Append front/side/back/overhead view to the prompt.
+
+  # --- Shading (the paper's schedule). ---
+  c.shading = ml_collections.ConfigDict()
+  c.shading.albedo_warmup_steps = 1000  # Steps of albedo-only rendering before shading starts.
+  c.shading.shaded_prob = 0.75  # After warm-up, probability that a view is shaded.
+  c.shading.textureless_prob = 0.5  # When shaded, probability that albedo is replaced by white.
+  c.shading.ambient = 0.1  # l_a, ambient light when shaded.
+  c.shading.diffuse = 0.9  # l_rho, Lambertian light when shaded.
+
+  # --- The diffusion prior and SDS. ---
+  c.guidance = ml_collections.ConfigDict()
+  c.guidance.model = "random"  # 'random' (a small random UNet, for tests), 'shapes', 'stable_diffusion'.
+  c.guidance.scale = 100.0  # Classifier-free guidance weight w_cfg.
+  c.guidance.t_min = 0.02  # Smallest diffusion time (fraction of the schedule).
+  c.guidance.t_max = 0.98  # Largest diffusion time.
+  c.guidance.weighting = "sds"  # w(t): 'sds' = sigma_t^2 = 1 - alphabar_t, or 'uniform'.
+  c.guidance.num_train_timesteps = 1000  # Length of the DDPM schedule.
+  c.guidance.beta_schedule = "scaled_linear"  # 'scaled_linear' (Stable Diffusion) or 'linear'.
+  c.guidance.beta_start = 0.00085  # First beta of the schedule.
+  c.guidance.beta_end = 0.012  # Last beta of the schedule.
+  c.guidance.seed = 0  # Seed of the random prior's weights (model='random' only).
+  # The random prior's UNet, in diffusers' UNet2DConditionModel config keys (model='random' only).
+  c.guidance.unet = ml_collections.ConfigDict(dict(
+      in_channels=3, out_channels=3, block_out_channels=(32, 64), layers_per_block=1,
+      down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+      up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+      attention_head_dim=4, cross_attention_dim=32, norm_num_groups=8))
+  # The random prior's text encoder (model='random' only).
+  c.guidance.text = ml_collections.ConfigDict(dict(width=32, num_layers=1, num_heads=2, max_length=16))
+
+  # --- Optimiser (optax). ---
+  c.optim = ml_collections.ConfigDict()
+  c.optim.name = "adam"  # 'adam' or 'adamw'.
+  c.optim.lr = 1e-2  # Learning rate of the hash tables (threestudio: 1e-2).
+  c.optim.net_lr = 1e-3  # Learning rate of the MLPs and the background.
+  c.optim.b1 = 0.9  # Adam beta1.
+  c.optim.b2 = 0.99  # Adam beta2.
+  c.optim.eps = 1e-15  # Adam epsilon (tiny: hash-table entries get sparse gradients).
+  c.optim.schedule = "constant"  # 'constant' or 'warmup_cosine' (the paper's).
+  c.optim.warmup_steps = 3000  # Warm-up length for 'warmup_cosine'.
+  c.optim.final_lr_fraction = 0.01  # Cosine end value as a fraction of the peak ('warmup_cosine').
+  c.optim.grad_clip = 0.0  # Global-norm gradient clipping; 0 disables it.
+
+  # --- Regularisers. ---
+  c.reg = ml_collections.ConfigDict()
+  c.reg.orientation = 1e-2  # Final weight of the orientation loss (Ref-NeRF).
+  c.reg.orientation_start = 1e-4  # Initial weight, annealed log-linearly to the final one.
+  c.reg.orientation_anneal_steps = 5000  # Steps of that anneal.
+  c.reg.opacity = 0.0  # Weight of sqrt(opacity^2 + 0.01) (the paper: 1e-3..5e-3).
+  c.reg.entropy = 1e-3  # Weight of the binary entropy of each ray's opacity (stable-dreamfusion).
+
+  # --- Logging, checkpoints, validation, export. ---
+  c.log_every = 50  # Steps between metric records (metrics.jsonl and TensorBoard).
+  c.checkpoint_every = 1000  # Steps between checkpoints.
+  c.keep_checkpoints = 3  # Checkpoints kept (older ones are deleted).
+  c.val_every = 1000  # Steps between validation renders (0 disables them).
+  c.progress_bar = True  # Show a tqdm progress bar with steps/s and ETA.
+  c.export = ml_collections.ConfigDict()
+  c.export.enabled = True  # Write turntable.mp4, mesh.glb, mesh.ply and views.png per seed at the end.
+  c.export.mesh_resolution = 128  # Marching-cubes grid resolution per axis.
+  c.export.mesh_threshold = 10.0  # Density level of the surface (per world unit).
+  c.export.num_frames = 60  # Turntable frames over 360 degrees.
+  c.export.fps = 24  # Turntable frame rate.
+  c.export.elevation = 15.0  # Turntable elevation in degrees.
+  c.export.distance = 1.3  # Turntable camera distance.
+  c.export.image_size = 128  # Turntable and contact-sheet render size.
+  return c

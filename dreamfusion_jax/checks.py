@@ -1,0 +1,96 @@
+"""Checks of the config and the work directory, run before anything is compiled or written."""
+import json
+import os
+
+import ml_collections
+
+from dreamfusion_jax import base_config
+from dreamfusion_jax.errors import ConfigError, WorkdirError
+
+# Fields a resumed run may change: how long it runs and what it logs or writes, never what it computes.
+RESUMABLE_FIELDS = ("num_steps", "log_every", "checkpoint_every", "keep_checkpoints", "val_every",
+                    "progress_bar", "export")
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+  """{'a': {'b': 1}} -> {'a.b': 1}; tuples and lists become lists (JSON round-trips them so)."""
+  out = {}
+  for k, v in d.items():
+    key = f"{prefix}{k}"
+    if isinstance(v, dict):
+      out.update(flatten(v, key + "."))
+    else:
+      out[key] = list(v) if isinstance(v, (tuple, list)) else v
+  return out
+
+
+def config_to_dict(config: ml_collections.ConfigDict) -> dict:
+  """A JSON-able plain dict of the config (the form saved in the workdir and the checkpoint)."""
+  return json.loads(config.to_json_best_effort())
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError naming the first invalid field and its fix."""
+  known = flatten(config_to_dict(base_config.get_config()))
+  for key in flatten(config_to_dict(config)):
+    # guidance.unet / guidance.text hold free-form model configs.
+    if key not in known and not key.startswith(("guidance.unet.", "guidance.text.")):
+      raise ConfigError(f"The config field '{key}' is not known. Check its spelling against "
+                        "dreamfusion_jax/base_config.py, which lists every field with a comment.")
+  if not isinstance(config.prompt, str) or not config.prompt.strip():
+    raise ConfigError("The prompt is empty. Give a caption, e.g. --config.prompt=\"a red cube\".")
+  for name in ("num_steps", "num_seeds", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints"):
+    value = config[name]
+    if not isinstance(value, int) or value <= 0:
+      raise ConfigError(f"config.{name} is {value!r} but must be a positive integer, "
+                        f"e.g. --config.{name}={base_config.get_config()[name]}.")
+  if config.val_every < 0:
+    raise ConfigError(f"config.val_every is {config.val_every}; use a positive step count, or 0 to disable validation.")
+  if not 0.0 <= config.guidance.t_min < config.guidance.t_max <= 1.0:
+    raise ConfigError(f"guidance.t_min={config.guidance.t_min} and guidance.t_max={config.guidance.t_max} "
+                      "must satisfy 0 <= t_min < t_max <= 1 (the paper: 0.02 and 0.98).")
+  if config.render.image_size < 8 or config.render.num_coarse < 2 or config.render.num_fine < 1:
+    raise ConfigError("render.image_size must be at least 8, render.num_coarse at least 2 and render.num_fine "
+                      "at least 1.")
+  choices = {"field.density_activation": ("exp", "softplus"), "field.blob_type": ("gaussian", "magic3d"),
+             "guidance.weighting": ("sds", "uniform"), "optim.name": ("adam", "adamw"),
+             "optim.schedule": ("constant", "warmup_cosine")}
+  flat = flatten(config_to_dict(config))
+  for key, allowed in choices.items():
+    if flat[key] not in allowed:
+      raise ConfigError(f"config.{key}={flat[key]!r} is not one of {allowed}.")
+
+
+def check_workdir_writable(workdir: str) -> None:
+  """Creates workdir if needed and proves it is writable, without touching what is inside."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, f".write_probe_{os.getpid()}")
+    with open(probe, "w") as f:
+      f.write("ok")
+    os.remove(probe)
+  except OSError as e:
+    raise WorkdirError(f"Cannot write to the work directory '{workdir}' ({e.strerror}). Pass a directory you "
+                       "can write to with --workdir=DIR.") from None
+
+
+def config_differences(saved: dict, current: dict) -> list[str]:
+  """Fields that differ between a checkpoint's config and the current one, except resumable ones."""
+  a, b = flatten(saved), flatten(current)
+  diffs = []
+  for key in sorted(set(a) | set(b)):
+    if key.split(".")[0] in RESUMABLE_FIELDS:
+      continue
+    if a.get(key, "<missing>") != b.get(key, "<missing>"):
+      diffs.append(f"{key}: checkpoint has {a.get(key, '<missing>')!r}, now {b.get(key, '<missing>')!r}")
+  return diffs
+
+
+def check_resume_compatible(saved: dict, current: dict, workdir: str) -> None:
+  diffs = config_differences(saved, current)
+  if diffs:
+    shown = "; ".join(diffs[:5]) + (f"; and {len(diffs) - 5} more" if len(diffs) > 5 else "")
+    raise WorkdirError(
+        f"The work directory '{workdir}' holds a checkpoint of a different config ({shown}). Nothing was changed "
+        "there. Use a new --workdir for the new config, or rerun with the checkpoint's values to resume it "
+        "(only num_steps, logging, checkpoint, validation and export fields may change on resume).")
