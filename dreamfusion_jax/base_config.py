@@ -38,7 +38,7 @@ def get_config():
   # --- The renderer (dreamfusion_jax.render.RenderConfig). ---
   c.render = ml_collections.ConfigDict()
   c.render.image_size = 64  # Rendered image height and width in pixels.
-  c.render.num_coarse = 64  # Stratified samples per ray (density only, no gradient).
+  c.render.num_coarse = 128  # Stratified samples per ray (density only, no gradient).
   c.render.num_fine = 32  # Importance samples per ray (full field, normals, gradient).
 
   # --- Cameras (dreamfusion_jax.cameras.CameraConfig); the paper's distribution. ---
