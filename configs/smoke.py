@@ -12,7 +12,7 @@ def get_config():
   """Returns the smoke config (base with everything shrunk)."""
   c = base_config.get_config()
   c.prompt = "a red cube"  # Any caption; the random prior ignores its meaning.
-  c.num_steps = 60  # A few dozen steps: enough to exercise checkpoints and logging.
+  c.num_steps = 40  # A few dozen steps: enough to exercise checkpoints, shading and logging.
   c.field.num_levels = 8  # Fewer hash levels.
   c.field.log2_hashmap_size = 12  # Small tables.
   c.field.max_resolution = 128  # Coarser finest level.
@@ -21,11 +21,11 @@ def get_config():
   c.render.image_size = 32  # 32x32 renders.
   c.render.num_coarse = 16  # Few samples per ray.
   c.render.num_fine = 16  # Few importance samples.
-  c.shading.albedo_warmup_steps = 20  # Reach the shaded phase within the run.
-  c.reg.orientation_anneal_steps = 50  # Anneal within the run.
+  c.shading.albedo_warmup_steps = 10  # Reach the shaded phase within the run.
+  c.reg.orientation_anneal_steps = 30  # Anneal within the run.
   c.log_every = 10  # Log often.
-  c.checkpoint_every = 25  # Checkpoint twice in the run.
-  c.val_every = 30  # Validate twice.
+  c.checkpoint_every = 20  # Checkpoint twice in the run.
+  c.val_every = 20  # Validate twice.
   c.export.mesh_resolution = 48  # Coarse marching cubes.
   c.export.mesh_threshold = 5.0  # The blob at init reaches exp(5); a lower level finds it.
   c.export.num_frames = 12  # Short turntable.

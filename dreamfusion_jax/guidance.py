@@ -1,0 +1,106 @@
+"""Frozen diffusion priors for Score Distillation Sampling.
+
+A `Guidance` turns rendered images into the diffusion model's space (`encode`: pixels for a
+pixel-space model, VAE latents for a latent-space one) and predicts noise (`predict_noise`).
+Both are pure functions of an explicit `params` pytree, so the train step stays pure and the
+prior's weights are an argument of the jitted step, not a constant baked into it.
+"""
+import dataclasses
+from typing import Any, Callable, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dreamfusion_jax import text as text_lib
+from dreamfusion_jax.errors import ConfigError
+from dreamfusion_jax.unet import UNet2DConditionModel
+
+
+def alphas_cumprod(schedule: str, beta_start: float, beta_end: float, num_timesteps: int) -> np.ndarray:
+  """DDPM's alphabar_t for t = 0..T-1 (float32 [T]), as diffusers' DDPMScheduler computes it."""
+  if schedule == "linear":
+    betas = np.linspace(beta_start, beta_end, num_timesteps, dtype=np.float64)
+  elif schedule == "scaled_linear":
+    betas = np.linspace(beta_start**0.5, beta_end**0.5, num_timesteps, dtype=np.float64) ** 2
+  else:
+    raise ConfigError(f"guidance.beta_schedule={schedule!r} is not known; use 'linear' or 'scaled_linear'.")
+  return np.cumprod(1.0 - betas).astype(np.float32)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Guidance:
+  """A frozen text-conditioned noise predictor and the map from images to its input space.
+
+  Attributes:
+    unet: eps-prediction UNet, NHWC: (x_t [B,h,w,c], t [B] int, context [B,L,D]) -> eps [B,h,w,c].
+    alphas_cumprod: [T] float32 noise schedule (alphabar_t).
+    encoder: None for a pixel-space model; else a Flax module mapping images in [-1, 1]
+      [B,S,S,3] to latent means [B,h,w,c] (the gradient flows through it).
+    encoder_size: images are resized to this square size before the encoder (latent models).
+    latent_scale: multiplies the encoder's output (Stable Diffusion's 0.18215).
+  """
+  unet: nn.Module
+  alphas_cumprod: np.ndarray
+  encoder: Optional[nn.Module] = None
+  encoder_size: Optional[int] = None
+  latent_scale: float = 1.0
+
+  def encode(self, params: Any, images: jnp.ndarray) -> jnp.ndarray:
+    """images [B,H,W,3] in [0,1] -> the model's clean input x_0 (pixels in [-1,1], or latents)."""
+    x = images * 2.0 - 1.0
+    if self.encoder is None:
+      return x
+    if self.encoder_size and self.encoder_size != x.shape[1]:
+      x = jax.image.resize(x, (x.shape[0], self.encoder_size, self.encoder_size, 3), "bilinear")
+    return self.encoder.apply({"params": params["encoder"]}, x) * self.latent_scale
+
+  def predict_noise(self, params: Any, x_t: jnp.ndarray, t: jnp.ndarray, context: jnp.ndarray) -> jnp.ndarray:
+    """eps_theta(x_t; context, t): [B,h,w,c]."""
+    return self.unet.apply({"params": params["unet"]}, x_t, t, context)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Prior:
+  """What a run needs from a prior: the guidance, its weights, and a host-side text encoder."""
+  guidance: Guidance
+  params: Any  # {'unet': ..., 'encoder': ...}, the frozen weights.
+  embed: Callable[[list[str]], np.ndarray]  # captions -> [N, L, D] float32 embeddings.
+  unknown_words: Callable[[str], list[str]] = lambda _: []  # Words the prior can't read.
+
+
+def _random_prior(config) -> Prior:
+  """A small randomly initialised pixel-space prior: exercises the pipeline, means nothing."""
+  g = config.guidance
+  unet_cfg = dict(g.unet.to_dict())
+  unet = UNet2DConditionModel.from_config(unet_cfg)
+  tok = text_lib.WordTokenizer(config.prompt.split(), g.text.max_length)
+  encoder = text_lib.TextEncoder(len(tok.vocab), g.text.max_length, g.text.width, g.text.num_layers,
+                                 g.text.num_heads)
+  k_unet, k_text = jax.random.split(jax.random.PRNGKey(g.seed))
+  size = config.render.image_size
+  unet_params = unet.init(k_unet, jnp.zeros((1, size, size, unet_cfg["in_channels"])), jnp.zeros((1,), jnp.int32),
+                          jnp.zeros((1, g.text.max_length, g.text.width)))["params"]
+  text_params = encoder.init(k_text, jnp.zeros((1, g.text.max_length), jnp.int32))["params"]
+  apply = jax.jit(lambda p, ids: encoder.apply({"params": p}, ids))
+  guidance = Guidance(unet, alphas_cumprod(g.beta_schedule, g.beta_start, g.beta_end, g.num_train_timesteps))
+  return Prior(guidance, {"unet": unet_params}, lambda texts: np.asarray(apply(text_params, tok(texts))))
+
+
+_PRIORS = {"random": _random_prior}
+
+
+def build_prior(config) -> Prior:
+  """Builds the prior named by config.guidance.model."""
+  try:
+    make = _PRIORS[config.guidance.model]
+  except KeyError:
+    raise ConfigError(
+        f"guidance.model={config.guidance.model!r} is not available; choose one of "
+        f"{sorted(_PRIORS)} (e.g. --config.guidance.model=random).") from None
+  return make(config)
+
+
+def available_priors() -> list[str]:
+  return sorted(_PRIORS)

@@ -1,0 +1,109 @@
+"""What a run writes: metrics (JSONL + TensorBoard), validation renders, and per-seed exports."""
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from dreamfusion_jax import cameras, export, render
+from dreamfusion_jax.field import Scene
+
+# Validation views: (elevation, azimuth) of the front, side, back and overhead suffixes.
+VALIDATION_VIEWS = ((15.0, 0.0), (15.0, 90.0), (15.0, 180.0), (75.0, 0.0))
+
+
+class MetricsWriter:
+  """Appends {'step': N, 'seed_K/name': v, 'name': mean over seeds} to metrics.jsonl and TensorBoard."""
+
+  def __init__(self, workdir: str, seeds: np.ndarray, enabled: bool = True):
+    self.enabled = enabled
+    self.seeds = seeds
+    if enabled:
+      from tensorboardX import SummaryWriter  # Imported here: only the writing process needs it.
+      self.path = os.path.join(workdir, "metrics.jsonl")
+      self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+  def write(self, step: int, metrics: dict[str, np.ndarray], extra: dict[str, float]) -> None:
+    if not self.enabled:
+      return
+    record: dict[str, Any] = {"step": int(step)}
+    for name, values in metrics.items():
+      values = np.asarray(values, np.float64).reshape(len(self.seeds))
+      record[name] = float(values.mean())
+      for seed, v in zip(self.seeds, values):
+        record[f"seed_{seed}/{name}"] = float(v)
+    record.update({k: float(v) for k, v in extra.items()})
+    with open(self.path, "a") as f:
+      f.write(json.dumps(record) + "\n")
+    for k, v in record.items():
+      if k != "step":
+        self.tb.add_scalar(k, v, step)
+    self.tb.flush()
+
+  def image(self, tag: str, image: np.ndarray, step: int) -> None:
+    if self.enabled:
+      self.tb.add_image(tag, image, step, dataformats="HWC")
+      self.tb.flush()
+
+  def close(self) -> None:
+    if self.enabled:
+      self.tb.close()
+
+
+def view_renderer(scene: Scene, config: ml_collections.ConfigDict, size: int):
+  """A jitted (params, elevation, azimuth) -> dict(rgb, textureless, normals, opacity) for one seed.
+
+  Renders are deterministic (no sampling noise): the same params give the same images.
+  """
+  from dreamfusion_jax.train import field_fns, fixed_shading, make_render_config  # Avoids an import cycle.
+  rcfg = make_render_config(config)
+  focal = size * 1.0  # A 53 degree field of view.
+
+  @jax.jit
+  def render_view(params, elevation, azimuth):
+    cam = cameras.orbit_camera(elevation, azimuth, config.export.distance, focal)
+    field_fn, background_fn = field_fns(scene, params)
+    colour = render.render_image(None, field_fn, background_fn, cam, fixed_shading("albedo", cam["light_pos"]),
+                                 rcfg, size, size)
+    plain = render.render_image(None, field_fn, lambda d: jnp.ones_like(d), cam,
+                                fixed_shading("textureless", cam["light_pos"]), rcfg, size, size)
+    return dict(rgb=colour["rgb"], textureless=plain["rgb"], normals=colour["normals"], opacity=colour["opacity"])
+
+  return render_view
+
+
+def validation_sheet(render_view, params_per_seed: list[Any]) -> np.ndarray:
+  """One row per seed: colour and textureless renders of the four validation views, uint8 [H', W', 3]."""
+  rows = []
+  for params in params_per_seed:
+    tiles = []
+    for elevation, azimuth in VALIDATION_VIEWS:
+      out = render_view(params, jnp.float32(elevation), jnp.float32(azimuth))
+      tiles += [np.asarray(out["rgb"]), np.asarray(out["textureless"])]
+    rows.append(np.concatenate(tiles, axis=1))
+  return (np.clip(np.concatenate(rows, axis=0), 0, 1) * 255).round().astype(np.uint8)
+
+
+def write_validation(workdir: str, step: int, sheet: np.ndarray) -> None:
+  os.makedirs(os.path.join(workdir, "validation"), exist_ok=True)
+  export.write_png(os.path.join(workdir, "validation", f"step_{step:06d}.png"), sheet)
+
+
+def export_seed(directory: str, scene: Scene, params: Any, config: ml_collections.ConfigDict,
+                render_view) -> dict[str, str]:
+  """Writes turntable.mp4, mesh.glb, mesh.ply and views.png for one seed's params."""
+  # params are an argument, not a closure: a closure would bake the hash tables into the program.
+  field = jax.jit(lambda p, x: scene.apply({"params": p}, x, method=Scene.field))
+  density_fn = lambda x: field(params, x)[0]
+  albedo_fn = lambda x: field(params, x)[1]
+  view_fn = lambda el, az: {k: np.asarray(v) for k, v in render_view(params, jnp.float32(el), jnp.float32(az)).items()}
+  e = config.export
+  if os.path.exists(os.path.join(directory, "mesh.glb")):
+    logging.info("Replacing the earlier export in %s with this run's.", directory)
+  return export.export_seed(directory, density_fn, albedo_fn, view_fn, bound=config.field.bound,
+                            mesh_resolution=e.mesh_resolution, mesh_threshold=e.mesh_threshold,
+                            num_frames=e.num_frames, fps=e.fps, elevation=e.elevation)

@@ -1,0 +1,395 @@
+"""DreamFusion training: the pure SDS train step, multi-seed sharding, and the run loop.
+
+Every seed's state carries a leading seed axis. The per-seed step is `jax.vmap`ped over that axis
+and `jax.jit`ted with the axis sharded over a device mesh ('seeds'), so `num_seeds=8` on 8
+devices optimises 8 independent objects in one program, and seed k of a multi-seed run is the
+same computation as a single-seed run with `seed + k`.
+"""
+import functools
+import json
+import os
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from dreamfusion_jax import cameras, checks, guidance as guidance_lib, render, sds
+from dreamfusion_jax.errors import ConfigError, DivergenceError
+from dreamfusion_jax.field import Scene
+
+
+@flax.struct.dataclass
+class TrainState:
+  """One seed's optimisation state (a leading seed axis is added by vmap)."""
+  step: jnp.ndarray  # [] int32, steps taken.
+  params: Any  # Scene parameters (field and background).
+  opt_state: Any  # optax state.
+  key: jnp.ndarray  # [2] uint32, this seed's base PRNG key; step keys are folded from it.
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+
+def make_scene(config: ml_collections.ConfigDict) -> Scene:
+  return Scene(**config.field.to_dict())
+
+
+def make_render_config(config: ml_collections.ConfigDict) -> render.RenderConfig:
+  return render.RenderConfig(bound=config.field.bound, num_coarse=config.render.num_coarse,
+                             num_fine=config.render.num_fine)
+
+
+def make_camera_config(config: ml_collections.ConfigDict) -> cameras.CameraConfig:
+  c = config.camera
+  return cameras.CameraConfig(elevation_range=tuple(c.elevation_range), distance_range=tuple(c.distance_range),
+                              focal_range=tuple(c.focal_range))
+
+
+def learning_rate(config: ml_collections.ConfigDict, peak: float) -> optax.Schedule:
+  o = config.optim
+  if o.schedule == "constant":
+    return optax.constant_schedule(peak)
+  # The paper: warm-up from 1e-9 to the peak, then cosine decay to a small fraction of it.
+  warmup = min(o.warmup_steps, max(config.num_steps - 1, 1))
+  return optax.warmup_cosine_decay_schedule(1e-9, peak, warmup, max(config.num_steps, warmup + 1),
+                                            peak * o.final_lr_fraction)
+
+
+def param_labels(params: Any) -> Any:
+  """'grid' for hash tables (sparse, high learning rate), 'net' for every MLP weight."""
+  def label(path, _):
+    names = [getattr(k, "key", str(k)) for k in path]
+    return "grid" if any("encoding" in n or "hash" in n for n in names) else "net"
+  return jax.tree_util.tree_map_with_path(label, params)
+
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  o = config.optim
+  make = optax.adamw if o.name == "adamw" else optax.adam
+  def opt(lr):
+    return make(learning_rate(config, lr), b1=o.b1, b2=o.b2, eps=o.eps)
+  tx = optax.multi_transform({"grid": opt(o.lr), "net": opt(o.net_lr)}, param_labels)
+  if o.grad_clip > 0:
+    tx = optax.chain(optax.clip_by_global_norm(o.grad_clip), tx)
+  return tx
+
+
+def orientation_weight(config: ml_collections.ConfigDict, step: jnp.ndarray) -> jnp.ndarray:
+  """Log-linear anneal from reg.orientation_start to reg.orientation over the anneal steps."""
+  r = config.reg
+  if r.orientation <= 0:
+    return jnp.zeros(())
+  frac = jnp.clip(step / max(r.orientation_anneal_steps, 1), 0.0, 1.0)
+  start = min(r.orientation_start, r.orientation)
+  return jnp.exp(jnp.log(start) + frac * (jnp.log(r.orientation) - jnp.log(start)))
+
+
+def sample_shading(key: jax.Array, step: jnp.ndarray, config: ml_collections.ConfigDict,
+                   light_pos: jnp.ndarray) -> dict:
+  """The paper's shading schedule for one view: albedo-only warm-up, then 75% shaded, half textureless."""
+  s = config.shading
+  k_shade, k_white = jax.random.split(key)
+  shaded = (step >= s.albedo_warmup_steps) & (jax.random.uniform(k_shade) < s.shaded_prob)
+  textureless = shaded & (jax.random.uniform(k_white) < s.textureless_prob)
+  return dict(ambient=jnp.where(shaded, s.ambient, 1.0), diffuse=jnp.where(shaded, s.diffuse, 0.0),
+              textureless=textureless.astype(jnp.float32), light_pos=light_pos)
+
+
+def fixed_shading(mode: str, light_pos: jnp.ndarray) -> dict:
+  """'albedo', 'shaded' or 'textureless' shading with a given light (validation and export)."""
+  ambient, diffuse, white = {"albedo": (1.0, 0.0, 0.0), "shaded": (0.1, 0.9, 0.0),
+                             "textureless": (0.1, 0.9, 1.0)}[mode]
+  return dict(ambient=jnp.float32(ambient), diffuse=jnp.float32(diffuse), textureless=jnp.float32(white),
+              light_pos=light_pos)
+
+
+def embed_prompts(prior: guidance_lib.Prior, config: ml_collections.ConfigDict) -> np.ndarray:
+  """Text embeddings [5, L, D]: index 0 is the empty caption, 1 + view_index the caption to use."""
+  if config.camera.view_dependent_prompts:
+    texts = [cameras.view_prompt(config.prompt, i) for i in range(len(cameras.VIEW_SUFFIXES))]
+  else:
+    texts = [config.prompt] * len(cameras.VIEW_SUFFIXES)
+  return prior.embed([""] + texts).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- the pure step
+
+
+def init_state(seed: jnp.ndarray, scene: Scene, tx: optax.GradientTransformation) -> TrainState:
+  """One seed's initial state; `seed` is the seed value (an int32 scalar), so vmap over seeds is exact."""
+  key = jax.random.PRNGKey(seed)
+  params = scene.init(jax.random.fold_in(key, 0), jnp.zeros((1, 3)), jnp.zeros((1, 3)))["params"]
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), key=key)
+
+
+def field_fns(scene: Scene, params: Any):
+  """(field_fn, background_fn) closures over params, as the renderer takes them."""
+  field_fn = lambda x: scene.apply({"params": params}, x, method=Scene.field)
+  background_fn = lambda d: scene.apply({"params": params}, d, method=Scene.background)
+  return field_fn, background_fn
+
+
+def map_views(fn, *args):
+  """vmap over a leading view axis, except for one view: batched hash-grid gathers cost 2-3x on CPU."""
+  if jax.tree.leaves(args)[0].shape[0] == 1:
+    return jax.tree.map(lambda x: x[None], fn(*jax.tree.map(lambda x: x[0], args)))
+  return jax.vmap(fn)(*args)
+
+
+def loss_fn(params: Any, key: jax.Array, step: jnp.ndarray, text_emb: jnp.ndarray, prior_params: Any, *,
+            config: ml_collections.ConfigDict, scene: Scene, guidance: guidance_lib.Guidance):
+  """Total loss of one seed at one step and its metrics. text_emb: [5, L, D] (see embed_prompts)."""
+  k_cam, k_shade, k_render, k_sds = jax.random.split(jax.random.fold_in(key, 1), 4)
+  batch, size = config.batch_size, config.render.image_size
+  cams = jax.vmap(lambda k: cameras.sample_camera(k, make_camera_config(config), size))(
+      jax.random.split(k_cam, batch))
+  shading = jax.vmap(lambda k, lp: sample_shading(k, step, config, lp))(
+      jax.random.split(k_shade, batch), cams["light_pos"])
+  field_fn, background_fn = field_fns(scene, params)
+  rcfg = make_render_config(config)
+  out = map_views(lambda k, cam, sh: render.render_image(k, field_fn, background_fn, cam, sh, rcfg, size, size),
+                  jax.random.split(k_render, batch), cams, shading)
+  views = cameras.view_index(cams["elevation"], cams["azimuth"])
+  cond, uncond = text_emb[1 + views], jnp.broadcast_to(text_emb[0], (batch,) + text_emb.shape[1:])
+  g = config.guidance
+  sds_value, sds_aux = sds.sds_loss(
+      k_sds, guidance, prior_params, out["rgb"], cond, uncond, scale=g.scale,
+      t_range=sds.timestep_range(g.t_min, g.t_max, g.num_train_timesteps), weighting=g.weighting)
+  opacity = out["opacity"]
+  orient = jnp.mean(out["orientation"])
+  opacity_reg = jnp.mean(jnp.sqrt(opacity**2 + 0.01))
+  a = jnp.clip(opacity, 1e-5, 1 - 1e-5)
+  entropy = jnp.mean(-a * jnp.log(a) - (1 - a) * jnp.log(1 - a))
+  total = (sds_value + orientation_weight(config, step) * orient + config.reg.opacity * opacity_reg
+           + config.reg.entropy * entropy)
+  metrics = dict(loss=total, sds_residual_norm=jnp.mean(sds_aux["residual_norm"]), orientation=orient,
+                 opacity=jnp.mean(opacity), entropy=entropy, textureless=jnp.mean(shading["textureless"]))
+  return total, metrics
+
+
+def train_step(state: TrainState, text_emb: jnp.ndarray, prior_params: Any, *, config, scene, guidance, tx):
+  """One SDS step of one seed: render, score, regularise, update. Pure; jitted by `make_step_fn`."""
+  key = jax.random.fold_in(state.key, state.step)
+  grad_fn = jax.value_and_grad(functools.partial(loss_fn, config=config, scene=scene, guidance=guidance),
+                               has_aux=True)
+  (_, metrics), grads = grad_fn(state.params, key, state.step, text_emb, prior_params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  metrics["grad_norm"] = optax.global_norm(grads)
+  return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+# ----------------------------------------------------------------------------- multi-seed sharding
+
+
+def seed_mesh(num_seeds: int) -> Mesh:
+  """A 1-D mesh ('seeds',) over as many devices as evenly divide num_seeds."""
+  devices = jax.devices()
+  if jax.process_count() > 1:
+    if num_seeds % len(devices):
+      raise ConfigError(f"num_seeds={num_seeds} must be a multiple of the {len(devices)} devices of this "
+                        "multi-host job, so that every host holds whole seeds.")
+    return Mesh(np.array(devices), ("seeds",))
+  n = max(d for d in range(1, len(devices) + 1) if num_seeds % d == 0)
+  return Mesh(np.array(devices[:n]), ("seeds",))
+
+
+class Trainer:
+  """Holds the compiled functions of one run; state stays an explicit argument."""
+
+  def __init__(self, config: ml_collections.ConfigDict, prior: guidance_lib.Prior):
+    self.config = config
+    self.scene = make_scene(config)
+    self.tx = make_optimizer(config)
+    self.prior = prior
+    self.mesh = seed_mesh(config.num_seeds)
+    self.seed_sharding = NamedSharding(self.mesh, P("seeds"))
+    self.replicated = NamedSharding(self.mesh, P())
+    step = functools.partial(train_step, config=config, scene=self.scene, guidance=prior.guidance, tx=self.tx)
+    per_device = config.num_seeds // self.mesh.size
+    self._step = jax.jit(self._over_seeds(step, per_device, (P("seeds"), P("seeds"), P())),
+                         donate_argnums=(0,))
+    self._init = jax.jit(self._over_seeds(functools.partial(init_state, scene=self.scene, tx=self.tx),
+                                          per_device, (P("seeds"),)))
+    self.prior_params = jax.device_put(prior.params, self.replicated)
+
+  def _over_seeds(self, fn, per_device: int, in_specs: tuple):
+    """fn of one seed -> fn of [S, ...] seed-stacked arguments, sharded over the mesh.
+
+    Each device runs its own seeds with no communication (shard_map). Several seeds on one device
+    are vmapped; a single seed runs unbatched, which keeps the program identical to a
+    single-seed run and avoids batched gathers (2-3x slower for the hash grid on CPU).
+    """
+    batched = [spec == P("seeds") for spec in in_specs]
+
+    def local(*args):
+      if per_device == 1:
+        args = [jax.tree.map(lambda x: x[0], a) if b else a for a, b in zip(args, batched)]
+        return jax.tree.map(lambda x: x[None], fn(*args))
+      return jax.vmap(fn, in_axes=tuple(0 if b else None for b in batched))(*args)
+
+    return jax.shard_map(local, mesh=self.mesh, in_specs=in_specs, out_specs=P("seeds"), check_vma=False)
+
+  @property
+  def seeds(self) -> np.ndarray:
+    return np.arange(self.config.num_seeds, dtype=np.int32) + self.config.seed
+
+  def init(self) -> TrainState:
+    return self._init(jax.device_put(self.seeds, self.seed_sharding))
+
+  def abstract_state(self) -> TrainState:
+    """Shapes, dtypes and shardings of the state, without computing it (for checkpoint restore)."""
+    shapes = jax.eval_shape(self._init, jax.ShapeDtypeStruct(self.seeds.shape, jnp.int32))
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self.seed_sharding), shapes)
+
+  def text_embeddings(self, text_emb: np.ndarray) -> jax.Array:
+    """[5, L, D] -> [S, 5, L, D] sharded over seeds (every seed may have its own caption)."""
+    batched = np.broadcast_to(text_emb, (self.config.num_seeds,) + text_emb.shape)
+    return jax.device_put(np.ascontiguousarray(batched), self.seed_sharding)
+
+  def step(self, state: TrainState, text_emb: jax.Array):
+    return self._step(state, text_emb, self.prior_params)
+
+
+def check_finite(metrics: dict, step: int, seeds: np.ndarray, last_checkpoint: int | None) -> None:
+  """Raises DivergenceError when any seed's loss or gradient is NaN or infinite."""
+  bad = [int(s) for i, s in enumerate(seeds)
+         if not (np.isfinite(metrics["loss"][i]) and np.isfinite(metrics["grad_norm"][i]))]
+  if bad:
+    saved = (f"the last checkpoint (step {last_checkpoint}) is intact and the run resumes from it"
+             if last_checkpoint is not None else "no checkpoint was written yet")
+    raise DivergenceError(
+        f"The loss or its gradient became NaN or infinite by step {step} for seed(s) {bad}; the run stopped "
+        f"and {saved}. Lower optim.lr or guidance.scale, or enable optim.grad_clip, then run again.")
+
+
+def metrics_to_host(metrics: dict) -> dict:
+  return {k: np.asarray(jax.device_get(v)) for k, v in metrics.items()}
+
+
+def dump_json(path: str, obj: Any) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=2)
+  os.replace(tmp, path)
+
+
+def now() -> float:
+  return time.perf_counter()
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+  """Runs (or resumes) DreamFusion for config in workdir and exports every seed; returns the state.
+
+  Checks everything a user can get wrong before compiling anything or writing into workdir.
+  """
+  from tqdm import tqdm
+
+  from dreamfusion_jax import outputs
+  from dreamfusion_jax.checkpointing import Checkpoints
+
+  checks.validate_config(config)
+  checks.check_workdir_writable(workdir)
+  config_dict = checks.config_to_dict(config)
+  ckpts = Checkpoints(workdir, config.keep_checkpoints)
+  start = ckpts.check_compatible(config_dict, workdir)
+  prior = guidance_lib.build_prior(config)
+  unknown = prior.unknown_words(config.prompt)
+  if unknown:
+    logging.warning("The prior does not know the word(s) %s; they are ignored.", unknown)
+  trainer = Trainer(config, prior)
+  lead = jax.process_index() == 0
+  logging.info("Seeds %s on %d device(s) (%s).", trainer.seeds.tolist(), trainer.mesh.size,
+               jax.devices()[0].device_kind)
+  if start is None:
+    state = trainer.init()
+    logging.info("Starting a new run in %s.", workdir)
+  else:
+    state = ckpts.restore(start, trainer.abstract_state())
+    logging.info("Resuming from the checkpoint at step %d in %s.", start, ckpts.directory)
+  step = int(jax.device_get(state.step[0]))
+  if lead:
+    dump_json(os.path.join(workdir, "config.json"), config_dict)
+  text_emb = trainer.text_embeddings(embed_prompts(prior, config))
+  writer = outputs.MetricsWriter(workdir, trainer.seeds, enabled=lead)
+  render_view = outputs.view_renderer(trainer.scene, config, config.export.image_size)
+  last_saved = start
+  bar = tqdm(total=config.num_steps, initial=min(step, config.num_steps), unit="step", dynamic_ncols=True,
+             disable=not (config.progress_bar and lead))
+  tick, tick_step = now(), step
+  try:
+    while step < config.num_steps:
+      state, metrics = trainer.step(state, text_emb)
+      step += 1
+      bar.update(1)
+      last = step == config.num_steps
+      if step % config.log_every == 0 or last:
+        host = metrics_to_host(metrics)
+        check_finite(host, step, trainer.seeds, last_saved)
+        rate = (step - tick_step) / max(now() - tick, 1e-9)
+        tick, tick_step = now(), step
+        writer.write(step, host, {"steps_per_sec": rate})
+        bar.set_postfix(loss=f"{float(host['loss'].mean()):.3g}", refresh=False)
+      if step % config.checkpoint_every == 0 or last:
+        if not bool(jax.device_get(params_finite(state.params))):
+          check_finite({"loss": np.full(len(trainer.seeds), np.nan), "grad_norm": np.zeros(len(trainer.seeds))},
+                       step, trainer.seeds, last_saved)
+        ckpts.save(step, state, config_dict)
+        last_saved = step
+      if config.val_every and (step % config.val_every == 0 or last):
+        per_seed = host_params(state)  # Every process takes part in the gather; the lead writes.
+        if lead:
+          sheet = outputs.validation_sheet(render_view, per_seed)
+          outputs.write_validation(workdir, step, sheet)
+          writer.image("validation", sheet, step)
+  finally:
+    bar.close()
+    ckpts.wait()
+    writer.close()
+  if start is not None and start >= config.num_steps:
+    logging.info("The checkpoint is already at step %d >= num_steps=%d; exporting it.", start, config.num_steps)
+  if config.export.enabled:
+    per_seed = host_params(state)
+    if lead:
+      export_all(trainer, per_seed, config, workdir, render_view)
+  ckpts.close()
+  return state
+
+
+@jax.jit
+def params_finite(params: Any) -> jnp.ndarray:
+  return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params)]))
+
+
+def host_params(state: TrainState) -> list[Any]:
+  """Host copies of every seed's params; in a multi-host job every process must call this."""
+  params = state.params
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    params = multihost_utils.process_allgather(params, tiled=True)
+  params = jax.device_get(params)
+  num = jax.tree.leaves(params)[0].shape[0]
+  return [jax.tree.map(lambda x: np.asarray(x[i]), params) for i in range(num)]
+
+
+def export_all(trainer: Trainer, per_seed: list[Any], config: ml_collections.ConfigDict, workdir: str,
+               render_view) -> None:
+  from dreamfusion_jax import outputs
+  from dreamfusion_jax.export import EmptyMeshError
+  for i, seed in enumerate(trainer.seeds):
+    directory = os.path.join(workdir, f"seed_{seed}")
+    try:
+      written = outputs.export_seed(directory, trainer.scene, per_seed[i], config, render_view)
+      logging.info("Seed %d: wrote %s.", seed, ", ".join(sorted(os.path.basename(p) for p in written.values())))
+    except EmptyMeshError as e:
+      logging.warning("Seed %d: %s The turntable and contact sheet were written to %s.", seed, e, directory)

@@ -1,0 +1,98 @@
+"""The command line end to end: the smoke config with two seeds, resume, and every bad input."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+SMOKE = os.path.join(ROOT, "configs", "smoke.py")
+
+
+def run_main(*args, timeout=600):
+  cmd = [sys.executable, "-m", "dreamfusion_jax.main", f"--config={SMOKE}", *args]
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def tree_listing(path):
+  """{relative path: (size, mtime)} of every file below path."""
+  out = {}
+  for dirpath, _, files in os.walk(path):
+    for f in files:
+      p = os.path.join(dirpath, f)
+      out[os.path.relpath(p, path)] = (os.path.getsize(p), os.path.getmtime(p))
+  return out
+
+
+def test_smoke_config_two_seeds_trains_exports_and_resumes(tmp_path):
+  workdir = str(tmp_path / "run")
+  first = run_main(f"--workdir={workdir}", "--config.num_seeds=2")
+  assert first.returncode == 0, first.stderr[-4000:]
+  for seed in (0, 1):
+    for name in ("turntable.mp4", "mesh.glb", "mesh.ply", "views.png"):
+      path = os.path.join(workdir, f"seed_{seed}", name)
+      assert os.path.getsize(path) > 0, path
+  saved = json.load(open(os.path.join(workdir, "config.json")))
+  assert saved["num_seeds"] == 2 and saved["prompt"] == "a red cube"
+  records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+  assert records[-1]["step"] == 40 and "seed_1/grad_norm" in records[-1] and "steps_per_sec" in records[-1]
+  assert any(f.startswith("events.out.tfevents") for f in os.listdir(os.path.join(workdir, "tensorboard")))
+  assert os.listdir(os.path.join(workdir, "validation"))
+
+  import trimesh
+  mesh = trimesh.load(os.path.join(workdir, "seed_0", "mesh.ply"))
+  assert len(mesh.vertices) > 0 and mesh.visual.vertex_colors.shape[1] == 4
+
+  second = run_main(f"--workdir={workdir}", "--config.num_seeds=2", "--config.num_steps=50",
+                    "--config.export.enabled=false")
+  assert second.returncode == 0, second.stderr[-4000:]
+  assert "Resuming from the checkpoint at step 40" in second.stderr
+  records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+  assert records[-1]["step"] == 50
+  assert "50" in os.listdir(os.path.join(workdir, "checkpoints"))
+
+
+QUICK = ["--config.num_steps=2", "--config.export.enabled=false", "--config.val_every=0",
+         "--config.render.image_size=16", "--config.checkpoint_every=1"]
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--config.field.bogus=1"], "has no field 'bogus'"),
+    (["--config.num_step=5"], "has no field 'num_step'"),
+    (["--config.num_steps=0"], "num_steps is 0 but must be a positive integer"),
+    (["--config.num_steps=-3"], "num_steps is -3"),
+    (["--config.prompt="], "The prompt is empty"),
+    (["--config.prompt=   "], "The prompt is empty"),
+    (["--config.guidance.t_min=0.99"], "t_min"),
+])
+def test_bad_config_gets_one_clear_error(tmp_path, args, expected):
+  result = run_main(f"--workdir={tmp_path / 'w'}", *args)
+  assert result.returncode == 2
+  assert expected in result.stderr
+  assert "Traceback" not in result.stderr + result.stdout
+  assert not os.path.exists(tmp_path / "w" / "checkpoints")
+
+
+def test_unwritable_workdir(tmp_path):
+  blocker = tmp_path / "a_file"
+  blocker.write_text("not a directory")
+  result = run_main(f"--workdir={blocker / 'run'}")
+  assert result.returncode == 2
+  assert "Cannot write to the work directory" in result.stderr and "Traceback" not in result.stderr
+  assert blocker.read_text() == "not a directory"
+
+
+def test_workdir_of_an_incompatible_config_is_refused_untouched(tmp_path):
+  workdir = str(tmp_path / "run")
+  first = run_main(f"--workdir={workdir}", *QUICK)
+  assert first.returncode == 0, first.stderr[-3000:]
+  before = tree_listing(workdir)
+  second = run_main(f"--workdir={workdir}", *QUICK, "--config.field.mlp_width=16", "--config.prompt=a blue cone")
+  assert second.returncode == 2
+  assert "holds a checkpoint of a different config" in second.stderr
+  assert "field.mlp_width" in second.stderr and "prompt" in second.stderr
+  assert "Traceback" not in second.stderr
+  assert tree_listing(workdir) == before

@@ -1,0 +1,76 @@
+"""SDS against an independent computation of its residual, and the DDPM schedule against diffusers."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dreamfusion_jax import guidance as guidance_lib, sds
+from dreamfusion_jax.unet import UNet2DConditionModel
+
+UNET = dict(in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
+            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+            attention_head_dim=2, cross_attention_dim=8, norm_num_groups=4)
+
+
+def _setup(batch=2, size=8):
+  unet = UNet2DConditionModel.from_config(UNET)
+  k = jax.random.split(jax.random.PRNGKey(0), 4)
+  params = {"unet": unet.init(k[0], jnp.zeros((1, size, size, 3)), jnp.zeros((1,), jnp.int32),
+                              jnp.zeros((1, 4, 8)))["params"]}
+  g = guidance_lib.Guidance(unet, guidance_lib.alphas_cumprod("scaled_linear", 0.00085, 0.012, 1000))
+  x0 = jax.random.uniform(k[1], (batch, size, size, 3), minval=-1, maxval=1)
+  cond = jax.random.normal(k[2], (batch, 4, 8))
+  uncond = jax.random.normal(k[3], (batch, 4, 8))
+  return g, params, x0, cond, uncond
+
+
+@pytest.mark.parametrize("weighting", ["sds", "uniform"])
+def test_sds_gradient_equals_residual(weighting):
+  g, params, x0, cond, uncond = _setup()
+  key, scale, t_range = jax.random.PRNGKey(7), 100.0, (20, 980)
+  grad = jax.grad(lambda x: sds.sds_loss_x0(key, g, params, x, cond, uncond, scale=scale, t_range=t_range,
+                                            weighting=weighting)[0])(x0)
+  # Independent computation: the same draws of t and eps, the UNet called per branch, numpy arithmetic.
+  k_t, k_eps = jax.random.split(key)
+  t = np.asarray(jax.random.randint(k_t, (2,), 20, 981))
+  eps = np.asarray(jax.random.normal(k_eps, x0.shape))
+  abar = g.alphas_cumprod[t][:, None, None, None].astype(np.float64)
+  x_t = np.sqrt(abar) * np.asarray(x0) + np.sqrt(1 - abar) * eps
+  e_u = np.asarray(g.predict_noise(params, jnp.asarray(x_t, jnp.float32), jnp.asarray(t), uncond))
+  e_c = np.asarray(g.predict_noise(params, jnp.asarray(x_t, jnp.float32), jnp.asarray(t), cond))
+  w = (1 - abar) if weighting == "sds" else 1.0
+  expected = w * (e_u + scale * (e_c - e_u) - eps)
+  np.testing.assert_allclose(np.asarray(grad), expected, rtol=2e-3, atol=2e-3 * np.abs(expected).max())
+  assert np.abs(expected).max() > 1.0  # Guidance 100 makes a large, nontrivial residual.
+
+
+def test_no_gradient_through_the_unet():
+  g, params, x0, cond, uncond = _setup()
+  grads = jax.grad(lambda p: sds.sds_loss_x0(jax.random.PRNGKey(1), g, p, x0, cond, uncond, scale=100.0,
+                                             t_range=(20, 980))[0])(params)
+  assert all(float(jnp.abs(leaf).max()) == 0.0 for leaf in jax.tree.leaves(grads))
+
+
+def test_pixel_guidance_chains_through_the_image_map():
+  g, params, x0, cond, uncond = _setup()
+  images = (x0 + 1) / 2
+  kw = dict(scale=10.0, t_range=(20, 980))
+  gi = jax.grad(lambda im: sds.sds_loss(jax.random.PRNGKey(3), g, params, im, cond, uncond, **kw)[0])(images)
+  gx = jax.grad(lambda x: sds.sds_loss_x0(jax.random.PRNGKey(3), g, params, x, cond, uncond, **kw)[0])(x0)
+  np.testing.assert_allclose(np.asarray(gi), 2 * np.asarray(gx), rtol=1e-4, atol=1e-3)  # x0 = 2 image - 1.
+
+
+def test_timesteps_stay_in_range():
+  assert sds.timestep_range(0.02, 0.98, 1000) == (20, 980)
+  g, params, x0, cond, uncond = _setup(batch=64, size=8)
+  _, aux = sds.sds_residual(jax.random.PRNGKey(0), g, params, x0, cond, uncond, scale=1.0, t_range=(20, 980))
+  t = np.asarray(aux["t"])
+  assert t.min() >= 20 and t.max() <= 980 and len(np.unique(t)) > 40
+
+
+@pytest.mark.parametrize("schedule", ["linear", "scaled_linear"])
+def test_alphas_cumprod_match_diffusers(schedule):
+  diffusers = pytest.importorskip("diffusers")
+  ref = diffusers.DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule=schedule,
+                                num_train_timesteps=1000).alphas_cumprod.numpy()
+  np.testing.assert_allclose(guidance_lib.alphas_cumprod(schedule, 0.00085, 0.012, 1000), ref, rtol=1e-5)

@@ -1,0 +1,129 @@
+"""Training: the loss falls toward a known target, resume is exact, multi-seed equals single-seed runs."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import ROOT, tiny_config
+from dreamfusion_jax import cameras, guidance as guidance_lib, render, train
+
+
+class TargetDenoiser(nn.Module):
+  """The exact denoiser of a one-image data set {y}: eps(x_t, t) = (x_t - sqrt(abar_t) y) / sqrt(1 - abar_t).
+
+  For it, SDS's residual is sqrt(abar (1 - abar)) (x0 - y): a weighted pull of every render toward y,
+  so training must reduce the renders' distance to y. No parameters; the caption is ignored.
+  """
+  alphas_cumprod: tuple
+  target: tuple  # RGB of the target image in [0, 1].
+
+  def __call__(self, x_t, t, context):
+    abar = jnp.asarray(self.alphas_cumprod)[t][:, None, None, None]
+    y = jnp.asarray(self.target) * 2 - 1
+    return (x_t - jnp.sqrt(abar) * y) / jnp.sqrt(1 - abar)
+
+
+def target_prior(config, rgb=(0.9, 0.2, 0.1)):
+  abar = guidance_lib.alphas_cumprod("scaled_linear", 0.00085, 0.012, 1000)
+  g = guidance_lib.Guidance(TargetDenoiser(tuple(abar.tolist()), rgb), abar)
+  return guidance_lib.Prior(g, {"unet": {}}, lambda texts: np.zeros((len(texts), 2, 4), np.float32))
+
+
+def render_error(trainer, state, rgb, config):
+  """Mean squared distance of 4 fixed albedo renders (seed 0) to the target colour."""
+  params = jax.tree.map(lambda x: x[0], state.params)
+  field_fn, bg_fn = train.field_fns(trainer.scene, params)
+  rcfg = train.make_render_config(config)
+  errs = []
+  for az in (0.0, 90.0, 180.0, 270.0):
+    cam = cameras.orbit_camera(jnp.float32(20.0), jnp.float32(az), 1.3, 16.0)
+    out = render.render_image(None, field_fn, bg_fn, cam, train.fixed_shading("albedo", cam["light_pos"]), rcfg, 16, 16)
+    errs.append(float(jnp.mean((out["rgb"] - jnp.asarray(rgb)) ** 2)))
+  return float(np.mean(errs))
+
+
+def test_train_steps_reduce_the_loss_toward_a_target_image():
+  config = tiny_config(**{"num_steps": 40, "optim.net_lr": 1e-2, "shading.albedo_warmup_steps": 1000,
+                          "reg.entropy": 0.0, "reg.orientation": 0.0})
+  rgb = (0.9, 0.2, 0.1)
+  trainer = train.Trainer(config, target_prior(config, rgb))
+  state = trainer.init()
+  emb = trainer.text_embeddings(np.zeros((5, 2, 4), np.float32))
+  before = render_error(trainer, state, rgb, config)
+  for _ in range(config.num_steps):
+    state, metrics = trainer.step(state, emb)
+  after = render_error(trainer, state, rgb, config)
+  assert np.isfinite(np.asarray(metrics["loss"])).all()
+  assert after < 0.25 * before, (before, after)
+  assert int(state.step[0]) == config.num_steps
+
+
+def _params(state):
+  return jax.tree.map(np.asarray, jax.device_get(state.params))
+
+
+def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, monkeypatch):
+  config = tiny_config(**{"num_steps": 6, "checkpoint_every": 2})
+  straight = train.train_and_evaluate(config, str(tmp_path / "straight"))
+
+  real_step = train.Trainer.step
+  calls = {"n": 0}
+
+  def interrupted(self, state, emb):
+    calls["n"] += 1
+    if calls["n"] == 4:  # Dies during step 4; the checkpoint of step 2 is what survives.
+      raise KeyboardInterrupt
+    return real_step(self, state, emb)
+
+  monkeypatch.setattr(train.Trainer, "step", interrupted)
+  with pytest.raises(KeyboardInterrupt):
+    train.train_and_evaluate(config, str(tmp_path / "resumed"))
+  monkeypatch.setattr(train.Trainer, "step", real_step)
+  assert sorted(os.listdir(tmp_path / "resumed" / "checkpoints")) == ["2"]
+  resumed = train.train_and_evaluate(config, str(tmp_path / "resumed"))
+  jax.tree.map(np.testing.assert_array_equal, _params(straight), _params(resumed))
+  # Starting again with more steps continues from the last checkpoint.
+  longer = train.train_and_evaluate(tiny_config(**{"num_steps": 8, "checkpoint_every": 2}), str(tmp_path / "resumed"))
+  assert int(longer.step[0]) == 8
+
+
+MULTISEED = textwrap.dedent("""
+    import sys, numpy as np, jax
+    sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r})
+    from conftest import tiny_config
+    from dreamfusion_jax import train
+    assert jax.device_count() == 4, jax.devices()
+    def run(**kw):
+      cfg = tiny_config(**kw)
+      trainer = train.Trainer(cfg, __import__('dreamfusion_jax.guidance', fromlist=['x']).build_prior(cfg))
+      emb = trainer.text_embeddings(train.embed_prompts(trainer.prior, cfg))
+      state = trainer.init()
+      for _ in range(cfg.num_steps):
+        state, _ = trainer.step(state, emb)
+      return trainer, jax.device_get(state.params)
+    trainer, multi = run(num_seeds=4, seed=3, num_steps=3)
+    assert trainer.mesh.size == 4
+    worst = 0.0
+    for k in range(4):
+      _, single = run(num_seeds=1, seed=3 + k, num_steps=3)
+      for a, b in zip(jax.tree.leaves(multi), jax.tree.leaves(single)):
+        np.testing.assert_allclose(a[k], b[0], rtol=1e-4, atol=1e-5)
+        worst = max(worst, float(np.abs(a[k] - b[0]).max()))
+    # Different seeds must give different objects.
+    assert not np.allclose(jax.tree.leaves(multi)[0][0], jax.tree.leaves(multi)[0][1])
+    print("worst", worst)
+""")
+
+
+def test_multiseed_on_four_devices_equals_single_seed_runs():
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+  script = MULTISEED.format(root=ROOT, tests=os.path.join(ROOT, "tests"))
+  result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  assert "worst" in result.stdout
