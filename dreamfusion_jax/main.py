@@ -3,6 +3,7 @@
 Thin by design: the library (`dreamfusion_jax.train.train_and_evaluate`) is what tests and notebooks call.
 """
 import logging as std_logging
+import re
 import sys
 
 from absl import app, flags, logging
@@ -42,10 +43,14 @@ def parse_flags(argv: list[str]) -> list[str]:
   try:
     return FLAGS(argv)
   except (AttributeError, KeyError) as e:  # ml_collections raises these for an unknown field.
-    name = str(e).strip("\"'")
+    text = e.args[0] if e.args else str(e)
+    found = re.search(r"[A-Za-z_][A-Za-z0-9_]*", str(text))  # The message starts with the quoted name.
+    name = found.group(0) if found else str(text)
+    hint = re.search(r'Did you mean "([^"]+)"', str(text))
     given = [a for a in argv if a.startswith("--config.") and name in a.split("=")[0].split(".")]
     shown = given[0].split("=")[0] if given else name
-    _fail(f"The config has no field '{name}' ({shown}). Check its spelling against "
+    suggestion = f" Did you mean '{hint.group(1)}'?" if hint else ""
+    _fail(f"The config has no field '{name}' ({shown}).{suggestion} Check its spelling against "
           "dreamfusion_jax/base_config.py, which lists every field with a comment; fields are set with "
           "--config.FIELD=VALUE, e.g. --config.num_steps=2000.")
   except flags.Error as e:

@@ -1,8 +1,14 @@
 """Shared test fixtures: a tiny config that trains in seconds on a CPU."""
 import os
 import sys
+import tempfile
 
 import pytest
+
+# Many tests compile the same train step (resume runs, the CLI's subprocesses); JAX's persistent
+# cache turns every compile after the first into a disk read. Set before anything imports jax.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "dreamfusion_jax_test_xla_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:

@@ -1,4 +1,5 @@
 """SDS against an independent computation of its residual, and the DDPM schedule against diffusers."""
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,16 +29,17 @@ def _setup(batch=2, size=8):
 def test_sds_gradient_equals_residual(weighting):
   g, params, x0, cond, uncond = _setup()
   key, scale, t_range = jax.random.PRNGKey(7), 100.0, (20, 980)
-  grad = jax.grad(lambda x: sds.sds_loss_x0(key, g, params, x, cond, uncond, scale=scale, t_range=t_range,
-                                            weighting=weighting)[0])(x0)
+  grad = jax.jit(jax.grad(lambda x: sds.sds_loss_x0(key, g, params, x, cond, uncond, scale=scale, t_range=t_range,
+                                            weighting=weighting)[0]))(x0)
   # Independent computation: the same draws of t and eps, the UNet called per branch, numpy arithmetic.
   k_t, k_eps = jax.random.split(key)
   t = np.asarray(jax.random.randint(k_t, (2,), 20, 981))
   eps = np.asarray(jax.random.normal(k_eps, x0.shape))
   abar = g.alphas_cumprod[t][:, None, None, None].astype(np.float64)
   x_t = np.sqrt(abar) * np.asarray(x0) + np.sqrt(1 - abar) * eps
-  e_u = np.asarray(g.predict_noise(params, jnp.asarray(x_t, jnp.float32), jnp.asarray(t), uncond))
-  e_c = np.asarray(g.predict_noise(params, jnp.asarray(x_t, jnp.float32), jnp.asarray(t), cond))
+  predict = jax.jit(g.predict_noise)
+  e_u = np.asarray(predict(params, jnp.asarray(x_t, jnp.float32), jnp.asarray(t), uncond))
+  e_c = np.asarray(predict(params, jnp.asarray(x_t, jnp.float32), jnp.asarray(t), cond))
   w = (1 - abar) if weighting == "sds" else 1.0
   expected = w * (e_u + scale * (e_c - e_u) - eps)
   np.testing.assert_allclose(np.asarray(grad), expected, rtol=2e-3, atol=2e-3 * np.abs(expected).max())
@@ -46,8 +48,8 @@ def test_sds_gradient_equals_residual(weighting):
 
 def test_no_gradient_through_the_unet():
   g, params, x0, cond, uncond = _setup()
-  grads = jax.grad(lambda p: sds.sds_loss_x0(jax.random.PRNGKey(1), g, p, x0, cond, uncond, scale=100.0,
-                                             t_range=(20, 980))[0])(params)
+  grads = jax.jit(jax.grad(lambda p: sds.sds_loss_x0(jax.random.PRNGKey(1), g, p, x0, cond, uncond, scale=100.0,
+                                                     t_range=(20, 980))[0]))(params)
   assert all(float(jnp.abs(leaf).max()) == 0.0 for leaf in jax.tree.leaves(grads))
 
 
@@ -63,7 +65,9 @@ def test_pixel_guidance_chains_through_the_image_map():
 def test_timesteps_stay_in_range():
   assert sds.timestep_range(0.02, 0.98, 1000) == (20, 980)
   g, params, x0, cond, uncond = _setup(batch=64, size=8)
-  _, aux = sds.sds_residual(jax.random.PRNGKey(0), g, params, x0, cond, uncond, scale=1.0, t_range=(20, 980))
+  residual = jax.jit(lambda p, x, c, u: sds.sds_residual(jax.random.PRNGKey(0), g, p, x, c, u, scale=1.0,
+                                                         t_range=(20, 980)))
+  _, aux = residual(params, x0, cond, uncond)
   t = np.asarray(aux["t"])
   assert t.min() >= 20 and t.max() <= 980 and len(np.unique(t)) > 40
 
@@ -74,3 +78,33 @@ def test_alphas_cumprod_match_diffusers(schedule):
   ref = diffusers.DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule=schedule,
                                 num_train_timesteps=1000).alphas_cumprod.numpy()
   np.testing.assert_allclose(guidance_lib.alphas_cumprod(schedule, 0.00085, 0.012, 1000), ref, rtol=1e-5)
+
+
+class _TinyEncoder(nn.Module):
+  """A stand-in latent encoder: 512 -> 64 in Stable Diffusion; here 16 -> 4, 4 channels."""
+
+  @nn.compact
+  def __call__(self, x):
+    return nn.Conv(4, (4, 4), strides=(4, 4))(nn.tanh(nn.Conv(8, (3, 3))(x)))
+
+
+def test_latent_guidance_carries_the_residual_back_through_the_encoder():
+  unet = UNet2DConditionModel.from_config(dict(UNET, in_channels=4, out_channels=4))
+  enc = _TinyEncoder()
+  k = jax.random.split(jax.random.PRNGKey(5), 4)
+  params = {"unet": unet.init(k[0], jnp.zeros((1, 4, 4, 4)), jnp.zeros((1,), jnp.int32), jnp.zeros((1, 4, 8)))["params"],
+            "encoder": enc.init(k[1], jnp.zeros((1, 16, 16, 3)))["params"]}
+  g = guidance_lib.Guidance(unet, guidance_lib.alphas_cumprod("scaled_linear", 0.00085, 0.012, 1000), encoder=enc,
+                            encoder_size=16, latent_scale=0.5)
+  images = jax.random.uniform(k[2], (1, 8, 8, 3))  # Rendered at 8x8, upsampled to 16 for the encoder.
+  cond, uncond = jax.random.normal(k[3], (2, 1, 4, 8))
+  kw = dict(scale=100.0, t_range=(20, 980))
+  key = jax.random.PRNGKey(11)
+  grad = jax.jit(jax.grad(lambda im: sds.sds_loss(key, g, params, im, cond, uncond, **kw)[0]))(images)
+  # Independent: the residual at the encoded latents, pulled back by the encoder's own VJP.
+  latents, pullback = jax.vjp(lambda im: g.encode(params, im), images)
+  assert latents.shape == (1, 4, 4, 4)
+  residual, _ = jax.jit(lambda z: sds.sds_residual(key, g, params, z, cond, uncond, **kw))(latents)
+  (expected,) = pullback(residual)
+  np.testing.assert_allclose(np.asarray(grad), np.asarray(expected), rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+  assert np.abs(expected).max() > 0
