@@ -16,27 +16,14 @@ import argparse
 import datetime
 import json
 import os
-import statistics
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from dreamfusion_jax.hash_encoding import hash_encode, level_resolutions  # noqa: E402
-
-
-def _time(fn, *args, warmup: int, repeats: int) -> float:
-  """Median wall time of fn(*args) in milliseconds (after warmup calls, incl. compile)."""
-  for _ in range(warmup):
-    jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append((time.perf_counter() - start) * 1e3)
-  return statistics.median(times)
+from timing import median_ms  # noqa: E402  (benchmarks/timing.py)
 
 
 def main() -> None:
@@ -65,8 +52,8 @@ def main() -> None:
     out, vjp_fn = jax.vjp(lambda tt: hash_encode(tt, p, resolutions), t)
     return out, vjp_fn(c)[0]
 
-  fwd_ms = _time(forward, tables, x, warmup=args.warmup, repeats=args.repeats)
-  fwd_bwd_ms = _time(
+  fwd_ms = median_ms(forward, tables, x, warmup=args.warmup, repeats=args.repeats)
+  fwd_bwd_ms = median_ms(
       forward_backward, tables, x, cotangent, warmup=args.warmup, repeats=args.repeats
   )
   device = jax.devices()[0]

@@ -17,9 +17,7 @@ import argparse
 import datetime
 import json
 import os
-import statistics
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -27,18 +25,7 @@ import jax.numpy as jnp
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from dreamfusion_jax import cameras, render  # noqa: E402
 from dreamfusion_jax.field import Scene  # noqa: E402
-
-
-def _time(fn, *args, warmup: int, repeats: int) -> float:
-  """Median wall time of fn(*args) in milliseconds (after warmup calls, incl. compile)."""
-  for _ in range(warmup):
-    jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append((time.perf_counter() - start) * 1e3)
-  return statistics.median(times)
+from timing import median_ms  # noqa: E402  (benchmarks/timing.py)
 
 
 def main() -> None:
@@ -77,8 +64,8 @@ def main() -> None:
   forward_backward = jax.jit(jax.value_and_grad(loss_fn))
 
   key = jax.random.key(1)
-  fwd_ms = _time(forward, params, key, warmup=args.warmup, repeats=args.repeats)
-  fwd_bwd_ms = _time(forward_backward, params, key, warmup=args.warmup, repeats=args.repeats)
+  fwd_ms = median_ms(forward, params, key, warmup=args.warmup, repeats=args.repeats)
+  fwd_bwd_ms = median_ms(forward_backward, params, key, warmup=args.warmup, repeats=args.repeats)
   device = jax.devices()[0]
   print(
       json.dumps(
