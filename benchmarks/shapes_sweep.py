@@ -25,6 +25,7 @@ import datetime
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 
@@ -157,7 +158,7 @@ def main():
   for i, caption in enumerate(captions):
     workdir = os.path.join(os.path.abspath(args.workdir_root), slug(caption))
     train_cmd, eval_cmd = run_commands(args, caption, workdir, extra)
-    print(f"[{i + 1}/{len(captions)}] {caption}: {' '.join(train_cmd[1:])}", flush=True)
+    print(f"[{i + 1}/{len(captions)}] {caption}: python {shlex.join(train_cmd[1:])}", flush=True)
     if args.dry_run:
       continue
     result_path = os.path.join(workdir, "evaluation.json")

@@ -1,0 +1,490 @@
+"""The Shapes benchmark: scores a finished run against the procedural world's ground truth.
+
+  python -m dreamfusion_jax.evaluate --workdir=DIR [--classifier_dir=DIR2]
+
+reads DIR/config.json (the caption, 'a {colour} {shape}', is the config's prompt) and DIR's latest
+checkpoint, scores every seed, and writes DIR/evaluation.json:
+
+  {"caption", "colour", "shape", "asymmetric", "step", "classifier", "settings",
+   "per_seed": {"seed_K": {metrics}}, "mean": {metrics averaged over seeds}}
+
+Metrics (all pure functions below; grids hold cell centres of [-bound, bound]^3, x, y, z order):
+  iou              3D IoU of the result's occupancy (density > threshold, the export's mesh level)
+                   against the true solid (SDF <= 0), best over `num_rotations` rotations of the
+                   true solid about the vertical (z) axis; `best_angle_deg` is that rotation
+                   (counter-clockwise seen from above: the result matches the truth turned by it).
+  color_error      mean Euclidean RGB distance between the albedo at the result's surface points
+                   (occupied cells with an empty 6-neighbour) and the caption's colour; RGB in
+                   [0, 1], so 0 (exact) to sqrt(3) ~ 1.73. null for an empty result.
+  color_r_precision  the paper's CLIP R-Precision with the Shapes judge (dreamfusion_jax.classifier)
+                   in place of CLIP: the fraction of K albedo-only renders (azimuths 0, 360/K, ...,
+                   elevation 20 degrees, training-like camera distance and focal) whose top caption
+                   over all colour x shape captions (classifier.caption_logprobs) is the true one.
+  geo_r_precision  the same for textureless renders, which show no colour: only the top SHAPE is
+                   compared to the true shape.
+  janus            (asymmetric shapes only) whether the result has more than one front; see `janus`.
+The renders use solid backgrounds drawn once from the judge's training distribution (fixed seed),
+not the run's learned background, so the judge sees the object alone. Without judge weights
+(dreamfusion_jax/assets/classifier/ or --classifier_dir) both R-Precision entries are null.
+
+'mean' averages each metric over the seeds that have it; 'janus_rate' is the fraction of seeds
+that are Janus (null for symmetric shapes).
+"""
+import functools
+import json
+import logging as std_logging
+import math
+import os
+import sys
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from dreamfusion_jax import cameras, render, shapes
+from dreamfusion_jax.errors import UserError, WorkdirError
+
+# Cube half-size of the evaluation grids: every true shape lies inside WORLD_RADIUS = 0.65, also
+# after a rotation about z; density beyond 0.8 (floaters far from the object) is not scored.
+EVAL_BOUND = 0.8
+RESOLUTION = 96  # Cells per axis of the evaluation grid (1.7 cm cells at EVAL_BOUND).
+NUM_ROTATIONS = 36  # Rotations about z tried by the IoU (every 10 degrees).
+NUM_VIEWS = 8  # Renders per seed for the R-Precisions (azimuths every 45 degrees).
+VIEW_ELEVATION = 20.0  # Elevation of those renders, degrees.
+# Janus test (see `janus`): window width around the mirror slot, world units (2 cells at R = 32,
+# 6 at R = 96), and the local IoU a second front must reach. On 32^3 grids the true shapes score
+# b = 0.2-0.5 and their two-front versions b = 1; balls of radius 0.3-0.5 and an ellipsoid
+# stretched along x score b < 0.6 against the bird and the chair. The teardrop's one-sided part is
+# a broad cone, so a lemon-like ellipsoid (b = 0.87) and a radius-0.4 ball (0.69) pass as Janus.
+JANUS_MARGIN = 0.1
+JANUS_MIN_IOU = 0.6
+
+Fn = Callable[[jax.Array], jax.Array]
+
+
+# ----------------------------------------------------------------------------- grids and IoU
+
+
+def grid_points(bound: float, resolution: int) -> np.ndarray:
+  """Cell centres [R, R, R, 3] (world units) of [-bound, bound]^3, indexed (x, y, z)."""
+  t = -bound + (np.arange(resolution, dtype=np.float32) + 0.5) * (2.0 * bound / resolution)
+  return np.stack(np.meshgrid(t, t, t, indexing="ij"), axis=-1)
+
+
+def rotate_z(x: jax.Array, angle_deg) -> jax.Array:
+  """Points x [..., 3] rotated counter-clockwise (seen from +z) by angle_deg about the z axis."""
+  a = jnp.deg2rad(jnp.asarray(angle_deg, jnp.float32))
+  c, s = jnp.cos(a), jnp.sin(a)
+  return jnp.stack([c * x[..., 0] - s * x[..., 1], s * x[..., 0] + c * x[..., 1], x[..., 2]], axis=-1)
+
+
+def occupancy_grid(density_fn: Fn, bound: float, resolution: int, threshold: float,
+                   chunk: int = 1 << 18) -> np.ndarray:
+  """bool [R, R, R]: density_fn(x [N, 3]) -> [N] (per world unit) > threshold at grid_points."""
+  pts = grid_points(bound, resolution).reshape(-1, 3)
+  n = len(pts)
+  if n > chunk:  # Equal chunks (the last one padded), so a jitted density_fn compiles once.
+    pts = np.concatenate([pts, np.zeros((-n % chunk, 3), np.float32)])
+  out = [np.asarray(density_fn(jnp.asarray(pts[i:i + chunk]))) > threshold for i in range(0, len(pts), chunk)]
+  return np.concatenate(out)[:n].reshape((resolution,) * 3)
+
+
+def true_occupancy(shape_index: int, bound: float, resolution: int, angle_deg: float = 0.0) -> np.ndarray:
+  """bool [R, R, R]: the true solid (SDF <= 0), turned by angle_deg about z, at grid_points."""
+  pts = rotate_z(jnp.asarray(grid_points(bound, resolution)), -angle_deg)
+  return np.asarray(shapes.occupancy(int(shape_index), pts))
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+  """|a & b| / |a | b| of two boolean grids of one shape; 1.0 when both are empty."""
+  a, b = np.asarray(a, bool), np.asarray(b, bool)
+  union = np.count_nonzero(a | b)
+  return 1.0 if union == 0 else np.count_nonzero(a & b) / union
+
+
+def rotation_ious(occ: np.ndarray, template_sdf: Fn, bound: float, angles_deg) -> np.ndarray:
+  """IoU [A] of occ [R, R, R] against the solid template_sdf(x) <= 0 turned by each angle about z.
+
+  The QUERY points are turned back (x -> R(-angle) x), so only the cheap template is re-evaluated;
+  the result's occupancy is computed once.
+  """
+  occ = jnp.asarray(occ)
+  pts = jnp.asarray(grid_points(bound, occ.shape[0]))
+  one = _rotation_iou_fn(template_sdf)
+  return np.array([float(one(jnp.float32(a), pts, occ)) for a in angles_deg])
+
+
+@functools.lru_cache(maxsize=None)
+def _rotation_iou_fn(template_sdf: Fn):
+  """A jitted (angle, points, occupancy) -> IoU for one template (cached: one compile per template and grid)."""
+
+  @jax.jit
+  def one(angle, pts, occ):
+    inside = template_sdf(rotate_z(pts, -angle)) <= 0.0
+    inter = jnp.sum(inside & occ)
+    union = jnp.sum(inside | occ)
+    return jnp.where(union > 0, inter / jnp.maximum(union, 1), 1.0)
+
+  return one
+
+
+def best_rotation(occ: np.ndarray, template_sdf: Fn, bound: float,
+                  num_rotations: int = NUM_ROTATIONS) -> tuple[float, float]:
+  """(best IoU, its angle in degrees) of occ against template_sdf turned by k * 360 / num_rotations."""
+  angles = np.arange(num_rotations) * (360.0 / num_rotations)
+  ious = rotation_ious(occ, template_sdf, bound, angles)
+  k = int(np.argmax(ious))
+  return float(ious[k]), float(angles[k])
+
+
+@functools.lru_cache(maxsize=None)
+def shape_sdf(shape_index: int) -> Fn:
+  """x [..., 3] -> the true shape's SDF [...] (one function object per shape, so jits are reused)."""
+  return lambda x: shapes.sdf(int(shape_index), x)
+
+
+def best_iou_over_rotations(density_fn: Fn, shape_index: int, *, bound: float = EVAL_BOUND,
+                            resolution: int = RESOLUTION, threshold: float = 10.0,
+                            num_rotations: int = NUM_ROTATIONS) -> tuple[float, float]:
+  """(IoU, best_angle_deg) of density_fn's occupancy against the true shape, best over rotations about z.
+
+  density_fn: x [N, 3] -> density [N] (per world unit); occupied where density > threshold.
+  best_angle_deg: the result matches the true shape turned counter-clockwise by this angle.
+  """
+  occ = occupancy_grid(density_fn, bound, resolution, threshold)
+  return best_rotation(occ, shape_sdf(shape_index), bound, num_rotations)
+
+
+# ----------------------------------------------------------------------------- colour
+
+
+def surface_points(occ: np.ndarray, bound: float) -> np.ndarray:
+  """Centres [N, 3] (world units) of occupied cells with at least one empty 6-neighbour (outside = empty)."""
+  padded = np.pad(np.asarray(occ, bool), 1, constant_values=False)
+  interior = padded[1:-1, 1:-1, 1:-1].copy()
+  for axis in range(3):
+    for shift in (-1, 1):
+      interior &= np.roll(padded, shift, axis=axis)[1:-1, 1:-1, 1:-1]
+  shell = np.asarray(occ, bool) & ~interior
+  return grid_points(bound, occ.shape[0])[shell]
+
+
+def color_error(albedo_fn: Fn, points: np.ndarray, rgb) -> float:
+  """Mean Euclidean distance between albedo_fn(points) and rgb; NaN if there are no points.
+
+  albedo_fn: x [N, 3] -> albedo [N, 3] in [0, 1]; points: [N, 3] surface points; rgb: [3] in
+  [0, 1]. The distance lies in [0, sqrt(3)].
+  """
+  points = np.asarray(points, np.float32).reshape(-1, 3)
+  if len(points) == 0:
+    return float("nan")
+  chunk = 1 << 16
+  albedo = np.concatenate([np.asarray(albedo_fn(jnp.asarray(points[i:i + chunk])))
+                           for i in range(0, len(points), chunk)])
+  return float(np.mean(np.linalg.norm(albedo - np.asarray(rgb, np.float32), axis=-1)))
+
+
+# ----------------------------------------------------------------------------- Janus
+
+
+@functools.lru_cache(maxsize=None)
+def two_front_sdf(shape_index: int) -> Fn:
+  """The shape united with itself turned 180 degrees about z: its one-sided part on both sides."""
+  return lambda x: jnp.minimum(shapes.sdf(int(shape_index), x), shapes.sdf(int(shape_index), rotate_z(x, 180.0)))
+
+
+def _windowed_iou(a: np.ndarray, b: np.ndarray, window: np.ndarray) -> float:
+  return iou(a & window, b & window)
+
+
+def janus(occ: np.ndarray, shape_index: int, bound: float, num_rotations: int = NUM_ROTATIONS,
+          margin: float = JANUS_MARGIN, min_iou: float = JANUS_MIN_IOU) -> tuple[bool, dict]:
+  """Whether the result occ [R, R, R] (on grid_points(bound, R)) has more than one front.
+
+  The true shape T is placed at its best rotation about z (the `iou` match). T turned 180
+  degrees is T'; the shape's one-sided part is F = T minus T' (the teardrop's tip, the bird's
+  beak and head, the chair's backrest) and its mirror slot is M = T' minus T, the place where
+  a second copy of F would sit. Inside the window W = cells within `margin` (world units) of M,
+  the result is compared with both hypotheses:
+      a = IoU within W of (result, T)          one front: M empty
+      b = IoU within W of (result, T u T')     two fronts: M filled like F
+  Janus when b > a and b >= min_iou: the mirror slot holds a copy of the one-sided part, shaped
+  like it (a shapeless blob that spills around M scores a low b). A front-back symmetric result
+  with a good copy of F on both sides is Janus; the true shape scores a = 1.
+
+  Returns (janus, evidence): evidence = dict(iou_one_front (best IoU with T),
+  front_azimuth_deg (its rotation: 0 when the front faces azimuth 0, as prompted),
+  mirror_iou_one_front (a), mirror_iou_two_front (b), feature_iou (IoU of the result with T
+  within `margin` of F: how well the real one-sided part is reproduced)).
+  """
+  from scipy import ndimage  # A dependency of scikit-image, which export.py uses.
+  name = shapes.SHAPES[int(shape_index)]
+  if name not in shapes.ASYMMETRIC:
+    raise ValueError(f"Janus is defined for the asymmetric shapes {shapes.ASYMMETRIC}, not {name!r}.")
+  occ = np.asarray(occ, bool)
+  cell = 2.0 * bound / occ.shape[0]
+  iou_t, angle = best_rotation(occ, shape_sdf(shape_index), bound, num_rotations)
+  pts = rotate_z(jnp.asarray(grid_points(bound, occ.shape[0])), -angle)
+  one = np.asarray(shapes.sdf(int(shape_index), pts) <= 0.0)
+  turned = np.asarray(shapes.sdf(int(shape_index), rotate_z(pts, 180.0)) <= 0.0)
+  feature, mirror = one & ~turned, turned & ~one
+  if not mirror.any():
+    raise ValueError(f"The grid (resolution {occ.shape[0]}) is too coarse to resolve the {name}'s one-sided part.")
+  near = lambda region: ndimage.distance_transform_edt(~region) * cell <= margin
+  w_mirror, w_feature = near(mirror), near(feature)
+  a = _windowed_iou(occ, one, w_mirror)
+  b = _windowed_iou(occ, one | turned, w_mirror)
+  evidence = dict(iou_one_front=iou_t, front_azimuth_deg=angle, mirror_iou_one_front=a, mirror_iou_two_front=b,
+                  feature_iou=_windowed_iou(occ, one, w_feature))
+  return bool(b > a and b >= min_iou), evidence
+
+
+# ----------------------------------------------------------------------------- R-Precision
+
+
+def view_backgrounds(num_views: int, seed: int = 0) -> np.ndarray:
+  """[K, 3] solid background colours, uniform like the judge's training backgrounds (fixed seed)."""
+  return np.random.default_rng(seed).uniform(size=(num_views, 3)).astype(np.float32)
+
+
+def make_view_renderer(scene, config: ml_collections.ConfigDict, size: int):
+  """jitted (params, elevation, azimuth, background [3]) -> dict(colour, textureless) [size, size, 3].
+
+  Training-like camera: the middle of the config's distance and focal ranges; the light sits 30
+  degrees above and to the right of the camera (shading cues for the textureless render).
+  Deterministic ray samples (no key).
+  """
+  from dreamfusion_jax.train import field_fns, fixed_shading, make_render_config  # Avoids an import cycle.
+  rcfg = make_render_config(config)
+  distance = float(np.mean(config.camera.distance_range))
+  focal = float(np.mean(config.camera.focal_range)) * size
+
+  @jax.jit
+  def render_view(params, elevation, azimuth, background):
+    cam = cameras.orbit_camera(elevation, azimuth, distance, focal)
+    light = cameras.spherical_to_cartesian(elevation + 30.0, azimuth + 30.0, distance)
+    field_fn, _ = field_fns(scene, params)
+    bg_fn = lambda d: jnp.broadcast_to(background, d.shape)
+    out = {}
+    for mode, name in (("albedo", "colour"), ("textureless", "textureless")):
+      rgb = render.render_image(None, field_fn, bg_fn, cam, fixed_shading(mode, light), rcfg, size, size)["rgb"]
+      out[name] = jnp.clip(rgb, 0.0, 1.0)
+    return out
+
+  return render_view
+
+
+def render_views(render_view, params, num_views: int = NUM_VIEWS,
+                 elevation: float = VIEW_ELEVATION) -> dict[str, np.ndarray]:
+  """dict(colour, textureless) [K, S, S, 3] of K views at azimuths k * 360 / K."""
+  bgs = view_backgrounds(num_views)
+  outs = [render_view(params, jnp.float32(elevation), jnp.float32(k * 360.0 / num_views), jnp.asarray(bgs[k]))
+          for k in range(num_views)]
+  return {name: np.stack([np.asarray(o[name]) for o in outs]) for name in ("colour", "textureless")}
+
+
+def r_precision(judge, colour_images: np.ndarray, textureless_images: np.ndarray, colour_index: int,
+                shape_index: int) -> dict:
+  """R-Precisions of one result's renders [K, S, S, 3] (see the module docstring) and the top answers."""
+  from dreamfusion_jax import classifier
+  lc = judge.logits(colour_images)
+  top_c, top_s = classifier.top_caption(lc["shape"], lc["colour"])
+  geo_s = judge.logits(textureless_images)["shape"].argmax(-1)
+  return dict(
+      color_r_precision=float(np.mean((top_c == colour_index) & (top_s == shape_index))),
+      geo_r_precision=float(np.mean(geo_s == shape_index)),
+      top_captions=[shapes.caption(shapes.COLOUR_NAMES[c], shapes.SHAPES[s]) for c, s in zip(top_c, top_s)],
+      top_shapes_geo=[shapes.SHAPES[s] for s in geo_s],
+  )
+
+
+# ----------------------------------------------------------------------------- a run
+
+
+def parse_run_caption(prompt: str) -> tuple[str, str]:
+  """(colour, shape) of a run's prompt; UserError when it is not a Shapes caption."""
+  try:
+    return shapes.parse_caption(prompt)
+  except ValueError:
+    raise UserError(
+        f"The run's prompt {prompt!r} is not a caption of the Shapes world, so it has no ground truth to score "
+        f"against. The benchmark takes prompts 'a {{colour}} {{shape}}' with a colour in "
+        f"{', '.join(shapes.COLOUR_NAMES)} and a shape in {', '.join(shapes.SHAPES)}, e.g. 'a red cube'.") from None
+
+
+def read_run_config(workdir: str) -> ml_collections.ConfigDict:
+  path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(path):
+    raise WorkdirError(f"'{workdir}' holds no config.json, so it is not a finished run. Pass the --workdir of "
+                       "a run made by python -m dreamfusion_jax.main.")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def restore_params(workdir: str, config: ml_collections.ConfigDict) -> tuple[int, list[Any]]:
+  """(step, [params of each seed]) from the latest checkpoint, without building the diffusion prior.
+
+  The state's shapes come from jax.eval_shape of the vmapped train.init_state (the same pytree the
+  Trainer saves); everything is restored onto one device.
+  """
+  from dreamfusion_jax import train
+  from dreamfusion_jax.checkpointing import Checkpoints
+  if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+    raise WorkdirError(f"'{workdir}' holds no checkpoints/ folder; train the run first.")
+  ckpts = Checkpoints(workdir, config.keep_checkpoints)
+  try:
+    step = ckpts.latest_step()
+    if step is None:
+      raise WorkdirError(f"'{workdir}/checkpoints' holds no checkpoint; train the run first.")
+    scene, tx = train.make_scene(config), train.make_optimizer(config)
+    seeds = jax.ShapeDtypeStruct((config.num_seeds,), jnp.int32)
+    shapes_ = jax.eval_shape(jax.vmap(lambda s: train.init_state(s, scene, tx)), seeds)
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), shapes_)
+    state = ckpts.restore(step, abstract)
+  finally:
+    ckpts.close()
+  params = jax.device_get(state.params)
+  return int(step), [jax.tree.map(lambda x: np.asarray(x[i]), params) for i in range(config.num_seeds)]
+
+
+def evaluate_params(field, params, shape_index: int, rgb, *, threshold: float, bound: float = EVAL_BOUND,
+                    resolution: int = RESOLUTION, num_rotations: int = NUM_ROTATIONS) -> dict:
+  """The geometric and colour metrics of one seed (see the module docstring).
+
+  field: (params, x [N, 3]) -> (density [N], albedo [N, 3]); threshold: occupancy density level.
+  """
+  occ = occupancy_grid(lambda x: field(params, x)[0], bound, resolution, threshold)
+  best, angle = best_rotation(occ, shape_sdf(shape_index), bound, num_rotations)
+  pts = surface_points(occ, bound)
+  out = dict(iou=best, best_angle_deg=angle, color_error=color_error(lambda x: field(params, x)[1], pts, rgb),
+             occupied_fraction=float(occ.mean()), num_surface_points=int(len(pts)), janus=None, janus_evidence=None)
+  if shapes.SHAPES[shape_index] in shapes.ASYMMETRIC:
+    out["janus"], out["janus_evidence"] = janus(occ, shape_index, bound, num_rotations)
+  return out
+
+
+def _mean(values: list) -> Optional[float]:
+  vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+  return float(np.mean(vals)) if vals else None
+
+
+def _nan_to_none(obj):
+  if isinstance(obj, float) and not math.isfinite(obj):
+    return None
+  if isinstance(obj, dict):
+    return {k: _nan_to_none(v) for k, v in obj.items()}
+  if isinstance(obj, list):
+    return [_nan_to_none(v) for v in obj]
+  return obj
+
+
+def find_classifier(classifier_dir: Optional[str]) -> Optional[str]:
+  """The judge's directory: classifier_dir (must hold weights) or the package asset if it exists."""
+  from dreamfusion_jax import classifier
+  if classifier_dir:
+    if not classifier.has_classifier(classifier_dir):
+      raise UserError(f"--classifier_dir='{classifier_dir}' holds no judge weights ({classifier.PARAMS_FILE} and "
+                      f"{classifier.CONFIG_FILE}); pass the export/ folder written by "
+                      "python -m dreamfusion_jax.classifier.")
+    return classifier_dir
+  default = classifier.default_classifier_dir()
+  return default if classifier.has_classifier(default) else None
+
+
+def evaluate_run(workdir: str, classifier_dir: Optional[str] = None, *, bound: float = EVAL_BOUND,
+                 resolution: int = RESOLUTION, threshold: Optional[float] = None, num_rotations: int = NUM_ROTATIONS,
+                 num_views: int = NUM_VIEWS, elevation: float = VIEW_ELEVATION) -> dict:
+  """Scores every seed of the run in workdir and writes workdir/evaluation.json (atomically); returns it.
+
+  threshold: occupancy density level (default: the run's export.mesh_threshold).
+  """
+  from dreamfusion_jax import classifier, train
+  from dreamfusion_jax.field import Scene
+  config = read_run_config(workdir)
+  colour, shape = parse_run_caption(config.prompt)
+  shape_index, colour_index = shapes.SHAPES.index(shape), shapes.COLOUR_NAMES.index(colour)
+  rgb = shapes.COLOURS[colour]
+  judge_dir = find_classifier(classifier_dir)
+  if judge_dir is None:
+    logging.warning("No judge weights (dreamfusion_jax/assets/classifier/ is empty and no --classifier_dir was "
+                    "given): color_r_precision and geo_r_precision are null. Train one with "
+                    "python -m dreamfusion_jax.classifier.")
+  step, per_seed_params = restore_params(workdir, config)
+  scene = train.make_scene(config)
+  # params are an argument, not a closure: a closure would bake the hash tables into the program.
+  field = jax.jit(lambda p, x: scene.apply({"params": p}, x, method=Scene.field))
+  threshold = config.export.mesh_threshold if threshold is None else threshold
+  judge = classifier.load_classifier(judge_dir) if judge_dir else None
+  render_view = make_view_renderer(scene, config, judge.image_size) if judge else None
+  seeds = np.arange(config.num_seeds) + config.seed
+  per_seed = {}
+  for seed, params in zip(seeds, per_seed_params):
+    m = evaluate_params(field, params, shape_index, rgb, threshold=threshold, bound=bound, resolution=resolution,
+                        num_rotations=num_rotations)
+    if judge is not None:
+      views = render_views(render_view, params, num_views, elevation)
+      m.update(r_precision(judge, views["colour"], views["textureless"], colour_index, shape_index))
+    else:
+      m.update(color_r_precision=None, geo_r_precision=None)
+    per_seed[f"seed_{seed}"] = m
+    logging.info("%s seed %d: IoU %.3f, colour error %.3f, R-Precision colour %s geo %s%s", config.prompt, seed,
+                 m["iou"], m["color_error"], m["color_r_precision"], m["geo_r_precision"],
+                 "" if m["janus"] is None else f", Janus {m['janus']}")
+  rows = list(per_seed.values())
+  mean = {k: _mean([r[k] for r in rows]) for k in ("color_r_precision", "geo_r_precision", "iou", "color_error")}
+  mean["janus_rate"] = _mean([float(r["janus"]) for r in rows]) if shape in shapes.ASYMMETRIC else None
+  mean["num_seeds"] = len(rows)
+  result = _nan_to_none(dict(
+      caption=shapes.caption(colour, shape), colour=colour, shape=shape, asymmetric=shape in shapes.ASYMMETRIC,
+      held_out=(colour, shape) in shapes.HELD_OUT, step=step, classifier=judge_dir,
+      settings=dict(bound=bound, resolution=resolution, threshold=threshold, num_rotations=num_rotations,
+                    num_views=num_views, elevation=elevation, image_size=judge.image_size if judge else None),
+      per_seed=per_seed, mean=mean))
+  train.dump_json(os.path.join(workdir, "evaluation.json"), result)
+  return result
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def _define_flags():
+  from absl import flags
+  flags.DEFINE_string("workdir", None, "A finished run's directory (python -m dreamfusion_jax.main --workdir).")
+  flags.DEFINE_string("classifier_dir", None, "The judge's export folder (default: dreamfusion_jax/assets/classifier/).")
+  flags.DEFINE_integer("resolution", RESOLUTION, "Cells per axis of the IoU grid.")
+  flags.DEFINE_float("bound", EVAL_BOUND, "Half-size of the IoU grid's cube (world units).")
+  flags.DEFINE_integer("num_views", NUM_VIEWS, "Renders per seed for the R-Precisions.")
+  flags.DEFINE_float("threshold", None, "Occupancy density level (default: the run's export.mesh_threshold).")
+  flags.mark_flags_as_required(["workdir"])
+
+
+def _main(argv):
+  from absl import app, flags
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  f = flags.FLAGS
+  try:
+    result = evaluate_run(f.workdir, f.classifier_dir, bound=f.bound, resolution=f.resolution,
+                          threshold=f.threshold, num_views=f.num_views)
+  except UserError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  print(json.dumps({"caption": result["caption"], "step": result["step"], "mean": result["mean"]}))
+
+
+class QuietOrbax:
+  """A log filter that keeps orbax's INFO chatter out of the CLI's output (its warnings still show)."""
+
+  def filter(self, record):
+    return record.levelno >= std_logging.WARNING or "orbax" not in record.pathname
+
+
+if __name__ == "__main__":
+  from absl import app
+  _define_flags()
+  logging.get_absl_handler().addFilter(QuietOrbax())
+  app.run(_main)

@@ -1,0 +1,246 @@
+"""The Shapes benchmark: metrics on synthetic cases with known answers, the judge, and a run end to end."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import ROOT, tiny_config
+from dreamfusion_jax import classifier, evaluate as ev, shapes
+
+BOUND, RES = 0.8, 32
+CUBE, SPHERE, TEARDROP = (shapes.SHAPES.index(s) for s in ("cube", "sphere", "teardrop"))
+RED, BLUE = np.array(shapes.COLOURS["red"]), np.array(shapes.COLOURS["blue"])
+
+
+def constant_albedo(rgb):
+  return lambda x: jnp.broadcast_to(jnp.asarray(rgb, jnp.float32), x.shape)
+
+
+def ball_cube_iou(r, h):
+  """Closed-form IoU of a ball of radius r and a cube of half-size h, for h < r < h sqrt(2).
+
+  The ball pokes out of the six faces as caps of height r - h that do not meet (r < h sqrt 2
+  keeps it off the edges), so |ball & cube| = ball - 6 caps.
+  """
+  ball, cap = 4 / 3 * math.pi * r**3, math.pi * (r - h) ** 2 * (3 * r - (r - h)) / 3
+  inter = ball - 6 * cap
+  return inter / (ball + (2 * h) ** 3 - inter)
+
+
+def test_grid_points_and_rotation_conventions():
+  g = ev.grid_points(1.0, 4)
+  assert g.shape == (4, 4, 4, 3)
+  np.testing.assert_allclose(g[0, 0, 0], [-0.75] * 3)
+  np.testing.assert_allclose(g[3, 1, 2], [0.75, -0.25, 0.25])
+  # Counter-clockwise seen from +z: +x turns to +y.
+  np.testing.assert_allclose(ev.rotate_z(jnp.array([1.0, 0.0, 0.3]), 90.0), [0.0, 1.0, 0.3], atol=1e-6)
+  a = np.zeros((2, 2, 2), bool)
+  b = a.copy()
+  a[0, 0, :] = True
+  b[0, :, 0] = True
+  assert ev.iou(a, b) == pytest.approx(1 / 3)
+
+
+def test_perfect_red_cube_scores_iou_one_and_no_colour_error():
+  density = shapes.density_fn(CUBE)
+  iou, angle = ev.best_iou_over_rotations(density, CUBE, bound=BOUND, resolution=RES, threshold=10.0)
+  assert iou > 0.95 and angle % 90 == 0
+  occ = ev.occupancy_grid(density, BOUND, RES, 10.0)
+  pts = ev.surface_points(occ, BOUND)
+  # The shell of a cube of 2 * 0.32 / 0.05 ~ 12-13 cells a side: its faces, not its inside.
+  assert 400 < len(pts) < 1200
+  assert np.all(np.abs(pts).max(-1) > 0.32 - 0.05 - 1e-6)
+  assert ev.color_error(constant_albedo(RED), pts, shapes.COLOURS["red"]) < 0.05
+
+
+def test_turned_cube_is_found_at_its_angle():
+  density = shapes.density_fn(CUBE)
+  turned = lambda x: density(ev.rotate_z(x, -30.0))  # The cube turned by +30 degrees.
+  iou, angle = ev.best_iou_over_rotations(turned, CUBE, bound=BOUND, resolution=RES, threshold=10.0)
+  assert iou > 0.99
+  assert angle % 90 == pytest.approx(30.0)  # The cube's 4-fold symmetry: 30, 120, 210 or 300.
+  unturned = ev.iou(ev.occupancy_grid(turned, BOUND, RES, 10.0), ev.true_occupancy(CUBE, BOUND, RES))
+  assert unturned < 0.9
+
+
+def test_blue_sphere_against_a_red_cube_scores_badly():
+  density = shapes.density_fn(SPHERE)
+  # 80 cells over [-0.8, 0.8]: the unturned cube's faces fall on cell boundaries, so its voxel
+  # volume is exact (at other resolutions it is off by up to 8%, and the max over angles finds that).
+  iou, _ = ev.best_iou_over_rotations(density, CUBE, bound=BOUND, resolution=80, threshold=10.0)
+  expected = ball_cube_iou(0.45, 0.32)
+  assert expected == pytest.approx(0.644, abs=1e-3)
+  assert iou == pytest.approx(expected, abs=0.02)
+  pts = ev.surface_points(ev.occupancy_grid(density, BOUND, RES, 10.0), BOUND)
+  err = ev.color_error(constant_albedo(BLUE), pts, shapes.COLOURS["red"])
+  assert err == pytest.approx(np.linalg.norm(BLUE - RED), abs=1e-5)
+  assert err > 1.0
+
+
+def test_color_error_is_the_mean_distance_and_nan_when_empty():
+  pts = np.random.default_rng(0).uniform(-0.5, 0.5, (50, 3)).astype(np.float32)
+  albedo = lambda x: jnp.clip(x + 0.5, 0.0, 1.0)
+  want = np.mean(np.linalg.norm(np.clip(pts + 0.5, 0, 1) - np.array([0.2, 0.3, 0.4]), axis=-1))
+  assert ev.color_error(albedo, pts, (0.2, 0.3, 0.4)) == pytest.approx(want, rel=1e-5)
+  assert math.isnan(ev.color_error(albedo, np.zeros((0, 3)), (0.2, 0.3, 0.4)))
+
+
+def test_janus_true_teardrop_is_not_a_two_front_one_is():
+  pts = jnp.asarray(ev.grid_points(BOUND, RES))
+  one_front = ev.true_occupancy(TEARDROP, BOUND, RES)
+  is_janus, evidence = ev.janus(one_front, TEARDROP, BOUND)
+  assert not is_janus
+  assert evidence["mirror_iou_one_front"] == pytest.approx(1.0) and evidence["front_azimuth_deg"] == 0.0
+  two_front = np.asarray(ev.two_front_sdf(TEARDROP)(pts) <= 0)
+  is_janus, evidence = ev.janus(two_front, TEARDROP, BOUND)
+  assert is_janus
+  assert evidence["mirror_iou_two_front"] == pytest.approx(1.0)
+  # A one-front teardrop facing another way is still one front.
+  assert not ev.janus(ev.true_occupancy(TEARDROP, BOUND, RES, 100.0), TEARDROP, BOUND)[0]
+  # A result with nothing where a second tip would be is not Janus either.
+  small_ball = np.linalg.norm(ev.grid_points(BOUND, RES), axis=-1) < 0.3
+  assert not ev.janus(small_ball, TEARDROP, BOUND)[0]
+  with pytest.raises(ValueError):
+    ev.janus(one_front, CUBE, BOUND)
+
+
+def test_caption_logprobs_match_numpy():
+  rng = np.random.default_rng(1)
+  ls, lc = rng.normal(size=(3, len(shapes.SHAPES))), rng.normal(size=(3, len(shapes.COLOUR_NAMES)))
+  got = np.asarray(classifier.caption_logprobs(ls, lc))
+  assert got.shape == (3, len(shapes.COLOUR_NAMES), len(shapes.SHAPES))
+  ps = np.exp(ls) / np.exp(ls).sum(-1, keepdims=True)
+  pc = np.exp(lc) / np.exp(lc).sum(-1, keepdims=True)
+  np.testing.assert_allclose(got, np.log(pc[:, :, None] * ps[:, None, :]), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(np.exp(got).sum((-1, -2)), 1.0, rtol=1e-5)
+  c, s = classifier.top_caption(ls, lc)
+  np.testing.assert_array_equal(c, lc.argmax(-1))
+  np.testing.assert_array_equal(s, ls.argmax(-1))
+
+
+def test_textureless_renders_carry_no_colour_loss():
+  rng = np.random.default_rng(2)
+  logits = dict(shape=jnp.asarray(rng.normal(size=(4, 11))), colour=jnp.asarray(rng.normal(size=(4, 10))))
+  shape = jnp.array([0, 1, 2, 3])
+  mode = jnp.array([0, 2, 1, 2])
+  a = classifier.losses(logits, shape, jnp.array([0, 1, 2, 3]), mode)
+  b = classifier.losses(logits, shape, jnp.array([0, 9, 2, 9]), mode)  # Only textureless labels changed.
+  assert float(a["loss"]) == pytest.approx(float(b["loss"]))
+  lc = np.asarray(logits["colour"])
+  ce = -(lc - np.log(np.exp(lc).sum(-1, keepdims=True)))[[0, 2], [0, 2]]
+  assert float(a["colour_ce"]) == pytest.approx(ce.mean(), rel=1e-5)
+
+
+# The tiny judge of every test below: one TrainConfig, so they share compiled steps (make_step_fn is cached).
+TINY_JUDGE = dict(steps=40, batch=8, lr=1e-2, image_size=16, channels=(8, 16), hidden=16, num_coarse=16, num_fine=8)
+
+
+def test_tiny_classifier_loss_goes_down_on_a_batch():
+  # A fixed batch of random images and labels (no renders: those take the judge fixture's compile);
+  # the judge's step must fit it.
+  cfg = classifier.TrainConfig(**TINY_JUDGE)
+  rng = np.random.default_rng(3)
+  batch = dict(images=jnp.asarray(rng.uniform(size=(8, 16, 16, 3)), jnp.float32),
+               shape=jnp.asarray(rng.integers(0, len(shapes.SHAPES), 8), jnp.int32),
+               colour=jnp.asarray(rng.integers(0, len(shapes.COLOUR_NAMES), 8), jnp.int32),
+               shading_mode=jnp.asarray([0, 1, 2, 0, 1, 2, 0, 1], jnp.int32))
+  step = classifier.make_step_fn(cfg)
+  state = classifier.init_state(cfg)
+  losses = []
+  for _ in range(25):
+    state, metrics = step(state, batch)
+    losses.append(float(metrics["loss"]))
+  assert np.all(np.isfinite(losses))
+  assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3])
+
+
+@pytest.fixture(scope="module")
+def tiny_judge(tmp_path_factory):
+  """A judge trained for 40 steps on renders (meaningless, but a complete export) by train_classifier,
+  in two calls: the first stops at its time limit after one step, the second resumes."""
+  workdir = str(tmp_path_factory.mktemp("judge"))
+  kwargs = dict(num_eval_batches=1, log=lambda m: None, **TINY_JUDGE)
+  first = classifier.train_classifier(workdir, time_limit_min=0.0, **kwargs)
+  assert first["step"] == 1 and not first["done"]
+  second = classifier.train_classifier(workdir, **kwargs)
+  assert second["step"] == 40 and second["done"]
+  return second["export"]
+
+
+def test_train_classifier_resumes_exports_and_loads(tiny_judge):
+  judge = classifier.load_classifier(tiny_judge)
+  logits = judge.logits(np.zeros((2, 16, 16, 3), np.float32))
+  assert logits["shape"].shape == (2, len(shapes.SHAPES)) and logits["colour"].shape == (2, len(shapes.COLOUR_NAMES))
+  assert os.path.getsize(os.path.join(tiny_judge, classifier.PARAMS_FILE)) < 4e6
+  with open(os.path.join(tiny_judge, classifier.CONFIG_FILE)) as f:
+    meta = json.load(f)
+  assert meta["step"] == 40 and meta["shapes"] == list(shapes.SHAPES)
+  assert 0.0 <= meta["eval_metrics"]["shape_acc"] <= 1.0
+
+
+def write_untrained_run(workdir, config, step=2):
+  """A run directory as train_and_evaluate leaves it (config.json, an orbax checkpoint of the seed-stacked
+  TrainState), holding each seed's initial state: seconds instead of compiling a train step."""
+  from dreamfusion_jax import checks, train
+  from dreamfusion_jax.checkpointing import Checkpoints
+  scene, tx = train.make_scene(config), train.make_optimizer(config)
+  seeds = jnp.arange(config.num_seeds, dtype=jnp.int32) + config.seed
+  state = jax.jit(jax.vmap(lambda s: train.init_state(s, scene, tx)))(seeds)
+  state = state.replace(step=jnp.full_like(state.step, step))
+  config_dict = checks.config_to_dict(config)
+  train.dump_json(os.path.join(workdir, "config.json"), config_dict)
+  ckpts = Checkpoints(workdir, config.keep_checkpoints)
+  ckpts.save(step, state, config_dict)
+  ckpts.wait()
+  ckpts.close()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+  """A 2-seed run of 'a red cube'. DREAMFUSION_FULL_E2E=1 trains it for 2 steps with train.train_and_evaluate
+  (about a minute of compiling on 2 CPU cores); by default its checkpoint is written directly."""
+  from dreamfusion_jax import train
+  workdir = str(tmp_path_factory.mktemp("run"))
+  config = tiny_config(**{"prompt": "a red cube", "num_steps": 2, "num_seeds": 2})
+  if os.environ.get("DREAMFUSION_FULL_E2E") == "1":
+    train.train_and_evaluate(config, workdir)
+  else:
+    write_untrained_run(workdir, config)
+  return workdir
+
+
+def test_evaluate_run_writes_per_seed_and_mean_entries(tiny_run, tiny_judge):
+  result = ev.evaluate_run(tiny_run, resolution=24, num_views=2)
+  with open(os.path.join(tiny_run, "evaluation.json")) as f:
+    saved = json.load(f)
+  assert saved == json.loads(json.dumps(result))
+  assert saved["caption"] == "a red cube" and saved["step"] == 2
+  assert set(saved["per_seed"]) == {"seed_0", "seed_1"}
+  for m in saved["per_seed"].values():
+    assert 0.0 <= m["iou"] <= 1.0
+    assert m["color_r_precision"] is None and m["janus"] is None
+  assert saved["mean"]["num_seeds"] == 2 and saved["mean"]["color_r_precision"] is None
+  assert saved["mean"]["iou"] == pytest.approx(np.mean([m["iou"] for m in saved["per_seed"].values()]))
+  # With a judge, both R-Precisions are fractions of the 2 views.
+  judged = ev.evaluate_run(tiny_run, tiny_judge, resolution=24, num_views=2)
+  for m in judged["per_seed"].values():
+    assert m["color_r_precision"] in (0.0, 0.5, 1.0) and m["geo_r_precision"] in (0.0, 0.5, 1.0)
+    assert len(m["top_captions"]) == 2
+  assert judged["mean"]["geo_r_precision"] is not None
+
+
+def test_cli_rejects_a_caption_outside_the_world(tmp_path):
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  (workdir / "config.json").write_text(json.dumps(tiny_config(prompt="a photo of a corgi").to_dict()))
+  proc = subprocess.run([sys.executable, "-m", "dreamfusion_jax.evaluate", f"--workdir={workdir}"], cwd=ROOT,
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2
+  assert "not a caption of the Shapes world" in proc.stderr and "Traceback" not in proc.stderr
+  assert not (workdir / "evaluation.json").exists()
