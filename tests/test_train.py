@@ -133,3 +133,22 @@ def test_multiseed_on_four_devices_equals_single_seed_runs():
   result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   assert "worst" in result.stdout
+
+
+class NaNDenoiser(nn.Module):
+  """A broken prior: its noise prediction is NaN from the start."""
+
+  def __call__(self, x_t, t, context):
+    return x_t * jnp.nan
+
+
+def test_nan_stops_the_run_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+  from dreamfusion_jax.errors import DivergenceError
+  config = tiny_config(**{"num_steps": 4, "checkpoint_every": 1})
+  abar = guidance_lib.alphas_cumprod("scaled_linear", 0.00085, 0.012, 1000)
+  broken = guidance_lib.Prior(guidance_lib.Guidance(NaNDenoiser(), abar), {"unet": {}},
+                              lambda texts: np.zeros((len(texts), 2, 4), np.float32))
+  monkeypatch.setattr(guidance_lib, "build_prior", lambda cfg: broken)
+  with pytest.raises(DivergenceError, match=r"NaN or infinite by step 1 .*no checkpoint was written"):
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert not os.listdir(tmp_path / "run" / "checkpoints")  # The NaN state was never saved.
