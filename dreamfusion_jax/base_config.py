@@ -68,6 +68,7 @@ def get_config():
   c.guidance.beta_start = 0.00085  # First beta of the schedule.
   c.guidance.beta_end = 0.012  # Last beta of the schedule.
   c.guidance.seed = 0  # Seed of the random prior's weights (model='random' only).
+  c.guidance.path = ""  # Directory of a trained prior (model='shapes'); "" = the package's assets/shapes_prior/.
   # The random prior's UNet, in diffusers' UNet2DConditionModel config keys (model='random' only).
   c.guidance.unet = ml_collections.ConfigDict(dict(
       in_channels=3, out_channels=3, block_out_channels=(32, 64), layers_per_block=1,

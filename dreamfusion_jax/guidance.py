@@ -6,6 +6,7 @@ Both are pure functions of an explicit `params` pytree, so the train step stays 
 prior's weights are an argument of the jitted step, not a constant baked into it.
 """
 import dataclasses
+import os
 from typing import Any, Callable, Optional
 
 import flax.linen as nn
@@ -88,7 +89,44 @@ def _random_prior(config) -> Prior:
   return Prior(guidance, {"unet": unet_params}, lambda texts: np.asarray(apply(text_params, tok(texts))))
 
 
-_PRIORS = {"random": _random_prior}
+def shapes_prior_dir() -> str:
+  """The package's copy of the Shapes prior: dreamfusion_jax/assets/shapes_prior/."""
+  return os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "shapes_prior")
+
+
+def _shapes_prior(config) -> Prior:
+  """The trained Shapes prior (dreamfusion_jax.prior_model), from guidance.path or the package's assets.
+
+  It brings its own noise schedule and text encoder, so guidance.beta_* and guidance.text/unet are
+  not used; guidance.num_train_timesteps must match the prior's schedule (t_min/t_max are fractions of it).
+  """
+  from dreamfusion_jax import prior_model  # Imported here: prior_model imports this module.
+  g = config.guidance
+  directory = os.path.abspath(os.path.expanduser(g.path)) if g.path else shapes_prior_dir()
+  missing = prior_model.missing_files(directory)
+  if missing:
+    where = "--config.guidance.path" if g.path else "the package's asset directory"
+    raise ConfigError(
+        f"guidance.model='shapes' needs the trained Shapes prior, but {' and '.join(missing)} "
+        f"{'is' if len(missing) == 1 else 'are'} missing from '{directory}' ({where}). Train it with "
+        "`python -m dreamfusion_jax.train_prior --workdir=DIR` (about 60k steps; it resumes when run again), "
+        "then either copy DIR/export/ to dreamfusion_jax/assets/shapes_prior/ or pass "
+        "--config.guidance.path=DIR/export.")
+  try:
+    unet, encoder, tokenizer, params, abar = prior_model.load_prior(directory)
+  except (ValueError, KeyError, OSError) as e:
+    raise ConfigError(f"The Shapes prior in '{directory}' could not be loaded ({e}). Export it again with "
+                      "`python -m dreamfusion_jax.train_prior --workdir=DIR --export_only`.") from None
+  if g.num_train_timesteps != len(abar):
+    raise ConfigError(f"guidance.num_train_timesteps={g.num_train_timesteps} but the Shapes prior was trained "
+                      f"with {len(abar)} timesteps; set --config.guidance.num_train_timesteps={len(abar)}.")
+  apply = jax.jit(lambda p, ids: encoder.apply({"params": p}, ids))
+  text_params = params["text"]
+  embed = lambda texts: np.asarray(apply(text_params, tokenizer(list(texts))), np.float32)
+  return Prior(Guidance(unet, abar), {"unet": params["unet"]}, embed, tokenizer.unknown_words)
+
+
+_PRIORS = {"random": _random_prior, "shapes": _shapes_prior}
 
 
 def build_prior(config) -> Prior:

@@ -1,0 +1,312 @@
+"""Tests for the Shapes prior (prior_model), its trainer (train_prior) and guidance.model='shapes'.
+
+Compiling is the cost on a 2-core CPU, so every test uses ONE tiny model (prior_model.tiny_config at
+16x16) and ONE step configuration: train_prior caches its compiled programs per process, and the
+training run of the module fixture compiles them for the other tests.
+"""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from absl import flags
+
+from dreamfusion_jax import base_config, guidance, prior_model, shapes, train_prior
+from dreamfusion_jax.errors import ConfigError
+
+SIZE = 16
+# The one step configuration of this file (see the module docstring).
+OPTIONS = train_prior.Options(model="tiny", image_size=SIZE, batch=4, lr=3e-3, warmup_steps=1, pool_size=8,
+                              fresh_per_step=4, log_every=1, val_examples=4, sample_steps=2,
+                              compute_dtype="float32", progress_bar=False)
+FLAGS_TINY = ["--model=tiny", f"--image_size={SIZE}", "--batch=4", "--lr=3e-3", "--warmup_steps=1", "--pool_size=8",
+              "--fresh_per_step=4", "--log_every=1", "--val_examples=4", "--sample_steps=2", "--compute_dtype=float32",
+              "--noprogress_bar"]
+
+
+def run_cli(workdir, *extra):
+  """train_prior's command line (flag parsing included) on a private FlagValues."""
+  values = flags.FlagValues()
+  train_prior.define_flags(values)
+  values(["train_prior", f"--workdir={workdir}", *FLAGS_TINY, *extra])
+  return train_prior.run_from_flags(values)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  """Runs 3 steps, then resumes for 2 more and exports; returns (workdir, first result, second result)."""
+  workdir = str(tmp_path_factory.mktemp("prior"))
+  first = run_cli(workdir, "--steps=3")
+  second = run_cli(workdir, "--steps=5")
+  return workdir, first, second
+
+
+def tiny_programs():
+  return train_prior.programs(prior_model.tiny_config(SIZE), OPTIONS, jnp.float32)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def test_cli_trains_checkpoints_resumes_and_exports(trained):
+  workdir, first, second = trained
+  assert (first["step"], first["exported"], second["step"], second["exported"]) == (3, True, 5, True)
+  records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+  assert [r["step"] for r in records] == [1, 2, 3, 4, 5]  # The second run continued from step 3.
+  assert all(np.isfinite(r["loss"]) for r in records)
+  ckpts = train_prior.Checkpoints(workdir)
+  assert ckpts.latest_step() == 5
+  meta = ckpts.meta(5)
+  ckpts.close()
+  assert [(c["start_step"], c["end_step"]) for c in meta["chunks"]] == [(0, 3), (3, 5)]
+  export = os.path.join(workdir, "export")
+  assert sorted(os.listdir(export)) == ["MODEL_CARD.md", "config.json", "params.msgpack", "samples.png"]
+  card = prior_model.read_config(export)["card"]
+  assert card["Training"]["steps"] == "5" and card["Training"]["batch"] == 4
+  text = open(os.path.join(export, "MODEL_CARD.md")).read()
+  for c, s in shapes.HELD_OUT:
+    assert f"a {c} {s}" in text
+  assert "validation loss, held-out pairs" in text
+  # samples.png: 12 caption rows (6 training, 6 held-out) x 4 views of 16x16 tiles, 2-pixel gaps.
+  import imageio.v3 as iio
+  grid = iio.imread(os.path.join(export, "samples.png"))
+  rows = len(train_prior.PREVIEW_TRAIN_PAIRS) + len(shapes.HELD_OUT)
+  assert grid.shape == (rows * (SIZE + 2) + 2, 4 * (SIZE + 2) + 2, 3) and grid.dtype == np.uint8
+
+
+def test_resumed_state_equals_saved_state(trained):
+  """A restore gives back exactly what was saved (Adam moments up to their bfloat16 storage)."""
+  workdir, _, _ = trained
+  progs = tiny_programs()
+  template = jax.eval_shape(progs.init, 0)
+  ckpts = train_prior.Checkpoints(workdir)
+  state = ckpts.restore(5, template)
+  ckpts.close()
+  assert int(state.step) == 5
+  assert state.params.dtype == jnp.float32 and state.params.shape == (progs.layout.size,)
+  adam = [s for s in state.opt_state if hasattr(s, "mu")][0]
+  assert adam.mu.dtype == jnp.float32 and int(adam.count) == 5
+  # The export is the EMA, rounded to float16.
+  exported = prior_model.load_prior(os.path.join(workdir, "export"))[3]
+  flat = progs.layout.ravel(exported)
+  np.testing.assert_array_equal(flat, np.asarray(state.ema_params).astype(np.float16).astype(np.float32))
+
+
+def test_time_limit_stops_and_checkpoints(tmp_path, trained):
+  del trained  # Only for its compiled programs.
+  result = run_cli(tmp_path, "--steps=50", "--time_limit_min=1e-9")
+  assert result == {"step": 1, "exported": False, "stopped_by_time": True, "card": None}
+  ckpts = train_prior.Checkpoints(str(tmp_path))
+  assert ckpts.latest_step() == 1
+  ckpts.close()
+
+
+def test_training_steps_reduce_the_loss_on_a_fixed_batch(trained):
+  """Training on a pool of four renders lowers the epsilon MSE at fixed timesteps and noise."""
+  del trained
+  progs = tiny_programs()
+  state = jax.device_put(progs.init(0), jax.devices()[0])
+  batch = train_prior.render(train_prior.rng_key(7), 4, SIZE)
+  entry = train_prior._pool_entry(batch)
+  pool = jax.device_put({k: jnp.concatenate([v, v]) for k, v in entry.items()}, jax.devices()[0])
+  images = np.asarray(entry["images"], np.float32) / 255.0
+  ids = progs.models.captions[np.asarray(entry["shape"]), np.asarray(entry["colour"]), np.asarray(entry["view"])]
+  t = np.array([50, 300, 600, 900], np.int32)
+  eps = np.random.default_rng(0).standard_normal(images.shape).astype(np.float32)
+  # The validation's compiled loss (4 examples, as OPTIONS.val_examples).
+  loss = lambda flat: float(np.mean(progs.models.jit_loss(progs.layout.unravel(np.asarray(flat)), images, ids, t, eps)))
+  before = loss(state.params)
+  for _ in range(20):
+    state, pool, metrics = progs.step(state, pool, batch)
+  after = loss(state.params)
+  assert np.isfinite(float(metrics["loss"]))
+  assert after < 0.8 * before, (before, after)
+
+
+def test_caption_table_matches_the_tokenized_captions():
+  tok = prior_model.build_models(prior_model.tiny_config(SIZE))[2]
+  table = prior_model.caption_table(tok)
+  batch = jax.device_get(train_prior.render(train_prior.rng_key(3), 4, SIZE))
+  expected = tok(shapes.captions_for(batch))
+  np.testing.assert_array_equal(table[batch["shape"], batch["colour"], batch["view"]], expected)
+  assert not tok.unknown_words(" ".join(shapes.captions_for(batch)))
+
+
+def test_layout_ravel_unravel_round_trip():
+  layout = tiny_programs().layout
+  tree = layout.unravel(np.arange(layout.size, dtype=np.float32))
+  np.testing.assert_array_equal(layout.ravel(tree), np.arange(layout.size))
+  mask = np.asarray(layout.decay_mask())
+  for leaf, m in zip(jax.tree.leaves(tree), jax.tree.leaves(layout.unravel(mask))):
+    assert np.all(m == float(leaf.ndim >= 2))
+
+
+def test_non_finite_loss_stops_with_a_clear_error():
+  from dreamfusion_jax.errors import DivergenceError
+  with pytest.raises(DivergenceError, match="step 7.*checkpoint of step 5"):
+    train_prior._check_finite({"loss": float("nan"), "grad_norm": 1.0}, 7, 5)
+
+
+# ----------------------------------------------------------------------------- saving and loading
+
+
+def test_save_load_round_trip(tmp_path):
+  progs = tiny_programs()
+  cfg = prior_model.tiny_config(SIZE)
+  params = progs.layout.unravel(np.asarray(progs.init(0).params))
+  card = {"title": "test", "Training": {"steps": 12}}
+  prior_model.save_prior(str(tmp_path), params, cfg, card)
+  unet, encoder, tok, loaded, abar = prior_model.load_prior(str(tmp_path))
+  # Weights come back as float32, equal to the float16 rounding of what was saved.
+  for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(loaded)):
+    assert b.dtype == np.float32
+    np.testing.assert_array_equal(b, np.asarray(a).astype(np.float16).astype(np.float32))
+  assert jax.tree.structure(params) == jax.tree.structure(loaded)
+  np.testing.assert_allclose(abar, np.cumprod(1 - np.linspace(1e-4, 0.02, 1000)), rtol=1e-5)
+  ids = jnp.asarray(tok(["a red cube, side view", ""]))
+
+  @jax.jit
+  def predict(p, x):
+    context = encoder.apply({"params": p["text"]}, ids)
+    return unet.apply({"params": p["unet"]}, x, jnp.array([10, 900]), context)
+
+  x = jax.random.normal(jax.random.PRNGKey(1), (2, SIZE, SIZE, 3))
+  np.testing.assert_allclose(predict(loaded, x), predict(params, x), atol=1e-2, rtol=1e-2)
+  assert "**steps**: 12" in open(tmp_path / "MODEL_CARD.md").read()
+  # A config that does not match the weights is refused.
+  bad = prior_model.read_config(str(tmp_path))
+  bad["unet"]["block_out_channels"] = [8, 8]
+  (tmp_path / "config.json").write_text(json.dumps(bad))
+  with pytest.raises(ValueError, match="does not fit"):
+    prior_model.load_prior(str(tmp_path))
+
+
+def test_png_writer_round_trips():
+  import imageio.v3 as iio
+  image = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+  path = prior_model.write_png(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"prior_png_{os.getpid()}.png"),
+                               image)
+  np.testing.assert_array_equal(iio.imread(path), image)
+  os.remove(path)
+
+
+# ----------------------------------------------------------------------------- DDIM
+
+
+def _analytic_denoiser(abar, y_uncond, y_cond):
+  """The exact denoiser of a one-image data set: eps(x_t) = (x_t - sqrt(abar_t) y) / sqrt(1 - abar_t).
+
+  The image is y_cond where the context is 1 and y_uncond where it is 0.
+  """
+  abar = jnp.asarray(abar)
+  # The sampler's batch is [uncond; cond] for the same samples: tile the images to match.
+  y_uncond, y_cond = np.concatenate([y_uncond, y_uncond]), np.concatenate([y_cond, y_cond])
+
+  def apply(params, x, t, context):
+    del params
+    y = jnp.where(context[:, :1, :1, None] > 0.5, y_cond, y_uncond)
+    a = abar[t][:, None, None, None]
+    return (x - jnp.sqrt(a) * y) / jnp.sqrt(1.0 - a)
+
+  return apply
+
+
+@pytest.mark.parametrize("scale", [1.0, 3.0])
+def test_ddim_with_the_exact_denoiser_returns_the_data(scale):
+  abar = prior_model.schedule(prior_model.tiny_config())
+  rng = np.random.default_rng(0)
+  y_u = rng.uniform(-0.3, 0.3, (2, 8, 8, 3)).astype(np.float32)
+  y_c = y_u + rng.uniform(-0.2, 0.2, (2, 8, 8, 3)).astype(np.float32)
+  ctx, unctx = jnp.ones((2, 3, 4)), jnp.zeros((1, 3, 4))
+  out = prior_model.sample(jax.random.PRNGKey(0), _analytic_denoiser(abar, y_u, y_c), None, ctx, unctx, abar,
+                           num_steps=20, guidance_scale=scale, image_size=8)
+  # CFG of two exact denoisers is the exact denoiser of y_u + w (y_c - y_u).
+  target = y_u + scale * (y_c - y_u)
+  np.testing.assert_allclose(out, (target + 1) / 2, atol=1e-4)
+
+
+def test_ddim_matches_diffusers():
+  """The sampler against diffusers' DDIMScheduler (trailing spacing, clipping) with a linear model."""
+  torch = pytest.importorskip("torch")
+  diffusers = pytest.importorskip("diffusers")
+  abar = prior_model.schedule(prior_model.tiny_config())
+  steps, scale = 7, 2.5  # 7 does not divide 1000: tests the rounding of the timesteps too.
+  noise = np.random.default_rng(1).standard_normal((2, 4, 4, 3)).astype(np.float32)
+
+  def model(x, t, cond):  # An arbitrary smooth eps model, conditional through an offset.
+    return 0.9 * x + 0.3 * t / 1000.0 + 0.05 * cond
+
+  def jax_model(params, x, t, context):
+    del params
+    return model(x, t[:, None, None, None], context[:, :1, :1, None])
+
+  ours = prior_model.sample(None, jax_model, None, jnp.ones((2, 1, 1)), jnp.zeros((1, 1, 1)), abar,
+                            num_steps=steps, guidance_scale=scale, image_size=4, initial_noise=noise)
+  sched = diffusers.DDIMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
+                                  clip_sample=True, set_alpha_to_one=True, steps_offset=0,
+                                  prediction_type="epsilon", timestep_spacing="trailing")
+  sched.set_timesteps(steps)
+  np.testing.assert_array_equal(sched.timesteps.numpy(), prior_model.ddim_timesteps(1000, steps)[0])
+  x = torch.from_numpy(noise).double()
+  for t in sched.timesteps:
+    eps_u, eps_c = model(x, int(t), 0.0), model(x, int(t), 1.0)
+    x = sched.step(eps_u + scale * (eps_c - eps_u), t, x, eta=0.0).prev_sample
+  np.testing.assert_allclose(ours, np.clip((x.numpy() + 1) / 2, 0, 1), atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- guidance.model='shapes'
+
+
+def shapes_config(path):
+  c = base_config.get_config()
+  c.guidance.model = "shapes"
+  c.guidance.path = str(path)
+  c.guidance.num_train_timesteps = 1000
+  return c
+
+
+def test_shapes_prior_builds_from_guidance_path(trained):
+  workdir, _, _ = trained
+  export = os.path.join(workdir, "export")
+  prior = guidance.build_prior(shapes_config(export))
+  unet, encoder, tok, params, abar = prior_model.load_prior(export)
+  emb = prior.embed(["a red cube, front view", ""])
+  assert emb.shape == (2, 12, 8) and emb.dtype == np.float32
+  # The same embedding as the text encoder applied directly to the loaded weights.
+  direct = jax.jit(lambda p, ids: encoder.apply({"params": p}, ids))
+  np.testing.assert_allclose(emb, direct(params["text"], tok(["a red cube, front view", ""])), atol=1e-6)
+  assert prior.unknown_words("a red peacock, side view") == ["peacock"]
+  np.testing.assert_array_equal(prior.guidance.alphas_cumprod, abar)
+  assert prior.guidance.encoder is None  # Pixel space.
+  x0 = prior.guidance.encode(prior.params, jnp.full((1, SIZE, SIZE, 3), 0.5))
+  np.testing.assert_allclose(x0, 0.0)
+
+
+def test_shapes_prior_refuses_a_missing_directory(tmp_path):
+  missing = tmp_path / "no_prior_here"
+  with pytest.raises(ConfigError, match="no_prior_here") as err:
+    guidance.build_prior(shapes_config(missing))
+  assert "train_prior" in str(err.value) and "params.msgpack" in str(err.value)
+
+
+def test_shapes_prior_refuses_another_schedule_length(trained):
+  workdir, _, _ = trained
+  c = shapes_config(os.path.join(workdir, "export"))
+  c.guidance.num_train_timesteps = 500
+  with pytest.raises(ConfigError, match="num_train_timesteps=1000"):
+    guidance.build_prior(c)
+
+
+def test_default_prior_fits_the_transport_budget():
+  """The shipped model stays small: float16 weights ~7 MB, a train state under 50 MB (see train_prior)."""
+  cfg = prior_model.default_config()
+  counts = jax.eval_shape(lambda: prior_model.init_params(jax.random.PRNGKey(0), cfg))
+  n = prior_model.num_params(counts)
+  assert 3e6 < n < 4.2e6
+  assert 12 * n < 50e6  # params + EMA in float32, two Adam moments in bfloat16.
+  assert set(cfg["text"]["vocabulary"]) == set(shapes.vocabulary())
+  assert not set(train_prior.PREVIEW_TRAIN_PAIRS) & set(shapes.HELD_OUT)
+  # Attention only at 16x16 and 8x8 (levels 2 and 3 of 64 -> 32 -> 16 -> 8).
+  assert [b.startswith("CrossAttn") for b in cfg["unet"]["down_block_types"]] == [False, False, True, True]
