@@ -1,12 +1,12 @@
 """Trains the Shapes prior (dreamfusion_jax.prior_model) on renders of the Shapes world made on the fly.
 
-  python -m dreamfusion_jax.train_prior --workdir=/tmp/prior --steps=60000 --time_limit_min=7.5
+  python -m dreamfusion_jax.train_prior --workdir=/tmp/prior --steps=60000 --time_limit_min=7 --export_on_stop
 
 The UNet and the text encoder are trained jointly from scratch with DDPM's epsilon-prediction MSE
-on 64x64 renders (`shapes.sample_batch`, held-out colour x shape pairs excluded) captioned
-'a {colour} {shape}, {view} view', the caption replaced by the empty one 10% of the time so the
-model also learns the unconditional score (classifier-free guidance). AdamW with warm-up, an EMA
-of the weights (exported), bfloat16 compute on GPU.
+(Min-SNR-5 weighted) on 64x64 renders (`shapes.sample_batch`, held-out colour x shape pairs
+excluded) captioned 'a {colour} {shape}, {view} view', the caption replaced by the empty one 10% of
+the time so the model also learns the unconditional score (classifier-free guidance). AdamW with
+warm-up, an EMA of the weights (exported), bfloat16 compute on GPU.
 
 Data. Renders go into a pool on the device (`--pool_size`, default 8192 images); each step renders
 `--fresh_per_step` new images over the oldest ones and draws its batch uniformly from the pool,
@@ -55,6 +55,7 @@ _FLAG_HELP = {
     "grad_clip": "Global gradient-norm clipping (0 disables it).",
     "ema_decay": "Decay of the exported EMA of the weights (warmed up as min(d, (1+n)/(10+n))).",
     "caption_dropout": "Probability of replacing a caption by the empty one (classifier-free guidance).",
+    "snr_gamma": "Min-SNR loss weighting min(SNR, gamma) / SNR (Hang et al. 2023); 0: plain epsilon MSE.",
     "time_limit_min": "Stop, checkpoint and exit after this many minutes of wall time (0: no limit).",
     "checkpoint_every_min": "Minutes of wall time between checkpoints.",
     "seed": "Seed of the initial weights and of the data stream.",
@@ -84,6 +85,7 @@ class Options:
   grad_clip: float = 1.0  # Global-norm clipping (0: off).
   ema_decay: float = 0.9995  # EMA decay of the exported weights.
   caption_dropout: float = 0.1  # Empty-caption probability.
+  snr_gamma: float = 5.0  # Min-SNR-gamma loss weighting (0: off).
   time_limit_min: float = 0.0  # Wall-time limit of this process (0: none).
   checkpoint_every_min: float = 3.0  # Minutes between checkpoints.
   seed: int = 0  # Weights and data seed.
@@ -119,7 +121,7 @@ class TrainState:
   ema_params: jnp.ndarray  # float32 [P]: EMA of params (exported).
   opt_state: Any  # optax state.
   key: jnp.ndarray  # [4] uint32: data of the base 'rbg' PRNG key (see rng_key); step keys are folded from it.
-  loss_ema: jnp.ndarray  # [] float32, EMA of the training loss (not debiased).
+  loss_ema: jnp.ndarray  # [] float32, EMA of the training epsilon MSE (not debiased).
   loss_ema_weight: jnp.ndarray  # [] float32, 1 - decay^n: divides loss_ema to debias it.
 
 
@@ -136,6 +138,7 @@ class StepConfig:
   grad_clip: float  # Global-norm clipping (0: off).
   ema_decay: float  # EMA decay.
   caption_dropout: float  # Empty-caption probability.
+  snr_gamma: float  # Min-SNR-gamma loss weighting (0: off).
 
   @classmethod
   def of(cls, options: Options) -> "StepConfig":
@@ -180,6 +183,8 @@ def check_options(options: Options) -> None:
                     f"{options.fresh_per_step}.")
   if not 0.0 <= options.caption_dropout < 1.0:
     raise UserError(f"--caption_dropout={options.caption_dropout} must be in [0, 1).")
+  if options.snr_gamma < 0:
+    raise UserError(f"--snr_gamma={options.snr_gamma} must be >= 0 (0 turns the weighting off).")
   if not 0.0 <= options.ema_decay < 1.0:
     raise UserError(f"--ema_decay={options.ema_decay} must be in [0, 1).")
   if options.lr <= 0 or options.time_limit_min < 0 or options.checkpoint_every_min <= 0:
@@ -357,18 +362,28 @@ def train_step(state: TrainState, pool: dict, fresh: dict, *, models: Models, la
   t = jax.random.randint(k_t, (b,), 0, len(models.alphas_cumprod))
   eps = jax.random.normal(k_eps, images.shape, jnp.float32)
 
-  loss_fn = lambda flat: jnp.mean(diffusion_loss(layout.unravel(flat), models, images, ids, t, eps))
-  loss, grads = jax.value_and_grad(loss_fn)(state.params)
+  # Min-SNR-gamma: timesteps cleaner than SNR = gamma weigh less, so capacity goes to the noisy
+  # ones (what SDS queries) and training converges faster (Hang et al. 2023).
+  abar = jnp.asarray(models.alphas_cumprod)[t]
+  snr = abar / (1.0 - abar)
+  weight = jnp.minimum(snr, options.snr_gamma) / snr if options.snr_gamma > 0 else jnp.ones_like(snr)
+
+  def loss_fn(flat):
+    mse = diffusion_loss(layout.unravel(flat), models, images, ids, t, eps)
+    return jnp.mean(weight * mse), jnp.mean(mse)
+
+  (loss, mse), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = state.params + updates
   step = state.step.astype(jnp.float32)
   decay = jnp.minimum(options.ema_decay, (1.0 + step) / (10.0 + step))
   ema = state.ema_params + (1.0 - decay) * (params - state.ema_params)
-  loss_ema = LOSS_EMA_DECAY * state.loss_ema + (1.0 - LOSS_EMA_DECAY) * loss
-  weight = LOSS_EMA_DECAY * state.loss_ema_weight + (1.0 - LOSS_EMA_DECAY)
+  # The logged and reported loss is the plain epsilon MSE, comparable with the validation loss.
+  loss_ema = LOSS_EMA_DECAY * state.loss_ema + (1.0 - LOSS_EMA_DECAY) * mse
+  ema_weight = LOSS_EMA_DECAY * state.loss_ema_weight + (1.0 - LOSS_EMA_DECAY)
   new = state.replace(step=state.step + 1, params=params, ema_params=ema, opt_state=opt_state,
-                      loss_ema=loss_ema, loss_ema_weight=weight)
-  metrics = dict(loss=loss, loss_ema=loss_ema / weight, grad_norm=jnp.sqrt(jnp.sum(grads**2)),
+                      loss_ema=loss_ema, loss_ema_weight=ema_weight)
+  metrics = dict(loss=mse, weighted_loss=loss, loss_ema=loss_ema / ema_weight, grad_norm=jnp.sqrt(jnp.sum(grads**2)),
                  lr=learning_rate(options)(state.step))
   return new, pool, metrics
 
@@ -573,6 +588,8 @@ def make_card(meta: dict, options: Options, cfg: dict, losses: dict, losses_f32:
           "steps": f"{step:,}",
           "batch": options.batch,
           "images seen": f"{step * options.batch:,}",
+          "loss": (f"epsilon MSE, Min-SNR-{options.snr_gamma:g} weighted" if options.snr_gamma > 0
+                   else "epsilon MSE (L_simple)"),
           "optimiser": (f"AdamW, lr {options.lr:g} after {options.warmup_steps} warm-up steps, weight decay "
                         f"{options.weight_decay:g}, gradient clipping {options.grad_clip:g}; EMA decay "
                         f"{options.ema_decay:g}"),
@@ -584,14 +601,15 @@ def make_card(meta: dict, options: Options, cfg: dict, losses: dict, losses_f32:
                             for c in chunks),
       },
       "Results": {
-          "final training loss": (f"{meta.get('loss_ema', float('nan')):.4f} (epsilon MSE, EMA over the last "
-                                  "~100 steps, training weights)"),
+          "final training loss": (f"{meta.get('loss_ema', float('nan')):.4f} (unweighted epsilon MSE, EMA over "
+                                  "the last ~100 steps, training weights)"),
           "validation loss, held-out pairs": f"{losses['held_out']:.4f}",
           "validation loss, training pairs": f"{losses['train']:.4f}",
           "validation loss, held-out pairs, float32 EMA before float16 rounding": f"{losses_f32['held_out']:.4f}",
           "validation loss per held-out pair": ", ".join(f"{k}: {v:.4f}" for k, v in losses["per_pair"].items()),
-          "validation protocol": (f"{options.val_examples} fresh renders per set, timesteps stratified over "
-                                  "[0, T), the same noise for both sets, shipped (float16-rounded) EMA weights"),
+          "validation protocol": (f"unweighted epsilon MSE on {options.val_examples} fresh renders per set, "
+                                  "timesteps stratified over [0, T), the same noise for both sets, shipped "
+                                  "(float16-rounded) EMA weights"),
       },
       "Samples (samples.png)": (
           f"DDIM, {options.sample_steps} steps, guidance scale {options.guidance_scale:g}. Rows (top to bottom): "

@@ -227,6 +227,27 @@ def test_ddim_with_the_exact_denoiser_returns_the_data(scale):
   np.testing.assert_allclose(out, (target + 1) / 2, atol=1e-4)
 
 
+def test_ddim_with_the_exact_denoiser_of_three_images_returns_one_of_them():
+  """The exact denoiser of an empirical distribution: E[x0 | x_t] is a softmax-weighted mean of the images."""
+  abar = prior_model.schedule(prior_model.tiny_config())
+  images = np.random.default_rng(2).uniform(-0.8, 0.8, (3, 8, 8, 3)).astype(np.float32)
+
+  def apply(params, x, t, context):
+    del params, context
+    a = jnp.asarray(abar)[t][:, None, None, None, None]
+    d2 = jnp.sum((x[:, None] - jnp.sqrt(a) * images[None]) ** 2, axis=(2, 3, 4), keepdims=True)
+    w = jax.nn.softmax(-d2 / (2.0 * (1.0 - a)), axis=1)
+    x0 = jnp.sum(w * images[None], axis=1)
+    return (x - jnp.sqrt(a[:, 0]) * x0) / jnp.sqrt(1.0 - a[:, 0])
+
+  out = 2 * np.asarray(prior_model.sample(jax.random.PRNGKey(3), apply, None, jnp.zeros((8, 1, 1)),
+                                          jnp.zeros((1, 1, 1)), abar, num_steps=25, guidance_scale=1.0,
+                                          image_size=8)) - 1
+  distance = np.abs(out[:, None] - images[None]).max(axis=(2, 3, 4))  # [samples, images]
+  assert np.all(distance.min(axis=1) < 1e-3), distance
+  assert len(set(distance.argmin(axis=1).tolist())) >= 2  # Not one image for every noise.
+
+
 def test_ddim_matches_diffusers():
   """The sampler against diffusers' DDIMScheduler (trailing spacing, clipping) with a linear model."""
   torch = pytest.importorskip("torch")
