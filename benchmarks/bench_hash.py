@@ -19,7 +19,6 @@ import os
 import sys
 
 import jax
-import jax.numpy as jnp
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from dreamfusion_jax.hash_encoding import hash_encode, level_resolutions  # noqa: E402

@@ -138,7 +138,3 @@ def build_prior(config) -> Prior:
         f"guidance.model={config.guidance.model!r} is not available; choose one of "
         f"{sorted(_PRIORS)} (e.g. --config.guidance.model=random).") from None
   return make(config)
-
-
-def available_priors() -> list[str]:
-  return sorted(_PRIORS)

@@ -155,6 +155,10 @@ def composite(densities, edges):
   return transmittance * alpha, transmittance, alpha
 
 
+# (ambient, diffuse, textureless) of the paper's three shading modes.
+SHADING_MODES = {"albedo": (1.0, 0.0, 0.0), "shaded": (0.1, 0.9, 0.0), "textureless": (0.1, 0.9, 1.0)}
+
+
 def shade(albedo, normals, points, shading):
   """Lambertian colour with ambient light, per sample.
 

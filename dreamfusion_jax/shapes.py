@@ -340,7 +340,7 @@ RENDER_CONFIG = render.RenderConfig(bound=0.7, num_coarse=64, num_fine=32)
 # (75% shaded, half of those textureless).
 DREAMFUSION_SHADING_MIX = (0.25, 0.375, 0.375)
 # (ambient, diffuse, textureless) of each mode, as in render.shade.
-_SHADING_MODES = np.array([[1.0, 0.0, 0.0], [0.1, 0.9, 0.0], [0.1, 0.9, 1.0]], np.float32)
+_SHADING_MODES = np.array([render.SHADING_MODES[m] for m in ("albedo", "shaded", "textureless")], np.float32)
 
 
 def render_example(

@@ -104,8 +104,7 @@ def sample_shading(key: jax.Array, step: jnp.ndarray, config: ml_collections.Con
 
 def fixed_shading(mode: str, light_pos: jnp.ndarray) -> dict:
   """'albedo', 'shaded' or 'textureless' shading with a given light (validation and export)."""
-  ambient, diffuse, white = {"albedo": (1.0, 0.0, 0.0), "shaded": (0.1, 0.9, 0.0),
-                             "textureless": (0.1, 0.9, 1.0)}[mode]
+  ambient, diffuse, white = render.SHADING_MODES[mode]
   return dict(ambient=jnp.float32(ambient), diffuse=jnp.float32(diffuse), textureless=jnp.float32(white),
               light_pos=light_pos)
 
@@ -345,9 +344,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         writer.write(step, host, {"steps_per_sec": rate})
         bar.set_postfix(loss=f"{float(host['loss'].mean()):.3g}", refresh=False)
       if step % config.checkpoint_every == 0 or last:
-        if not bool(jax.device_get(params_finite(state.params))):
-          check_finite({"loss": np.full(len(trainer.seeds), np.nan), "grad_norm": np.zeros(len(trainer.seeds))},
-                       step, trainer.seeds, last_saved)
+        if not bool(jax.device_get(params_finite(state.params))):  # Never checkpoint a broken state.
+          saved = f"the last checkpoint (step {last_saved}) is intact" if last_saved else "nothing was saved"
+          raise DivergenceError(f"The parameters became NaN or infinite by step {step}; the run stopped and "
+                                f"{saved}. Lower optim.lr or guidance.scale, or enable optim.grad_clip.")
         ckpts.save(step, state, config_dict)
         last_saved = step
       if config.val_every and (step % config.val_every == 0 or last):

@@ -1,6 +1,5 @@
 """Tests for dreamfusion_jax.render against closed forms (analytic fields, no NeRF needed)."""
 
-import dataclasses
 import functools
 import math
 
