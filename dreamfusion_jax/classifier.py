@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dreamfusion_jax import render, shapes
+from dreamfusion_jax import logs, render, shapes
 from dreamfusion_jax.errors import UserError, WorkdirError
 
 # Probabilities of (albedo only, shaded, textureless) training renders: the evaluation judges
@@ -396,7 +396,5 @@ if __name__ == "__main__":
   flags.DEFINE_integer("log_every", 100, "Steps between log lines.")
   flags.DEFINE_integer("checkpoint_every", 1000, "Steps between checkpoints.")
   flags.mark_flags_as_required(["workdir"])
-  from absl import logging
-  from dreamfusion_jax.evaluate import QuietOrbax
-  logging.get_absl_handler().addFilter(QuietOrbax())
+  logs.quiet_orbax()
   app.run(_main)

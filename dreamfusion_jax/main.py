@@ -2,13 +2,13 @@
 
 Thin by design: the library (`dreamfusion_jax.train.train_and_evaluate`) is what tests and notebooks call.
 """
-import logging as std_logging
 import re
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
+from dreamfusion_jax import logs
 from dreamfusion_jax.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -29,13 +29,6 @@ def main(argv):
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except UserError as e:
     _fail(str(e))
-
-
-class _OrbaxFilter:
-  """Keeps orbax's per-save INFO chatter out of the run log (its warnings and errors still show)."""
-
-  def filter(self, record):
-    return record.levelno >= std_logging.WARNING or "orbax" not in record.pathname
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -63,7 +56,7 @@ def _fail(message: str) -> None:
 
 
 def run():
-  logging.get_absl_handler().addFilter(_OrbaxFilter())
+  logs.quiet_orbax()
   app.run(main, flags_parser=parse_flags)
 
 

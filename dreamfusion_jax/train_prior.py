@@ -28,7 +28,6 @@ compile once.
 import dataclasses
 import functools
 import json
-import logging as std_logging
 import math
 import os
 import sys
@@ -42,7 +41,7 @@ import numpy as np
 import optax
 from absl import app, flags, logging
 
-from dreamfusion_jax import cameras, prior_model, shapes
+from dreamfusion_jax import cameras, logs, prior_model, shapes
 from dreamfusion_jax.errors import DivergenceError, UserError, WorkdirError
 
 # Command-line help of each Options field (the flags take their defaults from Options).
@@ -804,13 +803,6 @@ def run_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> dict:
   return train(options, flag_values.workdir)
 
 
-class _QuietOrbax:
-  """Keeps orbax's per-save INFO chatter out of the log (its warnings and errors still show)."""
-
-  def filter(self, record):
-    return record.levelno >= std_logging.WARNING or "orbax" not in record.pathname
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
@@ -823,5 +815,5 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  logging.get_absl_handler().addFilter(_QuietOrbax())
+  logs.quiet_orbax()
   app.run(main)
