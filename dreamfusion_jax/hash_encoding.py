@@ -125,43 +125,40 @@ def hash_encode(
   # The floor has zero derivative, so d(frac)/dx = N_l: this carries the x-gradient.
   frac = pos - cell.astype(dtype)  # [P, L, 3]
 
-  offsets = jnp.asarray(_CORNER_OFFSETS)  # [8, 3]
-  corner = (cell[:, :, None, :] + offsets[None, None]).astype(jnp.uint32)  # [P, L, 8, 3]
-
-  # Dense row index (exact in uint32: dense levels have (N+1)^3 <= T < 2^31).
+  # Row of each corner vertex, built per axis: a corner takes the low or the high vertex along
+  # each axis, so its row is the XOR (hashed levels) or the sum (dense levels) of three per-axis
+  # terms, each of which has only two values. Corner c = x + 2y + 4z as in _CORNER_OFFSETS.
+  low = cell.astype(jnp.uint32)
+  vertex = jnp.stack([low, low + jnp.uint32(1)], axis=-1)  # [P, L, 3, 2]: low/high vertex per axis
   side = (res + 1).astype(np.uint32)
+  dense = np.asarray(dense_levels(resolutions, table_size))
   dense_strides = np.stack([np.ones_like(side), side, side * side], axis=-1)  # [L, 3]
-  dense_idx = jnp.sum(
-      corner * jnp.asarray(dense_strides, jnp.uint32)[None, :, None, :],
-      axis=-1,
-      dtype=jnp.uint32,
-  )
-  # Spatial hash, wrapping uint32 products as in Instant-NGP.
-  primes = np.asarray(HASH_PRIMES, dtype=np.uint32)
-  hashed = corner * jnp.asarray(primes)[None, None, None, :]
-  hash_idx = hashed[..., 0] ^ hashed[..., 1] ^ hashed[..., 2]
+  multipliers = np.where(dense[:, None], dense_strides, np.asarray(HASH_PRIMES, np.uint32)[None, :])
+  terms = vertex * jnp.asarray(multipliers.astype(np.uint32))[None, :, :, None]  # [P, L, 3, 2], wrapping
+  tx = terms[:, :, 0, None, None, :]  # [P, L, 1, 1, 2]
+  ty = terms[:, :, 1, None, :, None]  # [P, L, 1, 2, 1]
+  tz = terms[:, :, 2, :, None, None]  # [P, L, 2, 1, 1]
+  summed = tz + ty + tx  # [P, L, 2(z), 2(y), 2(x)]
+  hashed = tz ^ ty ^ tx
   if table_size & (table_size - 1) == 0:
-    hash_idx = hash_idx & jnp.uint32(table_size - 1)
+    hashed = hashed & jnp.uint32(table_size - 1)
   else:
-    hash_idx = hash_idx % jnp.uint32(table_size)
-
-  is_dense = jnp.asarray(dense_levels(resolutions, table_size))[None, :, None]  # [1, L, 1]
-  row = jnp.where(is_dense, dense_idx, hash_idx).astype(jnp.int32)  # [P, L, 8]
+    hashed = hashed % jnp.uint32(table_size)
+  row = jnp.where(jnp.asarray(dense)[None, :, None, None, None], summed, hashed)
   level_base = (np.arange(num_levels, dtype=np.int32) * table_size)[None, :, None]
-  flat_row = row + jnp.asarray(level_base)  # [P, L, 8] rows of the [L*T, F] view
+  flat_row = row.reshape(row.shape[0], num_levels, 8).astype(jnp.int32) + jnp.asarray(level_base)  # [P, L, 8]
 
-  # One gather for all levels and corners; rows are in bounds by construction, and
-  # saying so lets XLA skip the clamping (the transpose is a plain scatter-add).
+  # Trilinear weights, again per axis: (1 - frac, frac) for the low and high vertex.
+  w_axis = jnp.stack([1.0 - frac, frac], axis=-1)  # [P, L, 3, 2]
+  weights = (w_axis[:, :, 2, :, None, None] * w_axis[:, :, 1, None, :, None]
+             * w_axis[:, :, 0, None, None, :]).reshape(-1, num_levels, 8)  # [P, L, 8]
+
+  # One scalar gather per feature, each summed over the corners on its own: on the CPU this is
+  # ~3x faster forward and ~2x backward than gathering [P, L, 8, F] rows and reducing axis 2.
   flat_tables = tables.reshape(num_levels * table_size, num_features)
-  feats = flat_tables.at[flat_row].get(mode="promise_in_bounds").astype(dtype)  # [P, L, 8, F]
-
-  # Trilinear weights: product over axes of frac (offset 1) or 1 - frac (offset 0).
-  w_axis = jnp.where(
-      offsets[None, None, :, :].astype(bool), frac[:, :, None, :], 1.0 - frac[:, :, None, :]
-  )  # [P, L, 8, 3]
-  weights = w_axis[..., 0] * w_axis[..., 1] * w_axis[..., 2]  # [P, L, 8]
-
-  out = jnp.sum(weights[..., None] * feats, axis=2)  # [P, L, F]
+  out = jnp.stack([
+      jnp.sum(weights * flat_tables[:, f].at[flat_row].get(mode="promise_in_bounds").astype(dtype), axis=2)
+      for f in range(num_features)], axis=-1)  # [P, L, F]
   return out.reshape(*batch_shape, num_levels * num_features)
 
 
