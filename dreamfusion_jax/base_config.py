@@ -40,6 +40,10 @@ def get_config():
   c.render.image_size = 64  # Rendered image height and width in pixels.
   c.render.num_coarse = 128  # Stratified samples per ray (density only, no gradient).
   c.render.num_fine = 32  # Importance samples per ray (full field, normals, gradient).
+  # 'learned' (paper): an MLP of the ray direction. 'random': a uniform random solid colour per
+  # training view (a prior trained on such backgrounds, like the Shapes prior, then cannot be
+  # satisfied by colouring the background); validation and export views use white.
+  c.render.background = "learned"
 
   # --- Cameras (dreamfusion_jax.cameras.CameraConfig); the paper's distribution. ---
   c.camera = ml_collections.ConfigDict()

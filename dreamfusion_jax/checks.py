@@ -54,7 +54,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                       "at least 1.")
   choices = {"field.density_activation": ("exp", "softplus"), "field.blob_type": ("gaussian", "magic3d"),
              "guidance.weighting": ("sds", "uniform"), "optim.name": ("adam", "adamw"),
-             "optim.schedule": ("constant", "warmup_cosine")}
+             "optim.schedule": ("constant", "warmup_cosine"), "render.background": ("learned", "random")}
   flat = flatten(config_to_dict(config))
   for key, allowed in choices.items():
     if flat[key] not in allowed:

@@ -39,7 +39,8 @@ class Guidance:
     alphas_cumprod: [T] float32 noise schedule (alphabar_t).
     encoder: None for a pixel-space model; else a Flax module mapping images in [-1, 1]
       [B,S,S,3] to latent means [B,h,w,c] (the gradient flows through it).
-    encoder_size: images are resized to this square size before the encoder (latent models).
+    encoder_size: renders are resized (bilinear) to this square size before the encoder, or before
+      the UNet of a pixel-space model, so a run can render smaller than the model's resolution.
     latent_scale: multiplies the encoder's output (Stable Diffusion's 0.18215).
   """
   unet: nn.Module
@@ -51,10 +52,10 @@ class Guidance:
   def encode(self, params: Any, images: jnp.ndarray) -> jnp.ndarray:
     """images [B,H,W,3] in [0,1] -> the model's clean input x_0 (pixels in [-1,1], or latents)."""
     x = images * 2.0 - 1.0
-    if self.encoder is None:
-      return x
     if self.encoder_size and self.encoder_size != x.shape[1]:
       x = jax.image.resize(x, (x.shape[0], self.encoder_size, self.encoder_size, 3), "bilinear")
+    if self.encoder is None:
+      return x
     return self.encoder.apply({"params": params["encoder"]}, x) * self.latent_scale
 
   def predict_noise(self, params: Any, x_t: jnp.ndarray, t: jnp.ndarray, context: jnp.ndarray) -> jnp.ndarray:
@@ -123,7 +124,8 @@ def _shapes_prior(config) -> Prior:
   apply = jax.jit(lambda p, ids: encoder.apply({"params": p}, ids))
   text_params = params["text"]
   embed = lambda texts: np.asarray(apply(text_params, tokenizer(list(texts))), np.float32)
-  return Prior(Guidance(unet, abar), {"unet": params["unet"]}, embed, tokenizer.unknown_words)
+  size = prior_model.read_config(directory)["image_size"]  # Renders are resized to the prior's resolution.
+  return Prior(Guidance(unet, abar, encoder_size=size), {"unet": params["unet"]}, embed, tokenizer.unknown_words)
 
 
 _PRIORS = {"random": _random_prior, "shapes": _shapes_prior}

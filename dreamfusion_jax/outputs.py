@@ -67,6 +67,8 @@ def view_renderer(scene: Scene, config: ml_collections.ConfigDict, size: int):
   def render_view(params, elevation, azimuth):
     cam = cameras.orbit_camera(elevation, azimuth, config.export.distance, focal)
     field_fn, background_fn = field_fns(scene, params)
+    if config.render.background == "random":  # The learned background was never trained: show white.
+      background_fn = lambda d: jnp.ones_like(d)
     colour = render.render_image(None, field_fn, background_fn, cam, fixed_shading("albedo", cam["light_pos"]),
                                  rcfg, size, size)
     plain = render.render_image(None, field_fn, lambda d: jnp.ones_like(d), cam,

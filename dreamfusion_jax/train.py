@@ -159,9 +159,16 @@ def loss_fn(params: Any, key: jax.Array, step: jnp.ndarray, text_emb: jnp.ndarra
       jax.random.split(k_cam, batch))
   shading = jax.vmap(lambda k, lp: sample_shading(k, step, config, lp))(
       jax.random.split(k_shade, batch), cams["light_pos"])
-  field_fn, background_fn = field_fns(scene, params)
+  field_fn, learned_background = field_fns(scene, params)
   rcfg = make_render_config(config)
-  render_view = lambda k, cam, sh: render.render_image(k, field_fn, background_fn, cam, sh, rcfg, size, size)
+
+  def render_view(k, cam, sh):
+    background_fn = learned_background
+    if config.render.background == "random":
+      colour = jax.random.uniform(jax.random.fold_in(k, 1000), (3,))  # render_rays folds in 0 and 1.
+      background_fn = lambda d: jnp.broadcast_to(colour, d.shape)
+    return render.render_image(k, field_fn, background_fn, cam, sh, rcfg, size, size)
+
   out = vmap_unless_one(render_view, batch, (0, 0, 0))(jax.random.split(k_render, batch), cams, shading)
   views = cameras.view_index(cams["elevation"], cams["azimuth"])
   cond, uncond = text_emb[1 + views], jnp.broadcast_to(text_emb[0], (batch,) + text_emb.shape[1:])
@@ -253,8 +260,11 @@ class Trainer:
     return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self.seed_sharding), shapes)
 
   def text_embeddings(self, text_emb: np.ndarray) -> jax.Array:
-    """[5, L, D] -> [S, 5, L, D] sharded over seeds (every seed may have its own caption)."""
-    batched = np.broadcast_to(text_emb, (self.config.num_seeds,) + text_emb.shape)
+    """[5, L, D] (one caption for all seeds) or [S, 5, L, D] (one per seed) -> [S, 5, L, D] sharded over seeds."""
+    text_emb = np.asarray(text_emb, np.float32)
+    if text_emb.ndim == 4 and text_emb.shape[0] != self.config.num_seeds:
+      raise ValueError(f"{text_emb.shape[0]} per-seed text embeddings for {self.config.num_seeds} seeds.")
+    batched = np.broadcast_to(text_emb, (self.config.num_seeds,) + text_emb.shape[-3:])
     return jax.device_put(np.ascontiguousarray(batched), self.seed_sharding)
 
   def step(self, state: TrainState, text_emb: jax.Array):
