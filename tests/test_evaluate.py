@@ -215,7 +215,9 @@ def tiny_run(tmp_path_factory):
   return workdir
 
 
-def test_evaluate_run_writes_per_seed_and_mean_entries(tiny_run, tiny_judge):
+def test_evaluate_run_writes_per_seed_and_mean_entries(tiny_run, tiny_judge, tmp_path, monkeypatch):
+  from dreamfusion_jax import classifier
+  monkeypatch.setattr(classifier, "default_classifier_dir", lambda: str(tmp_path / "no_judge"))  # No shipped judge.
   result = ev.evaluate_run(tiny_run, resolution=24, num_views=2)
   with open(os.path.join(tiny_run, "evaluation.json")) as f:
     saved = json.load(f)

@@ -1,0 +1,44 @@
+"""The default job: DreamFusion with the embedded Shapes prior, sized to finish on a laptop CPU.
+
+  python -m dreamfusion_jax.main --config=configs/default.py --workdir=/tmp/default
+
+Any caption of the Shapes world works: --config.prompt="a {colour} {shape}" with a colour of
+dreamfusion_jax.shapes.COLOUR_NAMES and a shape of dreamfusion_jax.shapes.SHAPES. Then
+`python -m dreamfusion_jax.evaluate --workdir=/tmp/default` scores the result against the truth.
+"""
+from dreamfusion_jax import base_config
+
+
+def get_config():
+  """Returns the default config: the paper's method with the Shapes prior, fewer steps and a smaller field."""
+  c = base_config.get_config()
+  c.prompt = "a red cube"  # Default caption (the Shapes world's captions: 'a {colour} {shape}').
+  c.num_steps = 1000  # SDS steps.
+  c.guidance.model = "shapes"  # The embedded 64x64 pixel-space prior (dreamfusion_jax/assets/shapes_prior/).
+  c.guidance.scale = 100.0  # Classifier-free guidance weight (the paper's).
+  # Diffusion times below 0.2 only add high-frequency noise from this small prior to the albedo.
+  c.guidance.t_min = 0.2
+  c.field.bound = 1.0  # The Shapes world's objects lie within radius 0.65.
+  c.field.num_levels = 6  # Hash-grid levels.
+  c.field.log2_hashmap_size = 14  # 16k entries per level.
+  c.field.max_resolution = 64  # Finest grid resolution (the renders are 32x32).
+  c.field.mlp_width = 32  # Narrow MLP.
+  # threestudio's density: softplus(raw + 10 (1 - |x| / 0.5)). The blob is negative beyond 0.5, so
+  # empty space starts empty; exp(raw + gaussian blob) starts as a fog of density ~1 everywhere.
+  c.field.density_activation = "softplus"
+  c.field.blob_type = "magic3d"
+  c.field.blob_density = 10.0
+  c.field.blob_radius = 0.5
+  c.render.background = "random"  # Random solid colours, as in the prior's training images.
+  c.render.image_size = 32  # Render size; renders are upsampled to the prior's 64x64.
+  c.render.num_coarse = 32  # Stratified samples per ray.
+  c.render.num_fine = 16  # Importance samples per ray.
+  c.shading.albedo_warmup_steps = 200  # Albedo-only steps before shading starts.
+  c.reg.orientation_anneal_steps = 1000  # Orientation-loss anneal.
+  c.log_every = 50  # Metric records.
+  c.checkpoint_every = 500  # Checkpoints.
+  c.val_every = 500  # Validation renders.
+  c.export.mesh_resolution = 96  # Marching-cubes grid.
+  c.export.mesh_threshold = 5.0  # Surface density level (softplus densities are lower than exp ones).
+  c.export.num_frames = 36  # Turntable frames.
+  return c
