@@ -1,38 +1,56 @@
-"""The Shapes benchmark sweep: many captions x seeds through DreamFusion, each scored against ground truth.
+"""The Shapes benchmark sweep: many captions x seeds of DreamFusion in ONE multi-seed program, each scored.
 
-  python benchmarks/shapes_sweep.py --config=configs/default.py --captions=heldout --seeds=4 \
-      --workdir_root=/tmp/shapes_sweep [--no_view_prompts] [-- --config.num_steps=5000 ...]
+  python benchmarks/shapes_sweep.py --config=configs/default.py --captions=all --seeds=2 \
+      --out=/tmp/shapes_sweep [--no_view_prompts] [--config.num_steps=1500 ...]
 
-For each caption, one multi-seed run (`python -m dreamfusion_jax.main --config.num_seeds=SEEDS`, in
-WORKDIR_ROOT/<caption>) and its evaluation (`python -m dreamfusion_jax.evaluate`, which writes
-evaluation.json there). Runs are separate processes, so each gets the whole accelerator; a
-finished run is not retrained (main resumes it and finds nothing to do) and, with --skip_evaluated,
-not re-scored. Then WORKDIR_ROOT/summary.md (a table) and summary.json hold, per caption and
-overall: color_r_precision, geo_r_precision, mean IoU, color_error, and the Janus rate.
+Every (caption, seed) pair is one seed of a multi-seed run (train.Trainer with per-seed text
+embeddings): the whole sweep is one compiled step vmapped over all pairs (sharded over the
+devices, like --config.num_seeds), so on a GPU it costs about as much as a single run. --group
+splits the pairs into sequential programs of at most that many seeds when memory is short.
+Each seed is then scored by dreamfusion_jax.evaluate.Scorer, the same code as
+`python -m dreamfusion_jax.evaluate` (so seed k of caption c equals a `main` run of caption c with
+--config.seed=FIRST_SEED+k, scored by `evaluate`), and OUT/summary.md (a table) and
+OUT/summary.json hold, per caption and overall: color_r_precision, geo_r_precision, mean IoU,
+color_error, and the Janus rate; OUT/views/<caption>.png shows each seed's colour and
+textureless views as the judge saw them.
 
 --captions: 'all' (every colour x shape), 'heldout' (shapes.HELD_OUT), an integer N (N random
 captions, --caption_seed), or captions separated by ';' ("a red cube;a blue teardrop").
---no_view_prompts turns view-dependent prompting off (--config.camera.view_dependent_prompts=false),
-to measure the Janus rate without it. Arguments after '--' (and unknown --config.FIELD=VALUE flags)
-are passed to every run.
+--no_view_prompts turns view-dependent prompting off (camera.view_dependent_prompts=false), to
+measure the Janus rate without it. --config.FIELD=VALUE overrides apply to every seed.
 
 Overall numbers weight every caption equally (the mean of per-caption means); the Janus rate
 pools the seeds of the asymmetric captions (shapes.ASYMMETRIC). 'train' and 'held_out' rows split
 the captions by whether the prior saw the pair.
 """
-import argparse
 import datetime
 import json
 import os
 import re
-import shlex
-import subprocess
 import sys
+import time
+
+import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
 METRICS = ("color_r_precision", "geo_r_precision", "iou", "color_error")
+
+_CONFIG = config_flags.DEFINE_config_file("config", os.path.join(ROOT, "configs", "default.py"),
+                                          "Config of every seed.", lock_config=True)
+flags.DEFINE_string("captions", "all", "all | heldout | N (random) | 'a red cube;a blue teardrop'.")
+flags.DEFINE_integer("caption_seed", 0, "Seed of the random caption choice (--captions=N).")
+flags.DEFINE_integer("seeds", 2, "Seeds per caption.")
+flags.DEFINE_integer("first_seed", 0, "Seed of each caption's first seed (then +1, +2, ...).")
+flags.DEFINE_integer("group", 0, "Most seeds per compiled program (0: all pairs in one).")
+flags.DEFINE_string("out", None, "Output folder: summary.md, summary.json, views/.")
+flags.DEFINE_bool("no_view_prompts", False, "Set camera.view_dependent_prompts=false.")
+flags.DEFINE_string("classifier_dir", None, "The judge's export (default: the package's assets).")
+FLAGS = flags.FLAGS
 
 
 def shapes_module():
@@ -58,19 +76,6 @@ def select_captions(spec: str, seed: int) -> list[str]:
 
 def slug(caption: str) -> str:
   return re.sub(r"[^a-z0-9]+", "_", caption.lower()).strip("_")
-
-
-def run_commands(args, caption: str, workdir: str, extra: list[str]) -> tuple[list[str], list[str]]:
-  train = [sys.executable, "-m", "dreamfusion_jax.main", f"--config={args.config}", f"--workdir={workdir}",
-           f"--config.prompt={caption}", f"--config.num_seeds={args.seeds}", f"--config.seed={args.first_seed}",
-           "--config.progress_bar=false"]
-  if args.no_view_prompts:
-    train.append("--config.camera.view_dependent_prompts=false")
-  train += extra
-  evaluate = [sys.executable, "-m", "dreamfusion_jax.evaluate", f"--workdir={workdir}"]
-  if args.classifier_dir:
-    evaluate.append(f"--classifier_dir={args.classifier_dir}")
-  return train, evaluate
 
 
 def mean(values):
@@ -129,71 +134,130 @@ def write_atomic(path: str, text: str) -> None:
   os.replace(path + ".tmp", path)
 
 
-def main():
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                              allow_abbrev=False)
-  p.add_argument("--config", default="configs/default.py", help="Config file of every run.")
-  p.add_argument("--captions", default="heldout", help="all | heldout | N (random) | 'a red cube;a blue teardrop'.")
-  p.add_argument("--caption_seed", type=int, default=0, help="Seed of the random caption choice.")
-  p.add_argument("--seeds", type=int, default=4, help="Seeds per caption (one multi-seed run).")
-  p.add_argument("--first_seed", type=int, default=0, help="config.seed of every run.")
-  p.add_argument("--workdir_root", required=True, help="One run folder per caption, and the summary, go here.")
-  p.add_argument("--no_view_prompts", action="store_true", help="Set camera.view_dependent_prompts=false.")
-  p.add_argument("--classifier_dir", default=None, help="The judge's export (default: the package's assets).")
-  p.add_argument("--skip_evaluated", action="store_true", help="Reuse an existing evaluation.json.")
-  p.add_argument("--dry_run", action="store_true", help="Print the commands only.")
-  args, unknown = p.parse_known_args()
-  extra = [a for a in unknown if a != "--"]
-  bad = [a for a in extra if not a.startswith("--config.")]
-  if bad:
-    p.error(f"unrecognized arguments: {' '.join(bad)} (only --config.FIELD=VALUE overrides are passed to the runs)")
-  if not os.path.isfile(os.path.join(ROOT, args.config)) and not os.path.isfile(args.config):
-    p.error(f"--config={args.config} does not exist; pass a file of configs/, e.g. --config=configs/paper.py.")
-  try:
-    captions = select_captions(args.captions, args.caption_seed)
-  except ValueError as e:
-    p.error(str(e))
-  os.makedirs(args.workdir_root, exist_ok=True)
+def train_group(config, prior, captions: list[str], seeds: list[int], embeddings: dict):
+  """Trains one multi-seed program (seed i: captions[i], seeds[i]); returns ([params per seed], seconds, steps/s)."""
+  import jax
+  from tqdm import tqdm
+
+  from dreamfusion_jax import train
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.num_seeds = len(captions)
+  trainer = train.Trainer(config, prior)
+  text = trainer.text_embeddings(np.stack([embeddings[c] for c in captions]))
+  start = time.perf_counter()
+  state = trainer.init(np.asarray(seeds, np.int32))
+  first_step_done = None
+  for step in tqdm(range(1, config.num_steps + 1), desc=f"{len(captions)} seeds", unit="step",
+                   disable=not config.progress_bar):
+    state, _ = trainer.step(state, text)
+    if step == 1:
+      jax.block_until_ready(state)
+      first_step_done = time.perf_counter()
+  jax.block_until_ready(state)
+  end = time.perf_counter()
+  rate = (config.num_steps - 1) / max(end - first_step_done, 1e-9) if config.num_steps > 1 else float("nan")
+  # A seed that diverged is not a reason to lose the others: it is scored as it is (NaN density
+  # occupies nothing) and listed in summary.json's 'diverged'.
+  return train.host_params(state), end - start, rate
+
+
+def views_sheet(scorer, params_list: list) -> np.ndarray:
+  """uint8 sheet: one row per seed, the judge's colour views then its textureless views."""
+
+  from dreamfusion_jax import evaluate
   rows = []
-  for i, caption in enumerate(captions):
-    workdir = os.path.join(os.path.abspath(args.workdir_root), slug(caption))
-    train_cmd, eval_cmd = run_commands(args, caption, workdir, extra)
-    print(f"[{i + 1}/{len(captions)}] {caption}: python {shlex.join(train_cmd[1:])}", flush=True)
-    if args.dry_run:
-      continue
-    result_path = os.path.join(workdir, "evaluation.json")
-    error = None
-    if not (args.skip_evaluated and os.path.isfile(result_path)):
-      for cmd in (train_cmd, eval_cmd):
-        proc = subprocess.run(cmd, cwd=ROOT)
-        if proc.returncode:
-          error = f"{cmd[2]} exited with status {proc.returncode}"
-          break
-    evaluation = None
-    if error is None:
-      with open(result_path) as f:
-        evaluation = json.load(f)
-    rows.append(caption_row(caption, evaluation, error))
-    write_summary(args, rows, extra)  # After every caption, so a long sweep can be read while it runs.
-  if args.dry_run:
-    return
-  summary = write_summary(args, rows, extra)
+  for params in params_list:
+    v = evaluate.render_views(scorer.render_view, params, scorer.settings["num_views"], scorer.settings["elevation"])
+    rows.append(np.concatenate(list(v["colour"]) + list(v["textureless"]), axis=1))
+  return (np.clip(np.concatenate(rows, axis=0), 0, 1) * 255).astype(np.uint8)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  import jax
+
+  from dreamfusion_jax import checks, evaluate, export, guidance, train
+  from dreamfusion_jax.errors import UserError
+  if not FLAGS.out:
+    raise app.UsageError("--out is required: the folder for summary.md, summary.json and views/.")
+  try:
+    captions = select_captions(FLAGS.captions, FLAGS.caption_seed)
+  except ValueError as e:
+    raise app.UsageError(str(e))
+  config = _CONFIG.value
+  with config.unlocked():
+    if FLAGS.no_view_prompts:
+      config.camera.view_dependent_prompts = False
+    config.prompt = captions[0]
+    config.num_seeds = 1
+  try:
+    checks.validate_config(config)
+    prior = guidance.build_prior(config)
+  except UserError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  os.makedirs(os.path.join(FLAGS.out, "views"), exist_ok=True)
+  embeddings = {}
+  for c in captions:
+    cfg = config.copy_and_resolve_references()
+    with cfg.unlocked():
+      cfg.prompt = c
+    embeddings[c] = train.embed_prompts(prior, cfg)
+  pairs = [(c, FLAGS.first_seed + k) for c in captions for k in range(FLAGS.seeds)]
+  group = FLAGS.group or len(pairs)
+  params, timing = [], []
+  for i in range(0, len(pairs), group):
+    chunk = pairs[i:i + group]
+    logging.info("Training %d seeds (%d steps) on %s.", len(chunk), config.num_steps, jax.devices()[0].device_kind)
+    p, seconds, rate = train_group(config, prior, [c for c, _ in chunk], [s for _, s in chunk], embeddings)
+    params += p
+    timing.append(dict(seeds=len(chunk), seconds=seconds, steps_per_sec=rate))
+    logging.info("Trained %d seeds in %.1f s (%.2f steps/s after the first step).", len(chunk), seconds, rate)
+  scorer = evaluate.Scorer(config, FLAGS.classifier_dir)
+  rows, results, diverged = [], {}, []
+  for caption in captions:
+    idx = [j for j, (c, _) in enumerate(pairs) if c == caption]
+    per_seed = {f"seed_{pairs[j][1]}": scorer.score(params[j], caption) for j in idx}
+    diverged += [f"{caption} seed {pairs[j][1]}" for j in idx if not bool(train.params_finite(params[j]))]
+    results[caption] = scorer.result(caption, config.num_steps, per_seed)
+    rows.append(caption_row(caption, results[caption], None))
+    if scorer.judge is not None:
+      export.write_png(os.path.join(FLAGS.out, "views", slug(caption) + ".png"),
+                       views_sheet(scorer, [params[j] for j in idx]))
+  if diverged:
+    logging.warning("Non-finite parameters (scored as they are): %s", "; ".join(diverged))
+  extra = dict(device=jax.devices()[0].device_kind, num_devices=jax.device_count(), training=timing,
+               num_steps=config.num_steps, diverged=diverged)
+  summary = write_summary(rows, results, extra)
   print(json.dumps(summary["overall"]))
 
 
-def write_summary(args, rows: list[dict], extra: list[str]) -> dict:
+def write_summary(rows: list[dict], results: dict, extra: dict) -> dict:
   summary = dict(
       overall=overall(rows), train=overall([r for r in rows if not r["held_out"]]),
-      held_out=overall([r for r in rows if r["held_out"]]), captions=rows,
-      settings=dict(config=args.config, captions=args.captions, seeds=args.seeds, first_seed=args.first_seed,
-                    view_dependent_prompts=not args.no_view_prompts, overrides=extra,
-                    classifier_dir=args.classifier_dir, date=datetime.date.today().isoformat()))
-  header = (f"# Shapes sweep: {args.config}, {len(rows)} captions x {args.seeds} seeds, view-dependent prompts "
-            f"{'off' if args.no_view_prompts else 'on'}" + (f", overrides {' '.join(extra)}" if extra else ""))
-  write_atomic(os.path.join(args.workdir_root, "summary.json"), json.dumps(summary, indent=2))
-  write_atomic(os.path.join(args.workdir_root, "summary.md"), markdown(rows, summary, header))
+      held_out=overall([r for r in rows if r["held_out"]]), captions=rows, evaluations=results,
+      settings=dict(config=config_file(), captions=FLAGS.captions, seeds=FLAGS.seeds, first_seed=FLAGS.first_seed,
+                    view_dependent_prompts=not FLAGS.no_view_prompts, overrides=overrides(),
+                    classifier_dir=FLAGS.classifier_dir, date=datetime.date.today().isoformat(), **extra))
+  time_s = sum(t["seconds"] for t in extra["training"])
+  header = (f"# Shapes sweep: {config_file()}, {len(rows)} captions x {FLAGS.seeds} seeds, view-dependent prompts "
+            f"{'off' if FLAGS.no_view_prompts else 'on'}" + (f", overrides {' '.join(overrides())}" if overrides() else "")
+            + f"\n\n{extra['num_steps']} steps; trained on {extra['num_devices']} x {extra['device']} in "
+            f"{time_s:.1f} s (compile included), {datetime.date.today().isoformat()}.")
+  write_atomic(os.path.join(FLAGS.out, "summary.json"), json.dumps(summary, indent=2))
+  write_atomic(os.path.join(FLAGS.out, "summary.md"), markdown(rows, summary, header))
   return summary
 
 
+def config_file() -> str:
+  return os.path.relpath(config_flags.get_config_filename(FLAGS["config"]), ROOT)
+
+
+def overrides() -> list[str]:
+  return [a for a in sys.argv[1:] if a.startswith("--config.")]
+
+
 if __name__ == "__main__":
-  main()
+  app.run(main)

@@ -32,7 +32,6 @@ that are Janus (null for symmetric shapes).
 """
 import functools
 import json
-import logging as std_logging
 import math
 import os
 import sys
@@ -44,7 +43,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from dreamfusion_jax import cameras, render, shapes
+from dreamfusion_jax import cameras, logs, render, shapes
 from dreamfusion_jax.errors import UserError, WorkdirError
 
 # Cube half-size of the evaluation grids: every true shape lies inside WORLD_RADIUS = 0.65, also
@@ -113,22 +112,21 @@ def rotation_ious(occ: np.ndarray, template_sdf: Fn, bound: float, angles_deg) -
   """
   occ = jnp.asarray(occ)
   pts = jnp.asarray(grid_points(bound, occ.shape[0]))
-  one = _rotation_iou_fn(template_sdf)
-  return np.array([float(one(jnp.float32(a), pts, occ)) for a in angles_deg])
+  return np.asarray(_rotation_iou_fn(template_sdf)(jnp.asarray(angles_deg, jnp.float32), pts, occ), np.float64)
 
 
 @functools.lru_cache(maxsize=None)
 def _rotation_iou_fn(template_sdf: Fn):
-  """A jitted (angle, points, occupancy) -> IoU for one template (cached: one compile per template and grid)."""
+  """A jitted (angles [A], points, occupancy) -> IoUs [A] for one template, all angles in one call
+  (lax.map keeps one grid in memory at a time); cached: one compile per template and grid."""
 
-  @jax.jit
   def one(angle, pts, occ):
     inside = template_sdf(rotate_z(pts, -angle)) <= 0.0
     inter = jnp.sum(inside & occ)
     union = jnp.sum(inside | occ)
     return jnp.where(union > 0, inter / jnp.maximum(union, 1), 1.0)
 
-  return one
+  return jax.jit(lambda angles, pts, occ: jax.lax.map(lambda a: one(a, pts, occ), angles))
 
 
 def best_rotation(occ: np.ndarray, template_sdf: Fn, bound: float,
@@ -201,7 +199,8 @@ def _windowed_iou(a: np.ndarray, b: np.ndarray, window: np.ndarray) -> float:
 
 
 def janus(occ: np.ndarray, shape_index: int, bound: float, num_rotations: int = NUM_ROTATIONS,
-          margin: float = JANUS_MARGIN, min_iou: float = JANUS_MIN_IOU) -> tuple[bool, dict]:
+          margin: float = JANUS_MARGIN, min_iou: float = JANUS_MIN_IOU,
+          best: Optional[tuple[float, float]] = None) -> tuple[bool, dict]:
   """Whether the result occ [R, R, R] (on grid_points(bound, R)) has more than one front.
 
   The true shape T is placed at its best rotation about z (the `iou` match). T turned 180
@@ -218,7 +217,8 @@ def janus(occ: np.ndarray, shape_index: int, bound: float, num_rotations: int = 
   Returns (janus, evidence): evidence = dict(iou_one_front (best IoU with T),
   front_azimuth_deg (its rotation: 0 when the front faces azimuth 0, as prompted),
   mirror_iou_one_front (a), mirror_iou_two_front (b), feature_iou (IoU of the result with T
-  within `margin` of F: how well the real one-sided part is reproduced)).
+  within `margin` of F: how well the real one-sided part is reproduced)). best: the result of
+  best_rotation(occ, shape_sdf(shape_index), bound, num_rotations) when the caller has it.
   """
   from scipy import ndimage  # A dependency of scikit-image, which export.py uses.
   name = shapes.SHAPES[int(shape_index)]
@@ -226,7 +226,7 @@ def janus(occ: np.ndarray, shape_index: int, bound: float, num_rotations: int = 
     raise ValueError(f"Janus is defined for the asymmetric shapes {shapes.ASYMMETRIC}, not {name!r}.")
   occ = np.asarray(occ, bool)
   cell = 2.0 * bound / occ.shape[0]
-  iou_t, angle = best_rotation(occ, shape_sdf(shape_index), bound, num_rotations)
+  iou_t, angle = best if best is not None else best_rotation(occ, shape_sdf(shape_index), bound, num_rotations)
   pts = rotate_z(jnp.asarray(grid_points(bound, occ.shape[0])), -angle)
   one = np.asarray(shapes.sdf(int(shape_index), pts) <= 0.0)
   turned = np.asarray(shapes.sdf(int(shape_index), rotate_z(pts, 180.0)) <= 0.0)
@@ -363,7 +363,7 @@ def evaluate_params(field, params, shape_index: int, rgb, *, threshold: float, b
   out = dict(iou=best, best_angle_deg=angle, color_error=color_error(lambda x: field(params, x)[1], pts, rgb),
              occupied_fraction=float(occ.mean()), num_surface_points=int(len(pts)), janus=None, janus_evidence=None)
   if shapes.SHAPES[shape_index] in shapes.ASYMMETRIC:
-    out["janus"], out["janus_evidence"] = janus(occ, shape_index, bound, num_rotations)
+    out["janus"], out["janus_evidence"] = janus(occ, shape_index, bound, num_rotations, best=(best, angle))
   return out
 
 
@@ -395,55 +395,76 @@ def find_classifier(classifier_dir: Optional[str]) -> Optional[str]:
   return default if classifier.has_classifier(default) else None
 
 
-def evaluate_run(workdir: str, classifier_dir: Optional[str] = None, *, bound: float = EVAL_BOUND,
-                 resolution: int = RESOLUTION, threshold: Optional[float] = None, num_rotations: int = NUM_ROTATIONS,
-                 num_views: int = NUM_VIEWS, elevation: float = VIEW_ELEVATION) -> dict:
-  """Scores every seed of the run in workdir and writes workdir/evaluation.json (atomically); returns it.
+class Scorer:
+  """Scores results of one config against the Shapes world; compiled once, then used for any caption.
 
-  threshold: occupancy density level (default: the run's export.mesh_threshold).
+  threshold: occupancy density level (default: the config's export.mesh_threshold). Without judge
+  weights (see find_classifier) both R-Precisions are None.
   """
-  from dreamfusion_jax import classifier, train
-  from dreamfusion_jax.field import Scene
-  config = read_run_config(workdir)
-  colour, shape = parse_run_caption(config.prompt)
-  shape_index, colour_index = shapes.SHAPES.index(shape), shapes.COLOUR_NAMES.index(colour)
-  rgb = shapes.COLOURS[colour]
-  judge_dir = find_classifier(classifier_dir)
-  if judge_dir is None:
-    logging.warning("No judge weights (dreamfusion_jax/assets/classifier/ is empty and no --classifier_dir was "
-                    "given): color_r_precision and geo_r_precision are null. Train one with "
-                    "python -m dreamfusion_jax.classifier.")
-  step, per_seed_params = restore_params(workdir, config)
-  scene = train.make_scene(config)
-  # params are an argument, not a closure: a closure would bake the hash tables into the program.
-  field = jax.jit(lambda p, x: scene.apply({"params": p}, x, method=Scene.field))
-  threshold = config.export.mesh_threshold if threshold is None else threshold
-  judge = classifier.load_classifier(judge_dir) if judge_dir else None
-  render_view = make_view_renderer(scene, config, judge.image_size) if judge else None
-  seeds = np.arange(config.num_seeds) + config.seed
-  per_seed = {}
-  for seed, params in zip(seeds, per_seed_params):
-    m = evaluate_params(field, params, shape_index, rgb, threshold=threshold, bound=bound, resolution=resolution,
-                        num_rotations=num_rotations)
-    if judge is not None:
-      views = render_views(render_view, params, num_views, elevation)
-      m.update(r_precision(judge, views["colour"], views["textureless"], colour_index, shape_index))
+
+  def __init__(self, config: ml_collections.ConfigDict, classifier_dir: Optional[str] = None, *,
+               bound: float = EVAL_BOUND, resolution: int = RESOLUTION, threshold: Optional[float] = None,
+               num_rotations: int = NUM_ROTATIONS, num_views: int = NUM_VIEWS, elevation: float = VIEW_ELEVATION):
+    from dreamfusion_jax import classifier, train
+    from dreamfusion_jax.field import Scene
+    self.judge_dir = find_classifier(classifier_dir)
+    if self.judge_dir is None:
+      logging.warning("No judge weights (dreamfusion_jax/assets/classifier/ is empty and no --classifier_dir was "
+                      "given): color_r_precision and geo_r_precision are null. Train one with "
+                      "python -m dreamfusion_jax.classifier.")
+    scene = train.make_scene(config)
+    # params are an argument, not a closure: a closure would bake the hash tables into the program.
+    self.field = jax.jit(lambda p, x: scene.apply({"params": p}, x, method=Scene.field))
+    self.judge = classifier.load_classifier(self.judge_dir) if self.judge_dir else None
+    self.render_view = make_view_renderer(scene, config, self.judge.image_size) if self.judge else None
+    self.threshold = config.export.mesh_threshold if threshold is None else threshold
+    self.settings = dict(bound=bound, resolution=resolution, threshold=self.threshold, num_rotations=num_rotations,
+                         num_views=num_views, elevation=elevation,
+                         image_size=self.judge.image_size if self.judge else None)
+
+  def score(self, params: Any, caption: str) -> dict:
+    """The metrics of one seed's params against a caption 'a {colour} {shape}'."""
+    colour, shape = parse_run_caption(caption)
+    shape_index, colour_index = shapes.SHAPES.index(shape), shapes.COLOUR_NAMES.index(colour)
+    st = self.settings
+    m = evaluate_params(self.field, params, shape_index, shapes.COLOURS[colour], threshold=self.threshold,
+                        bound=st["bound"], resolution=st["resolution"], num_rotations=st["num_rotations"])
+    if self.judge is not None:
+      views = render_views(self.render_view, params, st["num_views"], st["elevation"])
+      m.update(r_precision(self.judge, views["colour"], views["textureless"], colour_index, shape_index))
     else:
       m.update(color_r_precision=None, geo_r_precision=None)
-    per_seed[f"seed_{seed}"] = m
-    logging.info("%s seed %d: IoU %.3f, colour error %.3f, R-Precision colour %s geo %s%s", config.prompt, seed,
-                 m["iou"], m["color_error"], m["color_r_precision"], m["geo_r_precision"],
+    logging.info("%s: IoU %.3f, colour error %s, R-Precision colour %s geo %s%s", caption, m["iou"],
+                 m["color_error"], m["color_r_precision"], m["geo_r_precision"],
                  "" if m["janus"] is None else f", Janus {m['janus']}")
-  rows = list(per_seed.values())
-  mean = {k: _mean([r[k] for r in rows]) for k in ("color_r_precision", "geo_r_precision", "iou", "color_error")}
-  mean["janus_rate"] = _mean([float(r["janus"]) for r in rows]) if shape in shapes.ASYMMETRIC else None
-  mean["num_seeds"] = len(rows)
-  result = _nan_to_none(dict(
-      caption=shapes.caption(colour, shape), colour=colour, shape=shape, asymmetric=shape in shapes.ASYMMETRIC,
-      held_out=(colour, shape) in shapes.HELD_OUT, step=step, classifier=judge_dir,
-      settings=dict(bound=bound, resolution=resolution, threshold=threshold, num_rotations=num_rotations,
-                    num_views=num_views, elevation=elevation, image_size=judge.image_size if judge else None),
-      per_seed=per_seed, mean=mean))
+    return m
+
+  def result(self, caption: str, step: int, per_seed: dict) -> dict:
+    """evaluation.json's content for one caption: per_seed {'seed_K': score(...)} and their mean."""
+    colour, shape = parse_run_caption(caption)
+    rows = list(per_seed.values())
+    mean = {k: _mean([r[k] for r in rows]) for k in ("color_r_precision", "geo_r_precision", "iou", "color_error")}
+    mean["janus_rate"] = _mean([float(r["janus"]) for r in rows]) if shape in shapes.ASYMMETRIC else None
+    mean["num_seeds"] = len(rows)
+    return _nan_to_none(dict(
+        caption=shapes.caption(colour, shape), colour=colour, shape=shape, asymmetric=shape in shapes.ASYMMETRIC,
+        held_out=(colour, shape) in shapes.HELD_OUT, step=step, classifier=self.judge_dir, settings=self.settings,
+        per_seed=per_seed, mean=mean))
+
+
+def evaluate_run(workdir: str, classifier_dir: Optional[str] = None, **settings) -> dict:
+  """Scores every seed of the run in workdir and writes workdir/evaluation.json (atomically); returns it.
+
+  settings: Scorer's keyword arguments (bound, resolution, threshold, num_rotations, num_views, elevation).
+  """
+  from dreamfusion_jax import train
+  config = read_run_config(workdir)
+  parse_run_caption(config.prompt)  # A prompt outside the world fails before anything is restored.
+  step, per_seed_params = restore_params(workdir, config)
+  scorer = Scorer(config, classifier_dir, **settings)
+  seeds = np.arange(config.num_seeds) + config.seed
+  per_seed = {f"seed_{seed}": scorer.score(params, config.prompt) for seed, params in zip(seeds, per_seed_params)}
+  result = scorer.result(config.prompt, step, per_seed)
   train.dump_json(os.path.join(workdir, "evaluation.json"), result)
   return result
 
@@ -476,15 +497,8 @@ def _main(argv):
   print(json.dumps({"caption": result["caption"], "step": result["step"], "mean": result["mean"]}))
 
 
-class QuietOrbax:
-  """A log filter that keeps orbax's INFO chatter out of the CLI's output (its warnings still show)."""
-
-  def filter(self, record):
-    return record.levelno >= std_logging.WARNING or "orbax" not in record.pathname
-
-
 if __name__ == "__main__":
   from absl import app
   _define_flags()
-  logging.get_absl_handler().addFilter(QuietOrbax())
+  logs.quiet_orbax()
   app.run(_main)
