@@ -16,8 +16,6 @@ A prior directory holds
 import copy
 import json
 import os
-import struct
-import zlib
 from typing import Any, Callable, Optional
 
 import flax
@@ -288,20 +286,13 @@ def sample(key: jax.Array, unet_apply: Callable, params: Any, context: jnp.ndarr
 def write_png(path: str, image: np.ndarray) -> str:
   """Writes an [H, W, 3] image (uint8, or float in [0, 1]) as an 8-bit RGB PNG; returns path.
 
-  Plain zlib: the training machine needs no imaging library.
+  imageio only (not dreamfusion_jax.export, whose mesh libraries a training machine need not have).
   """
+  import imageio.v3 as iio
   image = np.asarray(image)
   if image.dtype != np.uint8:
     image = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-  h, w, _ = image.shape
-  raw = b"".join(b"\x00" + image[i].tobytes() for i in range(h))  # Filter type 0 on every row.
-
-  def chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-  png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-         + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
-  _atomic_write(path, png)
+  _atomic_write(path, iio.imwrite("<bytes>", image, extension=".png"))
   return path
 
 
