@@ -250,12 +250,13 @@ def view_backgrounds(num_views: int, seed: int = 0) -> np.ndarray:
   return np.random.default_rng(seed).uniform(size=(num_views, 3)).astype(np.float32)
 
 
-def make_view_renderer(scene, config: ml_collections.ConfigDict, size: int):
+def make_view_renderer(scene, config: ml_collections.ConfigDict, size: int, field_of: Optional[Callable] = None):
   """jitted (params, elevation, azimuth, background [3]) -> dict(colour, textureless) [size, size, 3].
 
   Training-like camera: the middle of the config's distance and focal ranges; the light sits 30
   degrees above and to the right of the camera (shading cues for the textureless render).
-  Deterministic ray samples (no key).
+  Deterministic ray samples (no key). field_of(params) -> field_fn replaces the scene's field
+  (a ground-truth shape, to check the benchmark against the truth).
   """
   from dreamfusion_jax.train import field_fns, fixed_shading, make_render_config  # Avoids an import cycle.
   rcfg = make_render_config(config)
@@ -266,7 +267,7 @@ def make_view_renderer(scene, config: ml_collections.ConfigDict, size: int):
   def render_view(params, elevation, azimuth, background):
     cam = cameras.orbit_camera(elevation, azimuth, distance, focal)
     light = cameras.spherical_to_cartesian(elevation + 30.0, azimuth + 30.0, distance)
-    field_fn, _ = field_fns(scene, params)
+    field_fn = field_fns(scene, params)[0] if field_of is None else field_of(params)
     bg_fn = lambda d: jnp.broadcast_to(background, d.shape)
     out = {}
     for mode, name in (("albedo", "colour"), ("textureless", "textureless")):

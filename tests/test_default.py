@@ -88,3 +88,24 @@ def test_sweep_trains_captions_as_seeds_of_one_run_and_writes_the_table(tmp_path
   table = open(os.path.join(out, "summary.md")).read()
   assert "| a blue teardrop | yes |" in table and "**overall** (2 captions)" in table
   assert os.path.getsize(os.path.join(out, "views", "a_red_cube.png")) > 0
+
+
+def test_judge_recognises_true_shapes_through_the_benchmarks_own_renders():
+  """The R-Precision path (evaluate's view renderer at the default config's samples and bound, then the
+  shipped judge) scores the true shapes ~perfectly, so low scores of a run are the run's."""
+  import jax.numpy as jnp
+
+  from dreamfusion_jax import classifier, evaluate, shapes
+  from dreamfusion_jax.field import Scene
+  sys.path.insert(0, ROOT)
+  from configs import default  # noqa: E402
+  config = default.get_config()
+  judge = classifier.load_classifier(classifier.default_classifier_dir())
+  for name, colour in (("sphere", "blue"), ("cube", "red"), ("bird", "yellow")):
+    index = shapes.SHAPES.index(name)
+    truth = lambda rgb, i=index: (lambda x: (shapes.density_fn(i)(x), jnp.broadcast_to(rgb, x.shape)))
+    render_view = evaluate.make_view_renderer(Scene(), config, judge.image_size, field_of=truth)
+    views = evaluate.render_views(render_view, jnp.asarray(shapes.COLOURS[colour]), num_views=4)
+    scores = evaluate.r_precision(judge, views["colour"], views["textureless"],
+                                  shapes.COLOUR_NAMES.index(colour), index)
+    assert scores["color_r_precision"] == 1.0 and scores["geo_r_precision"] == 1.0, (name, scores)
