@@ -407,3 +407,22 @@ def test_sample_batch_images_follow_labels():
       a = np.broadcast_to(albedo[:, None, None], images.shape)[sel]
       level = px.max(-1) / a.max(-1)
       np.testing.assert_allclose(px, a * level[:, None], atol=3e-3)
+
+
+def test_bumpy_surfaces_change_the_images_but_not_the_labels():
+  """sample_batch(bump_max > 0) renders the same draws (shapes, colours, cameras, backgrounds) with
+  relief on the surfaces; amplitude 0 is the identity."""
+  import jax
+  import numpy as np
+
+  from dreamfusion_jax import shapes
+  x = jax.random.normal(jax.random.PRNGKey(0), (5, 3))
+  np.testing.assert_array_equal(shapes.bumpy(x, 0.0, 40.0, np.zeros(3)), x)
+  moved = np.linalg.norm(shapes.bumpy(x, 0.05, 40.0, np.ones(3)) - x, axis=-1) / np.linalg.norm(x, axis=-1)
+  assert np.all(moved <= 0.05 + 1e-6) and np.any(moved > 1e-3)
+  key = jax.random.PRNGKey(3)
+  smooth = shapes.sample_batch(key, 3, 16)
+  rough = shapes.sample_batch(key, 3, 16, bump_max=0.2)
+  for name in ("shape", "colour", "view", "shading_mode", "background"):
+    np.testing.assert_array_equal(smooth[name], rough[name])
+  assert np.max(np.abs(np.asarray(smooth["images"]) - np.asarray(rough["images"]))) > 0.05
