@@ -39,10 +39,6 @@ import numpy as np
 # Instant-NGP's spatial-hash primes; pi_1 = 1 keeps x's low bits coherent in memory.
 HASH_PRIMES = (1, 2654435761, 805459861)
 
-# The 8 corners of a cell as (dx, dy, dz) in {0, 1}^3, x fastest.
-_CORNER_OFFSETS = np.array(
-    [[(c >> 0) & 1, (c >> 1) & 1, (c >> 2) & 1] for c in range(8)], dtype=np.int32
-)
 
 
 def level_resolutions(
@@ -127,7 +123,7 @@ def hash_encode(
 
   # Row of each corner vertex, built per axis: a corner takes the low or the high vertex along
   # each axis, so its row is the XOR (hashed levels) or the sum (dense levels) of three per-axis
-  # terms, each of which has only two values. Corner c = x + 2y + 4z as in _CORNER_OFFSETS.
+  # terms, each of which has only two values. Corner c = dx + 2 dy + 4 dz (x fastest).
   low = cell.astype(jnp.uint32)
   vertex = jnp.stack([low, low + jnp.uint32(1)], axis=-1)  # [P, L, 3, 2]: low/high vertex per axis
   side = (res + 1).astype(np.uint32)
