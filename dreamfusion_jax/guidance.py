@@ -42,12 +42,17 @@ class Guidance:
     encoder_size: renders are resized (bilinear) to this square size before the encoder, or before
       the UNet of a pixel-space model, so a run can render smaller than the model's resolution.
     latent_scale: multiplies the encoder's output (Stable Diffusion's 0.18215).
+    encoder_method: the encoder module's method to apply (None: __call__; 'encode' for the VAE).
+    prediction_type: what the UNet predicts: 'epsilon', or 'v_prediction' (v = alpha_t eps - sigma_t x_0,
+      SD 2.x at 768), which `predict_noise` turns into eps = alpha_t v + sigma_t x_t.
   """
   unet: nn.Module
   alphas_cumprod: np.ndarray
   encoder: Optional[nn.Module] = None
   encoder_size: Optional[int] = None
   latent_scale: float = 1.0
+  encoder_method: Optional[str] = None
+  prediction_type: str = "epsilon"
 
   def encode(self, params: Any, images: jnp.ndarray) -> jnp.ndarray:
     """images [B,H,W,3] in [0,1] -> the model's clean input x_0 (pixels in [-1,1], or latents)."""
@@ -56,11 +61,18 @@ class Guidance:
       x = jax.image.resize(x, (x.shape[0], self.encoder_size, self.encoder_size, 3), "bilinear")
     if self.encoder is None:
       return x
-    return self.encoder.apply({"params": params["encoder"]}, x) * self.latent_scale
+    latents = self.encoder.apply({"params": params["encoder"]}, x, method=self.encoder_method)
+    return latents.astype(jnp.float32) * self.latent_scale
 
   def predict_noise(self, params: Any, x_t: jnp.ndarray, t: jnp.ndarray, context: jnp.ndarray) -> jnp.ndarray:
-    """eps_theta(x_t; context, t): [B,h,w,c]."""
-    return self.unet.apply({"params": params["unet"]}, x_t, t, context)
+    """eps_theta(x_t; context, t): [B,h,w,c] float32 (a v-prediction model's output is converted)."""
+    out = self.unet.apply({"params": params["unet"]}, x_t, t, context).astype(jnp.float32)
+    if self.prediction_type == "epsilon":
+      return out
+    if self.prediction_type != "v_prediction":
+      raise ValueError(f"unknown prediction_type {self.prediction_type!r}")
+    abar = jnp.asarray(self.alphas_cumprod)[t].reshape((-1,) + (1,) * (x_t.ndim - 1))
+    return jnp.sqrt(abar) * out + jnp.sqrt(1.0 - abar) * x_t.astype(jnp.float32)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -70,6 +82,7 @@ class Prior:
   params: Any  # {'unet': ..., 'encoder': ...}, the frozen weights.
   embed: Callable[[list[str]], np.ndarray]  # captions -> [N, L, D] float32 embeddings.
   unknown_words: Callable[[str], list[str]] = lambda _: []  # Words the prior can't read.
+  release: Callable[[], None] = lambda: None  # Frees the text encoder once a run's embeddings exist.
 
 
 def _random_prior(config) -> Prior:
@@ -128,7 +141,12 @@ def _shapes_prior(config) -> Prior:
   return Prior(Guidance(unet, abar, encoder_size=size), {"unet": params["unet"]}, embed, tokenizer.unknown_words)
 
 
-_PRIORS = {"random": _random_prior, "shapes": _shapes_prior}
+def _stable_diffusion_prior(config) -> Prior:
+  from dreamfusion_jax import stable_diffusion  # Imported here: it imports this module.
+  return stable_diffusion.build_prior(config)
+
+
+_PRIORS = {"random": _random_prior, "shapes": _shapes_prior, "stable_diffusion": _stable_diffusion_prior}
 
 
 def build_prior(config) -> Prior:

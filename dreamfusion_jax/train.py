@@ -334,6 +334,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   if lead:
     dump_json(os.path.join(workdir, "config.json"), config_dict)
   text_emb = trainer.text_embeddings(embed_prompts(prior, config))
+  prior.release()  # The text encoder is not needed again in this run (SD's is 0.5-1.4 GB).
   writer = outputs.MetricsWriter(workdir, trainer.seeds, enabled=lead)
   render_view = outputs.view_renderer(trainer.scene, config, config.export.image_size)
   last_saved = start

