@@ -255,17 +255,20 @@ def build_prior(config) -> guidance_lib.Prior:
   g = config.guidance
   sd = g.sd
   folder = resolve_model(sd.model, revision=sd.revision or None, download=sd.download)
-  logging.info("Loading Stable Diffusion from %s (%s).", folder, sd.dtype)
-  model = load(folder, dtype=sd.dtype, remat=sd.remat,
-               attention_implementation=None if sd.attention == "xla" else sd.attention)
-  if g.num_train_timesteps != len(model.alphas_cumprod):
+  # The config checks that need only the checkpoint's config files come before the (slow) weights.
+  steps = _read_json(folder, "scheduler/scheduler_config.json").get("num_train_timesteps", 1000)
+  if g.num_train_timesteps != steps:
     raise ConfigError(f"guidance.num_train_timesteps={g.num_train_timesteps} but the checkpoint's scheduler has "
-                      f"{len(model.alphas_cumprod)} timesteps; set --config.guidance.num_train_timesteps="
-                      f"{len(model.alphas_cumprod)}.")
-  factor = 2 ** (len(model.vae.block_out_channels) - 1) * 2 ** (len(model.unet.block_out_channels) - 1)
+                      f"{steps} timesteps; set --config.guidance.num_train_timesteps={steps}.")
+  levels = [len(_read_json(folder, f"{name}/config.json").get("block_out_channels", module.block_out_channels))
+            for name, module in (("vae", vae_lib.AutoencoderKL), ("unet", UNet2DConditionModel))]
+  factor = 2 ** (levels[0] - 1) * 2 ** (levels[1] - 1)
   if sd.image_size % factor:
     raise ConfigError(f"guidance.sd.image_size={sd.image_size} must be a multiple of {factor} for '{sd.model}' (its "
                       f"VAE and UNet downsample {factor}x in all), e.g. {max(factor, 512 // factor * factor)}.")
+  logging.info("Loading Stable Diffusion from %s (%s).", folder, sd.dtype)
+  model = load(folder, dtype=sd.dtype, remat=sd.remat,
+               attention_implementation=None if sd.attention == "xla" else sd.attention)
   embed = _TextEmbedder(model.text_encoder, model.text_params, model.tokenizer)
   guidance = guidance_lib.Guidance(model.unet, model.alphas_cumprod, encoder=model.vae, encoder_size=sd.image_size,
                                    latent_scale=model.scaling_factor, encoder_method="encode",
