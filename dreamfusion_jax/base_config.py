@@ -71,6 +71,9 @@ def get_config():
   c.guidance.beta_schedule = "scaled_linear"  # 'scaled_linear' (Stable Diffusion) or 'linear'.
   c.guidance.beta_start = 0.00085  # First beta of the schedule.
   c.guidance.beta_end = 0.012  # Last beta of the schedule.
+  # Validation also writes validation/step_N_guidance.png: per seed, the front view, it noised to this time
+  # (fraction of the schedule), and the prior's one-step denoised estimate (decoded by the VAE for SD). 0: off.
+  c.guidance.preview_t = 0.5
   c.guidance.seed = 0  # Seed of the random prior's weights (model='random' only).
   c.guidance.path = ""  # Directory of a trained prior (model='shapes'); "" = the package's assets/shapes_prior/.
   # Stable Diffusion (model='stable_diffusion'): latent SDS through the VAE encoder.

@@ -49,6 +49,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if not 0.0 <= config.guidance.t_min < config.guidance.t_max <= 1.0:
     raise ConfigError(f"guidance.t_min={config.guidance.t_min} and guidance.t_max={config.guidance.t_max} "
                       "must satisfy 0 <= t_min < t_max <= 1 (the paper: 0.02 and 0.98).")
+  if not 0.0 <= config.guidance.preview_t < 1.0:
+    raise ConfigError(f"guidance.preview_t={config.guidance.preview_t} must be in [0, 1): the diffusion time of "
+                      "the validation's guidance preview as a fraction of the schedule (0 turns it off).")
   if config.render.image_size < 8 or config.render.num_coarse < 2 or config.render.num_fine < 1:
     raise ConfigError("render.image_size must be at least 8, render.num_coarse at least 2 and render.num_fine "
                       "at least 1.")

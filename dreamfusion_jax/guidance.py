@@ -43,6 +43,8 @@ class Guidance:
       the UNet of a pixel-space model, so a run can render smaller than the model's resolution.
     latent_scale: multiplies the encoder's output (Stable Diffusion's 0.18215).
     encoder_method: the encoder module's method to apply (None: __call__; 'encode' for the VAE).
+    decoder_method: the encoder module's method that maps latents back to images ('decode' for the
+      VAE), used by `decode` for previews with params['decoder']; None for a pixel-space model.
     prediction_type: what the UNet predicts: 'epsilon', or 'v_prediction' (v = alpha_t eps - sigma_t x_0,
       SD 2.x at 768), which `predict_noise` turns into eps = alpha_t v + sigma_t x_t.
   """
@@ -52,6 +54,7 @@ class Guidance:
   encoder_size: Optional[int] = None
   latent_scale: float = 1.0
   encoder_method: Optional[str] = None
+  decoder_method: Optional[str] = None
   prediction_type: str = "epsilon"
 
   def encode(self, params: Any, images: jnp.ndarray) -> jnp.ndarray:
@@ -63,6 +66,15 @@ class Guidance:
       return x
     latents = self.encoder.apply({"params": params["encoder"]}, x, method=self.encoder_method)
     return latents.astype(jnp.float32) * self.latent_scale
+
+  def decode(self, params: Any, x0: jnp.ndarray) -> jnp.ndarray:
+    """The model's clean input x_0 (pixels in [-1,1], or latents) -> images [B,H,W,3] in [0,1], for previews."""
+    x = x0
+    if self.encoder is not None:
+      if self.decoder_method is None or "decoder" not in params:
+        raise ValueError("This guidance holds no decoder (load the prior with its decoder for previews).")
+      x = self.encoder.apply({"params": params["decoder"]}, x0 / self.latent_scale, method=self.decoder_method)
+    return jnp.clip((x.astype(jnp.float32) + 1.0) / 2.0, 0.0, 1.0)
 
   def predict_noise(self, params: Any, x_t: jnp.ndarray, t: jnp.ndarray, context: jnp.ndarray) -> jnp.ndarray:
     """eps_theta(x_t; context, t): [B,h,w,c] float32 (a v-prediction model's output is converted)."""

@@ -90,9 +90,54 @@ def validation_sheet(render_view, params_per_seed: list[Any]) -> np.ndarray:
   return (np.clip(np.concatenate(rows, axis=0), 0, 1) * 255).round().astype(np.uint8)
 
 
-def write_validation(workdir: str, step: int, sheet: np.ndarray) -> None:
+def guidance_previewer(scene: Scene, config: ml_collections.ConfigDict, guidance):
+  """A jitted (params, text_emb [5,L,D], prior_params, key) -> [size, 3 * size, 3] preview of one seed.
+
+  Left to right: the front view as the prior sees it (albedo, at render.image_size, resized like a
+  training render), that view noised to time guidance.preview_t, and the prior's one-step denoised
+  estimate at that time with classifier-free guidance (sds.denoised), decoded to pixels.
+  """
+  from dreamfusion_jax import sds
+  from dreamfusion_jax.train import field_fns, fixed_shading, make_render_config  # Avoids an import cycle.
+  size = config.render.image_size
+  rcfg = make_render_config(config)
+  elevation, azimuth = VALIDATION_VIEWS[0]
+  t = min(int(round(config.guidance.preview_t * config.guidance.num_train_timesteps)),
+          config.guidance.num_train_timesteps - 1)
+  view = int(cameras.view_index(jnp.float32(elevation), jnp.float32(azimuth)))
+
+  @jax.jit
+  def preview(params, text_emb, prior_params, key):
+    cam = cameras.orbit_camera(jnp.float32(elevation), jnp.float32(azimuth), config.export.distance, size * 1.0)
+    field_fn, background_fn = field_fns(scene, params)
+    if config.render.background == "random":
+      background_fn = lambda d: jnp.ones_like(d)
+    rgb = render.render_image(None, field_fn, background_fn, cam, fixed_shading("albedo", cam["light_pos"]),
+                              rcfg, size, size)["rgb"][None]
+    x0 = guidance.encode(prior_params, rgb)
+    x_t, x0_hat = sds.denoised(key, guidance, prior_params, x0, text_emb[1 + view][None], text_emb[0][None],
+                               scale=config.guidance.scale, t=t)
+    tiles = [guidance.decode(prior_params, x0), guidance.decode(prior_params, x_t),
+             guidance.decode(prior_params, x0_hat)]
+    tiles = [jax.image.resize(x[0], (size, size, 3), "bilinear") for x in tiles]
+    return jnp.concatenate(tiles, axis=1)
+
+  return preview
+
+
+def guidance_preview_sheet(preview, params_per_seed: list[Any], text_emb: np.ndarray, prior_params: Any,
+                           step: int) -> np.ndarray:
+  """One row per seed (see guidance_previewer); text_emb [S,5,L,D]. uint8 [S * size, 3 * size, 3]."""
+  rows = [np.asarray(preview(p, text_emb[i], prior_params, jax.random.PRNGKey(step)))
+          for i, p in enumerate(params_per_seed)]
+  return (np.clip(np.concatenate(rows, axis=0), 0, 1) * 255).round().astype(np.uint8)
+
+
+def write_validation(workdir: str, step: int, sheet: np.ndarray, kind: str = "") -> None:
+  """validation/step_N.png (the renders), or step_N_KIND.png."""
   os.makedirs(os.path.join(workdir, "validation"), exist_ok=True)
-  export.write_png(os.path.join(workdir, "validation", f"step_{step:06d}.png"), sheet)
+  name = f"step_{step:06d}{'_' + kind if kind else ''}.png"
+  export.write_png(os.path.join(workdir, "validation", name), sheet)
 
 
 def export_seed(directory: str, scene: Scene, params: Any, config: ml_collections.ConfigDict,

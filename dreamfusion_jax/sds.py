@@ -59,3 +59,21 @@ def sds_loss_x0(key: jax.Array, guidance: Guidance, params: Any, x0: jnp.ndarray
   residual, aux = sds_residual(key, guidance, params, jax.lax.stop_gradient(x0), cond, uncond, **kwargs)
   target = jax.lax.stop_gradient(x0 - residual)
   return 0.5 * jnp.sum((x0 - target) ** 2), aux
+
+
+def denoised(key: jax.Array, guidance: Guidance, params: Any, x0: jnp.ndarray, cond: jnp.ndarray,
+             uncond: jnp.ndarray, *, scale: float, t: int):
+  """What the prior pulls x0 towards at time t (a preview of the guidance): (x_t, x0_hat), both [B,h,w,c].
+
+  x_t = alpha_t x0 + sigma_t eps and x0_hat = (x_t - sigma_t eps_hat) / alpha_t, with eps_hat the
+  classifier-free-guided noise prediction, as in the SDS step (t is an integer timestep).
+  """
+  eps = jax.random.normal(key, x0.shape, x0.dtype)
+  abar = jnp.asarray(guidance.alphas_cumprod)[t]
+  alpha, sigma = jnp.sqrt(abar), jnp.sqrt(1.0 - abar)
+  x_t = alpha * x0 + sigma * eps
+  steps = jnp.full((2 * x0.shape[0],), t, jnp.int32)
+  eps_uncond, eps_cond = jnp.split(guidance.predict_noise(params, jnp.concatenate([x_t, x_t]), steps,
+                                                          jnp.concatenate([uncond, cond])), 2)
+  eps_hat = eps_uncond + scale * (eps_cond - eps_uncond)
+  return x_t, (x_t - sigma * eps_hat) / alpha

@@ -267,11 +267,15 @@ def build_prior(config) -> guidance_lib.Prior:
     raise ConfigError(f"guidance.sd.image_size={sd.image_size} must be a multiple of {factor} for '{sd.model}' (its "
                       f"VAE and UNet downsample {factor}x in all), e.g. {max(factor, 512 // factor * factor)}.")
   logging.info("Loading Stable Diffusion from %s (%s).", folder, sd.dtype)
-  model = load(folder, dtype=sd.dtype, remat=sd.remat,
+  previews = bool(g.preview_t > 0 and config.val_every > 0)  # The VAE decoder is needed for previews only.
+  model = load(folder, dtype=sd.dtype, remat=sd.remat, decoder=previews,
                attention_implementation=None if sd.attention == "xla" else sd.attention)
+  params = {"unet": model.unet_params,
+            "encoder": {k: v for k, v in model.vae_params.items() if k in ("encoder", "quant_conv")}}
+  if previews:
+    params["decoder"] = {k: v for k, v in model.vae_params.items() if k in ("decoder", "post_quant_conv")}
   embed = _TextEmbedder(model.text_encoder, model.text_params, model.tokenizer)
   guidance = guidance_lib.Guidance(model.unet, model.alphas_cumprod, encoder=model.vae, encoder_size=sd.image_size,
                                    latent_scale=model.scaling_factor, encoder_method="encode",
-                                   prediction_type=model.prediction_type)
-  return guidance_lib.Prior(guidance, {"unet": model.unet_params, "encoder": model.vae_params}, embed,
-                            release=embed.release)
+                                   decoder_method="decode", prediction_type=model.prediction_type)
+  return guidance_lib.Prior(guidance, params, embed, release=embed.release)

@@ -337,6 +337,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   prior.release()  # The text encoder is not needed again in this run (SD's is 0.5-1.4 GB).
   writer = outputs.MetricsWriter(workdir, trainer.seeds, enabled=lead)
   render_view = outputs.view_renderer(trainer.scene, config, config.export.image_size)
+  preview = (outputs.guidance_previewer(trainer.scene, config, prior.guidance)
+             if config.guidance.preview_t > 0 else None)
   last_saved = start
   bar = tqdm(total=config.num_steps, initial=min(step, config.num_steps), unit="step", dynamic_ncols=True,
              disable=not (config.progress_bar and lead))
@@ -367,6 +369,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
           sheet = outputs.validation_sheet(render_view, per_seed)
           outputs.write_validation(workdir, step, sheet)
           writer.image("validation", sheet, step)
+          if preview is not None:
+            sheet = outputs.guidance_preview_sheet(preview, per_seed, np.asarray(jax.device_get(text_emb)),
+                                                   trainer.prior_params, step)
+            outputs.write_validation(workdir, step, sheet, "guidance")
+            writer.image("guidance_preview", sheet, step)
   finally:
     bar.close()
     ckpts.wait()

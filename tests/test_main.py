@@ -40,7 +40,11 @@ def test_smoke_config_two_seeds_trains_exports_and_resumes(tmp_path):
   records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
   assert records[-1]["step"] == 40 and "seed_1/grad_norm" in records[-1] and "steps_per_sec" in records[-1]
   assert any(f.startswith("events.out.tfevents") for f in os.listdir(os.path.join(workdir, "tensorboard")))
-  assert os.listdir(os.path.join(workdir, "validation"))
+  validation = sorted(os.listdir(os.path.join(workdir, "validation")))
+  assert validation == ["step_000020.png", "step_000020_guidance.png", "step_000040.png", "step_000040_guidance.png"]
+  import imageio.v3 as iio
+  preview = iio.imread(os.path.join(workdir, "validation", "step_000040_guidance.png"))
+  assert preview.shape == (2 * 32, 3 * 32, 3)  # One row per seed: render, noised, denoised at 32x32.
 
   import trimesh
   mesh = trimesh.load(os.path.join(workdir, "seed_0", "mesh.ply"))

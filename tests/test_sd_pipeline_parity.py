@@ -169,6 +169,20 @@ def test_build_prior_parity_embed_and_encode(pipelines, sd2_prior, layout):
   _check(f"{layout} guidance.encode", got, want)
 
 
+def test_preview_decoder_parity(pipelines):
+  """With validation previews on, build_prior also holds the VAE decoder; guidance.decode is the VAE's decode."""
+  tiny = pipelines["sd2"]
+  prior = stable_diffusion.build_prior(sd_config(tiny.folder, **{"val_every": 1, "guidance.preview_t": 0.5}))
+  assert set(prior.params["decoder"]) == {"decoder", "post_quant_conv"}
+  assert set(prior.params["encoder"]) == {"encoder", "quant_conv"}
+  latents = np.random.default_rng(3).standard_normal((1, 8, 8, 4)).astype(np.float32)
+  got = _run(prior.guidance.decode, prior.params, latents)
+  scale = tiny.vae.config.scaling_factor
+  with torch.no_grad():
+    want = np.clip((sd_tiny.nhwc(tiny.vae.decode(sd_tiny.nchw(latents / scale)).sample) + 1) / 2, 0, 1)
+  _check("sd2 guidance.decode", got, want)
+
+
 # ----------------------------------------------------------------------------- 2-4. finding and reading checkpoints
 
 

@@ -108,3 +108,29 @@ def test_latent_guidance_carries_the_residual_back_through_the_encoder():
   (expected,) = pullback(residual)
   np.testing.assert_allclose(np.asarray(grad), np.asarray(expected), rtol=1e-4, atol=1e-4 * np.abs(expected).max())
   assert np.abs(expected).max() > 0
+
+
+class _ContextScaledUNet(nn.Module):
+  """eps(x_t; y) = mean(y) * x_t: the conditional and unconditional predictions differ by a known factor."""
+
+  @nn.compact
+  def __call__(self, x, t, context):
+    return x * jnp.mean(context, axis=(1, 2))[:, None, None, None]
+
+
+def test_denoised_preview_matches_the_closed_form():
+  abar = guidance_lib.alphas_cumprod("scaled_linear", 0.00085, 0.012, 1000)
+  g = guidance_lib.Guidance(_ContextScaledUNet(), abar)
+  x0 = np.random.default_rng(0).uniform(-1, 1, (2, 4, 4, 3)).astype(np.float32)
+  cond, uncond = np.full((2, 3, 5), 0.3, np.float32), np.full((2, 3, 5), 0.1, np.float32)
+  key, t, w = jax.random.PRNGKey(4), 600, 7.5
+  x_t, x0_hat = sds.denoised(key, g, {"unet": {}}, jnp.asarray(x0), jnp.asarray(cond), jnp.asarray(uncond),
+                             scale=w, t=t)
+  eps = np.asarray(jax.random.normal(key, x0.shape))  # The noise `denoised` draws from the same key.
+  a, s = np.sqrt(np.float64(abar[t])), np.sqrt(1 - np.float64(abar[t]))
+  want_xt = a * x0 + s * eps
+  eps_hat = (0.1 + w * (0.3 - 0.1)) * want_xt
+  np.testing.assert_allclose(np.asarray(x_t), want_xt, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(x0_hat), (want_xt - s * eps_hat) / a, rtol=1e-4, atol=1e-4)
+  # A pixel-space guidance decodes [-1, 1] to [0, 1].
+  np.testing.assert_allclose(np.asarray(g.decode({}, jnp.asarray(x0))), (x0 + 1) / 2, atol=1e-6)
