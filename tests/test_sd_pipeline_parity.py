@@ -204,6 +204,39 @@ def test_hub_cache_resolution_parity(pipelines, tmp_path):
   assert "HF_HUB_OFFLINE is set" in message
 
 
+def test_download_and_fp16_variant_parity(pipelines, tmp_path, monkeypatch):
+  """guidance.sd.download fetches only the files a run needs into the cache (huggingface_hub's snapshot_download,
+  stubbed here: no network); a folder holding the `.fp16.safetensors` variants loads the same weights."""
+  import huggingface_hub
+  from safetensors.numpy import load_file, save_file
+  tiny = pipelines["sd2"]
+  variant = sd_tiny.copy(tiny.folder, str(tmp_path / "fp16"))
+  for name in stable_diffusion.WEIGHT_FILES:
+    path = os.path.join(variant, name)
+    save_file({k: v.astype(np.float16) for k, v in load_file(path).items()},
+              path.replace(".safetensors", ".fp16.safetensors"))
+    os.remove(path)
+  calls = []
+
+  def fake_snapshot_download(repo_id, revision=None, cache_dir=None, local_files_only=False, allow_patterns=None):
+    calls.append(dict(repo_id=repo_id, local_files_only=local_files_only, allow_patterns=allow_patterns))
+    if local_files_only:
+      raise huggingface_hub.errors.LocalEntryNotFoundError("not cached")
+    return variant
+
+  monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+  monkeypatch.setattr(stable_diffusion, "_offline", lambda: False)
+  with pytest.raises(stable_diffusion.WeightsNotFoundError, match="hf download tiny-owner/tiny-sd2"):
+    stable_diffusion.resolve_model("tiny-owner/tiny-sd2")  # download=False: no network call.
+  assert [c["local_files_only"] for c in calls] == [True]
+  assert stable_diffusion.resolve_model("tiny-owner/tiny-sd2", download=True) == variant
+  assert calls[-1] == dict(repo_id="tiny-owner/tiny-sd2", local_files_only=False,
+                           allow_patterns=list(stable_diffusion.DOWNLOAD_PATTERNS))
+  full, half = stable_diffusion.load(tiny.folder), stable_diffusion.load(variant)
+  for a, b in zip(jax.tree.leaves(full.unet_params), jax.tree.leaves(half.unet_params)):
+    np.testing.assert_allclose(a, b, atol=2e-3 * max(1.0, float(np.abs(a).max())))
+
+
 def test_missing_weights_parity_one_clear_error(pipelines, tmp_path):
   """configs/peacock.py with an empty cache stops before training, with the download command; so does a gap."""
   workdir, hf_home = tmp_path / "run", tmp_path / "empty_hf"
