@@ -28,18 +28,6 @@ flags.DEFINE_string("name", "rescored", "Writes summary_<name>.md and summary_<n
 FLAGS = flags.FLAGS
 
 
-def sheet_views(sheet: np.ndarray, num_views: int, size: int) -> list[tuple[np.ndarray, np.ndarray]]:
-  """A views sheet (uint8 [seeds*S, 2*K*S, 3]) -> per seed (colour [K,S,S,3], textureless [K,S,S,3]) in [0,1]."""
-  if sheet.shape[0] % size or sheet.shape[1] != 2 * num_views * size:
-    raise ValueError(f"a views sheet of shape {sheet.shape} does not hold 2 x {num_views} views of {size}x{size}")
-  images = sheet.astype(np.float32) / 255.0
-  out = []
-  for row in images.reshape(-1, size, 2 * num_views * size, 3):
-    views = row.reshape(size, 2 * num_views, size, 3).transpose(1, 0, 2, 3)
-    out.append((views[:num_views], views[num_views:]))
-  return out
-
-
 def rescore(summary: dict, views_dir: str, judge) -> dict:
   """A copy of summary.json with each seed's R-Precisions recomputed by `judge` from the views sheets."""
   import imageio.v3 as iio
@@ -52,11 +40,11 @@ def rescore(summary: dict, views_dir: str, judge) -> dict:
     st = ev["settings"]
     sheet = iio.imread(os.path.join(views_dir, shapes_sweep.slug(caption) + ".png"))
     seeds = list(ev["per_seed"])
-    views = sheet_views(sheet[..., :3], st["num_views"], st["image_size"])
+    views = evaluate.split_views_sheet(sheet, st["num_views"], st["image_size"])
     if len(views) != len(seeds):
       raise ValueError(f"{caption}: {len(views)} rows of views for {len(seeds)} seeds")
-    for seed, (colour_views, textureless_views) in zip(seeds, views):
-      ev["per_seed"][seed].update(evaluate.r_precision(judge, colour_views, textureless_views,
+    for seed, v in zip(seeds, views):
+      ev["per_seed"][seed].update(evaluate.r_precision(judge, v["colour"], v["textureless"],
                                                        shapes.COLOUR_NAMES.index(colour), shapes.SHAPES.index(shape)))
     for m in ("color_r_precision", "geo_r_precision"):
       ev["mean"][m] = float(np.mean([s[m] for s in ev["per_seed"].values()]))

@@ -166,11 +166,9 @@ def views_sheet(scorer, params_list: list) -> np.ndarray:
   """uint8 sheet: one row per seed, the judge's colour views then its textureless views."""
 
   from dreamfusion_jax import evaluate
-  rows = []
-  for params in params_list:
-    v = evaluate.render_views(scorer.render_view, params, scorer.settings["num_views"], scorer.settings["elevation"])
-    rows.append(np.concatenate(list(v["colour"]) + list(v["textureless"]), axis=1))
-  return (np.clip(np.concatenate(rows, axis=0), 0, 1) * 255).astype(np.uint8)
+  st = scorer.settings
+  return evaluate.views_sheet([evaluate.render_views(scorer.render_view, p, st["num_views"], st["elevation"])
+                               for p in params_list])
 
 
 def main(argv):

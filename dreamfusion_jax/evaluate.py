@@ -287,6 +287,24 @@ def render_views(render_view, params, num_views: int = NUM_VIEWS,
   return {name: np.stack([np.asarray(o[name]) for o in outs]) for name in ("colour", "textureless")}
 
 
+def views_sheet(views_per_seed: list[dict]) -> np.ndarray:
+  """uint8 sheet of render_views outputs: one row per seed, its K colour views then its K textureless views."""
+  rows = [np.concatenate(list(v["colour"]) + list(v["textureless"]), axis=1) for v in views_per_seed]
+  return (np.clip(np.concatenate(rows, axis=0), 0, 1) * 255).astype(np.uint8)
+
+
+def split_views_sheet(sheet: np.ndarray, num_views: int, size: int) -> list[dict]:
+  """The inverse of views_sheet (up to its 8-bit rounding): per seed dict(colour, textureless) [K,S,S,3] in [0,1]."""
+  if sheet.ndim != 3 or sheet.shape[0] % size or sheet.shape[1] != 2 * num_views * size:
+    raise ValueError(f"a views sheet of shape {sheet.shape} does not hold 2 x {num_views} views of {size}x{size}")
+  images = sheet[..., :3].astype(np.float32) / 255.0
+  out = []
+  for row in images.reshape(-1, size, 2 * num_views * size, 3):
+    views = row.reshape(size, 2 * num_views, size, 3).transpose(1, 0, 2, 3)
+    out.append(dict(colour=views[:num_views], textureless=views[num_views:]))
+  return out
+
+
 def r_precision(judge, colour_images: np.ndarray, textureless_images: np.ndarray, colour_index: int,
                 shape_index: int) -> dict:
   """R-Precisions of one result's renders [K, S, S, 3] (see the module docstring) and the top answers."""

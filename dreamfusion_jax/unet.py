@@ -386,6 +386,19 @@ def _per_layer(value: int | Sequence[int], n: int) -> tuple[int, ...]:
   return value
 
 
+def check_config_keys(model: str, part: str, unsupported: Sequence[str], unknown: Sequence[str]) -> None:
+  """Raises one ValueError listing a diffusers config's unsupported options and unknown keys (if any)."""
+  if not (unsupported or unknown):
+    return
+  msg = []
+  if unsupported:
+    msg.append(f"unsupported {part} features: " + ", ".join(unsupported))
+  if unknown:
+    msg.append("unknown config keys: " + ", ".join(sorted(unknown)))
+  raise ValueError(f"{model}.from_config: " + "; ".join(msg)
+                   + f". Only the Stable Diffusion 1.x/2.x {part} architecture is implemented.")
+
+
 def _to_tuple(value: Any) -> Any:
   """JSON lists -> (nested) tuples so module fields stay hashable."""
   if isinstance(value, (list, tuple)):
@@ -495,14 +508,7 @@ class UNet2DConditionModel(nn.Module):
         kwargs[key] = _to_tuple(value)
       else:
         unknown.append(key)
-    if unsupported or unknown:
-      msg = []
-      if unsupported:
-        msg.append("unsupported UNet features: " + ", ".join(unsupported))
-      if unknown:
-        msg.append("unknown config keys: " + ", ".join(sorted(unknown)))
-      raise ValueError("UNet2DConditionModel.from_config: " + "; ".join(msg)
-                       + ". Only the Stable Diffusion 1.x/2.x UNet architecture is implemented.")
+    check_config_keys("UNet2DConditionModel", "UNet", unsupported, unknown)
     kwargs.update(overrides)
     model = cls(**kwargs)
     model.check_config()

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dreamfusion_jax.convert import CheckpointError, torch_to_flax
-from dreamfusion_jax.unet import Downsample2D, Upsample2D, _conv, _group_norm, _to_tuple
+from dreamfusion_jax.unet import Downsample2D, Upsample2D, _conv, _group_norm, _to_tuple, check_config_keys
 
 Dtype = Any
 
@@ -268,14 +268,7 @@ class AutoencoderKL(nn.Module):
         kwargs[key] = _to_tuple(value)
       else:
         unknown.append(key)
-    if unsupported or unknown:
-      msg = []
-      if unsupported:
-        msg.append("unsupported VAE features: " + ", ".join(unsupported))
-      if unknown:
-        msg.append("unknown config keys: " + ", ".join(sorted(unknown)))
-      raise ValueError("AutoencoderKL.from_config: " + "; ".join(msg)
-                       + ". Only the Stable Diffusion 1.x/2.x VAE architecture is implemented.")
+    check_config_keys("AutoencoderKL", "VAE", unsupported, unknown)
     kwargs.update(overrides)
     model = cls(**kwargs)
     model.check_config()

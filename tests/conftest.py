@@ -34,13 +34,18 @@ def tiny_config(**overrides):
   c.val_every = 0
   c.progress_bar = False
   c.export.enabled = False
+  return set_fields(c, overrides)
+
+
+def set_fields(config, overrides: dict):
+  """Sets dotted fields ({'render.image_size': 8}) of a ConfigDict in place; returns it."""
   for key, value in overrides.items():
-    target = c
+    target = config
     *parents, leaf = key.split(".")
     for p in parents:
       target = target[p]
     target[leaf] = value
-  return c
+  return config
 
 
 @pytest.fixture

@@ -246,3 +246,25 @@ def test_cli_rejects_a_caption_outside_the_world(tmp_path):
   assert proc.returncode == 2
   assert "not a caption of the Shapes world" in proc.stderr and "Traceback" not in proc.stderr
   assert not (workdir / "evaluation.json").exists()
+
+
+def test_views_sheet_layout_and_its_inverse():
+  """views_sheet puts seed r's view k at row r, column k (colour) and K + k (textureless); split_views_sheet
+  (what benchmarks/rescore_views.py reads back) undoes it up to the 8-bit rounding."""
+  rng = np.random.default_rng(0)
+  k, s = 3, 5
+  views = [dict(colour=rng.uniform(0, 1, (k, s, s, 3)), textureless=rng.uniform(0, 1, (k, s, s, 3))) for _ in range(2)]
+  sheet = ev.views_sheet(views)
+  expected = np.zeros((2 * s, 2 * k * s, 3))
+  for r, v in enumerate(views):
+    for j in range(k):
+      expected[r * s:(r + 1) * s, j * s:(j + 1) * s] = v["colour"][j]
+      expected[r * s:(r + 1) * s, (k + j) * s:(k + j + 1) * s] = v["textureless"][j]
+  np.testing.assert_array_equal(sheet, (expected * 255).astype(np.uint8))
+  back = ev.split_views_sheet(sheet, k, s)
+  assert len(back) == 2
+  for got, want in zip(back, views):
+    for name in ("colour", "textureless"):
+      np.testing.assert_allclose(got[name], want[name], atol=1 / 255 + 1e-6)
+  with pytest.raises(ValueError, match="does not hold"):
+    ev.split_views_sheet(sheet, k + 1, s)

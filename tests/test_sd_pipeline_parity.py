@@ -22,7 +22,7 @@ import jax.numpy as jnp  # noqa: E402
 import flax.linen as nn  # noqa: E402
 
 import sd_tiny  # noqa: E402
-from conftest import ROOT, tiny_config  # noqa: E402
+from conftest import ROOT, set_fields, tiny_config  # noqa: E402
 from dreamfusion_jax import clip_text, guidance as guidance_lib, sds, stable_diffusion, train  # noqa: E402
 from dreamfusion_jax.errors import ConfigError  # noqa: E402
 
@@ -60,13 +60,7 @@ def sd_config(folder: str, **overrides):
   c.num_steps, c.log_every, c.checkpoint_every, c.val_every = 2, 1, 2, 0
   c.progress_bar = False
   c.export.enabled = False
-  for key, value in overrides.items():
-    target = c
-    *parents, leaf = key.split(".")
-    for p in parents:
-      target = target[p]
-    target[leaf] = value
-  return c
+  return set_fields(c, overrides)
 
 
 def offline_env(**extra) -> dict:
