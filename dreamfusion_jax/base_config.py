@@ -50,6 +50,8 @@ def get_config():
   c.camera.elevation_range = (-10.0, 90.0)  # Elevation in degrees.
   c.camera.distance_range = (1.0, 1.5)  # Camera distance from the origin (world units).
   c.camera.focal_range = (0.7, 1.35)  # Focal length as a multiple of the image size.
+  c.camera.look_at_std = 0.2  # Std of the look-at point around the origin (world units).
+  c.camera.position_jitter = 0.1  # Half-width of the uniform jitter of the camera position.
   c.camera.view_dependent_prompts = True  # Append front/side/back/overhead view to the prompt.
 
   # --- Shading (the paper's schedule). ---

@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from dreamfusion_jax import text as text_lib
 from dreamfusion_jax.errors import ConfigError
@@ -149,8 +150,32 @@ def _shapes_prior(config) -> Prior:
   apply = jax.jit(lambda p, ids: encoder.apply({"params": p}, ids))
   text_params = params["text"]
   embed = lambda texts: np.asarray(apply(text_params, tokenizer(list(texts))), np.float32)
-  size = prior_model.read_config(directory)["image_size"]  # Renders are resized to the prior's resolution.
+  prior_cfg = prior_model.read_config(directory)
+  size = prior_cfg["image_size"]  # Renders are resized to the prior's resolution.
+  mismatch = camera_mismatch(prior_cfg.get("camera"), config.camera)
+  if mismatch:
+    logging.warning("The Shapes prior in '%s' was trained on cameras with %s; this run samples %s. The prior "
+                    "pushes objects towards the size they had in its training images, so they come out at the "
+                    "wrong size: set --config.camera.* to the prior's values (configs/default.py does).",
+                    directory, *mismatch)
   return Prior(Guidance(unet, abar, encoder_size=size), {"unet": params["unet"]}, embed, tokenizer.unknown_words)
+
+
+_CAMERA_KEYS = ("distance_range", "focal_range", "look_at_std", "position_jitter")
+# DreamFusion's cameras (cameras.CameraConfig's defaults): what priors saved without a 'camera' record saw.
+_PAPER_CAMERA = {"distance_range": [1.0, 1.5], "focal_range": [0.7, 1.35], "look_at_std": 0.2, "position_jitter": 0.1}
+
+
+def camera_mismatch(prior_camera: Optional[dict], run_camera) -> Optional[tuple[str, str]]:
+  """None if a run's config.camera samples the zoom and framing the prior was trained on; else the two
+  descriptions (prior's, run's). prior_camera: the prior's config.json 'camera' (None: DreamFusion's)."""
+  want = {k: (prior_camera or _PAPER_CAMERA).get(k, _PAPER_CAMERA[k]) for k in _CAMERA_KEYS}
+  got = {k: run_camera.get(k, _PAPER_CAMERA[k]) for k in _CAMERA_KEYS}
+  close = lambda a, b: np.allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), atol=1e-6)
+  if all(close(want[k], got[k]) for k in _CAMERA_KEYS):
+    return None
+  describe = lambda c: ", ".join(f"{k}={tuple(v) if isinstance(v, (list, tuple)) else v}" for k, v in c.items())
+  return describe(want), describe(got)
 
 
 def _stable_diffusion_prior(config) -> Prior:

@@ -13,6 +13,12 @@ Data. Renders go into a pool on the device (`--pool_size`, default 8192 images);
 so rendering (~0.17 ms per image on an H200, sequential inside `sample_batch`) costs a fraction of
 the UNet step. The pool is not checkpointed: a resumed run renders a fresh one.
 
+Cameras. `--distance_range`, `--focal_range`, `--look_at_std` and `--position_jitter` set the
+world's cameras (DreamFusion's by default). They may change on resume, which fine-tunes the prior
+on the new ones (the shipped prior: 23,000 steps on DreamFusion's, then one zoom); the model card
+lists each run's cameras and config.json records the last run's, which a DreamFusion run should
+sample too (`guidance` warns when it does not).
+
 Runs in chunks. A run saves an orbax checkpoint under DIR/checkpoints every --checkpoint_every_min
 minutes, when --time_limit_min is reached, and at the end; started again with the same --workdir it
 resumes. When --steps is reached (or with --export_only) it writes DIR/export/: the prior
@@ -70,6 +76,10 @@ _FLAG_HELP = {
     "sample_steps": "DDIM steps of the preview samples.",
     "guidance_scale": "Classifier-free guidance scale of the preview samples.",
     "progress_bar": "Show a tqdm progress bar.",
+    "distance_range": "Camera distance from the origin, 'MIN,MAX' (uniform; DreamFusion: 1.0,1.5).",
+    "focal_range": "Focal length as a multiple of the image size, 'MIN,MAX' (uniform; DreamFusion: 0.7,1.35).",
+    "look_at_std": "Std of the camera's look-at point around the origin (DreamFusion: 0.2).",
+    "position_jitter": "Half-width of the uniform jitter of the camera position (DreamFusion: 0.1).",
 }
 
 
@@ -100,6 +110,12 @@ class Options:
   sample_steps: int = 50  # DDIM steps of the previews.
   guidance_scale: float = 4.0  # CFG scale of the previews.
   progress_bar: bool = True  # tqdm bar.
+  # The world's cameras (cameras.CameraConfig); DreamFusion's by default. A DreamFusion run guided by
+  # the prior should sample its cameras the same way (the prior's config.json records them).
+  distance_range: str = "1.0,1.5"  # Camera distance, 'MIN,MAX'.
+  focal_range: str = "0.7,1.35"  # Focal / image size, 'MIN,MAX'.
+  look_at_std: float = 0.2  # Look-at point std.
+  position_jitter: float = 0.1  # Camera position jitter.
 
 
 # Options that define what is trained: a resumed run must keep them.
@@ -189,6 +205,9 @@ def check_options(options: Options) -> None:
   if options.lr <= 0 or options.time_limit_min < 0 or options.checkpoint_every_min <= 0:
     raise UserError("--lr and --checkpoint_every_min must be positive and --time_limit_min >= 0.")
   compute_dtype(options)
+  camera_config(options)
+  if options.look_at_std < 0 or options.position_jitter < 0:
+    raise UserError("--look_at_std and --position_jitter must be >= 0.")
   try:
     prior_model.check_config(model_config(options))
   except ValueError as e:
@@ -312,15 +331,39 @@ def _pool_entry(batch: dict) -> dict:
   return dict(images=images, shape=batch["shape"], colour=batch["colour"], view=batch["view"])
 
 
-def render(key: jax.Array, count: int, size: int, exclude_held_out: bool = True) -> dict:
-  """`count` fresh examples (shapes.sample_batch, one compile per (count, size) per process)."""
-  return shapes.sample_batch(key, count, size, exclude_held_out)
+def _range(text: str, name: str) -> tuple[float, float]:
+  try:
+    lo, hi = (float(v) for v in text.split(","))
+  except ValueError:
+    raise UserError(f"--{name}={text!r} is not a range: give 'MIN,MAX', two numbers, e.g. --{name}=1.0,1.5.") from None
+  if not 0.0 < lo <= hi:
+    raise UserError(f"--{name}={text!r}: MIN must be positive and at most MAX.")
+  return lo, hi
+
+
+def camera_config(options: Options) -> cameras.CameraConfig:
+  """The world's training cameras of these options (raises UserError for malformed ranges)."""
+  return cameras.CameraConfig(distance_range=_range(options.distance_range, "distance_range"),
+                              focal_range=_range(options.focal_range, "focal_range"),
+                              look_at_std=options.look_at_std, position_jitter=options.position_jitter)
+
+
+def camera_record(camera_cfg: cameras.CameraConfig) -> dict:
+  """The JSON form of a CameraConfig (lists for tuples), as config.json and the checkpoints keep it."""
+  return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(camera_cfg).items()}
+
+
+def render(key: jax.Array, count: int, size: int, exclude_held_out: bool = True,
+           camera_cfg: cameras.CameraConfig = cameras.CameraConfig()) -> dict:
+  """`count` fresh examples (shapes.sample_batch, one compile per (count, size, cameras) per process)."""
+  return shapes.sample_batch(key, count, size, exclude_held_out, camera_cfg=camera_cfg)
 
 
 def fill_pool(key: jax.Array, options: Options) -> dict:
   """A pool of options.pool_size training renders, made in sample_batch calls of fresh_per_step."""
   n = options.fresh_per_step
-  parts = [render(jax.random.fold_in(key, i), n, options.image_size) for i in range(options.pool_size // n)]
+  cams = camera_config(options)
+  parts = [render(jax.random.fold_in(key, i), n, options.image_size, True, cams) for i in range(options.pool_size // n)]
   parts = [_pool_entry(p) for p in parts]
   pool = {k: jnp.concatenate([p[k] for p in parts]) for k in parts[0]}
   # Committed to the device like the step's outputs, or the step would compile twice (first call, then the rest).
@@ -480,7 +523,7 @@ def collect_validation(key: jax.Array, options: Options) -> dict:
   # Held-out pairs are 6 of 110, so ~20 renders give one; give up far beyond that.
   max_calls = 100 * (want * len(shapes.PAIRS) // (len(held) * n) + 1)
   for i in range(max_calls):
-    batch = jax.device_get(render(jax.random.fold_in(key, i), n, options.image_size, False))
+    batch = jax.device_get(render(jax.random.fold_in(key, i), n, options.image_size, False, camera_config(options)))
     for j in range(n):
       which = "held_out" if (int(batch["shape"][j]), int(batch["colour"][j])) in held else "train"
       if len(sets[which]) < want:
@@ -540,6 +583,15 @@ def _minutes(seconds: float) -> str:
   return f"{seconds / 60:.1f} min"
 
 
+def describe_cameras(record) -> str:
+  """One line for a camera_record (None: a run from before cameras were recorded, DreamFusion's)."""
+  c = camera_record(cameras.CameraConfig()) if record is None else record
+  paper = c == camera_record(cameras.CameraConfig())
+  return (f"distance U({c['distance_range'][0]:g}, {c['distance_range'][1]:g}), focal U({c['focal_range'][0]:g}, "
+          f"{c['focal_range'][1]:g}) x image size, look-at std {c['look_at_std']:g}, position jitter "
+          f"{c['position_jitter']:g}" + (" (DreamFusion's)" if paper else ""))
+
+
 def make_card(meta: dict, options: Options, cfg: dict, losses: dict, losses_f32: dict, counts: dict) -> dict:
   """The model card's facts (all measured or read from the run's records)."""
   rows, held_rows = preview_captions()
@@ -574,8 +626,10 @@ def make_card(meta: dict, options: Options, cfg: dict, losses: dict, losses_f32:
       "Data": {
           "source": ("the procedural Shapes world (dreamfusion_jax.shapes), rendered on the fly by "
                      f"shapes.sample_batch: {len(shapes.SHAPES)} shapes x {len(shapes.COLOURS)} colours, "
-                     "DreamFusion's training cameras, {:.1%} albedo-only / {:.1%} shaded / {:.1%} textureless "
+                     "DreamFusion's camera sampler (see cameras), {:.1%} albedo-only / {:.1%} shaded / {:.1%} textureless "
                      "shading, uniform random solid backgrounds".format(*shapes.DREAMFUSION_SHADING_MIX)),
+          "cameras": "; ".join(f"steps {c['start_step']}-{c['end_step']}: {describe_cameras(c.get('camera'))}"
+                               for c in chunks),
           "captions": "'a {colour} {shape}, {front|side|back|overhead} view' (the view from the camera's angles)",
           "caption dropout": f"{options.caption_dropout:.0%} of captions replaced by the empty caption",
           "held-out pairs (never trained on)": held,
@@ -629,7 +683,9 @@ def export(state: TrainState, progs: Programs, options: Options, workdir: str, m
   losses, losses_f32 = validation_losses([shipped, ema], f32, val, jax.random.fold_in(key, 1))
   counts = dict(zip(("unet", "text"), progs.layout.counts()))
   card = make_card(meta, options, models.cfg, losses, losses_f32, counts)
-  prior_model.save_prior(directory, shipped, models.cfg, card)
+  # The cameras of the last run: a DreamFusion run guided by the prior should sample the same.
+  cfg = dict(models.cfg, camera=camera_record(camera_config(options)))
+  prior_model.save_prior(directory, shipped, cfg, card)
   logging.info("Export: sampling the preview grid.")
   images = preview_samples(jax.random.fold_in(key, 2), shipped, f32, options)
   prior_model.write_png(os.path.join(directory, "samples.png"),
@@ -682,7 +738,7 @@ class _Run:
     self.step = int(jax.device_get(state.step))
     self.started, self.last_saved = started, latest
     self.chunk = {"device": jax.devices()[0].device_kind, "start_step": self.step, "end_step": self.step,
-                  "wall_s": 0.0}
+                  "wall_s": 0.0, "camera": camera_record(camera_config(options))}
     meta["chunks"].append(self.chunk)
     self.metrics_path = os.path.join(workdir, "metrics.jsonl")
 
@@ -710,6 +766,7 @@ def _train_steps(run: _Run, progs: Programs, options: Options, deadline: float) 
   from tqdm import tqdm
 
   base_key = jax.random.wrap_key_data(jax.device_get(run.state.key), impl="rbg")  # A copy: state is donated.
+  cams = camera_config(options)
   pool = fill_pool(data_key(base_key, _POOL, run.step), options)
   run.meta["renders"] += options.pool_size
   bar = tqdm(total=options.steps, initial=run.step, unit="step", dynamic_ncols=True, disable=not options.progress_bar,
@@ -717,7 +774,7 @@ def _train_steps(run: _Run, progs: Programs, options: Options, deadline: float) 
   tick, tick_step, saved_at = time.time(), run.step, time.time()
   try:
     while run.step < options.steps:
-      fresh = render(data_key(base_key, _FRESH, run.step), options.fresh_per_step, options.image_size)
+      fresh = render(data_key(base_key, _FRESH, run.step), options.fresh_per_step, options.image_size, True, cams)
       run.state, pool, metrics = progs.step(run.state, pool, fresh)
       run.step += 1
       run.meta["renders"] += options.fresh_per_step

@@ -26,6 +26,10 @@ FLAGS_TINY = ["--model=tiny", f"--image_size={SIZE}", "--batch=4", "--lr=3e-3", 
               "--noprogress_bar"]
 
 
+# The second run of the fixture fine-tunes on one fixed zoom (focal / distance = 0.8).
+CAMERA_FLAGS = ("--distance_range=1.25,1.25", "--focal_range=1.0,1.0", "--look_at_std=0.05", "--position_jitter=0.02")
+
+
 def run_cli(workdir, *extra):
   """train_prior's command line (flag parsing included) on a private FlagValues."""
   values = flags.FlagValues()
@@ -36,10 +40,11 @@ def run_cli(workdir, *extra):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-  """Runs 3 steps, then resumes for 2 more and exports; returns (workdir, first result, second result)."""
+  """Runs 3 steps, then resumes for 2 more on other cameras (a fine-tune) and exports; returns
+  (workdir, first result, second result)."""
   workdir = str(tmp_path_factory.mktemp("prior"))
   first = run_cli(workdir, "--steps=3")
-  second = run_cli(workdir, "--steps=5")
+  second = run_cli(workdir, "--steps=5", *CAMERA_FLAGS)
   return workdir, first, second
 
 
@@ -74,6 +79,28 @@ def test_cli_trains_checkpoints_resumes_and_exports(trained):
   grid = iio.imread(os.path.join(export, "samples.png"))
   rows = len(train_prior.PREVIEW_TRAIN_PAIRS) + len(shapes.HELD_OUT)
   assert grid.shape == (rows * (SIZE + 2) + 2, 4 * (SIZE + 2) + 2, 3) and grid.dtype == np.uint8
+
+
+def test_the_cameras_are_recorded_and_the_run_uses_them(trained):
+  workdir, _, _ = trained
+  cfg = prior_model.read_config(os.path.join(workdir, "export"))
+  assert cfg["camera"]["distance_range"] == [1.25, 1.25] and cfg["camera"]["focal_range"] == [1.0, 1.0]
+  assert cfg["camera"]["look_at_std"] == 0.05 and cfg["camera"]["position_jitter"] == 0.02
+  cams = cfg["card"]["Data"]["cameras"]
+  assert cams.startswith("steps 0-3: distance U(1, 1.5), focal U(0.7, 1.35)") and "(DreamFusion's)" in cams
+  assert "steps 3-5: distance U(1.25, 1.25), focal U(1, 1) x image size, look-at std 0.05" in cams
+  options = train_prior.Options(distance_range="1.25,1.25", focal_range="1.0,1.0")
+  batch = train_prior.render(jax.random.PRNGKey(0), 4, SIZE, True, train_prior.camera_config(options))
+  np.testing.assert_allclose(batch["camera"]["focal"], 1.0 * SIZE)
+  np.testing.assert_allclose(batch["camera"]["distance"], 1.25)
+
+
+@pytest.mark.parametrize("flag", ["--distance_range=1.5", "--focal_range=1.2,0.8", "--focal_range=a,b",
+                                  "--look_at_std=-1"])
+def test_bad_camera_flags_are_refused_before_training(tmp_path, flag):
+  with pytest.raises(train_prior.UserError, match=flag.split("=")[0]):
+    run_cli(str(tmp_path), "--steps=1", flag)
+  assert not os.listdir(tmp_path)
 
 
 def test_resumed_state_equals_saved_state(trained):
@@ -303,6 +330,24 @@ def test_shapes_prior_builds_from_guidance_path(trained):
   assert prior.guidance.encoder is None  # Pixel space.
   x0 = prior.guidance.encode(prior.params, jnp.full((1, SIZE, SIZE, 3), 0.5))
   np.testing.assert_allclose(x0, 0.0)
+
+
+def test_a_run_on_other_cameras_than_the_priors_is_warned(trained, caplog):
+  """The prior records its cameras; a run that samples others is told which to set (a warning, not an error)."""
+  export = os.path.join(trained[0], "export")
+  c = shapes_config(export)
+  with caplog.at_level("WARNING"):
+    guidance.build_prior(c)
+  assert "distance_range=(1.25, 1.25), focal_range=(1.0, 1.0)" in caplog.text and "--config.camera" in caplog.text
+  caplog.clear()
+  c.camera.distance_range, c.camera.focal_range = (1.25, 1.25), (1.0, 1.0)
+  c.camera.look_at_std, c.camera.position_jitter = 0.05, 0.02
+  with caplog.at_level("WARNING"):
+    guidance.build_prior(c)
+  assert "trained on cameras" not in caplog.text
+  # A prior saved before cameras were recorded saw DreamFusion's: the base config's cameras match it.
+  assert guidance.camera_mismatch(None, base_config.get_config().camera) is None
+  assert guidance.camera_mismatch(None, c.camera) is not None
 
 
 def test_shapes_prior_refuses_a_missing_directory(tmp_path):
