@@ -57,6 +57,21 @@ def test_shipped_model_card_and_judge_are_there():
   assert judge.image_size == 64
 
 
+def test_default_config_renders_with_the_cameras_the_shipped_prior_learned():
+  """configs/default.py and the shipped prior's recorded cameras must not drift apart (a prior that sees
+  no camera pulls objects towards the apparent size of its training images)."""
+  from dreamfusion_jax import guidance, prior_model
+  sys.path.insert(0, ROOT)
+  from configs import default  # noqa: E402
+  camera = prior_model.read_config(guidance.shapes_prior_dir())["camera"]
+  config = default.get_config()
+  assert camera["distance_range"] == list(config.camera.distance_range)
+  assert camera["focal_range"] == list(config.camera.focal_range)
+  assert guidance.camera_mismatch(camera, config.camera) is None
+  assert "steps 23000-24700: distance U(1.25, 1.25), focal U(1, 1)" in open(
+      os.path.join(guidance.shapes_prior_dir(), "MODEL_CARD.md")).read()
+
+
 def test_default_config_runs_and_is_scored(tmp_path):
   workdir = str(tmp_path / "default")
   proc = run("-m", "dreamfusion_jax.main", f"--config={DEFAULT}", f"--workdir={workdir}", *SHORT)
