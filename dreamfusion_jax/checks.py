@@ -55,6 +55,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.render.image_size < 8 or config.render.num_coarse < 2 or config.render.num_fine < 1:
     raise ConfigError("render.image_size must be at least 8, render.num_coarse at least 2 and render.num_fine "
                       "at least 1.")
+  cam = config.camera
+  for name in ("distance_range", "focal_range"):
+    value = cam[name]
+    if (not isinstance(value, (tuple, list)) or len(value) != 2
+        or not all(isinstance(v, (int, float)) for v in value) or not 0 < value[0] <= value[1]):
+      raise ConfigError(f"camera.{name}={value!r} must be two numbers (MIN, MAX) with 0 < MIN <= MAX, e.g. "
+                        f"--config.camera.{name}=\"{tuple(base_config.get_config().camera[name])}\".")
+  if cam.look_at_std < 0 or cam.position_jitter < 0:
+    raise ConfigError(f"camera.look_at_std={cam.look_at_std} and camera.position_jitter={cam.position_jitter} must "
+                      "be >= 0 (DreamFusion: 0.2 and 0.1).")
   choices = {"field.density_activation": ("exp", "softplus"), "field.blob_type": ("gaussian", "magic3d"),
              "guidance.weighting": ("sds", "uniform"), "optim.name": ("adam", "adamw"),
              "optim.schedule": ("constant", "warmup_cosine"), "render.background": ("learned", "random"),
@@ -84,11 +94,18 @@ def check_workdir_writable(workdir: str) -> None:
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:
-  """Fields that differ between a checkpoint's config and the current one, except resumable ones."""
+  """Fields that differ between a checkpoint's config and the current one, except resumable ones.
+
+  A field the checkpoint lacks (added to base_config after it was written) counts as equal when its
+  current value is the base default: the old run computed with that default.
+  """
   a, b = flatten(saved), flatten(current)
+  defaults = flatten(config_to_dict(base_config.get_config()))
   diffs = []
   for key in sorted(set(a) | set(b)):
     if key.split(".")[0] in RESUMABLE_FIELDS:
+      continue
+    if key not in a and key in defaults and b.get(key) == defaults[key]:
       continue
     if a.get(key, "<missing>") != b.get(key, "<missing>"):
       diffs.append(f"{key}: checkpoint has {a.get(key, '<missing>')!r}, now {b.get(key, '<missing>')!r}")

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from dreamfusion_jax import cameras
 from dreamfusion_jax import text as text_lib
 from dreamfusion_jax.errors import ConfigError
 from dreamfusion_jax.unet import UNet2DConditionModel
@@ -163,7 +164,7 @@ def _shapes_prior(config) -> Prior:
 
 _CAMERA_KEYS = ("distance_range", "focal_range", "look_at_std", "position_jitter")
 # DreamFusion's cameras (cameras.CameraConfig's defaults): what priors saved without a 'camera' record saw.
-_PAPER_CAMERA = {"distance_range": [1.0, 1.5], "focal_range": [0.7, 1.35], "look_at_std": 0.2, "position_jitter": 0.1}
+_PAPER_CAMERA = {k: getattr(cameras.CameraConfig(), k) for k in _CAMERA_KEYS}
 
 
 def camera_mismatch(prior_camera: Optional[dict], run_camera) -> Optional[tuple[str, str]]:

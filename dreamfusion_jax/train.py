@@ -49,8 +49,8 @@ def make_render_config(config: ml_collections.ConfigDict) -> render.RenderConfig
 def make_camera_config(config: ml_collections.ConfigDict) -> cameras.CameraConfig:
   c = config.camera
   return cameras.CameraConfig(elevation_range=tuple(c.elevation_range), distance_range=tuple(c.distance_range),
-                              focal_range=tuple(c.focal_range), look_at_std=c.get("look_at_std", 0.2),
-                              position_jitter=c.get("position_jitter", 0.1))
+                              focal_range=tuple(c.focal_range), look_at_std=c.get("look_at_std", cameras.CameraConfig.look_at_std),
+                              position_jitter=c.get("position_jitter", cameras.CameraConfig.position_jitter))
 
 
 def learning_rate(config: ml_collections.ConfigDict, peak: float) -> optax.Schedule:

@@ -71,6 +71,9 @@ QUICK = ["--config.num_steps=2", "--config.export.enabled=false", "--config.val_
     (["--config.prompt="], "The prompt is empty"),
     (["--config.prompt=   "], "The prompt is empty"),
     (["--config.guidance.t_min=0.99"], "t_min"),
+    (["--config.camera.focal_range=(1.2, 0.8)"], "camera.focal_range=(1.2, 0.8) must be two numbers"),
+    (["--config.camera.distance_range=(0.0, 1.0)"], "0 < MIN <= MAX"),
+    (["--config.camera.look_at_std=-0.1"], "camera.look_at_std=-0.1"),
 ])
 def test_bad_config_gets_one_clear_error(tmp_path, args, expected):
   result = run_main(f"--workdir={tmp_path / 'w'}", *args)
@@ -100,3 +103,16 @@ def test_workdir_of_an_incompatible_config_is_refused_untouched(tmp_path):
   assert "field.mlp_width" in second.stderr and "prompt" in second.stderr
   assert "Traceback" not in second.stderr
   assert tree_listing(workdir) == before
+
+
+def test_resume_accepts_a_checkpoint_without_fields_added_later_at_their_default():
+  """A run saved before a field existed computed with its default; a resume at that default is the same run."""
+  import copy
+
+  from dreamfusion_jax import base_config, checks
+  current = checks.config_to_dict(base_config.get_config())
+  saved = copy.deepcopy(current)
+  del saved["camera"]["look_at_std"]
+  assert checks.config_differences(saved, current) == []
+  current["camera"]["look_at_std"] = 0.05
+  assert checks.config_differences(saved, current) == ["camera.look_at_std: checkpoint has '<missing>', now 0.05"]
