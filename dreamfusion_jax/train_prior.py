@@ -583,6 +583,12 @@ def _minutes(seconds: float) -> str:
   return f"{seconds / 60:.1f} min"
 
 
+def last_cameras(meta: dict) -> dict:
+  """camera_record of the last run in meta that recorded one; DreamFusion's if none did (older runs)."""
+  recorded = [c["camera"] for c in meta["chunks"] if c.get("camera") is not None]
+  return recorded[-1] if recorded else camera_record(cameras.CameraConfig())
+
+
 def describe_cameras(record) -> str:
   """One line for a camera_record (None: a run from before cameras were recorded, DreamFusion's)."""
   c = camera_record(cameras.CameraConfig()) if record is None else record
@@ -683,8 +689,9 @@ def export(state: TrainState, progs: Programs, options: Options, workdir: str, m
   losses, losses_f32 = validation_losses([shipped, ema], f32, val, jax.random.fold_in(key, 1))
   counts = dict(zip(("unet", "text"), progs.layout.counts()))
   card = make_card(meta, options, models.cfg, losses, losses_f32, counts)
-  # The cameras of the last run: a DreamFusion run guided by the prior should sample the same.
-  cfg = dict(models.cfg, camera=camera_record(camera_config(options)))
+  # The cameras of the last run that trained (not this process's flags: --export_only takes none);
+  # a DreamFusion run guided by the prior should sample the same.
+  cfg = dict(models.cfg, camera=last_cameras(meta))
   prior_model.save_prior(directory, shipped, cfg, card)
   logging.info("Export: sampling the preview grid.")
   images = preview_samples(jax.random.fold_in(key, 2), shipped, f32, options)
