@@ -47,10 +47,7 @@ def default_config():
 
 def make_push(prior, shape_index: int, t_range: tuple[int, int], scale: float):
   """A jitted (key, rgb, distance, focal, conds [4,L,D], uncond [L,D]) -> d/ds [BATCH] (see the docstring)."""
-  sdf = shapes._BRANCHES[shape_index]  # One shape: no switch over all of them.
-
-  def density(x):
-    return shapes.DEFAULT_MAX_DENSITY * jax.nn.sigmoid(-shapes.DEFAULT_SHARPNESS * sdf(x))
+  density = shapes.density_fn(shape_index)  # A Python int: only that shape's SDF, as the world renders it.
 
   def image(rgb, cam, bg, s):
     field = lambda x: (density(x / s), jnp.broadcast_to(rgb, x.shape))

@@ -88,7 +88,7 @@ def main(argv):
   pp = trainer.prior_params
   params = jax.tree.map(lambda x: x[0], state.params)
   size = config.render.image_size
-  cam = train.cameras.sample_camera(jax.random.PRNGKey(1), train.make_camera_config(config), size)
+  cam = train.cameras.sample_camera(jax.random.PRNGKey(1), train.cameras.from_config(config.camera), size)
   shading = train.fixed_shading("shaded", cam["light_pos"])
   rcfg = train.make_render_config(config)
 

@@ -16,6 +16,7 @@ A `Camera` is a plain dict of jnp arrays so that it can be jitted and vmapped:
 
 import dataclasses
 import math
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -120,6 +121,25 @@ def orbit_camera(elevation, azimuth, distance, focal, light_pos=None) -> Camera:
       light_pos=light_pos,
       target=jnp.zeros(3, jnp.float32),
   )
+
+
+def from_config(c) -> CameraConfig:
+  """The CameraConfig of a run config's `camera` section (ml_collections; see base_config)."""
+  return CameraConfig(elevation_range=tuple(c.elevation_range), distance_range=tuple(c.distance_range),
+                      focal_range=tuple(c.focal_range), look_at_std=c.look_at_std,
+                      position_jitter=c.position_jitter)
+
+
+def problem(cfg: CameraConfig) -> Optional[str]:
+  """None if cfg's sampling ranges are usable; else what is wrong, starting with the field's name."""
+  for name in ("distance_range", "focal_range"):
+    lo, hi = getattr(cfg, name)
+    if not 0 < lo <= hi:
+      return f"{name}=({lo:g}, {hi:g}): MIN must be positive and at most MAX"
+  for name in ("look_at_std", "position_jitter"):
+    if getattr(cfg, name) < 0:
+      return f"{name}={getattr(cfg, name):g} must be >= 0"
+  return None
 
 
 def sample_elevation(key, cfg: CameraConfig):

@@ -4,7 +4,7 @@ import os
 
 import ml_collections
 
-from dreamfusion_jax import base_config
+from dreamfusion_jax import base_config, cameras
 from dreamfusion_jax.errors import ConfigError, WorkdirError
 
 # Fields a resumed run may change: how long it runs and what it logs or writes, never what it computes.
@@ -59,12 +59,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for name in ("distance_range", "focal_range"):
     value = cam[name]
     if (not isinstance(value, (tuple, list)) or len(value) != 2
-        or not all(isinstance(v, (int, float)) for v in value) or not 0 < value[0] <= value[1]):
-      raise ConfigError(f"camera.{name}={value!r} must be two numbers (MIN, MAX) with 0 < MIN <= MAX, e.g. "
+        or not all(isinstance(v, (int, float)) for v in value)):
+      raise ConfigError(f"camera.{name}={value!r} must be two numbers (MIN, MAX), e.g. "
                         f"--config.camera.{name}=\"{tuple(base_config.get_config().camera[name])}\".")
-  if cam.look_at_std < 0 or cam.position_jitter < 0:
-    raise ConfigError(f"camera.look_at_std={cam.look_at_std} and camera.position_jitter={cam.position_jitter} must "
-                      "be >= 0 (DreamFusion: 0.2 and 0.1).")
+  wrong = cameras.problem(cameras.from_config(cam))
+  if wrong:
+    raise ConfigError(f"camera.{wrong} (DreamFusion's cameras: distance_range (1.0, 1.5), focal_range (0.7, 1.35), "
+                      "look_at_std 0.2, position_jitter 0.1).")
   choices = {"field.density_activation": ("exp", "softplus"), "field.blob_type": ("gaussian", "magic3d"),
              "guidance.weighting": ("sds", "uniform"), "optim.name": ("adam", "adamw"),
              "optim.schedule": ("constant", "warmup_cosine"), "render.background": ("learned", "random"),

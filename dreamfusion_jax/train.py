@@ -46,13 +46,6 @@ def make_render_config(config: ml_collections.ConfigDict) -> render.RenderConfig
                              num_fine=config.render.num_fine)
 
 
-def make_camera_config(config: ml_collections.ConfigDict) -> cameras.CameraConfig:
-  c = config.camera
-  return cameras.CameraConfig(elevation_range=tuple(c.elevation_range), distance_range=tuple(c.distance_range),
-                              focal_range=tuple(c.focal_range), look_at_std=c.get("look_at_std", cameras.CameraConfig.look_at_std),
-                              position_jitter=c.get("position_jitter", cameras.CameraConfig.position_jitter))
-
-
 def learning_rate(config: ml_collections.ConfigDict, peak: float) -> optax.Schedule:
   o = config.optim
   if o.schedule == "constant":
@@ -156,7 +149,7 @@ def loss_fn(params: Any, key: jax.Array, step: jnp.ndarray, text_emb: jnp.ndarra
   """Total loss of one seed at one step and its metrics. text_emb: [5, L, D] (see embed_prompts)."""
   k_cam, k_shade, k_render, k_sds = jax.random.split(jax.random.fold_in(key, 1), 4)
   batch, size = config.batch_size, config.render.image_size
-  cams = jax.vmap(lambda k: cameras.sample_camera(k, make_camera_config(config), size))(
+  cams = jax.vmap(lambda k: cameras.sample_camera(k, cameras.from_config(config.camera), size))(
       jax.random.split(k_cam, batch))
   shading = jax.vmap(lambda k, lp: sample_shading(k, step, config, lp))(
       jax.random.split(k_shade, batch), cams["light_pos"])

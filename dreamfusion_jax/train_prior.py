@@ -205,9 +205,9 @@ def check_options(options: Options) -> None:
   if options.lr <= 0 or options.time_limit_min < 0 or options.checkpoint_every_min <= 0:
     raise UserError("--lr and --checkpoint_every_min must be positive and --time_limit_min >= 0.")
   compute_dtype(options)
-  camera_config(options)
-  if options.look_at_std < 0 or options.position_jitter < 0:
-    raise UserError("--look_at_std and --position_jitter must be >= 0.")
+  wrong = cameras.problem(camera_config(options))
+  if wrong:
+    raise UserError(f"--{wrong}.")
   try:
     prior_model.check_config(model_config(options))
   except ValueError as e:
@@ -336,13 +336,11 @@ def _range(text: str, name: str) -> tuple[float, float]:
     lo, hi = (float(v) for v in text.split(","))
   except ValueError:
     raise UserError(f"--{name}={text!r} is not a range: give 'MIN,MAX', two numbers, e.g. --{name}=1.0,1.5.") from None
-  if not 0.0 < lo <= hi:
-    raise UserError(f"--{name}={text!r}: MIN must be positive and at most MAX.")
   return lo, hi
 
 
 def camera_config(options: Options) -> cameras.CameraConfig:
-  """The world's training cameras of these options (raises UserError for malformed ranges)."""
+  """The world's training cameras of these options (raises UserError for unparsable ranges)."""
   return cameras.CameraConfig(distance_range=_range(options.distance_range, "distance_range"),
                               focal_range=_range(options.focal_range, "focal_range"),
                               look_at_std=options.look_at_std, position_jitter=options.position_jitter)
@@ -510,11 +508,12 @@ class Checkpoints:
 # ----------------------------------------------------------------------------- validation and export
 
 
-def collect_validation(key: jax.Array, options: Options) -> dict:
+def collect_validation(key: jax.Array, options: Options, camera_cfg: cameras.CameraConfig) -> dict:
   """Renders of held-out pairs and of training pairs, options.val_examples each (numpy dict).
 
   Drawn by sample_batch over ALL pairs (the training compile, exclude_held_out=False) and split
-  by pair, so both sets follow the training distribution of cameras, shading and backgrounds.
+  by pair, so both sets follow the training distribution of shading and backgrounds, and the
+  cameras camera_cfg (the last training run's).
   """
   held = {(shapes.SHAPES.index(s), shapes.COLOUR_NAMES.index(c)) for c, s in shapes.HELD_OUT}
   want = options.val_examples
@@ -523,7 +522,7 @@ def collect_validation(key: jax.Array, options: Options) -> dict:
   # Held-out pairs are 6 of 110, so ~20 renders give one; give up far beyond that.
   max_calls = 100 * (want * len(shapes.PAIRS) // (len(held) * n) + 1)
   for i in range(max_calls):
-    batch = jax.device_get(render(jax.random.fold_in(key, i), n, options.image_size, False, camera_config(options)))
+    batch = jax.device_get(render(jax.random.fold_in(key, i), n, options.image_size, False, camera_cfg))
     for j in range(n):
       which = "held_out" if (int(batch["shape"][j]), int(batch["colour"][j])) in held else "train"
       if len(sets[which]) < want:
@@ -583,10 +582,12 @@ def _minutes(seconds: float) -> str:
   return f"{seconds / 60:.1f} min"
 
 
-def last_cameras(meta: dict) -> dict:
-  """camera_record of the last run in meta that recorded one; DreamFusion's if none did (older runs)."""
+def last_cameras(meta: dict) -> cameras.CameraConfig:
+  """The cameras of the last run in meta that recorded them; DreamFusion's if none did (older runs)."""
   recorded = [c["camera"] for c in meta["chunks"] if c.get("camera") is not None]
-  return recorded[-1] if recorded else camera_record(cameras.CameraConfig())
+  if not recorded:
+    return cameras.CameraConfig()
+  return cameras.CameraConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded[-1].items()})
 
 
 def describe_cameras(record) -> str:
@@ -685,13 +686,14 @@ def export(state: TrainState, progs: Programs, options: Options, workdir: str, m
   ema = progs.layout.unravel(np.asarray(jax.device_get(state.ema_params), np.float32))
   shipped = prior_model.cast_params(prior_model.cast_params(ema, np.float16), np.float32)
   logging.info("Export: rendering %d validation examples per set.", options.val_examples)
-  val = collect_validation(jax.random.fold_in(key, 0), options)
+  # The cameras of the last run that trained (not this process's flags: --export_only takes none): the
+  # validation renders use them, and config.json records them for the DreamFusion runs it guides.
+  cams = last_cameras(meta)
+  val = collect_validation(jax.random.fold_in(key, 0), options, cams)
   losses, losses_f32 = validation_losses([shipped, ema], f32, val, jax.random.fold_in(key, 1))
   counts = dict(zip(("unet", "text"), progs.layout.counts()))
   card = make_card(meta, options, models.cfg, losses, losses_f32, counts)
-  # The cameras of the last run that trained (not this process's flags: --export_only takes none);
-  # a DreamFusion run guided by the prior should sample the same.
-  cfg = dict(models.cfg, camera=last_cameras(meta))
+  cfg = dict(models.cfg, camera=camera_record(cams))
   prior_model.save_prior(directory, shipped, cfg, card)
   logging.info("Export: sampling the preview grid.")
   images = preview_samples(jax.random.fold_in(key, 2), shipped, f32, options)

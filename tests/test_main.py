@@ -71,9 +71,10 @@ QUICK = ["--config.num_steps=2", "--config.export.enabled=false", "--config.val_
     (["--config.prompt="], "The prompt is empty"),
     (["--config.prompt=   "], "The prompt is empty"),
     (["--config.guidance.t_min=0.99"], "t_min"),
-    (["--config.camera.focal_range=(1.2, 0.8)"], "camera.focal_range=(1.2, 0.8) must be two numbers"),
-    (["--config.camera.distance_range=(0.0, 1.0)"], "0 < MIN <= MAX"),
-    (["--config.camera.look_at_std=-0.1"], "camera.look_at_std=-0.1"),
+    (["--config.camera.focal_range=(1.2, 0.8)"], "camera.focal_range=(1.2, 0.8): MIN must be positive and at most MAX"),
+    (["--config.camera.distance_range=(0.0, 1.0)"], "camera.distance_range=(0, 1): MIN must be positive"),
+    (["--config.camera.look_at_std=-0.1"], "camera.look_at_std=-0.1 must be >= 0"),
+    (["--config.camera.focal_range=(1.0,)"], "camera.focal_range=(1.0,) must be two numbers (MIN, MAX)"),
 ])
 def test_bad_config_gets_one_clear_error(tmp_path, args, expected):
   result = run_main(f"--workdir={tmp_path / 'w'}", *args)

@@ -89,9 +89,11 @@ def test_the_cameras_are_recorded_and_the_run_uses_them(trained):
   cams = cfg["card"]["Data"]["cameras"]
   assert cams.startswith("steps 0-3: distance U(1, 1.5), focal U(0.7, 1.35)") and "(DreamFusion's)" in cams
   assert "steps 3-5: distance U(1.25, 1.25), focal U(1, 1) x image size, look-at std 0.05" in cams
-  # An export of that checkpoint alone (no camera flags) records the cameras it was trained on.
+  # An export of that checkpoint alone (no camera flags) records the cameras it was trained on and
+  # validates on them: the same losses as the export at the end of that run.
   again = run_cli(workdir, "--steps=5", "--export_only")
   assert again["exported"] and prior_model.read_config(os.path.join(workdir, "export"))["camera"] == cfg["camera"]
+  assert again["card"]["Results"] == cfg["card"]["Results"]
   options = train_prior.Options(distance_range="1.25,1.25", focal_range="1.0,1.0")
   batch = train_prior.render(jax.random.PRNGKey(0), 4, SIZE, True, train_prior.camera_config(options))
   np.testing.assert_allclose(batch["camera"]["focal"], 1.0 * SIZE)
