@@ -4,8 +4,8 @@
 
 The UNet and the text encoder are trained jointly from scratch with DDPM's epsilon-prediction MSE
 (Min-SNR-5 weighted) on 64x64 renders (`shapes.sample_batch`, held-out colour x shape pairs
-excluded) captioned 'a {colour} {shape}, {view} view', the caption replaced by the empty one 10% of
-the time so the model also learns the unconditional score (classifier-free guidance). AdamW with
+excluded) captioned 'a {colour} {shape}, {view} view' (a textureless render, a white object, says
+'white': `--textureless_caption`), the caption replaced by the empty one 10% of the time so the model also learns the unconditional score (classifier-free guidance). AdamW with
 warm-up, an EMA of the weights (exported), bfloat16 compute on GPU.
 
 Data. Renders go into a pool on the device (`--pool_size`, default 8192 images); each step renders
@@ -17,7 +17,7 @@ Cameras. `--distance_range`, `--focal_range`, `--look_at_std` and `--position_ji
 world's cameras (DreamFusion's by default). They may change on resume, which fine-tunes the prior
 on the new ones (the shipped prior: 23,000 steps on DreamFusion's, then one zoom); the model card
 lists each run's cameras and config.json records the last run's, which a DreamFusion run should
-sample too (`guidance` warns when it does not).
+sample too (`guidance` warns when it does not). `--textureless_caption` may change on resume too.
 
 Runs in chunks. A run saves an orbax checkpoint under DIR/checkpoints every --checkpoint_every_min
 minutes, when --time_limit_min is reached, and at the end; started again with the same --workdir it
@@ -80,6 +80,8 @@ _FLAG_HELP = {
     "focal_range": "Focal length as a multiple of the image size, 'MIN,MAX' (uniform; DreamFusion: 0.7,1.35).",
     "look_at_std": "Std of the camera's look-at point around the origin (DreamFusion: 0.2).",
     "position_jitter": "Half-width of the uniform jitter of the camera position (DreamFusion: 0.1).",
+    "textureless_caption": ("Colour word in the captions of textureless renders: 'white' (what they show, a white "
+                            "object) or 'albedo' (the colour of the object's albedo, which the render does not show)."),
 }
 
 
@@ -116,6 +118,10 @@ class Options:
   focal_range: str = "0.7,1.35"  # Focal / image size, 'MIN,MAX'.
   look_at_std: float = 0.2  # Look-at point std.
   position_jitter: float = 0.1  # Camera position jitter.
+  # A textureless render IS an image of a white object. Captioned with the albedo's colour instead
+  # (the shipped prior's first 23,000 steps), every caption admits a shaded white object, and SDS
+  # then lets results drift to white (BENCHMARKS.md). May change on resume, like the cameras.
+  textureless_caption: str = "white"  # 'white' or 'albedo'.
 
 
 # Options that define what is trained: a resumed run must keep them.
@@ -154,6 +160,7 @@ class StepConfig:
   ema_decay: float  # EMA decay.
   caption_dropout: float  # Empty-caption probability.
   snr_gamma: float  # Min-SNR-gamma loss weighting (0: off).
+  textureless_caption: str  # 'white' or 'albedo' (see Options).
 
   @classmethod
   def of(cls, options: Options) -> "StepConfig":
@@ -198,6 +205,9 @@ def check_options(options: Options) -> None:
                     f"{options.fresh_per_step}.")
   if not 0.0 <= options.caption_dropout < 1.0:
     raise UserError(f"--caption_dropout={options.caption_dropout} must be in [0, 1).")
+  if options.textureless_caption not in TEXTURELESS_CAPTIONS:
+    raise UserError(f"--textureless_caption={options.textureless_caption!r} is not one of "
+                    f"{', '.join(TEXTURELESS_CAPTIONS)}.")
   if options.snr_gamma < 0:
     raise UserError(f"--snr_gamma={options.snr_gamma} must be >= 0 (0 turns the weighting off).")
   if not 0.0 <= options.ema_decay < 1.0:
@@ -325,10 +335,23 @@ def init_state(seed: int, cfg: dict, layout: Layout, tx: optax.GradientTransform
 # ----------------------------------------------------------------------------- the data pool
 
 
-def _pool_entry(batch: dict) -> dict:
-  """A sample_batch result -> the pool's compact form: images uint8, labels int32."""
+TEXTURELESS_CAPTIONS = ("white", "albedo")
+_TEXTURELESS_MODE = 2  # shapes.sample_batch's shading_mode of a textureless render.
+
+
+def caption_colours(batch: dict, textureless_caption: str):
+  """[B] int32: the colour index of each render's caption (see Options.textureless_caption)."""
+  if textureless_caption == "albedo":
+    return batch["colour"]
+  white = shapes.COLOUR_NAMES.index("white")
+  return jnp.where(batch["shading_mode"] == _TEXTURELESS_MODE, white, batch["colour"]).astype(batch["colour"].dtype)
+
+
+def _pool_entry(batch: dict, textureless_caption: str) -> dict:
+  """A sample_batch result -> the pool's compact form: images uint8, labels int32 (colour: the caption's)."""
   images = jnp.round(jnp.clip(batch["images"], 0.0, 1.0) * 255.0).astype(jnp.uint8)
-  return dict(images=images, shape=batch["shape"], colour=batch["colour"], view=batch["view"])
+  return dict(images=images, shape=batch["shape"], colour=caption_colours(batch, textureless_caption),
+              view=batch["view"])
 
 
 def _range(text: str, name: str) -> tuple[float, float]:
@@ -362,7 +385,7 @@ def fill_pool(key: jax.Array, options: Options) -> dict:
   n = options.fresh_per_step
   cams = camera_config(options)
   parts = [render(jax.random.fold_in(key, i), n, options.image_size, True, cams) for i in range(options.pool_size // n)]
-  parts = [_pool_entry(p) for p in parts]
+  parts = [_pool_entry(p, options.textureless_caption) for p in parts]
   pool = {k: jnp.concatenate([p[k] for p in parts]) for k in parts[0]}
   # Committed to the device like the step's outputs, or the step would compile twice (first call, then the rest).
   return jax.device_put(pool, jax.devices()[0])
@@ -387,7 +410,7 @@ def train_step(state: TrainState, pool: dict, fresh: dict, *, models: Models, la
   """
   key = jax.random.fold_in(state_key(state), state.step)
   k_idx, k_drop, k_t, k_eps = jax.random.split(key, 4)
-  fresh = _pool_entry(fresh)
+  fresh = _pool_entry(fresh, options.textureless_caption)
   n = fresh["images"].shape[0]
   pool_size = pool["images"].shape[0]
   start = (state.step * n) % pool_size  # The oldest renders: a ring buffer (pool_size % n == 0).
@@ -508,12 +531,14 @@ class Checkpoints:
 # ----------------------------------------------------------------------------- validation and export
 
 
-def collect_validation(key: jax.Array, options: Options, camera_cfg: cameras.CameraConfig) -> dict:
+def collect_validation(key: jax.Array, options: Options, camera_cfg: cameras.CameraConfig,
+                       textureless_caption: str) -> dict:
   """Renders of held-out pairs and of training pairs, options.val_examples each (numpy dict).
 
   Drawn by sample_batch over ALL pairs (the training compile, exclude_held_out=False) and split
   by pair, so both sets follow the training distribution of shading and backgrounds, and the
-  cameras camera_cfg (the last training run's).
+  cameras camera_cfg and caption rule (the last training run's). 'colour' is the pair's (the
+  albedo), 'caption_colour' the caption's.
   """
   held = {(shapes.SHAPES.index(s), shapes.COLOUR_NAMES.index(c)) for c, s in shapes.HELD_OUT}
   want = options.val_examples
@@ -523,10 +548,11 @@ def collect_validation(key: jax.Array, options: Options, camera_cfg: cameras.Cam
   max_calls = 100 * (want * len(shapes.PAIRS) // (len(held) * n) + 1)
   for i in range(max_calls):
     batch = jax.device_get(render(jax.random.fold_in(key, i), n, options.image_size, False, camera_cfg))
+    batch["caption_colour"] = np.asarray(caption_colours(batch, textureless_caption))
     for j in range(n):
       which = "held_out" if (int(batch["shape"][j]), int(batch["colour"][j])) in held else "train"
       if len(sets[which]) < want:
-        sets[which].append({k: batch[k][j] for k in ("images", "shape", "colour", "view")})
+        sets[which].append({k: batch[k][j] for k in ("images", "shape", "colour", "caption_colour", "view")})
     if all(len(v) == want for v in sets.values()):
       break
   else:
@@ -549,7 +575,7 @@ def validation_losses(param_sets: list, models: Models, val: dict, key: jax.Arra
   for params in param_sets:
     out, per_pair = {}, {}
     for name, data in val.items():
-      ids = models.captions[data["shape"], data["colour"], data["view"]]
+      ids = models.captions[data["shape"], data["caption_colour"], data["view"]]
       values = np.asarray(loss(params, jnp.asarray(data["images"]), jnp.asarray(ids), jnp.asarray(t), eps))
       out[name] = float(values.mean())
       if name == "held_out":
@@ -588,6 +614,21 @@ def last_cameras(meta: dict) -> cameras.CameraConfig:
   if not recorded:
     return cameras.CameraConfig()
   return cameras.CameraConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded[-1].items()})
+
+
+def last_textureless_caption(meta: dict) -> str:
+  """The caption rule of the last run in meta that recorded one; 'albedo' (the old rule) if none did."""
+  recorded = [c["textureless_caption"] for c in meta["chunks"] if c.get("textureless_caption") is not None]
+  return recorded[-1] if recorded else "albedo"
+
+
+def describe_captions(chunks: list) -> str:
+  """The model card's caption line, with each run's colour word for textureless renders."""
+  rules = {"white": "textureless renders say 'white' (what they show)",
+           "albedo": "textureless renders name the albedo's colour (which they do not show)"}
+  return ("'a {colour} {shape}, {front|side|back|overhead} view' (the view from the camera's angles); "
+          + "; ".join(f"steps {c['start_step']}-{c['end_step']}: {rules[c.get('textureless_caption') or 'albedo']}"
+                      for c in chunks))
 
 
 def describe_cameras(record) -> str:
@@ -637,7 +678,7 @@ def make_card(meta: dict, options: Options, cfg: dict, losses: dict, losses_f32:
                      "shading, uniform random solid backgrounds".format(*shapes.DREAMFUSION_SHADING_MIX)),
           "cameras": "; ".join(f"steps {c['start_step']}-{c['end_step']}: {describe_cameras(c.get('camera'))}"
                                for c in chunks),
-          "captions": "'a {colour} {shape}, {front|side|back|overhead} view' (the view from the camera's angles)",
+          "captions": describe_captions(chunks),
           "caption dropout": f"{options.caption_dropout:.0%} of captions replaced by the empty caption",
           "held-out pairs (never trained on)": held,
           "training pairs": f"{shapes.NUM_TRAIN_PAIRS} of {len(shapes.PAIRS)}",
@@ -689,7 +730,7 @@ def export(state: TrainState, progs: Programs, options: Options, workdir: str, m
   # The cameras of the last run that trained (not this process's flags: --export_only takes none): the
   # validation renders use them, and config.json records them for the DreamFusion runs it guides.
   cams = last_cameras(meta)
-  val = collect_validation(jax.random.fold_in(key, 0), options, cams)
+  val = collect_validation(jax.random.fold_in(key, 0), options, cams, last_textureless_caption(meta))
   losses, losses_f32 = validation_losses([shipped, ema], f32, val, jax.random.fold_in(key, 1))
   counts = dict(zip(("unet", "text"), progs.layout.counts()))
   card = make_card(meta, options, models.cfg, losses, losses_f32, counts)
@@ -747,7 +788,8 @@ class _Run:
     self.step = int(jax.device_get(state.step))
     self.started, self.last_saved = started, latest
     self.chunk = {"device": jax.devices()[0].device_kind, "start_step": self.step, "end_step": self.step,
-                  "wall_s": 0.0, "camera": camera_record(camera_config(options))}
+                  "wall_s": 0.0, "camera": camera_record(camera_config(options)),
+                  "textureless_caption": options.textureless_caption}
     meta["chunks"].append(self.chunk)
     self.metrics_path = os.path.join(workdir, "metrics.jsonl")
 

@@ -43,7 +43,7 @@ def trained(tmp_path_factory):
   """Runs 3 steps, then resumes for 2 more on other cameras (a fine-tune) and exports; returns
   (workdir, first result, second result)."""
   workdir = str(tmp_path_factory.mktemp("prior"))
-  first = run_cli(workdir, "--steps=3")
+  first = run_cli(workdir, "--steps=3", "--textureless_caption=albedo")
   second = run_cli(workdir, "--steps=5", *CAMERA_FLAGS)
   return workdir, first, second
 
@@ -100,9 +100,31 @@ def test_the_cameras_are_recorded_and_the_run_uses_them(trained):
   np.testing.assert_allclose(batch["camera"]["distance"], 1.25)
 
 
+def test_textureless_renders_are_captioned_white_and_each_run_records_its_rule(trained):
+  workdir, _, _ = trained
+  card = prior_model.read_config(os.path.join(workdir, "export"))["card"]
+  assert "steps 0-3: textureless renders name the albedo's colour" in card["Data"]["captions"]
+  assert "steps 3-5: textureless renders say 'white'" in card["Data"]["captions"]
+  batch = jax.device_get(train_prior.render(train_prior.rng_key(11), 64, SIZE))
+  mode, colour = np.asarray(batch["shading_mode"]), np.asarray(batch["colour"])
+  assert {0, 1, 2} <= set(mode.tolist())  # All three shading modes occur in 64 draws.
+  white = shapes.COLOUR_NAMES.index("white")
+  expected = np.where(mode == 2, white, colour)
+  np.testing.assert_array_equal(train_prior.caption_colours(batch, "white"), expected)
+  np.testing.assert_array_equal(train_prior.caption_colours(batch, "albedo"), colour)
+  np.testing.assert_array_equal(train_prior._pool_entry(batch, "white")["colour"], expected)
+  # A textureless render is the image of the white object: the same pixels.
+  i = int(np.flatnonzero(mode == 2)[0])
+  cam = jax.tree.map(lambda x: x[i], batch["camera"])
+  shading = {k: v[i] for k, v in batch["shading"].items()}
+  as_white = shapes.render_example(None, int(batch["shape"][i]), (1.0, 1.0, 1.0), cam, shading,
+                                   batch["background"][i], SIZE)
+  np.testing.assert_allclose(as_white, batch["images"][i], atol=1e-4)
+
+
 @pytest.mark.parametrize("flag", ["--distance_range=1.5", "--focal_range=1.2,0.8", "--focal_range=a,b",
-                                  "--look_at_std=-1"])
-def test_bad_camera_flags_are_refused_before_training(tmp_path, flag):
+                                  "--look_at_std=-1", "--textureless_caption=red"])
+def test_bad_world_flags_are_refused_before_training(tmp_path, flag):
   with pytest.raises(train_prior.UserError, match=flag.split("=")[0]):
     run_cli(str(tmp_path), "--steps=1", flag)
   assert not os.listdir(tmp_path)
@@ -141,7 +163,7 @@ def test_training_steps_reduce_the_loss_on_a_fixed_batch(trained):
   progs = tiny_programs()
   state = jax.device_put(progs.init(0), jax.devices()[0])
   batch = train_prior.render(train_prior.rng_key(7), 4, SIZE)
-  entry = train_prior._pool_entry(batch)
+  entry = train_prior._pool_entry(batch, "white")
   pool = jax.device_put({k: jnp.concatenate([v, v]) for k, v in entry.items()}, jax.devices()[0])
   images = np.asarray(entry["images"], np.float32) / 255.0
   ids = progs.models.captions[np.asarray(entry["shape"]), np.asarray(entry["colour"]), np.asarray(entry["view"])]
