@@ -68,6 +68,10 @@ def get_config():
   c.guidance.scale = 100.0  # Classifier-free guidance weight w_cfg.
   c.guidance.t_min = 0.02  # Smallest diffusion time (fraction of the schedule).
   c.guidance.t_max = 0.98  # Largest diffusion time.
+  # t_max falls linearly to t_max_final over t_anneal_steps steps (0: no anneal, the paper). Low times
+  # refine what high times shaped; with the Shapes prior high times also push objects to grow (BENCHMARKS.md).
+  c.guidance.t_max_final = 0.98  # Largest diffusion time at the end of the anneal.
+  c.guidance.t_anneal_steps = 0  # Steps of the anneal of t_max (0: none).
   c.guidance.weighting = "sds"  # w(t): 'sds' = sigma_t^2 = 1 - alphabar_t, or 'uniform'.
   c.guidance.num_train_timesteps = 1000  # Length of the DDPM schedule.
   c.guidance.beta_schedule = "scaled_linear"  # 'scaled_linear' (Stable Diffusion) or 'linear'.

@@ -49,6 +49,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if not 0.0 <= config.guidance.t_min < config.guidance.t_max <= 1.0:
     raise ConfigError(f"guidance.t_min={config.guidance.t_min} and guidance.t_max={config.guidance.t_max} "
                       "must satisfy 0 <= t_min < t_max <= 1 (the paper: 0.02 and 0.98).")
+  g = config.guidance
+  if g.t_anneal_steps < 0:
+    raise ConfigError(f"guidance.t_anneal_steps={g.t_anneal_steps} must be >= 0 (0 turns the anneal of t_max off).")
+  if g.t_anneal_steps > 0 and not g.t_min < g.t_max_final <= g.t_max:
+    raise ConfigError(f"guidance.t_max_final={g.t_max_final} must satisfy t_min < t_max_final <= t_max "
+                      f"({g.t_min} and {g.t_max}): t_max falls to it over guidance.t_anneal_steps steps.")
   if not 0.0 <= config.guidance.preview_t < 1.0:
     raise ConfigError(f"guidance.preview_t={config.guidance.preview_t} must be in [0, 1): the diffusion time of "
                       "the validation's guidance preview as a fraction of the schedule (0 turns it off).")

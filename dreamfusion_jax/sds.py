@@ -21,11 +21,24 @@ def timestep_range(t_min: float, t_max: float, num_timesteps: int) -> tuple[int,
   return lo, hi
 
 
+def annealed_timestep_range(t_min: float, t_max: float, t_max_final: float, anneal_steps: int, num_timesteps: int,
+                            step) -> tuple[int, jnp.ndarray]:
+  """timestep_range at optimisation step `step` (may be traced) when t_max falls linearly to t_max_final
+  over anneal_steps steps (anneal_steps 0: no anneal). Returns (lo int, hi int32 [])."""
+  lo, hi = timestep_range(t_min, t_max, num_timesteps)
+  if anneal_steps <= 0:
+    return lo, jnp.int32(hi)
+  hi_final = timestep_range(t_min, t_max_final, num_timesteps)[1]
+  frac = jnp.clip(jnp.asarray(step, jnp.float32) / anneal_steps, 0.0, 1.0)
+  return lo, jnp.round(hi + frac * (hi_final - hi)).astype(jnp.int32)
+
+
 def sds_residual(key: jax.Array, guidance: Guidance, params: Any, x0: jnp.ndarray, cond: jnp.ndarray,
                  uncond: jnp.ndarray, *, scale: float, t_range: tuple[int, int], weighting: str = "sds"):
   """The SDS update direction for clean model inputs x0 [B,h,w,c]; returns (residual, aux).
 
-  cond, uncond: [B, L, D] caption and empty-caption embeddings. The residual carries no gradient.
+  cond, uncond: [B, L, D] caption and empty-caption embeddings; t ~ U{t_range[0], ..., t_range[1]}
+  (the bounds may be traced). The residual carries no gradient.
   """
   k_t, k_eps = jax.random.split(key)
   batch = x0.shape[0]

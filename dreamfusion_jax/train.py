@@ -169,7 +169,8 @@ def loss_fn(params: Any, key: jax.Array, step: jnp.ndarray, text_emb: jnp.ndarra
   g = config.guidance
   sds_value, sds_aux = sds.sds_loss(
       k_sds, guidance, prior_params, out["rgb"], cond, uncond, scale=g.scale,
-      t_range=sds.timestep_range(g.t_min, g.t_max, g.num_train_timesteps), weighting=g.weighting)
+      t_range=sds.annealed_timestep_range(g.t_min, g.t_max, g.t_max_final, g.t_anneal_steps, g.num_train_timesteps,
+                                          step), weighting=g.weighting)
   opacity = out["opacity"]
   orient = jnp.mean(out["orientation"])
   opacity_reg = jnp.mean(jnp.sqrt(opacity**2 + 0.01))

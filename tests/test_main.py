@@ -71,6 +71,7 @@ QUICK = ["--config.num_steps=2", "--config.export.enabled=false", "--config.val_
     (["--config.prompt="], "The prompt is empty"),
     (["--config.prompt=   "], "The prompt is empty"),
     (["--config.guidance.t_min=0.99"], "t_min"),
+    (["--config.guidance.t_anneal_steps=100", "--config.guidance.t_max_final=0.01"], "guidance.t_max_final=0.01"),
     (["--config.camera.focal_range=(1.2, 0.8)"], "camera.focal_range=(1.2, 0.8): MIN must be positive and at most MAX"),
     (["--config.camera.distance_range=(0.0, 1.0)"], "camera.distance_range=(0, 1): MIN must be positive"),
     (["--config.camera.look_at_std=-0.1"], "camera.look_at_std=-0.1 must be >= 0"),

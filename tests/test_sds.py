@@ -72,6 +72,23 @@ def test_timesteps_stay_in_range():
   assert t.min() >= 20 and t.max() <= 980 and len(np.unique(t)) > 40
 
 
+def test_annealed_t_max_falls_linearly_and_bounds_the_sampled_timesteps():
+  assert sds.annealed_timestep_range(0.2, 0.98, 0.5, 0, 1000, 700) == (200, 980)  # No anneal.
+  his = [int(sds.annealed_timestep_range(0.2, 0.98, 0.5, 800, 1000, s)[1]) for s in (0, 200, 400, 800, 5000)]
+  assert his == [980, 860, 740, 500, 500]  # 980 - (980 - 500) * min(step / 800, 1), rounded.
+  g, params, x0, cond, uncond = _setup(batch=64, size=8)
+
+  @jax.jit
+  def timesteps(step):
+    t_range = sds.annealed_timestep_range(0.2, 0.98, 0.5, 800, 1000, step)
+    return sds.sds_residual(jax.random.PRNGKey(0), g, params, x0, cond, uncond, scale=1.0, t_range=t_range)[1]["t"]
+
+  late = np.asarray(timesteps(jnp.int32(400)))  # The same program at every step (a traced bound).
+  assert late.min() >= 200 and late.max() <= 740 and late.max() > 700
+  early = np.asarray(timesteps(jnp.int32(0)))
+  assert early.max() > 900
+
+
 @pytest.mark.parametrize("schedule", ["linear", "scaled_linear"])
 def test_alphas_cumprod_match_diffusers(schedule):
   diffusers = pytest.importorskip("diffusers")
