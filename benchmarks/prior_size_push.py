@@ -2,11 +2,13 @@
 
   python benchmarks/prior_size_push.py --caption="a red sphere" --cameras=1.45:0.75,1.25:1.025,1.05:1.3
   python benchmarks/prior_size_push.py --caption="a blue cube" --scales=100,30,7.5 --prior_dir=DIR
+  python benchmarks/prior_size_push.py --sizes=1,1.15,1.3 --t_ranges=0.2:0.5,0.5:0.98
 
 The true shape of the caption, scaled by s about the origin, is rendered (albedo only, 64x64, the
 training camera distribution re-placed at each asked distance and focal, so the apparent size is
 fixed), and the SDS residual r of the prior (configs/default.py's t range [0.2, 0.98] and weighting)
-is projected on d image / d s (central difference, s = 1 +- 0.03):
+is projected on d image / d s (central difference, s = s0 (1 +- 0.03); s0 = 1 is the true size,
+--sizes asks for others: where d/ds crosses zero is the size SDS settles at):
 
     d/ds = - sum_pixels r * d image / d s      (image in [-1, 1], 64x64x3)
 
@@ -31,6 +33,9 @@ flags.DEFINE_string("cameras", "1.25:1.0", "Comma-separated DISTANCE:FOCAL pairs
 flags.DEFINE_string("scales", "100", "Comma-separated classifier-free guidance weights.")
 flags.DEFINE_string("prior_dir", "", "A Shapes prior directory; '' = the shipped one.")
 flags.DEFINE_integer("batches", 8, "Batches of 32 draws per setting.")
+flags.DEFINE_string("t_ranges", "", "Comma-separated MIN:MAX diffusion-time ranges (fractions of the schedule); "
+                    "'' = configs/default.py's guidance.t_min:t_max.")
+flags.DEFINE_string("sizes", "1", "Comma-separated object scales s0 at which d/ds is taken (1 = the true size).")
 FLAGS = flags.FLAGS
 
 SIZE, BATCH, DELTA = 64, 32, 0.03
@@ -45,7 +50,7 @@ def default_config():
   return module.get_config()
 
 
-def make_push(prior, shape_index: int, t_range: tuple[int, int], scale: float):
+def make_push(prior, shape_index: int, t_range: tuple[int, int], scale: float, s0: float = 1.0):
   """A jitted (key, rgb, distance, focal, conds [4,L,D], uncond [L,D]) -> d/ds [BATCH] (see the docstring)."""
   density = shapes.density_fn(shape_index)  # A Python int: only that shape's SDF, as the world renders it.
 
@@ -64,10 +69,10 @@ def make_push(prior, shape_index: int, t_range: tuple[int, int], scale: float):
     bgs = jax.random.uniform(k_bg, (BATCH, 3))
     cond = conds[cameras.view_index(cams["elevation"], cams["azimuth"])]
     render_all = lambda s: jax.vmap(lambda cam, bg: image(rgb, cam, bg, s))(cams, bgs) * 2.0 - 1.0
-    x0, x_plus, x_minus = render_all(1.0), render_all(1.0 + DELTA), render_all(1.0 - DELTA)
+    x0, x_plus, x_minus = render_all(s0), render_all(s0 * (1.0 + DELTA)), render_all(s0 * (1.0 - DELTA))
     r, _ = sds.sds_residual(k_sds, prior.guidance, prior.params, x0, cond, jnp.broadcast_to(uncond, cond.shape),
                             scale=scale, t_range=t_range)
-    return -jnp.sum(r * (x_plus - x_minus) / (2.0 * DELTA), axis=(1, 2, 3))
+    return -jnp.sum(r * (x_plus - x_minus) / (2.0 * DELTA * s0), axis=(1, 2, 3))
 
   return push
 
@@ -81,15 +86,20 @@ def main(argv):
   rgb = jnp.asarray(shapes.COLOURS[colour])
   emb = prior.embed([cameras.view_prompt(FLAGS.caption, v) for v in range(len(cameras.VIEW_SUFFIXES))] + [""])
   conds, uncond = jnp.asarray(emb[:-1]), jnp.asarray(emb[-1])
-  t_range = sds.timestep_range(config.guidance.t_min, config.guidance.t_max, config.guidance.num_train_timesteps)
-  for scale in (float(v) for v in FLAGS.scales.split(",")):
-    push = make_push(prior, shapes.SHAPES.index(name), t_range, scale)
+  t_fractions = ([tuple(float(v) for v in r.split(":")) for r in FLAGS.t_ranges.split(",")] if FLAGS.t_ranges
+                 else [(config.guidance.t_min, config.guidance.t_max)])
+  settings = [(scale, t, s0) for scale in (float(v) for v in FLAGS.scales.split(",")) for t in t_fractions
+              for s0 in (float(v) for v in FLAGS.sizes.split(","))]
+  for scale, (t_min, t_max), s0 in settings:
+    t_range = sds.timestep_range(t_min, t_max, config.guidance.num_train_timesteps)
+    push = make_push(prior, shapes.SHAPES.index(name), t_range, scale, s0)
     for pair in FLAGS.cameras.split(","):
       distance, focal = (float(v) for v in pair.split(":"))
       values = np.concatenate([np.asarray(push(jax.random.PRNGKey(i), rgb, distance, focal, conds, uncond))
                                for i in range(FLAGS.batches)])
-      print(f"{FLAGS.caption}: cfg {scale:g}, distance {distance:g}, focal {focal:g} (zoom {focal / distance:.2f}): "
-            f"d/ds {values.mean():+.1f} +- {values.std() / np.sqrt(len(values)):.1f}", flush=True)
+      print(f"{FLAGS.caption}: cfg {scale:g}, t {t_min:g}-{t_max:g}, size {s0:g}, distance {distance:g}, focal "
+            f"{focal:g} (zoom {focal / distance:.2f}): d/ds {values.mean():+.1f} +- "
+            f"{values.std() / np.sqrt(len(values)):.1f}", flush=True)
 
 
 if __name__ == "__main__":
