@@ -39,8 +39,8 @@ def test_shipped_prior_draws_the_asked_colour():
   uncond = embed(params["text"], tokenizer([""]))
   images = {c: np.asarray(draw(params["unet"], embed(params["text"], tokenizer([f"a {c} cube, front view"] * n)),
                                uncond)) for c in ("red", "blue")}
-  # The same noise, two captions: each draws its own colour and not the other's. (Some samples are
-  # textureless grey renders, which the prior was also trained on, so not every sample shows it.)
+  # The same noise, two captions: each draws its own colour and not the other's. (Not every sample
+  # shows much of its object: some are shaded or drawn small, part out of frame, or empty.)
   for asked, other in (("red", "blue"), ("blue", "red")):
     mine = colour_fraction(images[asked], shapes.COLOURS[asked])
     theirs = colour_fraction(images[asked], shapes.COLOURS[other])
@@ -68,8 +68,10 @@ def test_default_config_renders_with_the_cameras_the_shipped_prior_learned():
   assert camera["distance_range"] == list(config.camera.distance_range)
   assert camera["focal_range"] == list(config.camera.focal_range)
   assert guidance.camera_mismatch(camera, config.camera) is None
-  assert "steps 23000-24700: distance U(1.25, 1.25), focal U(1, 1)" in open(
-      os.path.join(guidance.shapes_prior_dir(), "MODEL_CARD.md")).read()
+  card = open(os.path.join(guidance.shapes_prior_dir(), "MODEL_CARD.md")).read()
+  assert "steps 23000-33000: distance U(1.25, 1.25), focal U(1, 1)" in card
+  # The fine-tune captions textureless renders as the white objects they show (train_prior.caption_colours).
+  assert "steps 23000-33000: textureless renders say 'white'" in card
 
 
 def test_default_config_runs_and_is_scored(tmp_path):
@@ -103,15 +105,16 @@ def test_sweep_trains_captions_as_seeds_of_one_run_and_writes_the_table(tmp_path
   table = open(os.path.join(out, "summary.md")).read()
   assert "| a blue teardrop | yes |" in table and "**overall** (2 captions)" in table
   assert os.path.getsize(os.path.join(out, "views", "a_red_cube.png")) > 0
-  # Re-scoring the saved views with the same judge gives the same R-Precisions (8-bit PNGs: 8 views
-  # per seed, so a difference would be a whole 1/8) and keeps the judge-free metrics.
+  # Re-scoring the saved views with the same judge gives the same R-Precisions up to the 8-bit PNG
+  # rounding, which can flip at most a near-tie view (1/8 of a seed's 8; the 3-step results here are
+  # near-empty, so their views are near ties), and keeps the judge-free metrics.
   proc = run("benchmarks/rescore_views.py", f"--sweep={out}", "--name=same")
   assert proc.returncode == 0, proc.stderr[-4000:]
   again = json.load(open(os.path.join(out, "summary_same.json")))
   for caption, row in rows.items():
     new = {r["caption"]: r for r in again["captions"]}[caption]
     for m in ("color_r_precision", "geo_r_precision", "iou", "color_error"):
-      assert abs(new[m] - row[m]) < 0.1, (caption, m, new[m], row[m])
+      assert abs(new[m] - row[m]) <= 0.125 + 1e-6, (caption, m, new[m], row[m])
   assert "| a blue teardrop | yes |" in open(os.path.join(out, "summary_same.md")).read()
   proc = run("benchmarks/rescore_views.py", f"--sweep={out}", f"--classifier_dir={tmp_path / 'nothing'}")
   assert proc.returncode == 2 and "no judge weights" in proc.stderr and "Traceback" not in proc.stderr
