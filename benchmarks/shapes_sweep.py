@@ -38,7 +38,7 @@ sys.path.insert(0, ROOT)
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-METRICS = ("color_r_precision", "geo_r_precision", "iou", "color_error")
+METRICS = ("color_r_precision", "geo_r_precision", "iou", "color_error", "volume_ratio")
 
 _CONFIG = config_flags.DEFINE_config_file("config", os.path.join(ROOT, "configs", "default.py"),
                                           "Config of every seed.", lock_config=True)
@@ -91,7 +91,7 @@ def caption_row(caption: str, evaluation: dict | None, error: str | None) -> dic
   if evaluation is None:
     row.update({m: None for m in METRICS}, janus_rate=None, janus_count=None, num_seeds=0)
     return row
-  row.update({m: evaluation["mean"][m] for m in METRICS})
+  row.update({m: evaluation["mean"].get(m) for m in METRICS})  # get: evaluations from before volume_ratio.
   seeds = evaluation["per_seed"].values()
   janus = [s["janus"] for s in seeds if s.get("janus") is not None]
   row.update(janus_rate=evaluation["mean"]["janus_rate"], janus_count=sum(janus) if janus else None,

@@ -13,6 +13,8 @@ Metrics (all pure functions below; grids hold cell centres of [-bound, bound]^3,
                    against the true solid (SDF <= 0), best over `num_rotations` rotations of the
                    true solid about the vertical (z) axis; `best_angle_deg` is that rotation
                    (counter-clockwise seen from above: the result matches the truth turned by it).
+  volume_ratio     the result's occupied volume over the true solid's (same grid): below 1 the
+                   result is too small or hollow, above 1 too big or foggy.
   color_error      mean Euclidean RGB distance between the albedo at the result's surface points
                    (occupied cells with an empty 6-neighbour) and the caption's colour; RGB in
                    [0, 1], so 0 (exact) to sqrt(3) ~ 1.73. null for an empty result.
@@ -95,6 +97,11 @@ def true_occupancy(shape_index: int, bound: float, resolution: int, angle_deg: f
   """bool [R, R, R]: the true solid (SDF <= 0), turned by angle_deg about z, at grid_points."""
   pts = rotate_z(jnp.asarray(grid_points(bound, resolution)), -angle_deg)
   return np.asarray(shapes.occupancy(int(shape_index), pts))
+
+
+def volume_ratio(occ: np.ndarray, shape_index: int, bound: float) -> float:
+  """Occupied cells of occ [R, R, R] over those of the true solid on the same grid."""
+  return float(occ.sum() / true_occupancy(shape_index, bound, occ.shape[0]).sum())
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -380,7 +387,8 @@ def evaluate_params(field, params, shape_index: int, rgb, *, threshold: float, b
   best, angle = best_rotation(occ, shape_sdf(shape_index), bound, num_rotations)
   pts = surface_points(occ, bound)
   out = dict(iou=best, best_angle_deg=angle, color_error=color_error(lambda x: field(params, x)[1], pts, rgb),
-             occupied_fraction=float(occ.mean()), num_surface_points=int(len(pts)), janus=None, janus_evidence=None)
+             volume_ratio=volume_ratio(occ, shape_index, bound), occupied_fraction=float(occ.mean()),
+             num_surface_points=int(len(pts)), janus=None, janus_evidence=None)
   if shapes.SHAPES[shape_index] in shapes.ASYMMETRIC:
     out["janus"], out["janus_evidence"] = janus(occ, shape_index, bound, num_rotations, best=(best, angle))
   return out
@@ -462,7 +470,8 @@ class Scorer:
     """evaluation.json's content for one caption: per_seed {'seed_K': score(...)} and their mean."""
     colour, shape = parse_run_caption(caption)
     rows = list(per_seed.values())
-    mean = {k: _mean([r[k] for r in rows]) for k in ("color_r_precision", "geo_r_precision", "iou", "color_error")}
+    mean = {k: _mean([r.get(k) for r in rows])
+            for k in ("color_r_precision", "geo_r_precision", "iou", "color_error", "volume_ratio")}
     mean["janus_rate"] = _mean([float(r["janus"]) for r in rows]) if shape in shapes.ASYMMETRIC else None
     mean["num_seeds"] = len(rows)
     return _nan_to_none(dict(

@@ -52,6 +52,10 @@ def test_perfect_red_cube_scores_iou_one_and_no_colour_error():
   iou, angle = ev.best_iou_over_rotations(density, CUBE, bound=BOUND, resolution=RES, threshold=10.0)
   assert iou > 0.95 and angle % 90 == 0
   occ = ev.occupancy_grid(density, BOUND, RES, 10.0)
+  assert ev.volume_ratio(occ, CUBE, BOUND) == pytest.approx(1.0, abs=0.03)
+  # A ball of radius 0.45 against the cube of half-side 0.32: (4/3 pi 0.45^3) / 0.64^3.
+  ball = ev.occupancy_grid(shapes.density_fn(SPHERE), BOUND, 80, 10.0)
+  assert ev.volume_ratio(ball, CUBE, BOUND) == pytest.approx(4 / 3 * np.pi * 0.45**3 / 0.64**3, rel=0.03)
   pts = ev.surface_points(occ, BOUND)
   # The shell of a cube of 2 * 0.32 / 0.05 ~ 12-13 cells a side: its faces, not its inside.
   assert 400 < len(pts) < 1200
@@ -229,6 +233,7 @@ def test_evaluate_run_writes_per_seed_and_mean_entries(tiny_run, tiny_judge, tmp
     assert m["color_r_precision"] is None and m["janus"] is None
   assert saved["mean"]["num_seeds"] == 2 and saved["mean"]["color_r_precision"] is None
   assert saved["mean"]["iou"] == pytest.approx(np.mean([m["iou"] for m in saved["per_seed"].values()]))
+  assert saved["mean"]["volume_ratio"] == pytest.approx(np.mean([m["volume_ratio"] for m in saved["per_seed"].values()]))
   # With a judge, both R-Precisions are fractions of the 2 views.
   judged = ev.evaluate_run(tiny_run, tiny_judge, resolution=24, num_views=2)
   for m in judged["per_seed"].values():
