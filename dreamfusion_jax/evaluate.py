@@ -470,7 +470,7 @@ class Scorer:
     """evaluation.json's content for one caption: per_seed {'seed_K': score(...)} and their mean."""
     colour, shape = parse_run_caption(caption)
     rows = list(per_seed.values())
-    mean = {k: _mean([r.get(k) for r in rows])
+    mean = {k: _mean([r[k] for r in rows])
             for k in ("color_r_precision", "geo_r_precision", "iou", "color_error", "volume_ratio")}
     mean["janus_rate"] = _mean([float(r["janus"]) for r in rows]) if shape in shapes.ASYMMETRIC else None
     mean["num_seeds"] = len(rows)

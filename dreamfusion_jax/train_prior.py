@@ -608,18 +608,27 @@ def _minutes(seconds: float) -> str:
   return f"{seconds / 60:.1f} min"
 
 
+# The caption rule of runs from before it was recorded.
+_UNRECORDED_TEXTURELESS_CAPTION = "albedo"
+
+
+def _last_recorded(meta: dict, key: str):
+  """chunk[key] of the last run in meta that recorded it; None if none did (runs from before it was recorded)."""
+  recorded = [c[key] for c in meta["chunks"] if c.get(key) is not None]
+  return recorded[-1] if recorded else None
+
+
 def last_cameras(meta: dict) -> cameras.CameraConfig:
   """The cameras of the last run in meta that recorded them; DreamFusion's if none did (older runs)."""
-  recorded = [c["camera"] for c in meta["chunks"] if c.get("camera") is not None]
-  if not recorded:
+  record = _last_recorded(meta, "camera")
+  if record is None:
     return cameras.CameraConfig()
-  return cameras.CameraConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded[-1].items()})
+  return cameras.CameraConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in record.items()})
 
 
 def last_textureless_caption(meta: dict) -> str:
-  """The caption rule of the last run in meta that recorded one; 'albedo' (the old rule) if none did."""
-  recorded = [c["textureless_caption"] for c in meta["chunks"] if c.get("textureless_caption") is not None]
-  return recorded[-1] if recorded else "albedo"
+  """The caption rule of the last run in meta that recorded one; the old rule if none did."""
+  return _last_recorded(meta, "textureless_caption") or _UNRECORDED_TEXTURELESS_CAPTION
 
 
 def describe_captions(chunks: list) -> str:
@@ -627,7 +636,7 @@ def describe_captions(chunks: list) -> str:
   rules = {"white": "textureless renders say 'white' (what they show)",
            "albedo": "textureless renders name the albedo's colour (which they do not show)"}
   return ("'a {colour} {shape}, {front|side|back|overhead} view' (the view from the camera's angles); "
-          + "; ".join(f"steps {c['start_step']}-{c['end_step']}: {rules[c.get('textureless_caption') or 'albedo']}"
+          + "; ".join(f"steps {c['start_step']}-{c['end_step']}: {rules[c.get('textureless_caption') or _UNRECORDED_TEXTURELESS_CAPTION]}"
                       for c in chunks))
 
 

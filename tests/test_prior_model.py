@@ -120,6 +120,11 @@ def test_textureless_renders_are_captioned_white_and_each_run_records_its_rule(t
   as_white = shapes.render_example(None, int(batch["shape"][i]), (1.0, 1.0, 1.0), cam, shading,
                                    batch["background"][i], SIZE)
   np.testing.assert_allclose(as_white, batch["images"][i], atol=1e-4)
+  # Runs from before the rule was recorded used the albedo's colour; the last recorded rule wins.
+  old = {"start_step": 0, "end_step": 9}
+  assert train_prior.last_textureless_caption({"chunks": [old]}) == "albedo"
+  assert train_prior.last_textureless_caption({"chunks": [old, dict(old, textureless_caption="white")]}) == "white"
+  assert "steps 0-9: textureless renders name the albedo's colour" in train_prior.describe_captions([old])
 
 
 @pytest.mark.parametrize("flag", ["--distance_range=1.5", "--focal_range=1.2,0.8", "--focal_range=a,b",
