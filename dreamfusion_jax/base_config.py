@@ -122,6 +122,10 @@ def get_config():
   c.reg.orientation_anneal_steps = 5000  # Steps of that anneal.
   c.reg.opacity = 0.0  # Weight of sqrt(opacity^2 + 0.01) (the paper: 1e-3..5e-3).
   c.reg.entropy = 1e-3  # Weight of the binary entropy of each ray's opacity (stable-dreamfusion).
+  # Weight of mip-NeRF 360's distortion loss (render.distortion, mean over rays): pulls each ray's
+  # weight into one short interval, so fog condenses into a surface. The SDS loss is a SUM over the
+  # prior's pixels and these regularisers are MEANS over rays, so useful weights are large.
+  c.reg.distortion = 0.0
 
   # --- Logging, checkpoints, validation, export. ---
   c.log_every = 50  # Steps between metric records (metrics.jsonl and TensorBoard).

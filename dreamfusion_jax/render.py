@@ -155,6 +155,22 @@ def composite(densities, edges):
   return transmittance * alpha, transmittance, alpha
 
 
+def distortion(weights, edges):
+  """mip-NeRF 360's distortion loss of each ray (Barron et al. 2022, eq. 15), in world units.
+
+  weights [..., S] (compositing weights), edges [..., S + 1] (interval edges along the ray):
+      sum_ij w_i w_j |m_i - m_j| + 1/3 sum_i w_i^2 (e_{i+1} - e_i),   m_i = (e_i + e_{i+1}) / 2,
+  computed in O(S) with prefix sums (the edges are sorted). It is small when a ray's weight sits in
+  one short interval (a crisp surface) and large for a fog, whose weight spreads over ~1/density.
+  """
+  mid = 0.5 * (edges[..., 1:] + edges[..., :-1])
+  w_before = jnp.cumsum(weights, axis=-1) - weights  # sum_{j<i} w_j
+  wm_before = jnp.cumsum(weights * mid, axis=-1) - weights * mid  # sum_{j<i} w_j m_j
+  cross = 2.0 * jnp.sum(weights * (mid * w_before - wm_before), axis=-1)
+  own = jnp.sum(weights**2 * (edges[..., 1:] - edges[..., :-1]), axis=-1) / 3.0
+  return cross + own
+
+
 # (ambient, diffuse, textureless) of the paper's three shading modes.
 SHADING_MODES = {"albedo": (1.0, 0.0, 0.0), "shaded": (0.1, 0.9, 0.0), "textureless": (0.1, 0.9, 1.0)}
 
@@ -199,6 +215,7 @@ def render_rays(key, field_fn, background_fn, origins, directions, shading, cfg:
     weights [R, S]     fine-pass weights, S = cfg.num_fine
     orientation [R]    sum_i sg(w_i) max(0, n_i . d)^2 (Ref-NeRF orientation loss term)
     albedo [R, 3]      sum_i w_i albedo_i (not composited over the background)
+    distortion [R]     the fine pass's `distortion` (world units)
   """
   num_rays = origins.shape[0]
   num_jitter = cfg.num_coarse + cfg.num_fine - 1
@@ -256,6 +273,7 @@ def render_rays(key, field_fn, background_fn, origins, directions, shading, cfg:
       weights=weights,
       orientation=jnp.sum(jax.lax.stop_gradient(weights) * facing**2, axis=-1),
       albedo=jnp.sum(w3 * albedo, axis=-2),
+      distortion=distortion(weights, edges),
   )
 
 

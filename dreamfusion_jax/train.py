@@ -176,10 +176,12 @@ def loss_fn(params: Any, key: jax.Array, step: jnp.ndarray, text_emb: jnp.ndarra
   opacity_reg = jnp.mean(jnp.sqrt(opacity**2 + 0.01))
   a = jnp.clip(opacity, 1e-5, 1 - 1e-5)
   entropy = jnp.mean(-a * jnp.log(a) - (1 - a) * jnp.log(1 - a))
+  dist = jnp.mean(out["distortion"])
   total = (sds_value + orientation_weight(config, step) * orient + config.reg.opacity * opacity_reg
-           + config.reg.entropy * entropy)
+           + config.reg.entropy * entropy + config.reg.distortion * dist)
   metrics = dict(loss=total, sds_residual_norm=jnp.mean(sds_aux["residual_norm"]), orientation=orient,
-                 opacity=jnp.mean(opacity), entropy=entropy, textureless=jnp.mean(shading["textureless"]))
+                 opacity=jnp.mean(opacity), entropy=entropy, distortion=dist,
+                 textureless=jnp.mean(shading["textureless"]))
   return total, metrics
 
 

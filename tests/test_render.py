@@ -138,6 +138,24 @@ def test_composite_matches_loop():
   np.testing.assert_allclose(w.sum(-1), 1 - np.exp(-(sigma * np.diff(edges, axis=-1)).sum(-1)), rtol=1e-5)
 
 
+def test_distortion_matches_double_sum_and_closed_forms():
+  rng = np.random.default_rng(1)
+  w = rng.uniform(0, 0.3, (3, 12)).astype(np.float32)
+  edges = np.sort(rng.uniform(0, 2, (3, 13)), axis=-1).astype(np.float32)
+  mid = 0.5 * (edges[:, 1:] + edges[:, :-1])
+  brute = [sum(w[r, i] * w[r, j] * abs(mid[r, i] - mid[r, j]) for i in range(12) for j in range(12))
+           + sum(w[r, i] ** 2 * (edges[r, i + 1] - edges[r, i]) for i in range(12)) / 3 for r in range(3)]
+  np.testing.assert_allclose(jax.jit(render.distortion)(w, edges), brute, rtol=1e-5)
+  # All weight in one interval of width 0.3: w^2 * 0.3 / 3. A fog of density s (weights
+  # s exp(-s t) dt) has E|t - t'| = 1/s for independent exponential depths: 0.25 at s = 4.
+  one = np.array([[0.0, 0.0, 0.8, 0.0]], np.float32)
+  np.testing.assert_allclose(render.distortion(one, np.array([[0.0, 0.5, 1.0, 1.3, 2.0]], np.float32)),
+                             [0.64 * 0.3 / 3], rtol=1e-5)
+  fog_edges = np.linspace(0.0, 10.0, 4001, dtype=np.float64)[None]
+  fog_w, _, _ = render.composite(np.full((1, 4000), 4.0), fog_edges)
+  np.testing.assert_allclose(render.distortion(fog_w, fog_edges), [0.25], rtol=2e-3)
+
+
 _sample_pdf = jax.jit(render.sample_pdf, static_argnums=3)
 
 

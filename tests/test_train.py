@@ -1,4 +1,5 @@
 """Training: the loss falls toward a known target, resume is exact, multi-seed equals single-seed runs."""
+import functools
 import os
 import subprocess
 import sys
@@ -62,6 +63,22 @@ def test_train_steps_reduce_the_loss_toward_a_target_image():
   assert np.isfinite(np.asarray(metrics["loss"])).all()
   assert after < 0.25 * before, (before, after)
   assert int(state.step[0]) == config.num_steps
+
+
+def test_distortion_weight_adds_its_term_to_the_loss():
+  # reg.distortion adds weight x the logged mean distortion (render.distortion, tested against a
+  # double sum in test_render) and nothing else.
+  out = {}
+  for weight in (0.0, 1000.0):
+    config = tiny_config(**{"reg.distortion": weight, "shading.albedo_warmup_steps": 1000})
+    prior = target_prior(config)
+    scene = train.make_scene(config)
+    params = train.init_state(jnp.int32(0), scene, train.make_optimizer(config)).params
+    loss, metrics = jax.jit(functools.partial(train.loss_fn, config=config, scene=scene, guidance=prior.guidance))(
+        params, jax.random.key(0), jnp.int32(3), jnp.zeros((5, 2, 4)), prior.params)
+    out[weight] = float(loss), float(metrics["distortion"])
+  assert out[1000.0][1] > 0 and out[1000.0][1] == pytest.approx(out[0.0][1], rel=1e-6)
+  assert out[1000.0][0] - out[0.0][0] == pytest.approx(1000.0 * out[0.0][1], rel=1e-3)
 
 
 def _params(state):
