@@ -50,6 +50,8 @@ flags.DEFINE_integer("group", 0, "Most seeds per compiled program (0: all pairs 
 flags.DEFINE_string("out", None, "Output folder: summary.md, summary.json, views/.")
 flags.DEFINE_bool("no_view_prompts", False, "Set camera.view_dependent_prompts=false.")
 flags.DEFINE_string("classifier_dir", None, "The judge's export (default: the package's assets).")
+flags.DEFINE_list("levels", [], "Extra occupancy levels to report the IoU at (a diagnostic): numbers, or 'silhouette' "
+                  "(export.silhouette_level of each result).")
 FLAGS = flags.FLAGS
 
 
@@ -96,6 +98,9 @@ def caption_row(caption: str, evaluation: dict | None, error: str | None) -> dic
   janus = [s["janus"] for s in seeds if s.get("janus") is not None]
   row.update(janus_rate=evaluation["mean"]["janus_rate"], janus_count=sum(janus) if janus else None,
              num_seeds=len(evaluation["per_seed"]), step=evaluation["step"])
+  levels = [s.get("iou_by_level", {}) for s in seeds]
+  row["iou_by_level"] = {lv: {k: mean([s[lv][k] for s in levels]) for k in ("level", "iou", "volume_ratio")}
+                         for lv in levels[0]} if levels else {}
   return row
 
 
@@ -105,6 +110,9 @@ def overall(rows: list[dict]) -> dict:
   asym = [r for r in ok if r["asymmetric"] and r["janus_count"] is not None]
   seeds = sum(r["num_seeds"] for r in asym)
   out["janus_rate"] = sum(r["janus_count"] for r in asym) / seeds if seeds else None
+  levels = ok[0]["iou_by_level"] if ok else {}
+  out["iou_by_level"] = {lv: {k: mean([r["iou_by_level"][lv][k] for r in ok]) for k in ("level", "iou", "volume_ratio")}
+                         for lv in levels}
   out["num_captions"] = len(ok)
   out["num_failed"] = len(rows) - len(ok)
   return out
@@ -125,6 +133,11 @@ def markdown(rows: list[dict], summary: dict, header: str) -> str:
     s = summary[name]
     lines.append("| " + " | ".join([f"**{name}** ({s['num_captions']} captions)", ""]
                                    + [fmt(s[m]) for m in METRICS] + [fmt(s["janus_rate"]), ""]) + " |")
+  if summary["overall"]["iou_by_level"]:
+    lines += ["", "IoU at other occupancy levels (mean level, IoU, volume_ratio over all captions):", "",
+              "| level | mean level | IoU | volume_ratio |", "|---|---|---|---|"]
+    lines += [f"| {lv} | {fmt(v['level'])} | {fmt(v['iou'])} | {fmt(v['volume_ratio'])} |"
+              for lv, v in summary["overall"]["iou_by_level"].items()]
   return "\n".join(lines) + "\n"
 
 
@@ -213,7 +226,8 @@ def main(argv):
     params += p
     timing.append(dict(seeds=len(chunk), seconds=seconds, steps_per_sec=rate))
     logging.info("Trained %d seeds in %.1f s (%.2f steps/s after the first step).", len(chunk), seconds, rate)
-  scorer = evaluate.Scorer(config, FLAGS.classifier_dir)
+  extra_levels = [lv if lv == "silhouette" else float(lv) for lv in FLAGS.levels]
+  scorer = evaluate.Scorer(config, FLAGS.classifier_dir, extra_levels=extra_levels)
   rows, results, diverged = [], {}, []
   for caption in captions:
     idx = [j for j, (c, _) in enumerate(pairs) if c == caption]

@@ -82,15 +82,20 @@ def rotate_z(x: jax.Array, angle_deg) -> jax.Array:
   return jnp.stack([c * x[..., 0] - s * x[..., 1], s * x[..., 0] + c * x[..., 1], x[..., 2]], axis=-1)
 
 
-def occupancy_grid(density_fn: Fn, bound: float, resolution: int, threshold: float,
-                   chunk: int = 1 << 18) -> np.ndarray:
-  """bool [R, R, R]: density_fn(x [N, 3]) -> [N] (per world unit) > threshold at grid_points."""
+def density_values(density_fn: Fn, bound: float, resolution: int, chunk: int = 1 << 18) -> np.ndarray:
+  """float32 [R, R, R]: density_fn(x [N, 3]) -> [N] (per world unit) at grid_points(bound, resolution)."""
   pts = grid_points(bound, resolution).reshape(-1, 3)
   n = len(pts)
   if n > chunk:  # Equal chunks (the last one padded), so a jitted density_fn compiles once.
     pts = np.concatenate([pts, np.zeros((-n % chunk, 3), np.float32)])
-  out = [np.asarray(density_fn(jnp.asarray(pts[i:i + chunk]))) > threshold for i in range(0, len(pts), chunk)]
+  out = [np.asarray(density_fn(jnp.asarray(pts[i:i + chunk])), np.float32) for i in range(0, len(pts), chunk)]
   return np.concatenate(out)[:n].reshape((resolution,) * 3)
+
+
+def occupancy_grid(density_fn: Fn, bound: float, resolution: int, threshold: float,
+                   chunk: int = 1 << 18) -> np.ndarray:
+  """bool [R, R, R]: density_fn(x [N, 3]) -> [N] (per world unit) > threshold at grid_points."""
+  return density_values(density_fn, bound, resolution, chunk) > threshold
 
 
 def true_occupancy(shape_index: int, bound: float, resolution: int, angle_deg: float = 0.0) -> np.ndarray:
@@ -378,12 +383,16 @@ def restore_params(workdir: str, config: ml_collections.ConfigDict) -> tuple[int
 
 
 def evaluate_params(field, params, shape_index: int, rgb, *, threshold: float, bound: float = EVAL_BOUND,
-                    resolution: int = RESOLUTION, num_rotations: int = NUM_ROTATIONS) -> dict:
+                    resolution: int = RESOLUTION, num_rotations: int = NUM_ROTATIONS, extra_levels=()) -> dict:
   """The geometric and colour metrics of one seed (see the module docstring).
 
   field: (params, x [N, 3]) -> (density [N], albedo [N, 3]); threshold: occupancy density level.
+  extra_levels: more occupancy levels (floats, or 'silhouette' for export.silhouette_level of the
+  grid) whose IoU and volume_ratio go to out['iou_by_level'][str(level)] (a diagnostic).
   """
-  occ = occupancy_grid(lambda x: field(params, x)[0], bound, resolution, threshold)
+  from dreamfusion_jax import export
+  density = density_values(lambda x: field(params, x)[0], bound, resolution)
+  occ = density > threshold
   best, angle = best_rotation(occ, shape_sdf(shape_index), bound, num_rotations)
   pts = surface_points(occ, bound)
   out = dict(iou=best, best_angle_deg=angle, color_error=color_error(lambda x: field(params, x)[1], pts, rgb),
@@ -391,6 +400,17 @@ def evaluate_params(field, params, shape_index: int, rgb, *, threshold: float, b
              num_surface_points=int(len(pts)), janus=None, janus_evidence=None)
   if shapes.SHAPES[shape_index] in shapes.ASYMMETRIC:
     out["janus"], out["janus_evidence"] = janus(occ, shape_index, bound, num_rotations, best=(best, angle))
+  if extra_levels:
+    out["iou_by_level"] = {}
+    for level in extra_levels:
+      value = level
+      if level == "silhouette":
+        finite = np.nan_to_num(density, nan=0.0)
+        value = export.silhouette_level(finite, 2.0 * bound / resolution) if finite.max() > 0 else float("inf")
+      o = density > value
+      out["iou_by_level"][str(level)] = dict(level=float(value), iou=best_rotation(o, shape_sdf(shape_index), bound,
+                                                                                  num_rotations)[0],
+                                             volume_ratio=volume_ratio(o, shape_index, bound))
   return out
 
 
@@ -431,7 +451,8 @@ class Scorer:
 
   def __init__(self, config: ml_collections.ConfigDict, classifier_dir: Optional[str] = None, *,
                bound: float = EVAL_BOUND, resolution: int = RESOLUTION, threshold: Optional[float] = None,
-               num_rotations: int = NUM_ROTATIONS, num_views: int = NUM_VIEWS, elevation: float = VIEW_ELEVATION):
+               num_rotations: int = NUM_ROTATIONS, num_views: int = NUM_VIEWS, elevation: float = VIEW_ELEVATION,
+               extra_levels=()):
     from dreamfusion_jax import classifier, train
     from dreamfusion_jax.field import Scene
     self.judge_dir = find_classifier(classifier_dir)
@@ -445,6 +466,7 @@ class Scorer:
     self.judge = classifier.load_classifier(self.judge_dir) if self.judge_dir else None
     self.render_view = make_view_renderer(scene, config, self.judge.image_size) if self.judge else None
     self.threshold = config.export.mesh_threshold if threshold is None else threshold
+    self.extra_levels = tuple(extra_levels)
     self.settings = dict(bound=bound, resolution=resolution, threshold=self.threshold, num_rotations=num_rotations,
                          num_views=num_views, elevation=elevation,
                          image_size=self.judge.image_size if self.judge else None)
@@ -455,7 +477,8 @@ class Scorer:
     shape_index, colour_index = shapes.SHAPES.index(shape), shapes.COLOUR_NAMES.index(colour)
     st = self.settings
     m = evaluate_params(self.field, params, shape_index, shapes.COLOURS[colour], threshold=self.threshold,
-                        bound=st["bound"], resolution=st["resolution"], num_rotations=st["num_rotations"])
+                        bound=st["bound"], resolution=st["resolution"], num_rotations=st["num_rotations"],
+                        extra_levels=self.extra_levels)
     if self.judge is not None:
       views = render_views(self.render_view, params, st["num_views"], st["elevation"])
       m.update(r_precision(self.judge, views["colour"], views["textureless"], colour_index, shape_index))

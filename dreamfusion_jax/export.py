@@ -129,6 +129,33 @@ def density_grid(density_fn: Callable, bound: float, resolution: int, chunk: int
     return grid
 
 
+def silhouette_level(grid: np.ndarray, cell: float, opacity: float = 0.5) -> float:
+    """The density level whose solid {density > level} has the same silhouettes as the renders.
+
+    grid: densities [R, R, R] (per world unit) on a regular grid of spacing `cell` (world units).
+    Seen orthographically along each grid axis, a ray is inside the RENDERED silhouette where its
+    opacity 1 - exp(-sum(density) * cell) exceeds `opacity`, and inside the LEVEL SET's silhouette
+    where its largest density exceeds the level. Returns the level that maximises the IoU of the two
+    silhouettes pooled over the three axes: a crisp surface gets a level between the density of
+    empty space and the surface's, and a fog gets the level at which its renders turn opaque. The
+    level lies halfway (geometrically) between the two ray maxima around the best cut. ValueError
+    when no ray reaches that opacity (nothing to match).
+    """
+    grid = np.asarray(grid, np.float64)
+    peak = np.concatenate([grid.max(axis=a).ravel() for a in range(3)])
+    seen = np.concatenate([grid.sum(axis=a).ravel() for a in range(3)]) * cell > -np.log1p(-opacity)
+    if not seen.any():
+        raise ValueError(f"no ray through the density grid reaches opacity {opacity} (the largest density is "
+                         f"{grid.max():.3g}): the volume is empty, so no level matches its renders")
+    order = np.argsort(-peak, kind="stable")
+    peak, seen = peak[order], seen[order]
+    inter = np.cumsum(seen)  # Cut after ray k: the level set's silhouette is the k+1 rays of largest peak.
+    ious = inter / (seen.sum() + np.arange(1, len(peak) + 1) - inter)
+    below = np.append(peak[1:], 0.0)
+    k = int(np.argmax(np.where(peak > below, ious, -1.0)))  # Only cuts between distinct peaks.
+    return float(np.sqrt(peak[k] * below[k]) if below[k] > 0 else 0.5 * peak[k])
+
+
 def _check_crossing(grid: np.ndarray, threshold: float) -> None:
     lo, hi = float(grid.min()), float(grid.max())
     if hi < threshold:

@@ -94,16 +94,19 @@ def test_default_config_runs_and_is_scored(tmp_path):
 def test_sweep_trains_captions_as_seeds_of_one_run_and_writes_the_table(tmp_path):
   out = str(tmp_path / "sweep")
   proc = run("benchmarks/shapes_sweep.py", f"--config={DEFAULT}", "--captions=a red cube;a blue teardrop",
-             "--seeds=1", f"--out={out}", *SHORT)
+             "--seeds=1", f"--out={out}", "--levels=2,silhouette", *SHORT)
   assert proc.returncode == 0, proc.stderr[-4000:]
   summary = json.load(open(os.path.join(out, "summary.json")))
   rows = {r["caption"]: r for r in summary["captions"]}
+  for row in rows.values():  # --levels: the IoU at level 2 and at each result's silhouette level.
+    assert set(row["iou_by_level"]) == {"2.0", "silhouette"} and row["iou_by_level"]["2.0"]["level"] == 2.0
+    assert 0.0 <= row["iou_by_level"]["silhouette"]["iou"] <= 1.0
   assert set(rows) == {"a red cube", "a blue teardrop"}
   assert rows["a blue teardrop"]["held_out"] and rows["a blue teardrop"]["janus_rate"] in (0.0, 1.0)
   assert rows["a red cube"]["janus_rate"] is None and 0.0 <= rows["a red cube"]["iou"] <= 1.0
   assert summary["overall"]["num_captions"] == 2 and summary["settings"]["num_steps"] == 3
   table = open(os.path.join(out, "summary.md")).read()
-  assert "| a blue teardrop | yes |" in table and "**overall** (2 captions)" in table
+  assert "| a blue teardrop | yes |" in table and "**overall** (2 captions)" in table and "| silhouette |" in table
   assert os.path.getsize(os.path.join(out, "views", "a_red_cube.png")) > 0
   # Re-scoring the saved views with the same judge gives the same R-Precisions up to the 8-bit PNG
   # rounding, which can flip at most a near-tie view (1/8 of a seed's 8; the 3-step results here are

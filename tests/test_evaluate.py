@@ -63,6 +63,20 @@ def test_perfect_red_cube_scores_iou_one_and_no_colour_error():
   assert ev.color_error(constant_albedo(RED), pts, shapes.COLOURS["red"]) < 0.05
 
 
+def test_extra_levels_score_the_same_grid_at_other_levels():
+  density = shapes.density_fn(CUBE)
+  field = lambda params, x: (density(x), constant_albedo(RED)(x))
+  m = ev.evaluate_params(field, None, CUBE, RED, threshold=10.0, bound=BOUND, resolution=RES, num_rotations=4,
+                         extra_levels=(10.0, "silhouette", 1e9))
+  levels = m["iou_by_level"]
+  assert levels["10.0"]["iou"] == m["iou"] and levels["10.0"]["volume_ratio"] == m["volume_ratio"]
+  # The true cube is crisp, so the level matching its silhouettes lies between empty and solid
+  # and gives the cube back; above the largest density nothing is occupied.
+  assert 0.0 < levels["silhouette"]["level"] < float(density(jnp.zeros((1, 3)))[0])
+  assert levels["silhouette"]["iou"] > 0.95
+  assert levels["1000000000.0"]["iou"] == 0.0 and levels["1000000000.0"]["volume_ratio"] == 0.0
+
+
 def test_turned_cube_is_found_at_its_angle():
   density = shapes.density_fn(CUBE)
   turned = lambda x: density(ev.rotate_z(x, -30.0))  # The cube turned by +30 degrees.

@@ -130,6 +130,31 @@ def test_threshold_selects_the_level_set():
     np.testing.assert_allclose(np.linalg.norm(mesh.vertices, axis=1), 0.4, atol=0.25 * DX)
 
 
+def _cell_centres(bound, resolution):
+  t = -bound + (np.arange(resolution) + 0.5) * (2 * bound / resolution)
+  return np.stack(np.meshgrid(t, t, t, indexing="ij"), axis=-1)
+
+
+@pytest.mark.parametrize("peak,width", [(40.0, 0.15), (200.0, 0.1), (10.0, 0.2)])
+def test_silhouette_level_of_a_gaussian_blob_is_the_closed_form(peak, width):
+  # density A exp(-r^2 / 2s^2): a ray at distance b from the centre has optical depth
+  # A sqrt(2 pi) s exp(-b^2 / 2s^2) and largest density A exp(-b^2 / 2s^2), so the silhouette
+  # {opacity > 1/2} = {depth > ln 2} equals that of {density > L} exactly at L = ln 2 / (sqrt(2 pi) s),
+  # whatever A.
+  x = _cell_centres(0.8, 160)
+  grid = peak * np.exp(-np.sum(x**2, axis=-1) / (2 * width**2))
+  np.testing.assert_allclose(export.silhouette_level(grid, 1.6 / 160), math.log(2) / (math.sqrt(2 * math.pi) * width),
+                             rtol=0.01)
+
+
+def test_silhouette_level_of_a_crisp_ball_lies_between_empty_and_solid():
+  x = _cell_centres(0.8, 64)
+  grid = np.where(np.sum(x**2, axis=-1) < 0.4**2, 300.0, 0.01)
+  np.testing.assert_allclose(export.silhouette_level(grid, 1.6 / 64), math.sqrt(300 * 0.01), rtol=1e-6)
+  with pytest.raises(ValueError, match="empty"):
+    export.silhouette_level(np.full((8, 8, 8), 0.01), 0.1)
+
+
 def test_surface_touching_the_box_is_closed():
     # A ball bigger than the box: padding closes it into a (rounded) cube, not an open shell.
     mesh = export.extract_mesh(linear_ball(radius=1.2), None, bound=BOUND, resolution=16)
