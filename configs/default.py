@@ -53,6 +53,10 @@ def get_config():
   c.checkpoint_every = 500  # Checkpoints.
   c.val_every = 500  # Validation renders.
   c.export.mesh_resolution = 96  # Marching-cubes grid.
-  c.export.mesh_threshold = 5.0  # Surface density level (softplus densities are lower than exp ones).
+  # Surface density level, also the occupancy the Shapes benchmark scores. SDS leaves a speckled fog
+  # of density ~2-10 inside the objects, not a hard surface; at 3 the sweep's objects have about the
+  # true volume (mean volume_ratio 1.10) and IoU 0.64, at 5 they are eroded (0.90, IoU 0.60) and at
+  # 10 mostly holes (0.26); BENCHMARKS.md.
+  c.export.mesh_threshold = 3.0
   c.export.num_frames = 36  # Turntable frames.
   return c
