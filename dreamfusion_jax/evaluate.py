@@ -405,8 +405,10 @@ def evaluate_params(field, params, shape_index: int, rgb, *, threshold: float, b
     for level in extra_levels:
       value = level
       if level == "silhouette":
-        finite = np.nan_to_num(density, nan=0.0)
-        value = export.silhouette_level(finite, 2.0 * bound / resolution) if finite.max() > 0 else float("inf")
+        try:
+          value = export.silhouette_level(np.nan_to_num(density, nan=0.0), 2.0 * bound / resolution)
+        except ValueError:  # A (near-)empty result: nothing to match, nothing occupied.
+          value = float("inf")
       o = density > value
       out["iou_by_level"][str(level)] = dict(level=float(value), iou=best_rotation(o, shape_sdf(shape_index), bound,
                                                                                   num_rotations)[0],

@@ -75,6 +75,11 @@ def test_extra_levels_score_the_same_grid_at_other_levels():
   assert 0.0 < levels["silhouette"]["level"] < float(density(jnp.zeros((1, 3)))[0])
   assert levels["silhouette"]["iou"] > 0.95
   assert levels["1000000000.0"]["iou"] == 0.0 and levels["1000000000.0"]["volume_ratio"] == 0.0
+  # A near-empty result has no opaque ray to match: its silhouette level is infinite, not an error.
+  faint = lambda params, x: (jnp.full(x.shape[:-1], 1e-3), constant_albedo(RED)(x))
+  m = ev.evaluate_params(faint, None, CUBE, RED, threshold=10.0, bound=BOUND, resolution=16, num_rotations=2,
+                         extra_levels=("silhouette",))
+  assert m["iou_by_level"]["silhouette"] == dict(level=float("inf"), iou=0.0, volume_ratio=0.0)
 
 
 def test_turned_cube_is_found_at_its_angle():
