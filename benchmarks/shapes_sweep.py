@@ -197,6 +197,11 @@ def main(argv):
     captions = select_captions(FLAGS.captions, FLAGS.caption_seed)
   except ValueError as e:
     raise app.UsageError(str(e))
+  try:
+    extra_levels = [lv if lv == "silhouette" else float(lv) for lv in FLAGS.levels]
+  except ValueError:
+    raise app.UsageError(f"--levels={','.join(FLAGS.levels)}: each level is a density (a number such as 2 or "
+                         "2.5) or 'silhouette'.")
   config = _CONFIG.value
   with config.unlocked():
     if FLAGS.no_view_prompts:
@@ -226,7 +231,6 @@ def main(argv):
     params += p
     timing.append(dict(seeds=len(chunk), seconds=seconds, steps_per_sec=rate))
     logging.info("Trained %d seeds in %.1f s (%.2f steps/s after the first step).", len(chunk), seconds, rate)
-  extra_levels = [lv if lv == "silhouette" else float(lv) for lv in FLAGS.levels]
   scorer = evaluate.Scorer(config, FLAGS.classifier_dir, extra_levels=extra_levels)
   rows, results, diverged = [], {}, []
   for caption in captions:

@@ -25,6 +25,9 @@ Metrics (all pure functions below; grids hold cell centres of [-bound, bound]^3,
   geo_r_precision  the same for textureless renders, which show no colour: only the top SHAPE is
                    compared to the true shape.
   janus            (asymmetric shapes only) whether the result has more than one front; see `janus`.
+  iou_by_level     (only when asked, e.g. by shapes_sweep.py --levels) the IoU and volume_ratio at
+                   other density levels, and at export.silhouette_level (the level whose solid has
+                   the silhouettes of the result's renders): a diagnostic of the level's effect.
 The renders use solid backgrounds drawn once from the judge's training distribution (fixed seed),
 not the run's learned background, so the judge sees the object alone. Without judge weights
 (dreamfusion_jax/assets/classifier/ or --classifier_dir) both R-Precision entries are null.

@@ -121,6 +121,8 @@ def test_sweep_trains_captions_as_seeds_of_one_run_and_writes_the_table(tmp_path
   assert "| a blue teardrop | yes |" in open(os.path.join(out, "summary_same.md")).read()
   proc = run("benchmarks/rescore_views.py", f"--sweep={out}", f"--classifier_dir={tmp_path / 'nothing'}")
   assert proc.returncode == 2 and "no judge weights" in proc.stderr and "Traceback" not in proc.stderr
+  proc = run("benchmarks/shapes_sweep.py", f"--out={out}", "--levels=2,abc")
+  assert proc.returncode != 0 and "each level is a density" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_judge_recognises_true_shapes_through_the_benchmarks_own_renders():
