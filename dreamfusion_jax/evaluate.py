@@ -107,9 +107,15 @@ def true_occupancy(shape_index: int, bound: float, resolution: int, angle_deg: f
   return np.asarray(shapes.occupancy(int(shape_index), pts))
 
 
+@functools.lru_cache(maxsize=None)
+def _true_cells(shape_index: int, bound: float, resolution: int) -> int:
+  """Cells of the true solid on grid_points(bound, resolution) (cached: every level of every seed uses it)."""
+  return int(true_occupancy(shape_index, bound, resolution).sum())
+
+
 def volume_ratio(occ: np.ndarray, shape_index: int, bound: float) -> float:
   """Occupied cells of occ [R, R, R] over those of the true solid on the same grid."""
-  return float(occ.sum() / true_occupancy(shape_index, bound, occ.shape[0]).sum())
+  return float(np.count_nonzero(occ) / _true_cells(int(shape_index), float(bound), occ.shape[0]))
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -393,7 +399,6 @@ def evaluate_params(field, params, shape_index: int, rgb, *, threshold: float, b
   extra_levels: more occupancy levels (floats, or 'silhouette' for export.silhouette_level of the
   grid) whose IoU and volume_ratio go to out['iou_by_level'][str(level)] (a diagnostic).
   """
-  from dreamfusion_jax import export
   density = density_values(lambda x: field(params, x)[0], bound, resolution)
   occ = density > threshold
   best, angle = best_rotation(occ, shape_sdf(shape_index), bound, num_rotations)
@@ -408,6 +413,7 @@ def evaluate_params(field, params, shape_index: int, rgb, *, threshold: float, b
     for level in extra_levels:
       value = level
       if level == "silhouette":
+        from dreamfusion_jax import export  # Mesh writers and video codecs: only for this level.
         try:
           value = export.silhouette_level(np.nan_to_num(density, nan=0.0), 2.0 * bound / resolution)
         except ValueError:  # A (near-)empty result: nothing to match, nothing occupied.
