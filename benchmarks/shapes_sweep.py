@@ -50,6 +50,8 @@ flags.DEFINE_integer("group", 0, "Most seeds per compiled program (0: all pairs 
 flags.DEFINE_string("out", None, "Output folder: summary.md, summary.json, views/.")
 flags.DEFINE_bool("no_view_prompts", False, "Set camera.view_dependent_prompts=false.")
 flags.DEFINE_string("classifier_dir", None, "The judge's export (default: the package's assets).")
+flags.DEFINE_bool("save_params", False, "Also write each seed's field parameters to OUT/params/<caption>_seed<k>.msgpack "
+                  "(flax.serialization; load with load_params) to re-score or export a result without retraining.")
 flags.DEFINE_list("levels", [], "Extra occupancy levels to report the IoU at (a diagnostic): numbers, or 'silhouette' "
                   "(export.silhouette_level of each result).")
 FLAGS = flags.FLAGS
@@ -175,6 +177,28 @@ def train_group(config, prior, captions: list[str], seeds: list[int], embeddings
   return train.host_params(state), end - start, rate
 
 
+def params_path(out: str, caption: str, seed: int) -> str:
+  return os.path.join(out, "params", f"{slug(caption)}_seed{seed}.msgpack")
+
+
+def save_params(out: str, caption: str, seed: int, params) -> str:
+  """Writes one seed's params (host arrays) atomically; returns the path."""
+  from flax import serialization
+  path = params_path(out, caption, seed)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path + ".tmp", "wb") as f:
+    f.write(serialization.msgpack_serialize(params))
+  os.replace(path + ".tmp", path)
+  return path
+
+
+def load_params(path: str):
+  """The params written by save_params (a nested dict of numpy arrays, as train.host_params gives)."""
+  from flax import serialization
+  with open(path, "rb") as f:
+    return serialization.msgpack_restore(f.read())
+
+
 def views_sheet(scorer, params_list: list) -> np.ndarray:
   """uint8 sheet: one row per seed, the judge's colour views then its textureless views."""
 
@@ -231,6 +255,9 @@ def main(argv):
     params += p
     timing.append(dict(seeds=len(chunk), seconds=seconds, steps_per_sec=rate))
     logging.info("Trained %d seeds in %.1f s (%.2f steps/s after the first step).", len(chunk), seconds, rate)
+  if FLAGS.save_params:
+    for (caption, seed), p in zip(pairs, params):
+      save_params(FLAGS.out, caption, seed, p)
   scorer = evaluate.Scorer(config, FLAGS.classifier_dir, extra_levels=extra_levels)
   rows, results, diverged = [], {}, []
   for caption in captions:

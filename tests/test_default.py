@@ -94,10 +94,28 @@ def test_default_config_runs_and_is_scored(tmp_path):
 def test_sweep_trains_captions_as_seeds_of_one_run_and_writes_the_table(tmp_path):
   out = str(tmp_path / "sweep")
   proc = run("benchmarks/shapes_sweep.py", f"--config={DEFAULT}", "--captions=a red cube;a blue teardrop",
-             "--seeds=1", f"--out={out}", "--levels=2,silhouette", *SHORT)
+             "--seeds=1", f"--out={out}", "--levels=2,silhouette", "--save_params", *SHORT)
   assert proc.returncode == 0, proc.stderr[-4000:]
   summary = json.load(open(os.path.join(out, "summary.json")))
   rows = {r["caption"]: r for r in summary["captions"]}
+  # --save_params: the saved field of each seed scores the IoU the sweep reported for it.
+  from flax import serialization
+
+  from dreamfusion_jax import evaluate, shapes, train
+  from dreamfusion_jax.field import Scene
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("default_config", DEFAULT)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  scene = train.make_scene(config)
+  field = jax.jit(lambda p, x: scene.apply({"params": p}, x, method=Scene.field))
+  for caption, shape in (("a red cube", "cube"), ("a blue teardrop", "teardrop")):
+    with open(os.path.join(out, "params", caption.replace(" ", "_") + "_seed0.msgpack"), "rb") as f:
+      params = serialization.msgpack_restore(f.read())
+    again = evaluate.evaluate_params(field, params, shapes.SHAPES.index(shape), shapes.COLOURS[caption.split()[1]],
+                                     threshold=config.export.mesh_threshold)
+    assert again["iou"] == summary["evaluations"][caption]["per_seed"]["seed_0"]["iou"]
   for row in rows.values():  # --levels: the IoU at level 2 and at each result's silhouette level.
     assert set(row["iou_by_level"]) == {"2.0", "silhouette"} and row["iou_by_level"]["2.0"]["level"] == 2.0
     assert 0.0 <= row["iou_by_level"]["silhouette"]["iou"] <= 1.0
