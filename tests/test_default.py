@@ -67,11 +67,17 @@ def test_default_config_renders_with_the_cameras_the_shipped_prior_learned():
   config = default.get_config()
   assert camera["distance_range"] == list(config.camera.distance_range)
   assert camera["focal_range"] == list(config.camera.focal_range)
+  # Centred cameras: a prior that saw jittered framings cannot tell an object's position from the jitter,
+  # so SDS results drift off the origin (the IoU does not forgive a translation).
+  assert camera["look_at_std"] == config.camera.look_at_std == 0.0
+  assert camera["position_jitter"] == config.camera.position_jitter == 0.0
   assert guidance.camera_mismatch(camera, config.camera) is None
   card = open(os.path.join(guidance.shapes_prior_dir(), "MODEL_CARD.md")).read()
   assert "steps 23000-33000: distance U(1.25, 1.25), focal U(1, 1)" in card
-  # The fine-tune captions textureless renders as the white objects they show (train_prior.caption_colours).
+  assert "steps 33000-40900: distance U(1.25, 1.25), focal U(1, 1) x image size, look-at std 0, position jitter 0" in card
+  # The fine-tunes caption textureless renders as the white objects they show (train_prior.caption_colours).
   assert "steps 23000-33000: textureless renders say 'white'" in card
+  assert "steps 33000-40900: textureless renders say 'white'" in card
 
 
 def test_default_config_runs_and_is_scored(tmp_path):
