@@ -75,17 +75,17 @@ def main(argv):
   cams = train_prior.last_cameras({"chunks": [{"camera": prior_model.read_config(dirs[0]).get("camera")}]})
   key = jax.random.PRNGKey(FLAGS.seed)
   b = jax.device_get(shapes.sample_batch(key, FLAGS.batch, 64, False, (1.0, 0.0, 0.0), cams))
+  captions = shapes.captions_for(b)
+  opacity = b["opacity"][..., None]
+  mask = jnp.asarray(opacity > 0.5, jnp.float32)
+  background = (1.0 - opacity) * b["background"][:, None, None]
   first = {}
   for d in dirs:
     unet, encoder, tokenizer, params, abar = prior_model.load_prior(d)
-    captions = shapes.captions_for(b)
     embed = jax.jit(lambda p, ids: encoder.apply({"params": p}, ids))
     ctx = embed(params["text"], tokenizer(captions))
     unc = embed(params["text"], tokenizer([""] * FLAGS.batch))
     unet_apply = jax.jit(lambda p, x, t, c: unet.apply({"params": p}, x, t, c))
-    opacity = b["opacity"][..., None]
-    mask = jnp.asarray(opacity > 0.5, jnp.float32)
-    background = (1.0 - opacity) * b["background"][:, None, None]
     num_t = len(abar)
     for k in factors:
       x = jnp.asarray((k * (b["images"] - background) + background) * 2.0 - 1.0)

@@ -51,7 +51,7 @@ flags.DEFINE_string("out", None, "Output folder: summary.md, summary.json, views
 flags.DEFINE_bool("no_view_prompts", False, "Set camera.view_dependent_prompts=false.")
 flags.DEFINE_string("classifier_dir", None, "The judge's export (default: the package's assets).")
 flags.DEFINE_bool("save_params", False, "Also write each seed's field parameters to OUT/params/<caption>_seed<k>.msgpack "
-                  "(flax.serialization; load with load_params) to re-score or export a result without retraining.")
+                  "(read back with flax.serialization.msgpack_restore) to re-score or export a result without retraining.")
 flags.DEFINE_list("levels", [], "Extra occupancy levels to report the IoU at (a diagnostic): numbers, or 'silhouette' "
                   "(export.silhouette_level of each result).")
 FLAGS = flags.FLAGS
@@ -177,26 +177,18 @@ def train_group(config, prior, captions: list[str], seeds: list[int], embeddings
   return train.host_params(state), end - start, rate
 
 
-def params_path(out: str, caption: str, seed: int) -> str:
-  return os.path.join(out, "params", f"{slug(caption)}_seed{seed}.msgpack")
-
-
 def save_params(out: str, caption: str, seed: int, params) -> str:
-  """Writes one seed's params (host arrays) atomically; returns the path."""
+  """Writes one seed's params (host arrays) atomically to OUT/params/<caption>_seed<k>.msgpack; returns the path.
+
+  flax.serialization.msgpack_restore reads them back as the nested dict train.host_params gives.
+  """
   from flax import serialization
-  path = params_path(out, caption, seed)
+  path = os.path.join(out, "params", f"{slug(caption)}_seed{seed}.msgpack")
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path + ".tmp", "wb") as f:
     f.write(serialization.msgpack_serialize(params))
   os.replace(path + ".tmp", path)
   return path
-
-
-def load_params(path: str):
-  """The params written by save_params (a nested dict of numpy arrays, as train.host_params gives)."""
-  from flax import serialization
-  with open(path, "rb") as f:
-    return serialization.msgpack_restore(f.read())
 
 
 def views_sheet(scorer, params_list: list) -> np.ndarray:

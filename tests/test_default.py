@@ -109,11 +109,9 @@ def test_sweep_trains_captions_as_seeds_of_one_run_and_writes_the_table(tmp_path
 
   from dreamfusion_jax import evaluate, shapes, train
   from dreamfusion_jax.field import Scene
-  import importlib.util
-  spec = importlib.util.spec_from_file_location("default_config", DEFAULT)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+  sys.path.insert(0, ROOT)
+  from configs import default  # noqa: E402
+  config = default.get_config()
   scene = train.make_scene(config)
   field = jax.jit(lambda p, x: scene.apply({"params": p}, x, method=Scene.field))
   for caption, shape in (("a red cube", "cube"), ("a blue teardrop", "teardrop")):
