@@ -424,7 +424,8 @@ def sample_pairs(key, num, exclude_held_out=True):
 
 @functools.partial(
     jax.jit,
-    static_argnames=("batch_size", "size", "shading_mix", "camera_cfg", "render_cfg", "vmap_size", "bump_max"),
+    static_argnames=("batch_size", "size", "shading_mix", "camera_cfg", "render_cfg", "vmap_size", "bump_max",
+                     "colour_jitter"),
 )
 def sample_batch(
     key,
@@ -436,6 +437,7 @@ def sample_batch(
     render_cfg: render.RenderConfig = RENDER_CONFIG,
     vmap_size: int = 1,
     bump_max: float = 0.0,
+    colour_jitter: float = 0.0,
 ):
   """A batch of random training examples (jitted).
 
@@ -444,7 +446,10 @@ def sample_batch(
   (albedo only, shaded, textureless), and a uniformly random solid background colour.
   exclude_held_out may be traced (one compile serves both). bump_max > 0 makes each surface
   bumpy (`bumpy` with amplitude U(0, bump_max), frequency U(20, 60) per world unit, random
-  phases); the other draws are the same as without it.
+  phases); the other draws are the same as without it. colour_jitter > 0 moves each albedo by a
+  random offset uniform in the ball of that radius (then clipped to [0, 1], which only brings it
+  closer to its named colour); the label stays the named colour. Below half the smallest distance
+  between two named colours (0.354 / 2, orange-yellow) every albedo stays nearest its own name.
 
   Images are rendered by jax.lax.map over groups of `vmap_size` images vmapped together. Within
   a vmapped group the shape index is batched, so jax.lax.switch evaluates EVERY shape's SDF at
@@ -455,6 +460,7 @@ def sample_batch(
   Returns dict:
     images [B, size, size, 3] float32 in [0, 1]; opacity [B, size, size];
     shape [B] int32 (index into SHAPES); colour [B] int32 (index into COLOUR_NAMES);
+    albedo [B, 3] the rendered albedo (COLOUR_TABLE[colour], jittered by colour_jitter);
     view [B] int32 (cameras.view_index of the nominal elevation/azimuth; VIEW_SUFFIXES);
     shading_mode [B] int32 (0 albedo only, 1 shaded, 2 textureless);
     shading dict(ambient, diffuse, textureless) [B] each; background [B, 3];
@@ -472,6 +478,12 @@ def sample_batch(
   shading = dict(ambient=modes[:, 0], diffuse=modes[:, 1], textureless=modes[:, 2])
   background = jax.random.uniform(k_bg, (batch_size, 3))
   albedo = jnp.asarray(COLOUR_TABLE)[colour]
+  if colour_jitter > 0:
+    k_dir, k_rad = jax.random.split(jax.random.fold_in(key, 2))  # Leaves every other draw alone.
+    direction = jax.random.normal(k_dir, (batch_size, 3))
+    direction = direction / jnp.maximum(jnp.linalg.norm(direction, axis=-1, keepdims=True), 1e-12)
+    radius = colour_jitter * jax.random.uniform(k_rad, (batch_size, 1)) ** (1.0 / 3.0)  # Uniform in the ball.
+    albedo = jnp.clip(albedo + radius * direction, 0.0, 1.0)
 
   k_amp, k_freq, k_phase = jax.random.split(jax.random.fold_in(key, 1), 3)  # Leaves the draws above alone.
   bumps = dict(
@@ -496,6 +508,7 @@ def sample_batch(
       opacity=opacity,
       shape=shape,
       colour=colour,
+      albedo=albedo,
       view=cameras.view_index(camera["elevation"], camera["azimuth"]),
       shading_mode=mode,
       shading=shading,

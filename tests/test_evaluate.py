@@ -12,6 +12,7 @@ import pytest
 
 from conftest import ROOT, tiny_config
 from dreamfusion_jax import classifier, evaluate as ev, shapes
+from dreamfusion_jax.errors import UserError
 
 BOUND, RES = 0.8, 32
 CUBE, SPHERE, TEARDROP = (shapes.SHAPES.index(s) for s in ("cube", "sphere", "teardrop"))
@@ -158,6 +159,18 @@ def test_textureless_renders_carry_no_colour_loss():
   lc = np.asarray(logits["colour"])
   ce = -(lc - np.log(np.exp(lc).sum(-1, keepdims=True)))[[0, 2], [0, 2]]
   assert float(a["colour_ce"]) == pytest.approx(ce.mean(), rel=1e-5)
+  # colour_from_shaded=False: the shaded render (index 2) carries no colour label either.
+  c = classifier.losses(logits, shape, jnp.array([0, 1, 2, 3]), mode, colour_from_shaded=False)
+  d = classifier.losses(logits, shape, jnp.array([0, 1, 7, 3]), mode, colour_from_shaded=False)
+  assert float(c["loss"]) == pytest.approx(float(d["loss"]))
+  assert float(c["colour_ce"]) == pytest.approx(ce[0], rel=1e-5)
+
+
+def test_judge_training_rejects_a_colour_jitter_that_crosses_colour_names(tmp_path):
+  assert classifier.max_colour_jitter() == pytest.approx(0.354 / 2, abs=1e-3)  # Orange-yellow, by hand.
+  with pytest.raises(UserError, match="colour_jitter"):
+    classifier.train_classifier(str(tmp_path / "judge"), colour_jitter=0.2, **TINY_JUDGE)
+  assert not os.path.exists(tmp_path / "judge")
 
 
 # The tiny judge of every test below: one TrainConfig, so they share compiled steps (make_step_fn is cached).

@@ -426,3 +426,30 @@ def test_bumpy_surfaces_change_the_images_but_not_the_labels():
   for name in ("shape", "colour", "view", "shading_mode", "background"):
     np.testing.assert_array_equal(smooth[name], rough[name])
   assert np.max(np.abs(np.asarray(smooth["images"]) - np.asarray(rough["images"]))) > 0.05
+
+
+def test_colour_jitter_moves_albedos_within_its_radius_and_keeps_the_labels():
+  """sample_batch(colour_jitter=r) draws the same examples with each albedo within r of its named colour
+  (so still nearest to it, checked by brute force); albedo-only renders show that albedo."""
+  import jax
+  import numpy as np
+
+  from dreamfusion_jax import shapes
+  key = jax.random.PRNGKey(5)
+  plain = shapes.sample_batch(key, 64, 16, shading_mix=(1.0, 0.0, 0.0))
+  np.testing.assert_allclose(plain["albedo"], shapes.COLOUR_TABLE[np.asarray(plain["colour"])])
+  moved = shapes.sample_batch(key, 64, 16, shading_mix=(1.0, 0.0, 0.0), colour_jitter=0.15)
+  for name in ("shape", "colour", "view", "shading_mode", "background"):
+    np.testing.assert_array_equal(plain[name], moved[name])
+  albedo = np.asarray(moved["albedo"])
+  offset = np.linalg.norm(albedo - shapes.COLOUR_TABLE[np.asarray(moved["colour"])], axis=-1)
+  assert np.all(offset <= 0.15 + 1e-6) and np.median(offset) > 0.05
+  assert np.all((albedo >= 0.0) & (albedo <= 1.0))
+  nearest = np.linalg.norm(albedo[:, None] - shapes.COLOUR_TABLE[None], axis=-1).argmin(-1)
+  np.testing.assert_array_equal(nearest, moved["colour"])
+  # Fully covered pixels of an albedo-only render are the albedo.
+  images, opacity = np.asarray(moved["images"]), np.asarray(moved["opacity"])
+  for b in range(8):
+    sel = opacity[b] > 0.999
+    if sel.any():
+      np.testing.assert_allclose(images[b][sel], np.broadcast_to(albedo[b], images[b][sel].shape), atol=2e-3)

@@ -1,0 +1,137 @@
+"""Does the judge name a true object's colour by the nearest colour of the world? (CPU, ~2 min a judge)
+
+  python benchmarks/judge_colour_calibration.py
+  python benchmarks/judge_colour_calibration.py --classifier_dirs=dreamfusion_jax/assets/classifier,/tmp/judge/export
+
+True shapes (--shapes) are rendered albedo-only through the benchmark's own view renderer
+(`evaluate.make_view_renderer` at the default config, as colour R-Precision renders a result), with
+a uniform albedo at distance d (--distances) from a named colour in a random direction, clipped to
+[0, 1]. The expected answer is the named colour nearest to that albedo, found by brute force over
+`shapes.COLOUR_TABLE` (numpy), independently of any judge. An SDS result's albedo is never exactly
+its named colour: gray results of the default config sit ~0.1 from (0.5, 0.5, 0.5) (their colour
+error), so a judge whose answer flips within that distance scores the albedo's exactness, not its
+colour. Printed per judge: agreement per distance, per named colour (at every distance), and
+the most common wrong answers; with --truth also the colour and geo R-Precision of every caption of the
+world rendered true (its named colour, 8 views), as evaluate scores a run.
+"""
+import collections
+import os
+import sys
+
+import numpy as np
+from absl import app, flags
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+flags.DEFINE_list("classifier_dirs", [], "Judge directories (default: the shipped one).")
+flags.DEFINE_list("distances", ["0", "0.05", "0.1", "0.15"], "Distances of the albedo from its named colour.")
+flags.DEFINE_list("shapes", ["sphere", "cube", "cone", "torus", "bird"], "True shapes to render.")
+flags.DEFINE_integer("directions", 4, "Random directions per (colour, distance, shape).")
+flags.DEFINE_integer("views", 2, "Views per albedo (random azimuths, the benchmark's elevation and backgrounds).")
+flags.DEFINE_integer("seed", 0, "Seed of the directions and azimuths.")
+flags.DEFINE_bool("truth", True, "Also score every caption's true object (110 captions x 8 views).")
+FLAGS = flags.FLAGS
+
+
+def nearest_colour(albedo: np.ndarray) -> np.ndarray:
+  """[N] index of the named colour nearest (Euclidean) to each albedo [N, 3]."""
+  from dreamfusion_jax import shapes
+  d = np.linalg.norm(np.asarray(albedo)[:, None, :] - shapes.COLOUR_TABLE[None], axis=-1)
+  return d.argmin(-1)
+
+
+def probe_albedos(distances, directions: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(albedo [N, 3], named colour [N], distance [N]): every colour x distance x direction, clipped."""
+  from dreamfusion_jax import shapes
+  rng = np.random.default_rng(seed)
+  rows = []
+  for c, rgb in enumerate(shapes.COLOUR_TABLE):
+    for d in distances:
+      u = rng.normal(size=(directions, 3))
+      u /= np.linalg.norm(u, axis=-1, keepdims=True)
+      for v in np.clip(rgb + d * u, 0.0, 1.0):
+        rows.append((v, c, d))
+  return (np.array([r[0] for r in rows], np.float32), np.array([r[1] for r in rows]),
+          np.array([r[2] for r in rows], np.float32))
+
+
+def judge_answers(judge, albedos: np.ndarray, shape_names, views: int, seed: int) -> dict:
+  """{shape: [N, views] colour index the judge gives to albedo-only renders of the true shape}."""
+  import jax.numpy as jnp
+
+  from configs import default
+  from dreamfusion_jax import evaluate, shapes
+  from dreamfusion_jax.field import Scene
+  config = default.get_config()
+  rng = np.random.default_rng(seed + 1)
+  bgs = evaluate.view_backgrounds(8)
+  out = {}
+  for name in shape_names:
+    i = shapes.SHAPES.index(name)
+    truth = lambda rgb, i=i: (lambda x: (shapes.density_fn(i)(x), jnp.broadcast_to(rgb, x.shape)))
+    render_view = evaluate.make_view_renderer(Scene(), config, judge.image_size, field_of=truth)
+    answers = np.zeros((len(albedos), views), np.int64)
+    for n, rgb in enumerate(albedos):
+      images = []
+      for k in range(views):
+        azimuth = float(rng.uniform(0.0, 360.0))
+        images.append(np.asarray(render_view(jnp.asarray(rgb), jnp.float32(evaluate.VIEW_ELEVATION),
+                                             jnp.float32(azimuth), jnp.asarray(bgs[(n + k) % 8]))["colour"]))
+      answers[n] = judge.logits(np.stack(images))["colour"].argmax(-1)
+    out[name] = answers
+  return out
+
+
+def truth_views() -> dict:
+  """{(colour index, shape index): evaluate.render_views of the true object at its named colour}."""
+  import jax.numpy as jnp
+
+  from configs import default
+  from dreamfusion_jax import evaluate, shapes
+  from dreamfusion_jax.field import Scene
+  config = default.get_config()
+  out = {}
+  for s, name in enumerate(shapes.SHAPES):
+    truth = lambda rgb, i=s: (lambda x: (shapes.density_fn(i)(x), jnp.broadcast_to(rgb, x.shape)))
+    render_view = evaluate.make_view_renderer(Scene(), config, 64, field_of=truth)
+    for c, rgb in enumerate(shapes.COLOUR_TABLE):
+      out[(c, s)] = evaluate.render_views(render_view, jnp.asarray(rgb))
+  return out
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}")
+  from dreamfusion_jax import classifier, shapes
+  dirs = FLAGS.classifier_dirs or [classifier.default_classifier_dir()]
+  distances = [float(d) for d in FLAGS.distances]
+  albedos, named, dist = probe_albedos(distances, FLAGS.directions, FLAGS.seed)
+  expected = nearest_colour(albedos)
+  views = truth_views() if FLAGS.truth else {}
+  print(f"{len(albedos)} albedos ({len(shapes.COLOUR_NAMES)} colours x {len(distances)} distances x "
+        f"{FLAGS.directions} directions) x {len(FLAGS.shapes)} shapes x {FLAGS.views} views; "
+        f"{int((expected != named).sum())} albedos lie nearer another colour than their own.")
+  for directory in dirs:
+    judge = classifier.load_classifier(directory)
+    answers = judge_answers(judge, albedos, FLAGS.shapes, FLAGS.views, FLAGS.seed)
+    hit = np.stack([a == expected[:, None] for a in answers.values()])  # [shapes, N, views]
+    print(f"\njudge {directory}: agreement with the nearest colour {hit.mean():.3f}")
+    print("  per distance: " + ", ".join(f"{d:g}: {hit[:, dist == d].mean():.3f}" for d in distances))
+    print("  per colour:   " + ", ".join(f"{c}: {hit[:, named == i].mean():.2f}"
+                                         for i, c in enumerate(shapes.COLOUR_NAMES)))
+    wrong = collections.Counter()
+    for a in answers.values():
+      for n, v in zip(*np.nonzero(a != expected[:, None])):
+        wrong[(shapes.COLOUR_NAMES[expected[n]], shapes.COLOUR_NAMES[a[n, v]])] += 1
+    print("  wrong answers (nearest -> judged): " + ", ".join(f"{e} -> {g} x{k}" for (e, g), k in wrong.most_common(8)))
+    if views:
+      from dreamfusion_jax import evaluate
+      scores = [evaluate.r_precision(judge, v["colour"], v["textureless"], c, s) for (c, s), v in views.items()]
+      print(f"  true objects, {len(views)} captions x {len(next(iter(views.values()))['colour'])} views: colour "
+            f"R-Precision {np.mean([x['color_r_precision'] for x in scores]):.3f}, geo R-Precision "
+            f"{np.mean([x['geo_r_precision'] for x in scores]):.3f}")
+
+
+if __name__ == "__main__":
+  app.run(main)
