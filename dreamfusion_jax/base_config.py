@@ -59,6 +59,9 @@ def get_config():
   c.shading.albedo_warmup_steps = 1000  # Steps of albedo-only rendering before shading starts.
   c.shading.shaded_prob = 0.75  # After warm-up, probability that a view is shaded.
   c.shading.textureless_prob = 0.5  # When shaded, probability that albedo is replaced by white.
+  # Whether shaded (Lambertian) views train the albedo too, as in the paper. False: their SDS gradient
+  # reaches only the geometry, and the albedo learns from albedo-only views.
+  c.shading.colour_from_shaded = True
   c.shading.ambient = 0.1  # l_a, ambient light when shaded.
   c.shading.diffuse = 0.9  # l_rho, Lambertian light when shaded.
 

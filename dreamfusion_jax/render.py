@@ -182,8 +182,12 @@ def shade(albedo, normals, points, shading):
   shading: dict(ambient [], diffuse [], textureless [] in {0., 1.}, light_pos [3]).
   colour = lerp(albedo, 1, textureless) * (ambient + diffuse * max(0, n . l)),
   l = normalize(light_pos - x). Albedo only is (1, 0, 0); shaded (0.1, 0.9, 0);
-  textureless (0.1, 0.9, 1).
+  textureless (0.1, 0.9, 1). An optional shading["albedo_grad"] [] in [0, 1] scales the gradient
+  that reaches the albedo (the colour is unchanged; 0: this render trains the geometry only).
   """
+  if "albedo_grad" in shading:
+    fixed = jax.lax.stop_gradient(albedo)
+    albedo = fixed + shading["albedo_grad"] * (albedo - fixed)
   light_dir = _safe_normalize(jnp.asarray(shading["light_pos"]) - points)
   lambert = jnp.maximum(jnp.sum(normals * light_dir, axis=-1, keepdims=True), 0.0)
   base = albedo + shading["textureless"] * (1.0 - albedo)

@@ -92,8 +92,11 @@ def sample_shading(key: jax.Array, step: jnp.ndarray, config: ml_collections.Con
   k_shade, k_white = jax.random.split(key)
   shaded = (step >= s.albedo_warmup_steps) & (jax.random.uniform(k_shade) < s.shaded_prob)
   textureless = shaded & (jax.random.uniform(k_white) < s.textureless_prob)
-  return dict(ambient=jnp.where(shaded, s.ambient, 1.0), diffuse=jnp.where(shaded, s.diffuse, 0.0),
-              textureless=textureless.astype(jnp.float32), light_pos=light_pos)
+  out = dict(ambient=jnp.where(shaded, s.ambient, 1.0), diffuse=jnp.where(shaded, s.diffuse, 0.0),
+             textureless=textureless.astype(jnp.float32), light_pos=light_pos)
+  if not s.get("colour_from_shaded", True):
+    out["albedo_grad"] = 1.0 - shaded.astype(jnp.float32)  # Only albedo-only views train the albedo.
+  return out
 
 
 def fixed_shading(mode: str, light_pos: jnp.ndarray) -> dict:

@@ -200,6 +200,13 @@ def test_shade_closed_form():
     got = jax.jit(render.shade)(albedo, normals, points, shading)
     base = albedo if textureless == 0.0 else np.ones_like(albedo)
     np.testing.assert_allclose(got, base * (0.1 + 0.9 * lambert), atol=1e-6)
+  # albedo_grad scales the gradient to the albedo, never the colour: d sum(colour) / d albedo = g * light.
+  for g in [1.0, 0.0, 0.25]:
+    shading = dict(ambient=0.1, diffuse=0.9, textureless=0.0, light_pos=light, albedo_grad=g)
+    got = jax.jit(render.shade)(albedo, normals, points, shading)
+    np.testing.assert_allclose(got, albedo * (0.1 + 0.9 * lambert), atol=1e-6)
+    grad = jax.grad(lambda a: jnp.sum(render.shade(a, normals, points, shading)))(albedo)
+    np.testing.assert_allclose(grad, g * np.broadcast_to(0.1 + 0.9 * lambert, albedo.shape), atol=1e-6)
 
 
 # --- Closed-form renders. ---

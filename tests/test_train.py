@@ -169,3 +169,19 @@ def test_nan_stops_the_run_with_a_message_and_keeps_the_last_good_checkpoint(tmp
   with pytest.raises(DivergenceError, match=r"NaN or infinite by step 1 .*no checkpoint was written"):
     train.train_and_evaluate(config, str(tmp_path / "run"))
   assert not os.listdir(tmp_path / "run" / "checkpoints")  # The NaN state was never saved.
+
+
+def test_colour_from_shaded_false_marks_exactly_the_shaded_views():
+  """shading.colour_from_shaded=False gives every shaded (and textureless) view albedo_grad 0 and every
+  albedo-only view 1; the default leaves the key out (shade then passes the full gradient)."""
+  config = tiny_config(**{"shading.albedo_warmup_steps": 0, "shading.shaded_prob": 0.5})
+  keys = jax.random.split(jax.random.PRNGKey(0), 64)
+  light = jnp.array([0.0, 0.0, 2.0])
+  default = [train.sample_shading(k, jnp.int32(10), config, light) for k in keys]
+  assert all("albedo_grad" not in s for s in default)
+  config.shading.colour_from_shaded = False
+  split = [train.sample_shading(k, jnp.int32(10), config, light) for k in keys]
+  shaded = np.array([float(s["diffuse"]) > 0 for s in split])
+  assert 10 < shaded.sum() < 54  # Both kinds occur.
+  np.testing.assert_array_equal([float(s["albedo_grad"]) for s in split], 1.0 - shaded)
+  np.testing.assert_array_equal(shaded, [float(s["diffuse"]) > 0 for s in default])  # Same draws.
