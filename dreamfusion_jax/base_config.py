@@ -32,6 +32,7 @@ def get_config():
   c.field.blob_type = "gaussian"  # Density blob: 'gaussian' (paper) or 'magic3d' (1 - r/R).
   c.field.blob_density = 5.0  # lambda of the density blob.
   c.field.blob_radius = 0.2  # sigma of the density blob (world units).
+  c.field.albedo_bias = 0.0  # Added to the albedo logits: the initial albedo is ~sigmoid(albedo_bias), 0.5 grey at 0.
   c.field.bg_mlp_width = 32  # Width of the background MLP on the ray direction.
   c.field.bg_num_frequencies = 4  # Positional-encoding frequencies of the ray direction.
 

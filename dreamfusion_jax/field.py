@@ -111,6 +111,7 @@ class NeRFField(nn.Module):
   blob_type: str = "gaussian"  # 'gaussian' (DreamFusion), 'magic3d' or 'none'.
   blob_density: float = 5.0  # lambda of the density blob (pre-activation units).
   blob_radius: float = 0.2  # sigma (gaussian) or r (magic3d) of the blob, world units.
+  albedo_bias: float = 0.0  # Added to the albedo logits: the initial albedo is ~sigmoid(albedo_bias) (0.5 at 0).
   dtype: Any = jnp.float32  # Compute dtype of the MLP (encoding and outputs stay >= float32).
   param_dtype: Any = jnp.float32  # Storage dtype of all parameters.
 
@@ -153,7 +154,7 @@ class NeRFField(nn.Module):
 
     inside = jnp.sum(x * x, axis=-1) <= self.bound**2
     density = jnp.where(inside, density, 0.0)
-    albedo = jax.nn.sigmoid(albedo_logits)
+    albedo = jax.nn.sigmoid(albedo_logits + self.albedo_bias)
     return density, albedo
 
 
@@ -209,6 +210,7 @@ class Scene(nn.Module):
   blob_type: str = "gaussian"  # 'gaussian' (DreamFusion), 'magic3d' or 'none'.
   blob_density: float = 5.0  # lambda of the density blob.
   blob_radius: float = 0.2  # sigma (gaussian) or r (magic3d), world units.
+  albedo_bias: float = 0.0  # Added to the albedo logits (initial albedo ~sigmoid(albedo_bias)).
   bg_num_frequencies: int = 4  # K of the background's direction encoding.
   bg_mlp_width: int = 32  # Background MLP hidden width.
   bg_mlp_num_hidden: int = 1  # Background MLP hidden layers.
@@ -231,6 +233,7 @@ class Scene(nn.Module):
         blob_type=self.blob_type,
         blob_density=self.blob_density,
         blob_radius=self.blob_radius,
+        albedo_bias=self.albedo_bias,
         dtype=self.dtype,
         param_dtype=self.param_dtype,
     )

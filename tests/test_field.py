@@ -200,3 +200,18 @@ def test_magic3d_blob_gradient_finite_at_origin():
   g = jax.jit(jax.grad(lambda p: fld.density_blob(p, "magic3d", 10.0, 0.5).sum()))(
       jnp.zeros((1, 3)))
   assert np.all(np.isfinite(g))
+
+
+def test_albedo_bias_shifts_the_albedo_logits():
+  """albedo = sigmoid(logits + albedo_bias): with the same parameters, logit(albedo) moves by exactly the
+  bias; with the MLP's output layer zeroed the albedo is sigmoid(bias) everywhere."""
+  rng = np.random.default_rng(9)
+  x = _points_in_ball(rng, 32, 1.0)
+  params = _init(fld.Scene(**SMALL))
+  _, plain = jax.jit(_field_fn(fld.Scene(**SMALL), params))(x)
+  _, bright = jax.jit(_field_fn(fld.Scene(**SMALL, albedo_bias=1.4), params))(x)
+  logit = lambda a: np.log(np.asarray(a, np.float64)) - np.log1p(-np.asarray(a, np.float64))
+  np.testing.assert_allclose(logit(bright) - logit(plain), 1.4, atol=1e-3)
+  zeroed = _zero_mlp_output(_init(fld.Scene(**SMALL)))
+  _, flat = jax.jit(_field_fn(fld.Scene(**SMALL, albedo_bias=1.4), zeroed))(x)
+  np.testing.assert_allclose(flat, 1.0 / (1.0 + np.exp(-1.4)), rtol=1e-6)
