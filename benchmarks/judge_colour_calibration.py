@@ -1,4 +1,4 @@
-"""Does the judge name a true object's colour by the nearest colour of the world? (CPU, ~2 min a judge)
+"""Does the judge name a true object's colour by the nearest colour of the world? (CPU, ~2-4 min a judge)
 
   python benchmarks/judge_colour_calibration.py
   python benchmarks/judge_colour_calibration.py --classifier_dirs=dreamfusion_jax/assets/classifier,/tmp/judge/export
@@ -12,7 +12,11 @@ its named colour: gray results of the default config sit ~0.1 from (0.5, 0.5, 0.
 error), so a judge whose answer flips within that distance scores the albedo's exactness, not its
 colour. Printed per judge: agreement per distance, per named colour (at every distance), and
 the most common wrong answers; with --truth also the colour and geo R-Precision of every caption of the
-world rendered true (its named colour, 8 views), as evaluate scores a run.
+world rendered true (its named colour, 8 views), as evaluate scores a run; and for each --brightness k,
+what the judge calls each named colour scaled by k (SDS results are often darker than their colour:
+is a half-bright blue still 'blue'?). Neither judge of 2026-11-29 passes both probes: the shipped one
+calls a 0.55 grey 'white', one trained on albedos near the named colours only calls every colour at
+half brightness 'gray' (BENCHMARKS.md).
 """
 import collections
 import os
@@ -30,6 +34,7 @@ flags.DEFINE_list("shapes", ["sphere", "cube", "cone", "torus", "bird"], "True s
 flags.DEFINE_integer("directions", 4, "Random directions per (colour, distance, shape).")
 flags.DEFINE_integer("views", 2, "Views per albedo (random azimuths, the benchmark's elevation and backgrounds).")
 flags.DEFINE_integer("seed", 0, "Seed of the directions and azimuths.")
+flags.DEFINE_list("brightness", ["1", "0.75", "0.5"], "Factors on the named colours for the brightness probe.")
 flags.DEFINE_bool("truth", True, "Also score every caption's true object (110 captions x 8 views).")
 FLAGS = flags.FLAGS
 
@@ -100,6 +105,30 @@ def truth_views() -> dict:
   return out
 
 
+def brightness_probe(judge, factors, shape_names, views: int = 4) -> dict:
+  """{(k, colour name): Counter of the judge's answers} for true shapes of albedo k * named colour."""
+  import jax.numpy as jnp
+
+  from configs import default
+  from dreamfusion_jax import evaluate, shapes
+  from dreamfusion_jax.field import Scene
+  config = default.get_config()
+  bgs = evaluate.view_backgrounds(8)
+  out = collections.defaultdict(collections.Counter)
+  for name in shape_names:
+    i = shapes.SHAPES.index(name)
+    truth = lambda rgb, i=i: (lambda x: (shapes.density_fn(i)(x), jnp.broadcast_to(rgb, x.shape)))
+    render_view = evaluate.make_view_renderer(Scene(), config, judge.image_size, field_of=truth)
+    for c, rgb in enumerate(shapes.COLOUR_TABLE):
+      for k in factors:
+        images = np.stack([np.asarray(render_view(jnp.asarray(rgb * k), jnp.float32(evaluate.VIEW_ELEVATION),
+                                                  jnp.float32(45.0 * v), jnp.asarray(bgs[v]))["colour"])
+                           for v in range(views)])
+        for a in judge.logits(images)["colour"].argmax(-1):
+          out[(k, shapes.COLOUR_NAMES[c])][shapes.COLOUR_NAMES[a]] += 1
+  return out
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
@@ -125,6 +154,12 @@ def main(argv):
       for n, v in zip(*np.nonzero(a != expected[:, None])):
         wrong[(shapes.COLOUR_NAMES[expected[n]], shapes.COLOUR_NAMES[a[n, v]])] += 1
     print("  wrong answers (nearest -> judged): " + ", ".join(f"{e} -> {g} x{k}" for (e, g), k in wrong.most_common(8)))
+    factors = [float(k) for k in FLAGS.brightness]
+    if factors:
+      said = brightness_probe(judge, factors, FLAGS.shapes[:3])
+      for k in factors:
+        print(f"  brightness x{k:g}: " + " | ".join(
+            f"{c}: " + ",".join(f"{a}{n}" for a, n in said[(k, c)].most_common(2)) for c in shapes.COLOUR_NAMES))
     if views:
       from dreamfusion_jax import evaluate
       scores = [evaluate.r_precision(judge, v["colour"], v["textureless"], c, s) for (c, s), v in views.items()]

@@ -12,10 +12,11 @@ colour head's loss is masked out for it. Light pixel noise makes the judge less 
 the imperfect renders of optimised NeRFs.
 
 The benchmark asks the colour head about albedo-only renders. Trained on shaded renders too (the
-first judges: a shaded white object spans 0.1-0.95 grey), it called a flat 0.55 grey object
-'white'; `--colour_from_shaded=false` trains the colour head on albedo-only renders only, and
-`--colour_jitter=R` draws each albedo within R of its named colour, so the judge names an object by
-the nearest colour of the world rather than by an exact albedo.
+shipped judge: a shaded white object spans 0.1-0.95 grey), it calls a flat 0.55 grey object
+'white'. `--nocolour_from_shaded` trains the colour head on albedo-only renders only, and
+`--colour_jitter=R` draws each albedo within R of its named colour. A judge trained with both
+(0.15) names every albedo near a colour right but calls every colour at half brightness 'gray', so
+it is not shipped (benchmarks/judge_colour_calibration.py probes both; BENCHMARKS.md).
 
 Train (resumes from DIR/checkpoints; each call stops after --time_limit_min and exports):
 
@@ -118,8 +119,9 @@ class TrainConfig:
   # Albedo offsets of the training renders, uniform in a ball of this radius (shapes.sample_batch);
   # below 0.177 (half the orange-yellow distance) every albedo stays nearest its own name.
   colour_jitter: float = 0.0
-  # Whether shaded renders train the colour head too (True: the first judges). The benchmark asks
-  # about albedo-only renders; under shading a white object shows every grey, so False.
+  # Whether shaded renders train the colour head too (True: the shipped judge). The benchmark asks
+  # about albedo-only renders, and under shading a white object shows every grey; but shaded renders
+  # are also what teaches the colour head that a darker blue is still blue.
   colour_from_shaded: bool = True
 
   def model(self) -> ShapesClassifier:

@@ -4,8 +4,8 @@ import json
 import os
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-METRICS = ("color_r_precision", "geo_r_precision", "iou", "color_error", "volume_ratio",
-           "color_r_precision_previous_judge")
+METRICS = ("color_r_precision", "color_r_precision_calibrated", "geo_r_precision", "geo_r_precision_calibrated",
+           "iou", "color_error", "volume_ratio")
 
 
 def mean(rows, key):
@@ -40,9 +40,9 @@ def main():
       for r in rows_of(sweeps, names):
         words = r["caption"].split()
         by[words[1] if part == "colour" else words[2]].append(r)
-      print(f"\n{label}, per {part}: name colour_R-P (previous judge) colour_error iou")
+      print(f"\n{label}, per {part}: name colour_R-P (calibrated judge) colour_error iou")
       for k, rows in by.items():
-        print(f"  {k}: {mean(rows, 'color_r_precision'):.2f} ({mean(rows, 'color_r_precision_previous_judge'):.2f}) "
+        print(f"  {k}: {mean(rows, 'color_r_precision'):.2f} ({mean(rows, 'color_r_precision_calibrated'):.2f}) "
               f"{mean(rows, 'color_error'):.2f} {mean(rows, 'iou'):.2f}")
 
 
