@@ -17,6 +17,9 @@ shipped judge: a shaded white object spans 0.1-0.95 grey), it calls a flat 0.55 
 `--colour_jitter=R` draws each albedo within R of its named colour. A judge trained with both
 (0.15) names every albedo near a colour right but calls every colour at half brightness 'gray', so
 it is not shipped (benchmarks/judge_colour_calibration.py probes both; BENCHMARKS.md).
+`--shade_min=0.5` also darkens each chromatic albedo by U(0.5, 1), so that a half-bright blue keeps
+its name (white and gray, shades of each other, are not darkened); with it the jitter must stay under
+0.078 (`max_colour_jitter`).
 
 Train (resumes from DIR/checkpoints; each call stops after --time_limit_min and exports):
 
@@ -119,6 +122,9 @@ class TrainConfig:
   # Albedo offsets of the training renders, uniform in a ball of this radius (shapes.sample_batch);
   # below 0.177 (half the orange-yellow distance) every albedo stays nearest its own name.
   colour_jitter: float = 0.0
+  # Chromatic albedos of the training renders are first scaled by U(shade_min, 1) (shapes.sample_batch):
+  # SDS results are often darker than their colour, and a half-bright blue is still blue.
+  shade_min: float = 1.0
   # Whether shaded renders train the colour head too (True: the shipped judge). The benchmark asks
   # about albedo-only renders, and under shading a white object shows every grey; but shaded renders
   # are also what teaches the colour head that a darker blue is still blue.
@@ -150,12 +156,21 @@ class ClassifierState:
   opt_state: Any  # optax state.
 
 
-def max_colour_jitter() -> float:
-  """Half the smallest distance between two named colours (0.177, orange-yellow): the largest albedo jitter
-  that keeps every training albedo nearest its own colour name."""
-  table = shapes.COLOUR_TABLE
-  d = np.linalg.norm(table[:, None] - table[None], axis=-1)
-  return float(d[~np.eye(len(table), dtype=bool)].min() / 2.0)
+def colour_sets_distance(shade_min: float = 1.0) -> float:
+  """The smallest distance between the albedos of two colour names: chromatic colours span their shades
+  k * colour, k in [shade_min, 1] (segments towards black), white and gray are points. Brute force
+  over 101 shades per colour. 0.354 (orange-yellow) at shade_min 1; 0.156 at 0.5 (orange-yellow)."""
+  ks = np.linspace(shade_min, 1.0, 101)
+  sets = [np.outer(ks if name not in shapes.ACHROMATIC else np.ones(1), rgb)
+          for name, rgb in zip(shapes.COLOUR_NAMES, shapes.COLOUR_TABLE)]
+  return float(min(np.linalg.norm(a[:, None] - b[None], axis=-1).min()
+                   for i, a in enumerate(sets) for b in sets[i + 1:]))
+
+
+def max_colour_jitter(shade_min: float = 1.0) -> float:
+  """Half the smallest distance between two colour names' albedos (colour_sets_distance): the largest
+  albedo jitter that keeps every training albedo nearer its own name's albedos than any other's."""
+  return colour_sets_distance(shade_min) / 2.0
 
 
 def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
@@ -179,10 +194,10 @@ def init_state(cfg: TrainConfig) -> ClassifierState:
 
 
 @functools.partial(jax.jit, static_argnames=("batch", "image_size", "noise_max", "render_cfg", "bump_max",
-                                             "colour_jitter"))
+                                             "colour_jitter", "shade_min"))
 def make_batch(key: jax.Array, *, batch: int, image_size: int, noise_max: float,
                render_cfg: render.RenderConfig = shapes.RENDER_CONFIG, bump_max: float = 0.0,
-               colour_jitter: float = 0.0) -> dict:
+               colour_jitter: float = 0.0, shade_min: float = 1.0) -> dict:
   """A batch of training renders (every pair, held-out ones included) with pixel noise.
 
   Returns shapes.sample_batch's dict; images [B, S, S, 3] carry Gaussian noise of a per-image
@@ -190,7 +205,8 @@ def make_batch(key: jax.Array, *, batch: int, image_size: int, noise_max: float,
   """
   k_data, k_std, k_noise = jax.random.split(key, 3)
   out = shapes.sample_batch(k_data, batch, image_size, exclude_held_out=False, shading_mix=SHADING_MIX,
-                            render_cfg=render_cfg, bump_max=bump_max, colour_jitter=colour_jitter)
+                            render_cfg=render_cfg, bump_max=bump_max, colour_jitter=colour_jitter,
+                            shade_min=shade_min)
   std = jax.random.uniform(k_std, (batch, 1, 1, 1), maxval=noise_max)
   out["images"] = jnp.clip(out["images"] + std * jax.random.normal(k_noise, out["images"].shape), 0.0, 1.0)
   return out
@@ -198,7 +214,8 @@ def make_batch(key: jax.Array, *, batch: int, image_size: int, noise_max: float,
 
 def batch_for(key: jax.Array, cfg: TrainConfig) -> dict:
   return make_batch(key, batch=cfg.batch, image_size=cfg.image_size, noise_max=cfg.noise_max,
-                    render_cfg=cfg.render_config(), bump_max=cfg.bump_max, colour_jitter=cfg.colour_jitter)
+                    render_cfg=cfg.render_config(), bump_max=cfg.bump_max, colour_jitter=cfg.colour_jitter,
+                    shade_min=cfg.shade_min)
 
 
 def losses(logits: dict, shape: jax.Array, colour: jax.Array, shading_mode: jax.Array,
@@ -273,11 +290,15 @@ def train_classifier(workdir: str, steps: int = 6000, batch: int = 256, *, time_
   import orbax.checkpoint as ocp
   start_time = time.perf_counter()
   cfg = TrainConfig(steps=steps, batch=batch, **overrides)
-  limit = max_colour_jitter()
+  if not 0.0 < cfg.shade_min <= 1.0:
+    raise UserError(f"--shade_min={cfg.shade_min} is outside (0, 1]: it is the darkest shade of a chromatic "
+                    "colour that keeps its name, as a fraction of the colour (1: no darker shades; 0.5: half bright).")
+  limit = max_colour_jitter(cfg.shade_min)
   if not 0.0 <= cfg.colour_jitter < limit:
-    raise UserError(f"--colour_jitter={cfg.colour_jitter} is outside [0, {limit:.3f}): at or beyond half the "
-                    "smallest distance between two named colours a jittered albedo can lie nearer another "
-                    "colour than the one it is labelled with. Use a radius such as 0.15.")
+    raise UserError(f"--colour_jitter={cfg.colour_jitter} is outside [0, {limit:.3f}) for --shade_min={cfg.shade_min}: "
+                    "at or beyond half the smallest distance between two colour names' albedos a jittered albedo "
+                    "can lie nearer another name than the one it is labelled with. Use a smaller radius (0.15 "
+                    "without shades, 0.07 with --shade_min=0.5).")
   os.makedirs(workdir, exist_ok=True)
   manager = _checkpoint_manager(workdir)
   abstract = jax.eval_shape(lambda: init_state(cfg))
@@ -411,7 +432,7 @@ def _main(argv):
   try:
     out = train_classifier(f.workdir, f.steps, f.batch, time_limit_min=f.time_limit_min, log_every=f.log_every,
                            checkpoint_every=f.checkpoint_every, log=logging.info, lr=f.lr, seed=f.seed,
-                           bump_max=f.bump_max, colour_jitter=f.colour_jitter,
+                           bump_max=f.bump_max, colour_jitter=f.colour_jitter, shade_min=f.shade_min,
                            colour_from_shaded=f.colour_from_shaded)
   except UserError as e:
     import sys
@@ -432,6 +453,8 @@ if __name__ == "__main__":
                      "(shapes.bumpy amplitude; 0.05 ~ 2 cm on a radius-0.45 sphere).")
   flags.DEFINE_float("colour_jitter", TrainConfig.colour_jitter, "Radius of the random albedo offsets of the "
                      "training renders (below 0.177 every albedo stays nearest its own colour name).")
+  flags.DEFINE_float("shade_min", TrainConfig.shade_min, "Darkest shade of a chromatic colour that keeps its name "
+                     "in the colour head's data (albedo x U(shade_min, 1); white and gray are not scaled).")
   flags.DEFINE_bool("colour_from_shaded", TrainConfig.colour_from_shaded, "Whether shaded renders train the "
                     "colour head too (the benchmark asks it about albedo-only renders).")
   flags.DEFINE_integer("seed", TrainConfig.seed, "Seed of the weights and the data stream.")

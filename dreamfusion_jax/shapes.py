@@ -62,6 +62,8 @@ COLOURS = {
     "gray": (0.50, 0.50, 0.50),
 }
 COLOUR_NAMES = tuple(COLOURS)
+# Colours that are shades of one another (no hue): a darker white is a gray, not a darker white.
+ACHROMATIC = ("white", "gray")
 # [num_colours, 3] float32, in COLOUR_NAMES order.
 COLOUR_TABLE = np.array([COLOURS[c] for c in COLOUR_NAMES], np.float32)
 
@@ -425,7 +427,7 @@ def sample_pairs(key, num, exclude_held_out=True):
 @functools.partial(
     jax.jit,
     static_argnames=("batch_size", "size", "shading_mix", "camera_cfg", "render_cfg", "vmap_size", "bump_max",
-                     "colour_jitter"),
+                     "colour_jitter", "shade_min"),
 )
 def sample_batch(
     key,
@@ -438,6 +440,7 @@ def sample_batch(
     vmap_size: int = 1,
     bump_max: float = 0.0,
     colour_jitter: float = 0.0,
+    shade_min: float = 1.0,
 ):
   """A batch of random training examples (jitted).
 
@@ -450,6 +453,9 @@ def sample_batch(
   random offset uniform in the ball of that radius (then clipped to [0, 1], which only brings it
   closer to its named colour); the label stays the named colour. Below half the smallest distance
   between two named colours (0.354 / 2, orange-yellow) every albedo stays nearest its own name.
+  shade_min < 1 first scales each chromatic albedo (every colour but ACHROMATIC) by k ~ U(shade_min,
+  1): a darker shade of a colour keeps its name (a half-bright blue is still blue), while white and
+  gray, which are shades of each other, stay as they are.
 
   Images are rendered by jax.lax.map over groups of `vmap_size` images vmapped together. Within
   a vmapped group the shape index is batched, so jax.lax.switch evaluates EVERY shape's SDF at
@@ -460,7 +466,7 @@ def sample_batch(
   Returns dict:
     images [B, size, size, 3] float32 in [0, 1]; opacity [B, size, size];
     shape [B] int32 (index into SHAPES); colour [B] int32 (index into COLOUR_NAMES);
-    albedo [B, 3] the rendered albedo (COLOUR_TABLE[colour], jittered by colour_jitter);
+    albedo [B, 3] the rendered albedo (COLOUR_TABLE[colour], shaded by shade_min, jittered by colour_jitter);
     view [B] int32 (cameras.view_index of the nominal elevation/azimuth; VIEW_SUFFIXES);
     shading_mode [B] int32 (0 albedo only, 1 shaded, 2 textureless);
     shading dict(ambient, diffuse, textureless) [B] each; background [B, 3];
@@ -478,6 +484,10 @@ def sample_batch(
   shading = dict(ambient=modes[:, 0], diffuse=modes[:, 1], textureless=modes[:, 2])
   background = jax.random.uniform(k_bg, (batch_size, 3))
   albedo = jnp.asarray(COLOUR_TABLE)[colour]
+  if shade_min < 1.0:
+    k_shade = jax.random.uniform(jax.random.fold_in(key, 3), (batch_size, 1), minval=shade_min, maxval=1.0)
+    chromatic = ~jnp.isin(colour, jnp.asarray([COLOUR_NAMES.index(c) for c in ACHROMATIC]))
+    albedo = jnp.where(chromatic[:, None], albedo * k_shade, albedo)
   if colour_jitter > 0:
     k_dir, k_rad = jax.random.split(jax.random.fold_in(key, 2))  # Leaves every other draw alone.
     direction = jax.random.normal(k_dir, (batch_size, 3))

@@ -171,6 +171,15 @@ def test_judge_training_rejects_a_colour_jitter_that_crosses_colour_names(tmp_pa
   with pytest.raises(UserError, match="colour_jitter"):
     classifier.train_classifier(str(tmp_path / "judge"), colour_jitter=0.2, **TINY_JUDGE)
   assert not os.path.exists(tmp_path / "judge")
+  # With shades down to half brightness the closest names are orange and yellow again: the distance from
+  # yellow x 0.5 to the orange segment is its distance to its projection on the orange direction, by hand.
+  orange, yellow = (np.array(shapes.COLOURS[c]) for c in ("orange", "yellow"))
+  y = 0.5 * yellow
+  k = np.clip(y @ orange / (orange @ orange), 0.5, 1.0)
+  assert classifier.colour_sets_distance(0.5) == pytest.approx(np.linalg.norm(y - k * orange), abs=2e-3)
+  for bad in (dict(shade_min=0.0), dict(shade_min=0.5, colour_jitter=0.1)):
+    with pytest.raises(UserError, match="shade_min"):
+      classifier.train_classifier(str(tmp_path / "judge"), **{**TINY_JUDGE, **bad})
 
 
 # The tiny judge of every test below: one TrainConfig, so they share compiled steps (make_step_fn is cached).

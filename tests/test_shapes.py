@@ -453,3 +453,25 @@ def test_colour_jitter_moves_albedos_within_its_radius_and_keeps_the_labels():
     sel = opacity[b] > 0.999
     if sel.any():
       np.testing.assert_allclose(images[b][sel], np.broadcast_to(albedo[b], images[b][sel].shape), atol=2e-3)
+
+
+def test_shade_min_darkens_chromatic_albedos_only():
+  """sample_batch(shade_min=0.5) scales each chromatic albedo by one k in [0.5, 1] (all channels alike)
+  and leaves white and gray alone; every other draw is the same."""
+  import jax
+  import numpy as np
+
+  from dreamfusion_jax import shapes
+  key = jax.random.PRNGKey(8)
+  plain = shapes.sample_batch(key, 128, 8, shading_mix=(1.0, 0.0, 0.0))
+  shaded = shapes.sample_batch(key, 128, 8, shading_mix=(1.0, 0.0, 0.0), shade_min=0.5)
+  for name in ("shape", "colour", "view", "background"):
+    np.testing.assert_array_equal(plain[name], shaded[name])
+  named = shapes.COLOUR_TABLE[np.asarray(shaded["colour"])]
+  ratio = np.asarray(shaded["albedo"]) / named
+  achromatic = np.isin(np.asarray(shaded["colour"]), [shapes.COLOUR_NAMES.index(c) for c in shapes.ACHROMATIC])
+  assert achromatic.any() and (~achromatic).any()
+  np.testing.assert_allclose(ratio[achromatic], 1.0, rtol=1e-6)
+  k = ratio[~achromatic]
+  np.testing.assert_allclose(k, k[:, :1].repeat(3, axis=1), rtol=1e-5)
+  assert k.min() >= 0.5 - 1e-6 and k.max() <= 1.0 + 1e-6 and k.std() > 0.1
