@@ -19,6 +19,7 @@ calls a 0.55 grey 'white', one trained on albedos near the named colours only ca
 half brightness 'gray' (BENCHMARKS.md).
 """
 import collections
+import functools
 import os
 import sys
 
@@ -61,69 +62,65 @@ def probe_albedos(distances, directions: int, seed: int) -> tuple[np.ndarray, np
           np.array([r[2] for r in rows], np.float32))
 
 
-def judge_answers(judge, albedos: np.ndarray, shape_names, views: int, seed: int) -> dict:
-  """{shape: [N, views] colour index the judge gives to albedo-only renders of the true shape}."""
+@functools.lru_cache(maxsize=None)
+def true_object_renderer(shape_name: str, size: int):
+  """evaluate's view renderer at the default config for the true shape, with the albedo [3] as its params:
+  (albedo, elevation, azimuth, background) -> dict(colour, textureless). Cached: one compile per shape."""
   import jax.numpy as jnp
 
   from configs import default
   from dreamfusion_jax import evaluate, shapes
   from dreamfusion_jax.field import Scene
-  config = default.get_config()
+  i = shapes.SHAPES.index(shape_name)
+  truth = lambda rgb: (lambda x: (shapes.density_fn(i)(x), jnp.broadcast_to(rgb, x.shape)))
+  return evaluate.make_view_renderer(Scene(), default.get_config(), size, field_of=truth)
+
+
+def colour_views(shape_name: str, size: int, rgb, azimuths, backgrounds) -> np.ndarray:
+  """[len(azimuths), size, size, 3] albedo-only renders of the true shape of albedo rgb."""
+  import jax.numpy as jnp
+
+  from dreamfusion_jax import evaluate
+  render_view = true_object_renderer(shape_name, size)
+  return np.stack([np.asarray(render_view(jnp.asarray(rgb, jnp.float32), jnp.float32(evaluate.VIEW_ELEVATION),
+                                          jnp.float32(a), jnp.asarray(bg))["colour"])
+                   for a, bg in zip(azimuths, backgrounds)])
+
+
+def judge_answers(judge, albedos: np.ndarray, shape_names, views: int, seed: int) -> dict:
+  """{shape: [N, views] colour index the judge gives to albedo-only renders of the true shape}."""
+  from dreamfusion_jax import evaluate
   rng = np.random.default_rng(seed + 1)
   bgs = evaluate.view_backgrounds(8)
   out = {}
   for name in shape_names:
-    i = shapes.SHAPES.index(name)
-    truth = lambda rgb, i=i: (lambda x: (shapes.density_fn(i)(x), jnp.broadcast_to(rgb, x.shape)))
-    render_view = evaluate.make_view_renderer(Scene(), config, judge.image_size, field_of=truth)
     answers = np.zeros((len(albedos), views), np.int64)
     for n, rgb in enumerate(albedos):
-      images = []
-      for k in range(views):
-        azimuth = float(rng.uniform(0.0, 360.0))
-        images.append(np.asarray(render_view(jnp.asarray(rgb), jnp.float32(evaluate.VIEW_ELEVATION),
-                                             jnp.float32(azimuth), jnp.asarray(bgs[(n + k) % 8]))["colour"]))
-      answers[n] = judge.logits(np.stack(images))["colour"].argmax(-1)
+      azimuths = [float(rng.uniform(0.0, 360.0)) for _ in range(views)]
+      images = colour_views(name, judge.image_size, rgb, azimuths, [bgs[(n + k) % 8] for k in range(views)])
+      answers[n] = judge.logits(images)["colour"].argmax(-1)
     out[name] = answers
   return out
 
 
-def truth_views() -> dict:
+def truth_views(size: int) -> dict:
   """{(colour index, shape index): evaluate.render_views of the true object at its named colour}."""
   import jax.numpy as jnp
 
-  from configs import default
   from dreamfusion_jax import evaluate, shapes
-  from dreamfusion_jax.field import Scene
-  config = default.get_config()
-  out = {}
-  for s, name in enumerate(shapes.SHAPES):
-    truth = lambda rgb, i=s: (lambda x: (shapes.density_fn(i)(x), jnp.broadcast_to(rgb, x.shape)))
-    render_view = evaluate.make_view_renderer(Scene(), config, 64, field_of=truth)
-    for c, rgb in enumerate(shapes.COLOUR_TABLE):
-      out[(c, s)] = evaluate.render_views(render_view, jnp.asarray(rgb))
-  return out
+  return {(c, s): evaluate.render_views(true_object_renderer(name, size), jnp.asarray(rgb))
+          for s, name in enumerate(shapes.SHAPES) for c, rgb in enumerate(shapes.COLOUR_TABLE)}
 
 
 def brightness_probe(judge, factors, shape_names, views: int = 4) -> dict:
   """{(k, colour name): Counter of the judge's answers} for true shapes of albedo k * named colour."""
-  import jax.numpy as jnp
-
-  from configs import default
   from dreamfusion_jax import evaluate, shapes
-  from dreamfusion_jax.field import Scene
-  config = default.get_config()
   bgs = evaluate.view_backgrounds(8)
   out = collections.defaultdict(collections.Counter)
   for name in shape_names:
-    i = shapes.SHAPES.index(name)
-    truth = lambda rgb, i=i: (lambda x: (shapes.density_fn(i)(x), jnp.broadcast_to(rgb, x.shape)))
-    render_view = evaluate.make_view_renderer(Scene(), config, judge.image_size, field_of=truth)
     for c, rgb in enumerate(shapes.COLOUR_TABLE):
       for k in factors:
-        images = np.stack([np.asarray(render_view(jnp.asarray(rgb * k), jnp.float32(evaluate.VIEW_ELEVATION),
-                                                  jnp.float32(45.0 * v), jnp.asarray(bgs[v]))["colour"])
-                           for v in range(views)])
+        images = colour_views(name, judge.image_size, rgb * k, [45.0 * v for v in range(views)], bgs[:views])
         for a in judge.logits(images)["colour"].argmax(-1):
           out[(k, shapes.COLOUR_NAMES[c])][shapes.COLOUR_NAMES[a]] += 1
   return out
@@ -137,7 +134,7 @@ def main(argv):
   distances = [float(d) for d in FLAGS.distances]
   albedos, named, dist = probe_albedos(distances, FLAGS.directions, FLAGS.seed)
   expected = nearest_colour(albedos)
-  views = truth_views() if FLAGS.truth else {}
+  views = truth_views(64) if FLAGS.truth else {}
   print(f"{len(albedos)} albedos ({len(shapes.COLOUR_NAMES)} colours x {len(distances)} distances x "
         f"{FLAGS.directions} directions) x {len(FLAGS.shapes)} shapes x {FLAGS.views} views; "
         f"{int((expected != named).sum())} albedos lie nearer another colour than their own.")

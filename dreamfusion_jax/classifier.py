@@ -120,7 +120,7 @@ class TrainConfig:
   # are bumpy, and a judge trained on smooth shapes only reads a 2%-bumpy sphere as a bird.
   bump_max: float = 0.0
   # Albedo offsets of the training renders, uniform in a ball of this radius (shapes.sample_batch);
-  # below 0.177 (half the orange-yellow distance) every albedo stays nearest its own name.
+  # below max_colour_jitter(shade_min) (0.177 without shades) every albedo stays nearest its own name.
   colour_jitter: float = 0.0
   # Chromatic albedos of the training renders are first scaled by U(shade_min, 1) (shapes.sample_batch):
   # SDS results are often darker than their colour, and a half-bright blue is still blue.
@@ -452,7 +452,8 @@ if __name__ == "__main__":
   flags.DEFINE_float("bump_max", TrainConfig.bump_max, "Largest surface relief of the training renders "
                      "(shapes.bumpy amplitude; 0.05 ~ 2 cm on a radius-0.45 sphere).")
   flags.DEFINE_float("colour_jitter", TrainConfig.colour_jitter, "Radius of the random albedo offsets of the "
-                     "training renders (below 0.177 every albedo stays nearest its own colour name).")
+                     "training renders (below 0.177, or 0.078 with --shade_min=0.5, every albedo stays nearest its own "
+                     "colour name).")
   flags.DEFINE_float("shade_min", TrainConfig.shade_min, "Darkest shade of a chromatic colour that keeps its name "
                      "in the colour head's data (albedo x U(shade_min, 1); white and gray are not scaled).")
   flags.DEFINE_bool("colour_from_shaded", TrainConfig.colour_from_shaded, "Whether shaded renders train the "

@@ -177,9 +177,11 @@ def test_judge_training_rejects_a_colour_jitter_that_crosses_colour_names(tmp_pa
   y = 0.5 * yellow
   k = np.clip(y @ orange / (orange @ orange), 0.5, 1.0)
   assert classifier.colour_sets_distance(0.5) == pytest.approx(np.linalg.norm(y - k * orange), abs=2e-3)
-  for bad in (dict(shade_min=0.0), dict(shade_min=0.5, colour_jitter=0.1)):
-    with pytest.raises(UserError, match="shade_min"):
+  for bad, says in ((dict(shade_min=0.0), "darkest shade"), (dict(shade_min=1.5), "darkest shade"),
+                    (dict(shade_min=0.5, colour_jitter=0.1), "colour_jitter=0.1 is outside")):
+    with pytest.raises(UserError, match=says):
       classifier.train_classifier(str(tmp_path / "judge"), **{**TINY_JUDGE, **bad})
+  assert not os.path.exists(tmp_path / "judge")
 
 
 # The tiny judge of every test below: one TrainConfig, so they share compiled steps (make_step_fn is cached).
