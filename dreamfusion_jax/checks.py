@@ -1,6 +1,7 @@
 """Checks of the config and the work directory, run before anything is compiled or written."""
 import json
 import os
+import shutil
 
 import ml_collections
 
@@ -98,6 +99,29 @@ def check_workdir_writable(workdir: str) -> None:
   except OSError as e:
     raise WorkdirError(f"Cannot write to the work directory '{workdir}' ({e.strerror}). Pass a directory you "
                        "can write to with --workdir=DIR.") from None
+
+
+def check_video_encoder(config: ml_collections.ConfigDict) -> None:
+  """With exports on, proves the turntable video can be encoded (ffmpeg through imageio-ffmpeg).
+
+  Checked before training, so that a missing encoder does not end a finished run with a traceback.
+  """
+  if not config.export.enabled:
+    return
+  try:
+    import imageio_ffmpeg
+    exe = imageio_ffmpeg.get_ffmpeg_exe()
+    problem = None if (shutil.which(exe) or os.path.isfile(exe)) else f"its ffmpeg '{exe}' does not exist"
+  except ImportError:
+    problem = "the package imageio-ffmpeg is not installed"
+  except RuntimeError as e:  # imageio-ffmpeg without a bundled or system ffmpeg.
+    problem = f"imageio-ffmpeg found no ffmpeg ({e})"
+  if problem:
+    raise ConfigError(f"The exports at the end of the run include a turntable video, which needs ffmpeg through "
+                      f"imageio-ffmpeg, but {problem}. Install it with `pip install imageio-ffmpeg` (its wheel "
+                      "bundles ffmpeg; or point IMAGEIO_FFMPEG_EXE at an ffmpeg binary), or run with "
+                      "--config.export.enabled=false to skip the exports (the checkpoints keep the result, and a "
+                      "later run in the same workdir with exports on writes them).")
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:

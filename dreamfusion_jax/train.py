@@ -313,6 +313,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
   checks.validate_config(config)
   checks.check_workdir_writable(workdir)
+  checks.check_video_encoder(config)
   config_dict = checks.config_to_dict(config)
   ckpts = Checkpoints(workdir, config.keep_checkpoints)
   start = ckpts.check_compatible(config_dict, workdir)

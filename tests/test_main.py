@@ -118,3 +118,15 @@ def test_resume_accepts_a_checkpoint_without_fields_added_later_at_their_default
   assert checks.config_differences(saved, current) == []
   current["camera"]["look_at_std"] = 0.05
   assert checks.config_differences(saved, current) == ["camera.look_at_std: checkpoint has '<missing>', now 0.05"]
+
+
+def test_missing_video_encoder_is_reported_before_training(tmp_path):
+  """Round 32 of the GPU sweeps ran the main job on an image without imageio-ffmpeg's binary: it trained,
+  then ended in a traceback at the turntable. The check must stop such a run before anything is trained."""
+  cmd = [sys.executable, "-m", "dreamfusion_jax.main", f"--config={SMOKE}", f"--workdir={tmp_path / 'w'}"]
+  env = dict(os.environ, JAX_PLATFORMS="cpu", IMAGEIO_FFMPEG_EXE=str(tmp_path / "no" / "ffmpeg"))
+  result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2
+  assert "needs ffmpeg through imageio-ffmpeg" in result.stderr and "export.enabled=false" in result.stderr
+  assert "Traceback" not in result.stderr + result.stdout
+  assert not os.path.exists(tmp_path / "w" / "checkpoints")
