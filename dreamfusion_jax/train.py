@@ -344,11 +344,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   bar = tqdm(total=config.num_steps, initial=min(step, config.num_steps), unit="step", dynamic_ncols=True,
              disable=not (config.progress_bar and lead))
   tick, tick_step = now(), step
+  timing = {"start": now(), "first_step": 0.0, "validation": 0.0, "checkpoints": 0.0}
+  first_step = step
   try:
     while step < config.num_steps:
       state, metrics = trainer.step(state, text_emb)
       step += 1
       bar.update(1)
+      if step == first_step + 1:  # One sync, so that the log can tell compiling from training.
+        jax.block_until_ready(state)
+        timing["first_step"] = now() - timing["start"]
       last = step == config.num_steps
       if step % config.log_every == 0 or last:
         host = metrics_to_host(metrics)
@@ -362,9 +367,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
           saved = f"the last checkpoint (step {last_saved}) is intact" if last_saved else "nothing was saved"
           raise DivergenceError(f"The parameters became NaN or infinite by step {step}; the run stopped and "
                                 f"{saved}. Lower optim.lr or guidance.scale, or enable optim.grad_clip.")
+        t = now()
         ckpts.save(step, state, config_dict)
+        timing["checkpoints"] += now() - t
         last_saved = step
       if config.val_every and (step % config.val_every == 0 or last):
+        t = now()
         per_seed = host_params(state)  # Every process takes part in the gather; the lead writes.
         if lead:
           sheet = outputs.validation_sheet(render_view, per_seed)
@@ -375,18 +383,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                                                    trainer.prior_params, step)
             outputs.write_validation(workdir, step, sheet, "guidance")
             writer.image("guidance_preview", sheet, step)
+        timing["validation"] += now() - t
   finally:
     bar.close()
     ckpts.wait()
     writer.close()
+  if step > first_step:
+    log_timing(timing, step - first_step, now() - timing["start"])
   if start is not None and start >= config.num_steps:
     logging.info("The checkpoint is already at step %d >= num_steps=%d; exporting it.", start, config.num_steps)
   if config.export.enabled:
     per_seed = host_params(state)
     if lead:
+      t = now()
       export_all(trainer, per_seed, config, workdir, render_view)
+      logging.info("Exported in %.1f s.", now() - t)
   ckpts.close()
   return state
+
+
+def log_timing(timing: dict, steps: int, total: float) -> None:
+  """One line on where a run's time went: the first step (compiling), the other steps, validation, checkpoints."""
+  rest = total - timing["first_step"] - timing["validation"] - timing["checkpoints"]
+  rate = f"{(steps - 1) / rest:.1f} steps/s" if steps > 1 and rest > 0 else "-"
+  logging.info("%d steps in %.1f s: the first (compiling) %.1f s, the other %d %.1f s (%s), validation %.1f s, "
+               "checkpoints %.1f s.", steps, total, timing["first_step"], steps - 1, rest, rate,
+               timing["validation"], timing["checkpoints"])
 
 
 @jax.jit
