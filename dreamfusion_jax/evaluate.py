@@ -48,7 +48,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from dreamfusion_jax import cameras, logs, render, shapes
+from dreamfusion_jax import cameras, compilation_cache, logs, render, shapes
 from dreamfusion_jax.errors import UserError, WorkdirError
 
 # Cube half-size of the evaluation grids: every true shape lies inside WORLD_RADIUS = 0.65, also
@@ -542,6 +542,7 @@ def _define_flags():
   flags.DEFINE_float("bound", EVAL_BOUND, "Half-size of the IoU grid's cube (world units).")
   flags.DEFINE_integer("num_views", NUM_VIEWS, "Renders per seed for the R-Precisions.")
   flags.DEFINE_float("threshold", None, "Occupancy density level (default: the run's export.mesh_threshold).")
+  compilation_cache.define_flag()
   flags.mark_flags_as_required(["workdir"])
 
 
@@ -550,6 +551,7 @@ def _main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   f = flags.FLAGS
+  compilation_cache.enable(f.compilation_cache)
   try:
     result = evaluate_run(f.workdir, f.classifier_dir, bound=f.bound, resolution=f.resolution,
                           threshold=f.threshold, num_views=f.num_views)

@@ -8,13 +8,14 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from dreamfusion_jax import logs
+from dreamfusion_jax import compilation_cache, logs
 from dreamfusion_jax.errors import UserError
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/smoke.py.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and outputs; a run there resumes.")
 flags.DEFINE_bool("jax_distributed", False, "Call jax.distributed.initialize() (multi-host TPU VM or GPU jobs).")
+compilation_cache.define_flag()
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -24,6 +25,7 @@ def main(argv):
   import jax  # Imported after flag parsing so that --help is fast.
   if FLAGS.jax_distributed:
     jax.distributed.initialize()
+  compilation_cache.enable(FLAGS.compilation_cache)
   from dreamfusion_jax import train
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)

@@ -29,8 +29,11 @@ def tree_listing(path):
 
 def test_smoke_config_two_seeds_trains_exports_and_resumes(tmp_path):
   workdir = str(tmp_path / "run")
-  first = run_main(f"--workdir={workdir}", "--config.num_seeds=2")
+  cache = tmp_path / "compiled"
+  first = run_main(f"--workdir={workdir}", "--config.num_seeds=2", f"--compilation_cache={cache}")
   assert first.returncode == 0, first.stderr[-4000:]
+  assert os.listdir(cache), "JAX's persistent cache kept no compiled program"
+  assert "40 steps in" in first.stderr and "the first (compiling)" in first.stderr and "Exported in" in first.stderr
   for seed in (0, 1):
     for name in ("turntable.mp4", "mesh.glb", "mesh.ply", "views.png"):
       path = os.path.join(workdir, f"seed_{seed}", name)
