@@ -317,7 +317,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   config_dict = checks.config_to_dict(config)
   ckpts = Checkpoints(workdir, config.keep_checkpoints)
   start = ckpts.check_compatible(config_dict, workdir)
+  setup = {"start": now()}
   prior = guidance_lib.build_prior(config)
+  setup["prior"] = now() - setup["start"]
   unknown = prior.unknown_words(config.prompt)
   if unknown:
     logging.warning("The prior does not know the word(s) %s; they are ignored.", unknown)
@@ -325,6 +327,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   lead = jax.process_index() == 0
   logging.info("Seeds %s on %d device(s) (%s).", trainer.seeds.tolist(), trainer.mesh.size,
                jax.devices()[0].device_kind)
+  t = now()
   if start is None:
     state = trainer.init()
     logging.info("Starting a new run in %s.", workdir)
@@ -332,15 +335,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     state = ckpts.restore(start, trainer.abstract_state())
     logging.info("Resuming from the checkpoint at step %d in %s.", start, ckpts.directory)
   step = int(jax.device_get(state.step[0]))
+  setup["initial state"] = now() - t
   if lead:
     dump_json(os.path.join(workdir, "config.json"), config_dict)
+  t = now()
   text_emb = trainer.text_embeddings(embed_prompts(prior, config))
+  setup["caption embeddings"] = now() - t
   prior.release()  # The text encoder is not needed again in this run (SD's is 0.5-1.4 GB).
   writer = outputs.MetricsWriter(workdir, trainer.seeds, enabled=lead)
   render_view = outputs.view_renderer(trainer.scene, config, config.export.image_size)
   preview = (outputs.guidance_previewer(trainer.scene, config, prior.guidance)
              if config.guidance.preview_t > 0 else None)
   last_saved = start
+  logging.info("Set up in %.1f s: %s.", now() - setup.pop("start"),
+               ", ".join(f"{name} {seconds:.1f} s" for name, seconds in setup.items()))
   bar = tqdm(total=config.num_steps, initial=min(step, config.num_steps), unit="step", dynamic_ncols=True,
              disable=not (config.progress_bar and lead))
   tick, tick_step = now(), step

@@ -33,7 +33,8 @@ def test_smoke_config_two_seeds_trains_exports_and_resumes(tmp_path):
   first = run_main(f"--workdir={workdir}", "--config.num_seeds=2", f"--compilation_cache={cache}")
   assert first.returncode == 0, first.stderr[-4000:]
   assert os.listdir(cache), "JAX's persistent cache kept no compiled program"
-  assert "40 steps in" in first.stderr and "the first (compiling)" in first.stderr and "Exported in" in first.stderr
+  for line in ("Set up in", "prior", "40 steps in", "the first (compiling)", "Exported in"):
+    assert line in first.stderr, line
   for seed in (0, 1):
     for name in ("turntable.mp4", "mesh.glb", "mesh.ply", "views.png"):
       path = os.path.join(workdir, f"seed_{seed}", name)
