@@ -12,14 +12,15 @@ colour head's loss is masked out for it. Light pixel noise makes the judge less 
 the imperfect renders of optimised NeRFs.
 
 The benchmark asks the colour head about albedo-only renders. Trained on shaded renders too (the
-shipped judge: a shaded white object spans 0.1-0.95 grey), it calls a flat 0.55 grey object
-'white'. `--nocolour_from_shaded` trains the colour head on albedo-only renders only, and
-`--colour_jitter=R` draws each albedo within R of its named colour. A judge trained with both
-(0.15) names every albedo near a colour right but calls every colour at half brightness 'gray', so
-it is not shipped (benchmarks/judge_colour_calibration.py probes both; BENCHMARKS.md).
+judge shipped before 2026-11-29 14:00: a shaded white object spans 0.1-0.95 grey), it called a flat
+0.55 grey object 'white'. `--nocolour_from_shaded` trains the colour head on albedo-only renders
+only, and `--colour_jitter=R` draws each albedo within R of its named colour. With both alone (0.15)
+a judge names every albedo near a colour right but calls every colour at half brightness 'gray'.
 `--shade_min=0.5` also darkens each chromatic albedo by U(0.5, 1), so that a half-bright blue keeps
 its name (white and gray, shades of each other, are not darkened); with it the jitter must stay under
-0.078 (`max_colour_jitter`).
+0.078 (`max_colour_jitter`). The shipped judge is trained with all three (`--colour_jitter=0.07
+--shade_min=0.5 --nocolour_from_shaded --bump_max=0.05`; benchmarks/judge_colour_calibration.py
+probes a judge both ways; BENCHMARKS.md).
 
 Train (resumes from DIR/checkpoints; each call stops after --time_limit_min and exports):
 
@@ -125,7 +126,7 @@ class TrainConfig:
   # Chromatic albedos of the training renders are first scaled by U(shade_min, 1) (shapes.sample_batch):
   # SDS results are often darker than their colour, and a half-bright blue is still blue.
   shade_min: float = 1.0
-  # Whether shaded renders train the colour head too (True: the shipped judge). The benchmark asks
+  # Whether shaded renders train the colour head too (the shipped judge: False). The benchmark asks
   # about albedo-only renders, and under shading a white object shows every grey; but shaded renders
   # are also what teaches the colour head that a darker blue is still blue.
   colour_from_shaded: bool = True

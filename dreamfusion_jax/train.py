@@ -94,7 +94,7 @@ def sample_shading(key: jax.Array, step: jnp.ndarray, config: ml_collections.Con
   textureless = shaded & (jax.random.uniform(k_white) < s.textureless_prob)
   out = dict(ambient=jnp.where(shaded, s.ambient, 1.0), diffuse=jnp.where(shaded, s.diffuse, 0.0),
              textureless=textureless.astype(jnp.float32), light_pos=light_pos)
-  if not s.get("colour_from_shaded", True):
+  if not s.colour_from_shaded:
     out["albedo_grad"] = 1.0 - shaded.astype(jnp.float32)  # Only albedo-only views train the albedo.
   return out
 
@@ -353,13 +353,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
              disable=not (config.progress_bar and lead))
   tick, tick_step = now(), step
   timing = {"start": now(), "first_step": 0.0, "validation": 0.0, "checkpoints": 0.0}
-  first_step = step
+  start_step = step
   try:
     while step < config.num_steps:
       state, metrics = trainer.step(state, text_emb)
       step += 1
       bar.update(1)
-      if step == first_step + 1:  # One sync, so that the log can tell compiling from training.
+      if step == start_step + 1:  # One sync, so that the log can tell compiling from training.
         jax.block_until_ready(state)
         timing["first_step"] = now() - timing["start"]
       last = step == config.num_steps
@@ -396,8 +396,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     bar.close()
     ckpts.wait()
     writer.close()
-  if step > first_step:
-    log_timing(timing, step - first_step, now() - timing["start"])
+  if step > start_step:
+    log_timing(timing, step - start_step, now() - timing["start"])
   if start is not None and start >= config.num_steps:
     logging.info("The checkpoint is already at step %d >= num_steps=%d; exporting it.", start, config.num_steps)
   if config.export.enabled:
