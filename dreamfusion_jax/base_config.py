@@ -146,4 +146,7 @@ def get_config():
   c.export.elevation = 15.0  # Turntable elevation in degrees.
   c.export.distance = 1.3  # Turntable camera distance.
   c.export.image_size = 128  # Turntable and contact-sheet render size.
+  # XLA's Triton GEMM fusions on GPUs (XLA's default: on); False uses cuBLAS for the matrix products
+  # and skips their autotuning at compile time (dreamfusion_jax.compilation_cache.compiler_options).
+  c.gpu_triton_gemm = True
   return c

@@ -1,7 +1,7 @@
-"""JAX's persistent compilation cache for the command-line tools.
+"""Compiling: JAX's persistent compilation cache for the command-line tools, and XLA's options for a run.
 
-Compiling is most of a short run's time (the main job on an H200: 32 s for the first step, 4 s for the
-other 999), and the same config compiles the same programs every time. The tools turn on JAX's own disk
+Compiling is most of a short run's time (the main job on an H200: 23 s for the train step, 4 s for its
+1,000 steps), and the same config compiles the same programs every time. The tools turn on JAX's own disk
 cache, so a second run of a config (another caption, another seed) skips those compiles.
 """
 import os
@@ -36,3 +36,16 @@ def enable(directory: str) -> None:
     logging.warning("Not caching compiled programs: cannot create %s (%s).", directory, e.strerror)
     return
   jax.config.update("jax_compilation_cache_dir", directory)
+
+
+def compiler_options(config) -> dict | None:
+  """XLA options for a run's large programs (the train step, its renders), or None for XLA's defaults.
+
+  config.gpu_triton_gemm=False turns off XLA's Triton GEMM fusions on GPUs: XLA then calls cuBLAS for
+  the matrix products instead of autotuning Triton kernels for each, which is much of a short run's
+  compile time (BENCHMARKS.md). Other backends ignore the field.
+  """
+  import jax
+  if config.get("gpu_triton_gemm", True) or jax.default_backend() != "gpu":
+    return None
+  return {"xla_gpu_enable_triton_gemm": False}

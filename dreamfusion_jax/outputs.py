@@ -1,4 +1,6 @@
 """What a run writes: metrics (JSONL + TensorBoard), validation renders, and per-seed exports."""
+import concurrent.futures
+import functools
 import json
 import os
 from typing import Any
@@ -9,11 +11,30 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from dreamfusion_jax import cameras, export, render
+from dreamfusion_jax import cameras, compilation_cache, export, render
 from dreamfusion_jax.field import Scene
 
 # Validation views: (elevation, azimuth) of the front, side, back and overhead suffixes.
 VALIDATION_VIEWS = ((15.0, 0.0), (15.0, 90.0), (15.0, 180.0), (75.0, 0.0))
+
+
+def import_summary_writer():
+  """tensorboardX's SummaryWriter, imported without PyTorch.
+
+  tensorboardX's writer module imports torch whenever it is installed, only to accept torch tensors
+  (this project passes numpy arrays); with CUDA that import took ~5 s of the GPU main job. While
+  sys.modules['torch'] is None, `import torch` raises ImportError, which tensorboardX handles.
+  """
+  import sys
+  if "torch" in sys.modules or "tensorboardX" in sys.modules:
+    from tensorboardX import SummaryWriter
+    return SummaryWriter
+  sys.modules["torch"] = None
+  try:
+    from tensorboardX import SummaryWriter
+  finally:
+    del sys.modules["torch"]
+  return SummaryWriter
 
 
 class MetricsWriter:
@@ -23,7 +44,7 @@ class MetricsWriter:
     self.enabled = enabled
     self.seeds = seeds
     if enabled:
-      from tensorboardX import SummaryWriter  # Imported here: only the writing process needs it.
+      SummaryWriter = import_summary_writer()  # Imported here: only the writing process needs it.
       self.path = os.path.join(workdir, "metrics.jsonl")
       self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
@@ -63,7 +84,7 @@ def view_renderer(scene: Scene, config: ml_collections.ConfigDict, size: int):
   rcfg = make_render_config(config)
   focal = size * 1.0  # A 53 degree field of view.
 
-  @jax.jit
+  @functools.partial(jax.jit, compiler_options=compilation_cache.compiler_options(config))
   def render_view(params, elevation, azimuth):
     cam = cameras.orbit_camera(elevation, azimuth, config.export.distance, focal)
     field_fn, background_fn = field_fns(scene, params)
@@ -90,6 +111,28 @@ def validation_sheet(render_view, params_per_seed: list[Any]) -> np.ndarray:
   return (np.clip(np.concatenate(rows, axis=0), 0, 1) * 255).round().astype(np.uint8)
 
 
+def compile_in_background(render_view, preview, params: Any, text_emb: np.ndarray,
+                          prior_params: Any) -> concurrent.futures.Future:
+  """Compiles render_view (validation and export) and preview (or None) on a worker thread; returns its future.
+
+  Each is called once, as validation calls it, with one seed's initial params (host arrays) and
+  text_emb [5, L, D] (host), which fills jit's cache for the later calls (same shapes, dtypes and
+  placement). XLA compiles outside Python's lock, so these compiles (the default job's on an H200:
+  4 s and 11-18 s) run beside the train step's instead of after it. The caller waits on the
+  future (`.result()`, which re-raises the worker's error) before it validates or exports.
+  """
+  def compile_all():
+    elevation, azimuth = VALIDATION_VIEWS[0]
+    jax.block_until_ready(render_view(params, jnp.float32(elevation), jnp.float32(azimuth)))
+    if preview is not None:
+      jax.block_until_ready(preview(params, text_emb, prior_params, jax.random.PRNGKey(0)))
+
+  pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="compile")
+  future = pool.submit(compile_all)
+  pool.shutdown(wait=False)  # The thread ends with its one task.
+  return future
+
+
 def guidance_previewer(scene: Scene, config: ml_collections.ConfigDict, guidance):
   """A jitted (params, text_emb [5,L,D], prior_params, key) -> [size, 3 * size, 3] preview of one seed.
 
@@ -104,10 +147,10 @@ def guidance_previewer(scene: Scene, config: ml_collections.ConfigDict, guidance
   elevation, azimuth = VALIDATION_VIEWS[0]
   t = min(int(round(config.guidance.preview_t * config.guidance.num_train_timesteps)),
           config.guidance.num_train_timesteps - 1)
-  view = int(cameras.view_index(jnp.float32(elevation), jnp.float32(azimuth)))
 
-  @jax.jit
+  @functools.partial(jax.jit, compiler_options=compilation_cache.compiler_options(config))
   def preview(params, text_emb, prior_params, key):
+    view = cameras.view_index(elevation, azimuth)
     cam = cameras.orbit_camera(jnp.float32(elevation), jnp.float32(azimuth), config.export.distance, size * 1.0)
     field_fn, background_fn = field_fns(scene, params)
     if config.render.background == "random":

@@ -5,6 +5,7 @@ and `jax.jit`ted with the axis sharded over a device mesh ('seeds'), so `num_see
 devices optimises 8 independent objects in one program, and seed k of a multi-seed run is the
 same computation as a single-seed run with `seed + k`.
 """
+import concurrent.futures
 import functools
 import json
 import os
@@ -20,7 +21,7 @@ import optax
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from dreamfusion_jax import cameras, checks, guidance as guidance_lib, render, sds
+from dreamfusion_jax import cameras, checks, compilation_cache, guidance as guidance_lib, render, sds
 from dreamfusion_jax.errors import ConfigError, DivergenceError
 from dreamfusion_jax.field import Scene
 
@@ -229,7 +230,8 @@ class Trainer:
     step = functools.partial(train_step, config=config, scene=self.scene, guidance=prior.guidance, tx=self.tx)
     per_device = config.num_seeds // self.mesh.size
     self._step = jax.jit(self._over_seeds(step, per_device, (P("seeds"), P("seeds"), P())),
-                         donate_argnums=(0,))
+                         donate_argnums=(0,), compiler_options=compilation_cache.compiler_options(config))
+    self._compiling = None  # The train step compiling on a worker thread (compile_step_in_background).
     self._init = jax.jit(self._over_seeds(functools.partial(init_state, scene=self.scene, tx=self.tx),
                                           per_device, (P("seeds"),)))
     self.prior_params = jax.device_put(prior.params, self.replicated)
@@ -267,7 +269,22 @@ class Trainer:
     batched = np.broadcast_to(text_emb, (self.config.num_seeds,) + text_emb.shape[-3:])
     return jax.device_put(np.ascontiguousarray(batched), self.seed_sharding)
 
+  def compile_step_in_background(self, text_emb: jax.Array) -> None:
+    """Starts compiling the train step for text_emb (from `text_embeddings`) on a worker thread.
+
+    Returns at once; `step` waits for the compiled program. On a GPU the train step's compile is most
+    of a short run's time, and the run's other set-up (the initial state, the writers, the renderers'
+    compiles) goes on beside it: XLA compiles outside Python's lock.
+    """
+    def compile_step():
+      return self._step.lower(self.abstract_state(), text_emb, self.prior_params).compile()
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="compile_step")
+    self._compiling = pool.submit(compile_step)
+    pool.shutdown(wait=False)  # The thread ends with its one task.
+
   def step(self, state: TrainState, text_emb: jax.Array):
+    if self._compiling is not None:  # The compiled program takes the same (donated) arguments as the jit.
+      self._step, self._compiling = self._compiling.result(), None
     return self._step(state, text_emb, self.prior_params)
 
 
@@ -328,6 +345,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   logging.info("Seeds %s on %d device(s) (%s).", trainer.seeds.tolist(), trainer.mesh.size,
                jax.devices()[0].device_kind)
   t = now()
+  text_emb = trainer.text_embeddings(embed_prompts(prior, config))
+  setup["caption embeddings"] = now() - t
+  prior.release()  # The text encoder is not needed again in this run (SD's is 0.5-1.4 GB).
+  if start is None or start < config.num_steps:
+    trainer.compile_step_in_background(text_emb)  # The rest of the set-up runs beside this compile.
+  t = now()
   if start is None:
     state = trainer.init()
     logging.info("Starting a new run in %s.", workdir)
@@ -338,14 +361,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   setup["initial state"] = now() - t
   if lead:
     dump_json(os.path.join(workdir, "config.json"), config_dict)
-  t = now()
-  text_emb = trainer.text_embeddings(embed_prompts(prior, config))
-  setup["caption embeddings"] = now() - t
-  prior.release()  # The text encoder is not needed again in this run (SD's is 0.5-1.4 GB).
   writer = outputs.MetricsWriter(workdir, trainer.seeds, enabled=lead)
   render_view = outputs.view_renderer(trainer.scene, config, config.export.image_size)
   preview = (outputs.guidance_previewer(trainer.scene, config, prior.guidance)
              if config.guidance.preview_t > 0 else None)
+  compiling = None  # Validation's and the export's compiles, beside the first step's (outputs.compile_in_background).
+  if config.val_every or config.export.enabled:
+    first = host_params(state)  # Before the first step, which donates state; every process takes part.
+    if lead:
+      compiling = outputs.compile_in_background(
+          render_view, preview if config.val_every else None, first[0],
+          np.asarray(jax.device_get(text_emb))[0], trainer.prior_params)
   last_saved = start
   logging.info("Set up in %.1f s: %s.", now() - setup.pop("start"),
                ", ".join(f"{name} {seconds:.1f} s" for name, seconds in setup.items()))
@@ -383,6 +409,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         t = now()
         per_seed = host_params(state)  # Every process takes part in the gather; the lead writes.
         if lead:
+          compiling = wait_for(compiling)
           sheet = outputs.validation_sheet(render_view, per_seed)
           outputs.write_validation(workdir, step, sheet)
           writer.image("validation", sheet, step)
@@ -404,6 +431,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     per_seed = host_params(state)
     if lead:
       t = now()
+      compiling = wait_for(compiling)
       export_all(trainer, per_seed, config, workdir, render_view)
       logging.info("Exported in %.1f s.", now() - t)
   ckpts.close()
@@ -417,6 +445,12 @@ def log_timing(timing: dict, steps: int, total: float) -> None:
   logging.info("%d steps in %.1f s: the first (compiling) %.1f s, the other %d %.1f s (%s), validation %.1f s, "
                "checkpoints %.1f s.", steps, total, timing["first_step"], steps - 1, rest, rate,
                timing["validation"], timing["checkpoints"])
+
+
+def wait_for(future) -> None:
+  """Waits for a background task (None: nothing to wait for), re-raising its error; returns None."""
+  if future is not None:
+    future.result()
 
 
 @jax.jit

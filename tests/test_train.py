@@ -110,6 +110,49 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, monkey
   assert int(longer.step[0]) == 8
 
 
+def test_the_train_step_compiled_in_the_background_equals_the_jitted_one():
+  config = tiny_config(**{"num_steps": 3, "num_seeds": 2})
+  prior = target_prior(config)
+  plain, early = train.Trainer(config, prior), train.Trainer(config, prior)
+  emb = plain.text_embeddings(np.zeros((5, 2, 4), np.float32))
+  early.compile_step_in_background(emb)
+  a, b = plain.init(), early.init()
+  for _ in range(config.num_steps):
+    a, _ = plain.step(a, emb)
+    b, _ = early.step(b, emb)
+  assert isinstance(early._step, jax.stages.Compiled)  # The worker's program ran, not a second compile.
+  jax.tree.map(np.testing.assert_array_equal, _params(a), _params(b))
+
+
+def test_gpu_triton_gemm_false_sets_the_xla_option_on_gpus_only(monkeypatch):
+  from dreamfusion_jax import compilation_cache
+  config = tiny_config(gpu_triton_gemm=False)
+  assert compilation_cache.compiler_options(config) is None  # This CPU.
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  assert compilation_cache.compiler_options(config) == {"xla_gpu_enable_triton_gemm": False}
+  assert compilation_cache.compiler_options(tiny_config(gpu_triton_gemm=True)) is None
+
+
+METRICS_WITHOUT_TORCH = textwrap.dedent("""
+    import importlib.util, sys, numpy as np
+    from dreamfusion_jax import outputs
+    writer = outputs.MetricsWriter(sys.argv[1], np.array([0, 1]))
+    writer.write(1, {"loss": np.array([1.0, 2.0])}, {"steps_per_sec": 3.0})
+    writer.close()
+    assert "torch" not in sys.modules, "tensorboardX imported torch"
+    if importlib.util.find_spec("torch"):
+      import torch  # Still importable afterwards.
+    print("ok")
+""")
+
+
+def test_the_metrics_writer_does_not_import_torch(tmp_path):
+  result = subprocess.run([sys.executable, "-c", METRICS_WITHOUT_TORCH, str(tmp_path)], capture_output=True,
+                          text=True, timeout=300, cwd=ROOT)
+  assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
+  assert "tensorboard" in os.listdir(tmp_path) and "metrics.jsonl" in os.listdir(tmp_path)
+
+
 MULTISEED = textwrap.dedent("""
     import sys, numpy as np, jax
     sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r})
