@@ -33,6 +33,7 @@ flags.DEFINE_enum("attention", "xla", ["xla", "cudnn"], "guidance.sd.attention."
 flags.DEFINE_integer("steps", 50, "Timed steps (after 3 untimed ones).")
 flags.DEFINE_integer("image_size", 512, "guidance.sd.image_size (renders are resized to it before the VAE).")
 flags.DEFINE_integer("render_size", 64, "render.image_size.")
+flags.DEFINE_bool("deterministic", True, "gpu_deterministic (XLA's nondeterministic kernels left out).")
 flags.DEFINE_string("out", None, "Also write the result as JSON here.")
 FLAGS = flags.FLAGS
 
@@ -55,6 +56,7 @@ def main(argv):
     config.guidance.sd.attention = FLAGS.attention
     config.guidance.sd.image_size = FLAGS.image_size
     config.render.image_size = FLAGS.render_size
+    config.gpu_deterministic = FLAGS.deterministic
   device = jax.devices()[0]
   t0 = time.perf_counter()
   prior = guidance_lib.build_prior(config)
@@ -108,7 +110,7 @@ def main(argv):
 
   result = dict(
       device=device.device_kind, jax=jax.__version__, date=time.strftime("%Y-%m-%d"), dtype=FLAGS.dtype,
-      remat=FLAGS.remat, attention=FLAGS.attention, render_size=size, encoder_size=config.guidance.sd.image_size,
+      remat=FLAGS.remat, attention=FLAGS.attention, deterministic=FLAGS.deterministic, render_size=size, encoder_size=config.guidance.sd.image_size,
       samples_per_ray=config.render.num_coarse + config.render.num_fine, load_s=round(load_s, 1),
       compile_s=round(compile_s, 1), step_ms=round(step_ms, 2), step_ms_min=round(min(times), 2),
       peak_gb=None if peak is None else round(peak / 2**30, 3), finite=finite,

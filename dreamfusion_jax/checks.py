@@ -10,7 +10,7 @@ from dreamfusion_jax.errors import ConfigError, WorkdirError
 
 # Fields a resumed run may change: how long it runs and what it logs or writes, never what it computes.
 RESUMABLE_FIELDS = ("num_steps", "log_every", "checkpoint_every", "keep_checkpoints", "val_every",
-                    "progress_bar", "export", "gpu_triton_gemm")
+                    "progress_bar", "export", "gpu_triton_gemm", "gpu_deterministic")
 
 
 def flatten(d: dict, prefix: str = "") -> dict:

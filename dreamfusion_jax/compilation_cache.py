@@ -41,11 +41,18 @@ def enable(directory: str) -> None:
 def compiler_options(config) -> dict | None:
   """XLA options for a run's large programs (the train step, its renders), or None for XLA's defaults.
 
-  config.gpu_triton_gemm=False turns off XLA's Triton GEMM fusions on GPUs: XLA then calls cuBLAS for
-  the matrix products instead of autotuning Triton kernels for each, which is much of a short run's
-  compile time (BENCHMARKS.md). Other backends ignore the field.
+  On a GPU: config.gpu_deterministic leaves out XLA's nondeterministic kernels
+  (xla_gpu_exclude_nondeterministic_ops), so the same config and seed give the same result run to run;
+  config.gpu_triton_gemm=False turns off XLA's Triton GEMM fusions, so XLA calls cuBLAS for the matrix
+  products instead of autotuning Triton kernels for each, which is much of a short run's compile time
+  (BENCHMARKS.md). Other backends ignore both fields.
   """
   import jax
-  if config.get("gpu_triton_gemm", True) or jax.default_backend() != "gpu":
+  if jax.default_backend() != "gpu":
     return None
-  return {"xla_gpu_enable_triton_gemm": False}
+  options = {}
+  if config.get("gpu_deterministic", False):
+    options["xla_gpu_exclude_nondeterministic_ops"] = True
+  if not config.get("gpu_triton_gemm", True):
+    options["xla_gpu_enable_triton_gemm"] = False
+  return options or None

@@ -124,13 +124,14 @@ def test_the_train_step_compiled_in_the_background_equals_the_jitted_one():
   jax.tree.map(np.testing.assert_array_equal, _params(a), _params(b))
 
 
-def test_gpu_triton_gemm_false_sets_the_xla_option_on_gpus_only(monkeypatch):
+def test_the_gpu_fields_set_xla_options_on_gpus_only(monkeypatch):
   from dreamfusion_jax import compilation_cache
-  config = tiny_config(gpu_triton_gemm=False)
-  assert compilation_cache.compiler_options(config) is None  # This CPU.
+  options = lambda **kw: compilation_cache.compiler_options(tiny_config(**kw))
+  assert options(gpu_triton_gemm=False) is None  # This CPU.
   monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-  assert compilation_cache.compiler_options(config) == {"xla_gpu_enable_triton_gemm": False}
-  assert compilation_cache.compiler_options(tiny_config(gpu_triton_gemm=True)) is None
+  assert options(gpu_triton_gemm=False, gpu_deterministic=False) == {"xla_gpu_enable_triton_gemm": False}
+  assert options(gpu_triton_gemm=True, gpu_deterministic=True) == {"xla_gpu_exclude_nondeterministic_ops": True}
+  assert options(gpu_triton_gemm=True, gpu_deterministic=False) is None
 
 
 METRICS_WITHOUT_TORCH = textwrap.dedent("""
