@@ -4,6 +4,7 @@ Compiling is most of a short run's time (the main job on an H200: 23 s for the t
 1,000 steps), and the same config compiles the same programs every time. The tools turn on JAX's own disk
 cache, so a second run of a config (another caption, another seed) skips those compiles.
 """
+import concurrent.futures
 import os
 
 from absl import flags, logging
@@ -56,3 +57,14 @@ def compiler_options(config) -> dict | None:
   if not config.get("gpu_triton_gemm", True):
     options["xla_gpu_enable_triton_gemm"] = False
   return options or None
+
+
+def in_background(fn, name: str) -> concurrent.futures.Future:
+  """Runs fn() on its own worker thread (named `name`); its future gives fn's result or re-raises its error.
+
+  For compiles: XLA compiles outside Python's lock, so several run at once and beside the caller.
+  """
+  pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+  future = pool.submit(fn)
+  pool.shutdown(wait=False)  # The thread ends with its one task.
+  return future

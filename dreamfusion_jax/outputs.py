@@ -1,5 +1,4 @@
 """What a run writes: metrics (JSONL + TensorBoard), validation renders, and per-seed exports."""
-import concurrent.futures
 import functools
 import json
 import os
@@ -112,7 +111,7 @@ def validation_sheet(render_view, params_per_seed: list[Any]) -> np.ndarray:
 
 
 def compile_in_background(render_view, preview, params: Any, text_emb: np.ndarray,
-                          prior_params: Any) -> concurrent.futures.Future:
+                          prior_params: Any):
   """Compiles render_view (validation and export) and preview (or None) on a worker thread; returns its future.
 
   Each is called once, as validation calls it, with one seed's initial params (host arrays) and
@@ -127,10 +126,7 @@ def compile_in_background(render_view, preview, params: Any, text_emb: np.ndarra
     if preview is not None:
       jax.block_until_ready(preview(params, text_emb, prior_params, jax.random.PRNGKey(0)))
 
-  pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="compile")
-  future = pool.submit(compile_all)
-  pool.shutdown(wait=False)  # The thread ends with its one task.
-  return future
+  return compilation_cache.in_background(compile_all, "compile_renderers")
 
 
 def guidance_previewer(scene: Scene, config: ml_collections.ConfigDict, guidance):

@@ -5,7 +5,6 @@ and `jax.jit`ted with the axis sharded over a device mesh ('seeds'), so `num_see
 devices optimises 8 independent objects in one program, and seed k of a multi-seed run is the
 same computation as a single-seed run with `seed + k`.
 """
-import concurrent.futures
 import functools
 import json
 import os
@@ -276,11 +275,9 @@ class Trainer:
     of a short run's time, and the run's other set-up (the initial state, the writers, the renderers'
     compiles) goes on beside it: XLA compiles outside Python's lock.
     """
-    def compile_step():
-      return self._step.lower(self.abstract_state(), text_emb, self.prior_params).compile()
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="compile_step")
-    self._compiling = pool.submit(compile_step)
-    pool.shutdown(wait=False)  # The thread ends with its one task.
+    abstract = self.abstract_state()
+    self._compiling = compilation_cache.in_background(
+        lambda: self._step.lower(abstract, text_emb, self.prior_params).compile(), "compile_step")
 
   def step(self, state: TrainState, text_emb: jax.Array):
     if self._compiling is not None:  # The compiled program takes the same (donated) arguments as the jit.
