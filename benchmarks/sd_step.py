@@ -110,7 +110,8 @@ def main(argv):
 
   result = dict(
       device=device.device_kind, jax=jax.__version__, date=time.strftime("%Y-%m-%d"), dtype=FLAGS.dtype,
-      remat=FLAGS.remat, attention=FLAGS.attention, deterministic=FLAGS.deterministic, render_size=size, encoder_size=config.guidance.sd.image_size,
+      remat=FLAGS.remat, attention=FLAGS.attention, deterministic=FLAGS.deterministic, render_size=size,
+      encoder_size=config.guidance.sd.image_size,
       samples_per_ray=config.render.num_coarse + config.render.num_fine, load_s=round(load_s, 1),
       compile_s=round(compile_s, 1), step_ms=round(step_ms, 2), step_ms_min=round(min(times), 2),
       peak_gb=None if peak is None else round(peak / 2**30, 3), finite=finite,

@@ -70,6 +70,6 @@ def get_config():
   c.export.mesh_threshold = 3.0
   c.export.num_frames = 36  # Turntable frames.
   # On a GPU this job is mostly compiling; without XLA's Triton GEMM autotuning its train step compiled
-  # in 27 s instead of 34-36 s at the same steps/s (H200; BENCHMARKS.md).
+  # in 23-24 s instead of 29 s at the same steps/s (H200; BENCHMARKS.md).
   c.gpu_triton_gemm = False
   return c

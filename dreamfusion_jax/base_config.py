@@ -150,8 +150,8 @@ def get_config():
   # and skips their autotuning at compile time (dreamfusion_jax.compilation_cache.compiler_options).
   c.gpu_triton_gemm = True
   # Run-to-run determinism on GPUs: XLA leaves out its nondeterministic kernels (the scatter-adds of the
-  # hash grid's gradient use atomics, so without this two runs of one compiled program differ from
-  # step 50 on; benchmarks/determinism_gpu.sh). On the SD step it costs ~18% (BENCHMARKS.md). Other
+  # hash grid's gradient use atomics, so without this two runs of one compiled program differ from the
+  # first logged step on; benchmarks/determinism_gpu.sh). On the SD step it costs ~18% (BENCHMARKS.md). Other
   # backends ignore it (CPU runs repeat exactly).
   c.gpu_deterministic = True
   return c

@@ -166,9 +166,8 @@ def guidance_previewer(scene: Scene, config: ml_collections.ConfigDict, guidance
 
 def guidance_preview_sheet(preview, params_per_seed: list[Any], text_emb: np.ndarray, prior_params: Any,
                            step: int) -> np.ndarray:
-  """One row per seed (see guidance_previewer); text_emb [S,5,L,D]. uint8 [S * size, 3 * size, 3]."""
-  rows = [np.asarray(preview(p, text_emb[i], prior_params, jax.random.PRNGKey(step)))
-          for i, p in enumerate(params_per_seed)]
+  """One row per seed (see guidance_previewer); text_emb [5,L,D], every seed's. uint8 [S * size, 3 * size, 3]."""
+  rows = [np.asarray(preview(p, text_emb, prior_params, jax.random.PRNGKey(step))) for p in params_per_seed]
   return (np.clip(np.concatenate(rows, axis=0), 0, 1) * 255).round().astype(np.uint8)
 
 

@@ -342,7 +342,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   logging.info("Seeds %s on %d device(s) (%s).", trainer.seeds.tolist(), trainer.mesh.size,
                jax.devices()[0].device_kind)
   t = now()
-  text_emb = trainer.text_embeddings(embed_prompts(prior, config))
+  captions = embed_prompts(prior, config)  # [5, L, D] on the host, the same for every seed.
+  text_emb = trainer.text_embeddings(captions)
   setup["caption embeddings"] = now() - t
   prior.release()  # The text encoder is not needed again in this run (SD's is 0.5-1.4 GB).
   if start is None or start < config.num_steps:
@@ -366,9 +367,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   if config.val_every or config.export.enabled:
     first = host_params(state)  # Before the first step, which donates state; every process takes part.
     if lead:
-      compiling = outputs.compile_in_background(
-          render_view, preview if config.val_every else None, first[0],
-          np.asarray(jax.device_get(text_emb))[0], trainer.prior_params)
+      compiling = outputs.compile_in_background(render_view, preview if config.val_every else None, first[0],
+                                                captions, trainer.prior_params)
   last_saved = start
   logging.info("Set up in %.1f s: %s.", now() - setup.pop("start"),
                ", ".join(f"{name} {seconds:.1f} s" for name, seconds in setup.items()))
@@ -406,13 +406,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         t = now()
         per_seed = host_params(state)  # Every process takes part in the gather; the lead writes.
         if lead:
-          compiling = wait_for(compiling)
+          wait_for(compiling)
           sheet = outputs.validation_sheet(render_view, per_seed)
           outputs.write_validation(workdir, step, sheet)
           writer.image("validation", sheet, step)
           if preview is not None:
-            sheet = outputs.guidance_preview_sheet(preview, per_seed, np.asarray(jax.device_get(text_emb)),
-                                                   trainer.prior_params, step)
+            sheet = outputs.guidance_preview_sheet(preview, per_seed, captions, trainer.prior_params, step)
             outputs.write_validation(workdir, step, sheet, "guidance")
             writer.image("guidance_preview", sheet, step)
         timing["validation"] += now() - t
@@ -428,7 +427,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     per_seed = host_params(state)
     if lead:
       t = now()
-      compiling = wait_for(compiling)
+      wait_for(compiling)
       export_all(trainer, per_seed, config, workdir, render_view)
       logging.info("Exported in %.1f s.", now() - t)
   ckpts.close()
@@ -445,7 +444,7 @@ def log_timing(timing: dict, steps: int, total: float) -> None:
 
 
 def wait_for(future) -> None:
-  """Waits for a background task (None: nothing to wait for), re-raising its error; returns None."""
+  """Waits for a background task (None: nothing to wait for), re-raising its error."""
   if future is not None:
     future.result()
 

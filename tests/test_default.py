@@ -169,7 +169,6 @@ def test_judge_recognises_true_shapes_through_the_benchmarks_own_renders():
     assert scores["color_r_precision"] >= 0.75 and scores["geo_r_precision"] >= 0.75, (name, scores)
 
 
-
 def test_judge_names_near_and_darker_colours_by_the_nearest_colour():
   """An SDS result's albedo is never exactly its named colour: gray results sit ~0.1 off, and the prior
   darkens colours. Through the benchmark's own renders, the shipped judge must name (a) a true shape of

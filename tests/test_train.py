@@ -124,6 +124,22 @@ def test_the_train_step_compiled_in_the_background_equals_the_jitted_one():
   jax.tree.map(np.testing.assert_array_equal, _params(a), _params(b))
 
 
+def test_the_renderers_compiled_in_the_background_serve_validation_without_another_compile():
+  from dreamfusion_jax import outputs
+  config = tiny_config(**{"num_seeds": 2, "export.image_size": 16})
+  prior = target_prior(config)
+  trainer = train.Trainer(config, prior)
+  per_seed = train.host_params(trainer.init())
+  captions = np.zeros((5, 2, 4), np.float32)
+  render_view = outputs.view_renderer(trainer.scene, config, config.export.image_size)
+  preview = outputs.guidance_previewer(trainer.scene, config, prior.guidance)
+  outputs.compile_in_background(render_view, preview, per_seed[0], captions, trainer.prior_params).result()
+  assert render_view._cache_size() == 1 and preview._cache_size() == 1
+  outputs.validation_sheet(render_view, per_seed)  # What validation and the export call.
+  outputs.guidance_preview_sheet(preview, per_seed, captions, trainer.prior_params, 7)
+  assert render_view._cache_size() == 1 and preview._cache_size() == 1  # The worker's programs were reused.
+
+
 def test_the_gpu_fields_set_xla_options_on_gpus_only(monkeypatch):
   from dreamfusion_jax import compilation_cache
   options = lambda **kw: compilation_cache.compiler_options(tiny_config(**kw))
