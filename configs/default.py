@@ -3,7 +3,7 @@
   python -m dreamfusion_jax.main --config=configs/default.py --workdir=/tmp/default
 
 Any caption of the Shapes world works: --config.prompt="a {colour} {shape}" with a colour of
-dreamfusion_jax.shapes.COLOUR_NAMES and a shape of dreamfusion_jax.shapes.SHAPES. Then
+dreamfusion_jax.shapes.world.COLOUR_NAMES and a shape of dreamfusion_jax.shapes.world.SHAPES. Then
 `python -m dreamfusion_jax.evaluate --workdir=/tmp/default` scores the result against the truth.
 """
 from dreamfusion_jax import base_config
@@ -18,13 +18,13 @@ def get_config():
   c.guidance.scale = 100.0  # Classifier-free guidance weight (the paper's).
   # Diffusion times below 0.2 only add high-frequency noise from this small prior to the albedo.
   c.guidance.t_min = 0.2
-  # t_max falls from 0.98 to 0.5 over the run: the late, low-noise steps settle the colour (colour
-  # R-Precision 0.88 -> 0.92 over two seeds of the sweep) and the size (high times push the true object
-  # to grow, low times hold it; benchmarks/prior_size_push.py); mean IoU 0.63 -> 0.60 (BENCHMARKS.md).
+  # t_max falls from 0.98 to 0.5 over the run: the late, low-noise steps settle the colour and the size
+  # (high times push the true object to grow, low times hold it; benchmarks/prior_size_push.py), at a small
+  # cost in IoU (BENCHMARKS.md, 'Durable findings').
   c.guidance.t_max_final = 0.5
-  c.guidance.t_anneal_steps = 1000
+  c.guidance.t_anneal_steps = 1000  # Steps over which t_max falls: the whole run.
   # The MLPs (which hold the albedo) learn 3x faster than the base config's 1e-3: in the sweep every
-  # metric improved, colour R-Precision most (BENCHMARKS.md).
+  # metric improved, colour R-Precision most (BENCHMARKS.md, 'Durable findings').
   c.optim.net_lr = 3e-3
   c.field.bound = 1.0  # The Shapes world's objects lie within radius 0.65.
   c.field.num_levels = 6  # Hash-grid levels.
@@ -33,27 +33,26 @@ def get_config():
   c.field.mlp_width = 32  # Narrow MLP.
   # threestudio's density: softplus(raw + 10 (1 - |x| / 0.5)). The blob is negative beyond 0.5, so
   # empty space starts empty; exp(raw + gaussian blob) starts as a fog of density ~1 everywhere.
-  c.field.density_activation = "softplus"
-  c.field.blob_type = "magic3d"
-  c.field.blob_density = 10.0
-  c.field.blob_radius = 0.5
+  c.field.density_activation = "softplus"  # Density = softplus(raw + blob).
+  c.field.blob_type = "magic3d"  # The blob above (threestudio's name for it).
+  c.field.blob_density = 10.0  # The blob's value at the centre (the 10 above).
+  c.field.blob_radius = 0.5  # Where the blob crosses zero.
   # The albedo starts at sigmoid(1.4) = 0.8 instead of 0.5 grey: from half brightness the prior's pull
-  # towards dark colours kept pink and white results dark (colour error 0.56 and 0.30); from 0.8 they are
-  # pink and white (0.11, 0.10), and the colour error of all 110 captions fell 0.241 -> 0.181 over seeds
-  # 3-5 with the IoU unchanged (BENCHMARKS.md).
+  # towards dark colours kept pink and white results dark; from 0.8 they keep their colour, and the IoU
+  # is unchanged (BENCHMARKS.md, 'Durable findings' and 'Shapes sweep').
   c.field.albedo_bias = 1.4
   # One zoom (focal / distance = 0.8), the cameras the shipped prior was fine-tuned on (its config.json
   # records them). Under DreamFusion's U(1, 1.5) x U(0.7, 1.35) the prior cannot tell an object's size
   # from its zoom and pushes every render towards one apparent size: small-looking objects grow,
-  # large-looking ones shrink (BENCHMARKS.md).
-  c.camera.distance_range = (1.25, 1.25)
-  c.camera.focal_range = (1.0, 1.0)
+  # large-looking ones shrink (BENCHMARKS.md, 'Durable findings').
+  c.camera.distance_range = (1.25, 1.25)  # Camera distance from the origin: fixed.
+  c.camera.focal_range = (1.0, 1.0)  # Focal length in units of the image size: fixed.
   # Centred cameras (no look-at jitter, no position jitter), which the shipped prior was fine-tuned on last
   # (steps 33,000-40,900). A prior that saw DreamFusion's jittered framings accepts an object anywhere
-  # within the jitter, so results drifted 0.03-0.1 off the origin (cone, torus, teardrop); centred, the
-  # drift is ~0.01 and the sweep's IoU rose 0.644 -> 0.751 (BENCHMARKS.md).
-  c.camera.look_at_std = 0.0
-  c.camera.position_jitter = 0.0
+  # within the jitter, so results drifted off the origin (cone, torus, teardrop); centred, they stay on it
+  # and the IoU rose (BENCHMARKS.md, 'Durable findings').
+  c.camera.look_at_std = 0.0  # No look-at jitter.
+  c.camera.position_jitter = 0.0  # No camera position jitter.
   c.render.background = "random"  # Random solid colours, as in the prior's training images.
   c.render.image_size = 32  # Render size; renders are upsampled to the prior's 64x64.
   c.render.num_coarse = 32  # Stratified samples per ray.
@@ -64,12 +63,12 @@ def get_config():
   c.checkpoint_every = 500  # Checkpoints.
   c.val_every = 500  # Validation renders.
   c.export.mesh_resolution = 96  # Marching-cubes grid.
-  # Surface density level, also the occupancy the Shapes benchmark scores. SDS leaves a speckled fog
-  # of density ~2-10 inside the objects, not a hard surface. In the sweep (seeds 3 and 4) level 3 scores
-  # IoU 0.751 at 1.25x the true volume, level 2 0.736 (1.35x) and level 5 0.736 (1.04x); BENCHMARKS.md.
+  # Surface density level, also the occupancy the Shapes benchmark scores. SDS leaves a speckled fog of
+  # low density inside the objects, not a hard surface; level 3 is the fixed level whose volume comes
+  # closest to the truth and scores the best IoU (BENCHMARKS.md, 'Durable findings').
   c.export.mesh_threshold = 3.0
   c.export.num_frames = 36  # Turntable frames.
-  # On a GPU this job is mostly compiling; without XLA's Triton GEMM autotuning its train step compiled
-  # in 23-24 s instead of 29 s at the same steps/s (H200; BENCHMARKS.md).
+  # On a GPU this job is mostly compiling; without XLA's Triton GEMM fusions (and their autotuning) its
+  # train step compiles faster at the same steps/s (BENCHMARKS.md, 'GPU start-up').
   c.gpu_triton_gemm = False
   return c

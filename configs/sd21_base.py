@@ -8,6 +8,7 @@
 64x64 renders are resized to 512x512, encoded by the VAE (the gradient flows through it) and
 scored by the UNet with classifier-free guidance 100. The weights are held in bfloat16 (about
 1.8 GB for the UNet and the VAE encoder); --config.guidance.sd.dtype=float32 for full precision.
+Step time and memory of each variant: BENCHMARKS.md, 'Stable Diffusion step'.
 """
 from dreamfusion_jax import base_config
 

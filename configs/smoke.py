@@ -1,7 +1,7 @@
 """Smoke test: the whole pipeline (train, checkpoint, resume, export) with a tiny random prior.
 
-Runs on a 2-core CPU in under 2 minutes; CI runs it. The prior is a small *random* UNet, so the
-object it makes is meaningless: this config checks plumbing, not quality.
+Runs on a 2-core CPU in CI (its time: BENCHMARKS.md, 'CPU smoke run'). The prior is a small *random*
+UNet, so the object it makes is meaningless: this config checks plumbing, not quality.
 
   python -m dreamfusion_jax.main --config=configs/smoke.py --workdir=/tmp/smoke --config.num_seeds=2
 """
