@@ -21,7 +21,7 @@ import sys
 import jax
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dreamfusion_jax.hash_encoding import hash_encode, level_resolutions  # noqa: E402
+from dreamfusion_jax.nerf.hash_encoding import hash_encode, level_resolutions  # noqa: E402
 from timing import median_ms  # noqa: E402  (benchmarks/timing.py)
 
 

@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dreamfusion_jax import cameras, render  # noqa: E402
-from dreamfusion_jax.field import Scene  # noqa: E402
+from dreamfusion_jax.nerf import cameras, render  # noqa: E402
+from dreamfusion_jax.nerf.field import Scene  # noqa: E402
 from timing import median_ms  # noqa: E402  (benchmarks/timing.py)
 
 

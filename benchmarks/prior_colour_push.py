@@ -30,7 +30,8 @@ from absl import app, flags
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from dreamfusion_jax import guidance, prior_model, shapes, train_prior  # noqa: E402
+from dreamfusion_jax.guidance import shapes_prior  # noqa: E402
+from dreamfusion_jax.shapes import world, train_prior
 
 flags.DEFINE_list("prior_dirs", [], "Shapes prior directories (default: the shipped one).")
 flags.DEFINE_list("scales", ["100"], "Classifier-free guidance weights.")
@@ -67,21 +68,21 @@ def main(argv):
     raise app.UsageError("--scales and --brightness take numbers, --t_range MIN:MAX (e.g. 0.2:0.7).")
   if not 0.0 <= t_lo < t_hi <= 1.0:
     raise app.UsageError(f"--t_range={FLAGS.t_range}: need 0 <= MIN < MAX <= 1.")
-  dirs = FLAGS.prior_dirs or [guidance.shapes_prior_dir()]
+  dirs = FLAGS.prior_dirs or [shapes_prior.default_dir()]
   for d in dirs:
-    if prior_model.missing_files(d):
-      raise app.UsageError(f"'{d}' is not a Shapes prior (missing {', '.join(prior_model.missing_files(d))}).")
+    if shapes_prior.missing_files(d):
+      raise app.UsageError(f"'{d}' is not a Shapes prior (missing {', '.join(shapes_prior.missing_files(d))}).")
   # The first prior's recorded cameras (DreamFusion's for a prior saved before they were recorded).
-  cams = train_prior.last_cameras({"chunks": [{"camera": prior_model.read_config(dirs[0]).get("camera")}]})
+  cams = train_prior.last_cameras({"chunks": [{"camera": shapes_prior.read_config(dirs[0]).get("camera")}]})
   key = jax.random.PRNGKey(FLAGS.seed)
-  b = jax.device_get(shapes.sample_batch(key, FLAGS.batch, 64, False, (1.0, 0.0, 0.0), cams))
-  captions = shapes.captions_for(b)
+  b = jax.device_get(world.sample_batch(key, FLAGS.batch, 64, False, (1.0, 0.0, 0.0), cams))
+  captions = world.captions_for(b)
   opacity = b["opacity"][..., None]
   mask = jnp.asarray(opacity > 0.5, jnp.float32)
   background = (1.0 - opacity) * b["background"][:, None, None]
   first = {}
   for d in dirs:
-    unet, encoder, tokenizer, params, abar = prior_model.load_prior(d)
+    unet, encoder, tokenizer, params, abar = shapes_prior.load_prior(d)
     embed = jax.jit(lambda p, ids: encoder.apply({"params": p}, ids))
     ctx = embed(params["text"], tokenizer(captions))
     unc = embed(params["text"], tokenizer([""] * FLAGS.batch))
@@ -102,7 +103,7 @@ def main(argv):
         v = per_render[w]
         diff = v - first[k][w]
         paired = "" if d == dirs[0] else f"; minus the first prior: {diff.mean():+.3f} +- {diff.std() / np.sqrt(len(diff)):.3f}"
-        colours = " ".join(f"{name} {v[b['colour'] == c].mean():+.3f}" for c, name in enumerate(shapes.COLOUR_NAMES)
+        colours = " ".join(f"{name} {v[b['colour'] == c].mean():+.3f}" for c, name in enumerate(world.COLOUR_NAMES)
                            if (b["colour"] == c).any())
         print(f"{d}: w {w:g}, brightness x{k:g}: step {v.mean():+.3f} +- {v.std() / np.sqrt(len(v)):.3f} "
               f"(conditional {per_render[1.0].mean():+.3f}, unconditional {per_render[0.0].mean():+.3f}){paired}; "

@@ -18,14 +18,16 @@ that the prior pushes the true object to GROW, < 0 to shrink. Printed: the mean 
 """
 import importlib.util
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from dreamfusion_jax import cameras, guidance, render, sds, shapes
+from dreamfusion_jax import sds, train
+from dreamfusion_jax.nerf import cameras, render
+from dreamfusion_jax.shapes import world
+from dreamfusion_jax.guidance import text as text_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 flags.DEFINE_string("caption", "a red sphere", "A Shapes caption 'a {colour} {shape}'.")
@@ -52,7 +54,7 @@ def default_config():
 
 def make_push(prior, shape_index: int, t_range: tuple[int, int], scale: float, s0: float = 1.0):
   """A jitted (key, rgb, distance, focal, conds [4,L,D], uncond [L,D]) -> d/ds [BATCH] (see the docstring)."""
-  density = shapes.density_fn(shape_index)  # A Python int: only that shape's SDF, as the world renders it.
+  density = world.density_fn(shape_index)  # A Python int: only that shape's SDF, as the world renders it.
 
   def image(rgb, cam, bg, s):
     field = lambda x: (density(x / s), jnp.broadcast_to(rgb, x.shape))
@@ -67,7 +69,7 @@ def make_push(prior, shape_index: int, t_range: tuple[int, int], scale: float, s
     cams = dict(cams, origin=cams["origin"] * (distance / cams["distance"])[:, None],
                 focal=jnp.full((BATCH,), focal * SIZE))
     bgs = jax.random.uniform(k_bg, (BATCH, 3))
-    cond = conds[cameras.view_index(cams["elevation"], cams["azimuth"])]
+    cond = conds[text_lib.view_index(cams["elevation"], cams["azimuth"])]
     render_all = lambda s: jax.vmap(lambda cam, bg: image(rgb, cam, bg, s))(cams, bgs) * 2.0 - 1.0
     x0, x_plus, x_minus = render_all(s0), render_all(s0 * (1.0 + DELTA)), render_all(s0 * (1.0 - DELTA))
     r, _ = sds.sds_residual(k_sds, prior.guidance, prior.params, x0, cond, jnp.broadcast_to(uncond, cond.shape),
@@ -81,10 +83,10 @@ def main(argv):
   del argv
   config = default_config()
   config.guidance.path = FLAGS.prior_dir
-  prior = guidance.build_prior(config)
-  colour, name = shapes.parse_caption(FLAGS.caption)
-  rgb = jnp.asarray(shapes.COLOURS[colour])
-  emb = prior.embed([cameras.view_prompt(FLAGS.caption, v) for v in range(len(cameras.VIEW_SUFFIXES))] + [""])
+  prior = train.build_prior(config)
+  colour, name = world.parse_caption(FLAGS.caption)
+  rgb = jnp.asarray(world.COLOURS[colour])
+  emb = prior.embed([text_lib.view_prompt(FLAGS.caption, v) for v in range(len(text_lib.VIEW_SUFFIXES))] + [""])
   conds, uncond = jnp.asarray(emb[:-1]), jnp.asarray(emb[-1])
   t_fractions = ([tuple(float(v) for v in r.split(":")) for r in FLAGS.t_ranges.split(",")] if FLAGS.t_ranges
                  else [(config.guidance.t_min, config.guidance.t_max)])
@@ -92,7 +94,7 @@ def main(argv):
               for s0 in (float(v) for v in FLAGS.sizes.split(","))]
   for scale, (t_min, t_max), s0 in settings:
     t_range = sds.timestep_range(t_min, t_max, config.guidance.num_train_timesteps)
-    push = make_push(prior, shapes.SHAPES.index(name), t_range, scale, s0)
+    push = make_push(prior, world.SHAPES.index(name), t_range, scale, s0)
     for pair in FLAGS.cameras.split(","):
       distance, focal = (float(v) for v in pair.split(":"))
       values = np.concatenate([np.asarray(push(jax.random.PRNGKey(i), rgb, distance, focal, conds, uncond))

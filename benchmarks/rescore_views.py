@@ -32,7 +32,7 @@ def rescore(summary: dict, views_dir: str, judge) -> dict:
   """A copy of summary.json with each seed's R-Precisions recomputed by `judge` from the views sheets."""
   import imageio.v3 as iio
 
-  from dreamfusion_jax import evaluate, shapes
+  from dreamfusion_jax.shapes import evaluate, world
   out = copy.deepcopy(summary)
   rows = []
   for caption, ev in out["evaluations"].items():
@@ -45,7 +45,7 @@ def rescore(summary: dict, views_dir: str, judge) -> dict:
       raise ValueError(f"{caption}: {len(views)} rows of views for {len(seeds)} seeds")
     for seed, v in zip(seeds, views):
       ev["per_seed"][seed].update(evaluate.r_precision(judge, v["colour"], v["textureless"],
-                                                       shapes.COLOUR_NAMES.index(colour), shapes.SHAPES.index(shape)))
+                                                       world.COLOUR_NAMES.index(colour), world.SHAPES.index(shape)))
     for m in ("color_r_precision", "geo_r_precision"):
       ev["mean"][m] = float(np.mean([s[m] for s in ev["per_seed"].values()]))
     rows.append(shapes_sweep.caption_row(caption, ev, None))
@@ -60,7 +60,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   if not FLAGS.sweep:
     raise app.UsageError("--sweep is required: a shapes_sweep.py output folder.")
-  from dreamfusion_jax import classifier, evaluate
+  from dreamfusion_jax.shapes import judge as judge_lib, evaluate
   path = os.path.join(FLAGS.sweep, "summary.json")
   if not os.path.isfile(path) or not os.path.isdir(os.path.join(FLAGS.sweep, "views")):
     raise app.UsageError(f"'{FLAGS.sweep}' has no summary.json and views/ (run benchmarks/shapes_sweep.py first).")
@@ -69,7 +69,7 @@ def main(argv):
   from dreamfusion_jax.errors import UserError
   try:
     judge_dir = evaluate.find_classifier(FLAGS.classifier_dir)
-    judge = classifier.load_classifier(judge_dir)
+    judge = judge_lib.load_classifier(judge_dir)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

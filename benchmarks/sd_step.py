@@ -45,7 +45,8 @@ def main(argv):
   import numpy as np
 
   from configs import sd21_base
-  from dreamfusion_jax import guidance as guidance_lib, render, train
+  from dreamfusion_jax import train
+  from dreamfusion_jax.nerf import render, views
   from timing import median_ms
 
   config = sd21_base.get_config()
@@ -59,7 +60,7 @@ def main(argv):
     config.gpu_deterministic = FLAGS.deterministic
   device = jax.devices()[0]
   t0 = time.perf_counter()
-  prior = guidance_lib.build_prior(config)
+  prior = train.build_prior(config)
   trainer = train.Trainer(config, prior)
   state = trainer.init()
   text_emb = trainer.text_embeddings(train.embed_prompts(prior, config))
@@ -91,11 +92,11 @@ def main(argv):
   params = jax.tree.map(lambda x: x[0], state.params)
   size = config.render.image_size
   cam = train.cameras.sample_camera(jax.random.PRNGKey(1), train.cameras.from_config(config.camera), size)
-  shading = train.fixed_shading("shaded", cam["light_pos"])
-  rcfg = train.make_render_config(config)
+  shading = views.fixed_shading("shaded", cam["light_pos"])
+  rcfg = views.make_render_config(config)
 
   def render_loss(p):
-    field_fn, background_fn = train.field_fns(trainer.scene, p)
+    field_fn, background_fn = views.field_fns(trainer.scene, p)
     out = render.render_image(jax.random.PRNGKey(2), field_fn, background_fn, cam, shading, rcfg, size, size)
     return jnp.sum(out["rgb"])
   render_ms = median_ms(jax.jit(jax.grad(render_loss)), params, warmup=2, repeats=20)

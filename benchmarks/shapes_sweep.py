@@ -14,13 +14,13 @@ OUT/summary.json hold, per caption and overall: color_r_precision, geo_r_precisi
 color_error, and the Janus rate; OUT/views/<caption>.png shows each seed's colour and
 textureless views as the judge saw them.
 
---captions: 'all' (every colour x shape), 'heldout' (shapes.HELD_OUT), an integer N (N random
+--captions: 'all' (every colour x shape), 'heldout' (world.HELD_OUT), an integer N (N random
 captions, --caption_seed), or captions separated by ';' ("a red cube;a blue teardrop").
 --no_view_prompts turns view-dependent prompting off (camera.view_dependent_prompts=false), to
 measure the Janus rate without it. --config.FIELD=VALUE overrides apply to every seed.
 
 Overall numbers weight every caption equally (the mean of per-caption means); the Janus rate
-pools the seeds of the asymmetric captions (shapes.ASYMMETRIC). 'train' and 'held_out' rows split
+pools the seeds of the asymmetric captions (world.ASYMMETRIC). 'train' and 'held_out' rows split
 the captions by whether the prior saw the pair.
 """
 import datetime
@@ -58,24 +58,24 @@ FLAGS = flags.FLAGS
 
 
 def shapes_module():
-  from dreamfusion_jax import shapes  # Imported late: --help needs no JAX.
-  return shapes
+  from dreamfusion_jax.shapes import world  # Imported late: --help needs no JAX.
+  return world
 
 
 def select_captions(spec: str, seed: int) -> list[str]:
-  shapes = shapes_module()
-  every = [shapes.caption(c, s) for s in shapes.SHAPES for c in shapes.COLOUR_NAMES]
+  world = shapes_module()
+  every = [world.caption(c, s) for s in world.SHAPES for c in world.COLOUR_NAMES]
   if spec == "all":
     return every
   if spec == "heldout":
-    return [shapes.caption(c, s) for c, s in shapes.HELD_OUT]
+    return [world.caption(c, s) for c, s in world.HELD_OUT]
   if spec.isdigit():
     import random
     return sorted(random.Random(seed).sample(every, min(int(spec), len(every))))
   captions = [c.strip() for c in spec.split(";") if c.strip()]
   for c in captions:
-    shapes.parse_caption(c)  # A ValueError names a caption outside the world.
-  return [shapes.caption(*shapes.parse_caption(c)) for c in captions]
+    world.parse_caption(c)  # A ValueError names a caption outside the world.
+  return [world.caption(*world.parse_caption(c)) for c in captions]
 
 
 def slug(caption: str) -> str:
@@ -88,9 +88,9 @@ def mean(values):
 
 
 def caption_row(caption: str, evaluation: dict | None, error: str | None) -> dict:
-  shapes = shapes_module()
-  colour, shape = shapes.parse_caption(caption)
-  row = dict(caption=caption, held_out=(colour, shape) in shapes.HELD_OUT, asymmetric=shape in shapes.ASYMMETRIC,
+  world = shapes_module()
+  colour, shape = world.parse_caption(caption)
+  row = dict(caption=caption, held_out=(colour, shape) in world.HELD_OUT, asymmetric=shape in world.ASYMMETRIC,
              error=error)
   if evaluation is None:
     row.update({m: None for m in METRICS}, janus_rate=None, janus_count=None, num_seeds=0)
@@ -194,7 +194,7 @@ def save_params(out: str, caption: str, seed: int, params) -> str:
 def views_sheet(scorer, params_list: list) -> np.ndarray:
   """uint8 sheet: one row per seed, the judge's colour views then its textureless views."""
 
-  from dreamfusion_jax import evaluate
+  from dreamfusion_jax.shapes import evaluate
   st = scorer.settings
   return evaluate.views_sheet([evaluate.render_views(scorer.render_view, p, st["num_views"], st["elevation"])
                                for p in params_list])
@@ -205,7 +205,8 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   import jax
 
-  from dreamfusion_jax import checks, evaluate, export, guidance, train
+  from dreamfusion_jax import checks, export, train
+  from dreamfusion_jax.shapes import evaluate
   from dreamfusion_jax.errors import UserError
   if not FLAGS.out:
     raise app.UsageError("--out is required: the folder for summary.md, summary.json and views/.")
@@ -226,7 +227,7 @@ def main(argv):
     config.num_seeds = 1
   try:
     checks.validate_config(config)
-    prior = guidance.build_prior(config)
+    prior = train.build_prior(config)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

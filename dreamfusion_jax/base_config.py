@@ -18,7 +18,7 @@ def get_config():
 
   c.batch_size = 1  # Views rendered per seed per step (the paper: 4, one per TPU chip).
 
-  # --- The NeRF field (dreamfusion_jax.field.Scene). ---
+  # --- The NeRF field (dreamfusion_jax.nerf.field.Scene). ---
   c.field = ml_collections.ConfigDict()
   c.field.bound = 1.4  # Radius of the bounding sphere (world units); density is 0 outside it.
   c.field.num_levels = 16  # L in Instant-NGP: hash-grid levels.
@@ -36,7 +36,7 @@ def get_config():
   c.field.bg_mlp_width = 32  # Width of the background MLP on the ray direction.
   c.field.bg_num_frequencies = 4  # Positional-encoding frequencies of the ray direction.
 
-  # --- The renderer (dreamfusion_jax.render.RenderConfig). ---
+  # --- The renderer (dreamfusion_jax.nerf.render.RenderConfig). ---
   c.render = ml_collections.ConfigDict()
   c.render.image_size = 64  # Rendered image height and width in pixels.
   c.render.num_coarse = 128  # Stratified samples per ray (density only, no gradient).
@@ -46,7 +46,7 @@ def get_config():
   # satisfied by colouring the background); validation and export views use white.
   c.render.background = "learned"
 
-  # --- Cameras (dreamfusion_jax.cameras.CameraConfig); the paper's distribution. ---
+  # --- Cameras (dreamfusion_jax.nerf.cameras.CameraConfig); the paper's distribution. ---
   c.camera = ml_collections.ConfigDict()
   c.camera.elevation_range = (-10.0, 90.0)  # Elevation in degrees.
   c.camera.distance_range = (1.0, 1.5)  # Camera distance from the origin (world units).

@@ -2,6 +2,7 @@
 import os
 from typing import Any, Optional
 
+import jax
 import orbax.checkpoint as ocp
 
 from dreamfusion_jax import checks
@@ -14,7 +15,8 @@ class Checkpoints:
   def __init__(self, workdir: str, keep: int):
     self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
     self.manager = ocp.CheckpointManager(
-        self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+        self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+        item_handlers={"state": ocp.StandardCheckpointHandler(), "config": ocp.JsonCheckpointHandler()})
 
   def latest_step(self) -> Optional[int]:
     return self.manager.latest_step()
@@ -42,6 +44,16 @@ class Checkpoints:
           f"The checkpoint at step {step} in '{self.directory}' does not fit this config's model ({e.__class__.__name__}: "
           f"{str(e).splitlines()[0][:200]}). Nothing was changed there. Use a new --workdir, or the config the "
           "checkpoint was made with.") from None
+
+  def restore_params(self, step: int) -> Any:
+    """The field parameters [S, ...] (every seed's) at `step`, on this process's first device.
+
+    Needs no model: the state's tree, shapes and dtypes come from the checkpoint's own metadata.
+    """
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    meta = self.manager.item_metadata(step).state
+    abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), meta)
+    return self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))).state["params"]
 
   def wait(self) -> None:
     self.manager.wait_until_finished()

@@ -2,10 +2,14 @@
 import json
 import os
 import shutil
+from typing import Optional
 
 import ml_collections
+import numpy as np
+from absl import logging
 
-from dreamfusion_jax import base_config, cameras
+from dreamfusion_jax import base_config
+from dreamfusion_jax.nerf import cameras
 from dreamfusion_jax.errors import ConfigError, WorkdirError
 
 # Fields a resumed run may change: how long it runs and what it logs or writes, never what it computes.
@@ -151,3 +155,32 @@ def check_resume_compatible(saved: dict, current: dict, workdir: str) -> None:
         f"The work directory '{workdir}' holds a checkpoint of a different config ({shown}). Nothing was changed "
         "there. Use a new --workdir for the new config, or rerun with the checkpoint's values to resume it "
         "(only num_steps, logging, checkpoint, validation and export fields may change on resume).")
+
+
+_CAMERA_KEYS = ("distance_range", "focal_range", "look_at_std", "position_jitter")
+# DreamFusion's cameras (cameras.CameraConfig's defaults): what priors saved without a 'camera' record saw.
+_PAPER_CAMERA = {k: getattr(cameras.CameraConfig(), k) for k in _CAMERA_KEYS}
+
+
+def warn_camera_mismatch(prior_camera: Optional[dict], run_camera) -> None:
+  """Logs a warning when a run samples other cameras than its prior was trained on (see camera_mismatch)."""
+  mismatch = camera_mismatch(prior_camera, run_camera)
+  if mismatch:
+    logging.warning("The prior was trained on cameras with %s; this run samples %s. The prior pushes objects "
+                    "towards the size they had in its training images, so they come out at the wrong size: set "
+                    "--config.camera.* to the prior's values (configs/default.py does).", *mismatch)
+
+
+def camera_mismatch(prior_camera: Optional[dict], run_camera) -> Optional[tuple[str, str]]:
+  """None if a run's config.camera samples the zoom and framing the prior was trained on; else the two
+  descriptions (prior's, run's). prior_camera: the prior's `training_cameras` (a missing key: DreamFusion's
+  value; None: a prior indifferent to cameras, which always matches)."""
+  if prior_camera is None:
+    return None
+  want = {k: prior_camera.get(k, _PAPER_CAMERA[k]) for k in _CAMERA_KEYS}
+  got = {k: run_camera.get(k, _PAPER_CAMERA[k]) for k in _CAMERA_KEYS}
+  close = lambda a, b: np.allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), atol=1e-6)
+  if all(close(want[k], got[k]) for k in _CAMERA_KEYS):
+    return None
+  describe = lambda c: ", ".join(f"{k}={tuple(v) if isinstance(v, (list, tuple)) else v}" for k, v in c.items())
+  return describe(want), describe(got)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import warnings
 from typing import Callable, Mapping
 
@@ -31,6 +30,8 @@ import imageio.v3 as iio
 import numpy as np
 import skimage.measure
 import trimesh
+
+from dreamfusion_jax import files
 
 # Density above which a point counts as "inside" the surface, per world unit. Densities are
 # per unit length, so what a threshold means depends on a length: over a path of length L a
@@ -247,33 +248,6 @@ def clean_floaters(mesh: trimesh.Trimesh, min_fraction: float = DEFAULT_MIN_FRAC
 # ----------------------------------------------------------------------------- files
 
 
-def _atomic_write_bytes(path: str, data: bytes) -> None:
-    directory, name = os.path.split(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _atomic_write_with(path: str, write: Callable[[str], None]) -> None:
-    """Calls write(tmp_path) on a temp file with path's extension (encoders pick the format from it)."""
-    directory, name = os.path.split(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=os.path.splitext(name)[1], dir=directory)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def write_mesh(mesh: trimesh.Trimesh, directory: str) -> dict[str, str]:
     """Writes mesh.glb (glTF frame: +Y up, front +Z) and mesh.ply (world frame: +Z up), vertex colours in both.
 
@@ -283,8 +257,8 @@ def write_mesh(mesh: trimesh.Trimesh, directory: str) -> dict[str, str]:
     paths = {"glb": os.path.join(directory, "mesh.glb"), "ply": os.path.join(directory, "mesh.ply")}
     gltf_mesh = mesh.copy()
     gltf_mesh.apply_transform(_WORLD_TO_GLTF)
-    _atomic_write_bytes(paths["glb"], gltf_mesh.export(file_type="glb"))
-    _atomic_write_bytes(paths["ply"], mesh.export(file_type="ply"))
+    files.write_bytes(paths["glb"], gltf_mesh.export(file_type="glb"))
+    files.write_bytes(paths["ply"], mesh.export(file_type="ply"))
     return paths
 
 
@@ -300,7 +274,7 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 def write_png(path: str, image: np.ndarray) -> str:
     """Writes an [H, W, 3] image (uint8, or float in [0, 1]) as PNG; returns path."""
-    _atomic_write_with(path, lambda tmp: iio.imwrite(tmp, to_uint8(image), extension=".png"))
+    files.atomic_write(path, lambda tmp: iio.imwrite(tmp, to_uint8(image), extension=".png"))
     return path
 
 
@@ -344,7 +318,7 @@ def write_video(path: str, frames: np.ndarray, fps: int = 30, min_height: int = 
         finally:
             writer.close()
 
-    _atomic_write_with(path, write)
+    files.atomic_write(path, write)
     return path
 
 

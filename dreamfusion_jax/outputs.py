@@ -1,6 +1,5 @@
 """What a run writes: metrics (JSONL + TensorBoard), validation renders, and per-seed exports."""
 import functools
-import json
 import os
 from typing import Any
 
@@ -10,68 +9,13 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from dreamfusion_jax import cameras, compilation_cache, export, render
-from dreamfusion_jax.field import Scene
+from dreamfusion_jax import compilation_cache, export, sds
+from dreamfusion_jax.guidance import text as text_lib
+from dreamfusion_jax.nerf import views
+from dreamfusion_jax.nerf.field import Scene
 
 # Validation views: (elevation, azimuth) of the front, side, back and overhead suffixes.
 VALIDATION_VIEWS = ((15.0, 0.0), (15.0, 90.0), (15.0, 180.0), (75.0, 0.0))
-
-
-def import_summary_writer():
-  """tensorboardX's SummaryWriter, imported without PyTorch.
-
-  tensorboardX's writer module imports torch whenever it is installed, only to accept torch tensors
-  (this project passes numpy arrays); with CUDA that import took ~5 s of the GPU main job. While
-  sys.modules['torch'] is None, `import torch` raises ImportError, which tensorboardX handles.
-  """
-  import sys
-  if "torch" in sys.modules or "tensorboardX" in sys.modules:
-    from tensorboardX import SummaryWriter
-    return SummaryWriter
-  sys.modules["torch"] = None
-  try:
-    from tensorboardX import SummaryWriter
-  finally:
-    del sys.modules["torch"]
-  return SummaryWriter
-
-
-class MetricsWriter:
-  """Appends {'step': N, 'seed_K/name': v, 'name': mean over seeds} to metrics.jsonl and TensorBoard."""
-
-  def __init__(self, workdir: str, seeds: np.ndarray, enabled: bool = True):
-    self.enabled = enabled
-    self.seeds = seeds
-    if enabled:
-      SummaryWriter = import_summary_writer()  # Imported here: only the writing process needs it.
-      self.path = os.path.join(workdir, "metrics.jsonl")
-      self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
-
-  def write(self, step: int, metrics: dict[str, np.ndarray], extra: dict[str, float]) -> None:
-    if not self.enabled:
-      return
-    record: dict[str, Any] = {"step": int(step)}
-    for name, values in metrics.items():
-      values = np.asarray(values, np.float64).reshape(len(self.seeds))
-      record[name] = float(values.mean())
-      for seed, v in zip(self.seeds, values):
-        record[f"seed_{seed}/{name}"] = float(v)
-    record.update({k: float(v) for k, v in extra.items()})
-    with open(self.path, "a") as f:
-      f.write(json.dumps(record) + "\n")
-    for k, v in record.items():
-      if k != "step":
-        self.tb.add_scalar(k, v, step)
-    self.tb.flush()
-
-  def image(self, tag: str, image: np.ndarray, step: int) -> None:
-    if self.enabled:
-      self.tb.add_image(tag, image, step, dataformats="HWC")
-      self.tb.flush()
-
-  def close(self) -> None:
-    if self.enabled:
-      self.tb.close()
 
 
 def view_renderer(scene: Scene, config: ml_collections.ConfigDict, size: int):
@@ -79,21 +23,17 @@ def view_renderer(scene: Scene, config: ml_collections.ConfigDict, size: int):
 
   Renders are deterministic (no sampling noise): the same params give the same images.
   """
-  from dreamfusion_jax.train import field_fns, fixed_shading, make_render_config  # Avoids an import cycle.
-  rcfg = make_render_config(config)
+  rcfg = views.make_render_config(config)
   focal = size * 1.0  # A 53 degree field of view.
 
   @functools.partial(jax.jit, compiler_options=compilation_cache.compiler_options(config))
   def render_view(params, elevation, azimuth):
-    cam = cameras.orbit_camera(elevation, azimuth, config.export.distance, focal)
-    field_fn, background_fn = field_fns(scene, params)
-    if config.render.background == "random":  # The learned background was never trained: show white.
-      background_fn = lambda d: jnp.ones_like(d)
-    colour = render.render_image(None, field_fn, background_fn, cam, fixed_shading("albedo", cam["light_pos"]),
-                                 rcfg, size, size)
-    plain = render.render_image(None, field_fn, lambda d: jnp.ones_like(d), cam,
-                                fixed_shading("textureless", cam["light_pos"]), rcfg, size, size)
-    return dict(rgb=colour["rgb"], textureless=plain["rgb"], normals=colour["normals"], opacity=colour["opacity"])
+    field_fn, learned = views.field_fns(scene, params)
+    out = views.orbit_view(field_fn, {"albedo": views.display_background(config, learned), "textureless": views.white},
+                           rcfg, elevation, azimuth, distance=config.export.distance, focal=focal, size=size)
+    colour = out["albedo"]
+    return dict(rgb=colour["rgb"], textureless=out["textureless"]["rgb"], normals=colour["normals"],
+                opacity=colour["opacity"])
 
   return render_view
 
@@ -136,23 +76,19 @@ def guidance_previewer(scene: Scene, config: ml_collections.ConfigDict, guidance
   training render), that view noised to time guidance.preview_t, and the prior's one-step denoised
   estimate at that time with classifier-free guidance (sds.denoised), decoded to pixels.
   """
-  from dreamfusion_jax import sds
-  from dreamfusion_jax.train import field_fns, fixed_shading, make_render_config  # Avoids an import cycle.
   size = config.render.image_size
-  rcfg = make_render_config(config)
+  rcfg = views.make_render_config(config)
   elevation, azimuth = VALIDATION_VIEWS[0]
   t = min(int(round(config.guidance.preview_t * config.guidance.num_train_timesteps)),
           config.guidance.num_train_timesteps - 1)
 
   @functools.partial(jax.jit, compiler_options=compilation_cache.compiler_options(config))
   def preview(params, text_emb, prior_params, key):
-    view = cameras.view_index(elevation, azimuth)
-    cam = cameras.orbit_camera(jnp.float32(elevation), jnp.float32(azimuth), config.export.distance, size * 1.0)
-    field_fn, background_fn = field_fns(scene, params)
-    if config.render.background == "random":
-      background_fn = lambda d: jnp.ones_like(d)
-    rgb = render.render_image(None, field_fn, background_fn, cam, fixed_shading("albedo", cam["light_pos"]),
-                              rcfg, size, size)["rgb"][None]
+    view = text_lib.view_index(elevation, azimuth)
+    field_fn, learned = views.field_fns(scene, params)
+    rgb = views.orbit_view(field_fn, {"albedo": views.display_background(config, learned)}, rcfg,
+                           jnp.float32(elevation), jnp.float32(azimuth), distance=config.export.distance,
+                           focal=size * 1.0, size=size)["albedo"]["rgb"][None]
     x0 = guidance.encode(prior_params, rgb)
     x_t, x0_hat = sds.denoised(key, guidance, prior_params, x0, text_emb[1 + view][None], text_emb[0][None],
                                scale=config.guidance.scale, t=t)

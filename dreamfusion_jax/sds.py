@@ -11,7 +11,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from dreamfusion_jax.guidance import Guidance
+from dreamfusion_jax.guidance.interface import Guidance
 
 
 def timestep_range(t_min: float, t_max: float, num_timesteps: int) -> tuple[int, int]:

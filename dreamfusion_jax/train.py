@@ -6,7 +6,6 @@ devices optimises 8 independent objects in one program, and seed k of a multi-se
 same computation as a single-seed run with `seed + k`.
 """
 import functools
-import json
 import os
 import time
 from typing import Any
@@ -20,9 +19,17 @@ import optax
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from dreamfusion_jax import cameras, checks, compilation_cache, guidance as guidance_lib, render, sds
+from dreamfusion_jax import checks, compilation_cache, files, sds
+from dreamfusion_jax import metrics as metrics_lib
 from dreamfusion_jax.errors import ConfigError, DivergenceError
-from dreamfusion_jax.field import Scene
+from dreamfusion_jax.guidance import interface as guidance_lib, registry
+from dreamfusion_jax.guidance import text as text_lib
+from dreamfusion_jax.nerf import cameras, render, views
+from dreamfusion_jax.nerf.field import Scene
+
+
+# What a diverged run's message advises (metrics.check_finite).
+DIVERGENCE_ADVICE = "Lower optim.lr or guidance.scale, or enable optim.grad_clip, then run again."
 
 
 @flax.struct.dataclass
@@ -35,15 +42,6 @@ class TrainState:
 
 
 # ----------------------------------------------------------------------------- building blocks
-
-
-def make_scene(config: ml_collections.ConfigDict) -> Scene:
-  return Scene(**config.field.to_dict())
-
-
-def make_render_config(config: ml_collections.ConfigDict) -> render.RenderConfig:
-  return render.RenderConfig(bound=config.field.bound, num_coarse=config.render.num_coarse,
-                             num_fine=config.render.num_fine)
 
 
 def learning_rate(config: ml_collections.ConfigDict, peak: float) -> optax.Schedule:
@@ -99,19 +97,18 @@ def sample_shading(key: jax.Array, step: jnp.ndarray, config: ml_collections.Con
   return out
 
 
-def fixed_shading(mode: str, light_pos: jnp.ndarray) -> dict:
-  """'albedo', 'shaded' or 'textureless' shading with a given light (validation and export)."""
-  ambient, diffuse, white = render.SHADING_MODES[mode]
-  return dict(ambient=jnp.float32(ambient), diffuse=jnp.float32(diffuse), textureless=jnp.float32(white),
-              light_pos=light_pos)
+def build_prior(config: ml_collections.ConfigDict) -> guidance_lib.Prior:
+  """The run's prior (guidance.registry) from config.guidance and what the prior needs of the run."""
+  return registry.build_prior(config.guidance, prompt=config.prompt, image_size=config.render.image_size,
+                              previews=bool(config.guidance.preview_t > 0 and config.val_every > 0))
 
 
 def embed_prompts(prior: guidance_lib.Prior, config: ml_collections.ConfigDict) -> np.ndarray:
   """Text embeddings [5, L, D]: index 0 is the empty caption, 1 + view_index the caption to use."""
   if config.camera.view_dependent_prompts:
-    texts = [cameras.view_prompt(config.prompt, i) for i in range(len(cameras.VIEW_SUFFIXES))]
+    texts = [text_lib.view_prompt(config.prompt, i) for i in range(len(text_lib.VIEW_SUFFIXES))]
   else:
-    texts = [config.prompt] * len(cameras.VIEW_SUFFIXES)
+    texts = [config.prompt] * len(text_lib.VIEW_SUFFIXES)
   return prior.embed([""] + texts).astype(np.float32)
 
 
@@ -123,13 +120,6 @@ def init_state(seed: jnp.ndarray, scene: Scene, tx: optax.GradientTransformation
   key = jax.random.PRNGKey(seed)
   params = scene.init(jax.random.fold_in(key, 0), jnp.zeros((1, 3)), jnp.zeros((1, 3)))["params"]
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), key=key)
-
-
-def field_fns(scene: Scene, params: Any):
-  """(field_fn, background_fn) closures over params, as the renderer takes them."""
-  field_fn = lambda x: scene.apply({"params": params}, x, method=Scene.field)
-  background_fn = lambda d: scene.apply({"params": params}, d, method=Scene.background)
-  return field_fn, background_fn
 
 
 def vmap_unless_one(fn, size: int, in_axes: tuple):
@@ -156,8 +146,8 @@ def loss_fn(params: Any, key: jax.Array, step: jnp.ndarray, text_emb: jnp.ndarra
       jax.random.split(k_cam, batch))
   shading = jax.vmap(lambda k, lp: sample_shading(k, step, config, lp))(
       jax.random.split(k_shade, batch), cams["light_pos"])
-  field_fn, learned_background = field_fns(scene, params)
-  rcfg = make_render_config(config)
+  field_fn, learned_background = views.field_fns(scene, params)
+  rcfg = views.make_render_config(config)
 
   def render_view(k, cam, sh):
     background_fn = learned_background
@@ -167,8 +157,8 @@ def loss_fn(params: Any, key: jax.Array, step: jnp.ndarray, text_emb: jnp.ndarra
     return render.render_image(k, field_fn, background_fn, cam, sh, rcfg, size, size)
 
   out = vmap_unless_one(render_view, batch, (0, 0, 0))(jax.random.split(k_render, batch), cams, shading)
-  views = cameras.view_index(cams["elevation"], cams["azimuth"])
-  cond, uncond = text_emb[1 + views], jnp.broadcast_to(text_emb[0], (batch,) + text_emb.shape[1:])
+  view_ids = text_lib.view_index(cams["elevation"], cams["azimuth"])
+  cond, uncond = text_emb[1 + view_ids], jnp.broadcast_to(text_emb[0], (batch,) + text_emb.shape[1:])
   g = config.guidance
   sds_value, sds_aux = sds.sds_loss(
       k_sds, guidance, prior_params, out["rgb"], cond, uncond, scale=g.scale,
@@ -220,7 +210,7 @@ class Trainer:
 
   def __init__(self, config: ml_collections.ConfigDict, prior: guidance_lib.Prior):
     self.config = config
-    self.scene = make_scene(config)
+    self.scene = views.make_scene(config)
     self.tx = make_optimizer(config)
     self.prior = prior
     self.mesh = seed_mesh(config.num_seeds)
@@ -285,27 +275,8 @@ class Trainer:
     return self._step(state, text_emb, self.prior_params)
 
 
-def check_finite(metrics: dict, step: int, seeds: np.ndarray, last_checkpoint: int | None) -> None:
-  """Raises DivergenceError when any seed's loss or gradient is NaN or infinite."""
-  bad = [int(s) for i, s in enumerate(seeds)
-         if not (np.isfinite(metrics["loss"][i]) and np.isfinite(metrics["grad_norm"][i]))]
-  if bad:
-    saved = (f"the last checkpoint (step {last_checkpoint}) is intact and the run resumes from it"
-             if last_checkpoint is not None else "no checkpoint was written yet")
-    raise DivergenceError(
-        f"The loss or its gradient became NaN or infinite by step {step} for seed(s) {bad}; the run stopped "
-        f"and {saved}. Lower optim.lr or guidance.scale, or enable optim.grad_clip, then run again.")
-
-
 def metrics_to_host(metrics: dict) -> dict:
   return {k: np.asarray(jax.device_get(v)) for k, v in metrics.items()}
-
-
-def dump_json(path: str, obj: Any) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2)
-  os.replace(tmp, path)
 
 
 def now() -> float:
@@ -332,8 +303,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   ckpts = Checkpoints(workdir, config.keep_checkpoints)
   start = ckpts.check_compatible(config_dict, workdir)
   setup = {"start": now()}
-  prior = guidance_lib.build_prior(config)
+  prior = build_prior(config)
   setup["prior"] = now() - setup["start"]
+  checks.warn_camera_mismatch(prior.training_cameras, config.camera)
   unknown = prior.unknown_words(config.prompt)
   if unknown:
     logging.warning("The prior does not know the word(s) %s; they are ignored.", unknown)
@@ -358,8 +330,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   step = int(jax.device_get(state.step[0]))
   setup["initial state"] = now() - t
   if lead:
-    dump_json(os.path.join(workdir, "config.json"), config_dict)
-  writer = outputs.MetricsWriter(workdir, trainer.seeds, enabled=lead)
+    files.write_json(os.path.join(workdir, "config.json"), config_dict)
+  writer = metrics_lib.MetricsWriter(workdir, trainer.seeds, enabled=lead)
   render_view = outputs.view_renderer(trainer.scene, config, config.export.image_size)
   preview = (outputs.guidance_previewer(trainer.scene, config, prior.guidance)
              if config.guidance.preview_t > 0 else None)
@@ -388,7 +360,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       last = step == config.num_steps
       if step % config.log_every == 0 or last:
         host = metrics_to_host(metrics)
-        check_finite(host, step, trainer.seeds, last_saved)
+        metrics_lib.check_finite(host, step, last_saved, DIVERGENCE_ADVICE, seeds=trainer.seeds)
         rate = (step - tick_step) / max(now() - tick, 1e-9)
         tick, tick_step = now(), step
         writer.write(step, host, {"steps_per_sec": rate})

@@ -1,4 +1,4 @@
-"""Tests for dreamfusion_jax.cameras: the sampled distributions against closed forms, the frame,
+"""Tests for dreamfusion_jax.nerf.cameras: the sampled distributions against closed forms, the frame,
 rays against an independent numpy pinhole model, and the view-suffix rule."""
 
 import math
@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dreamfusion_jax import cameras
+from dreamfusion_jax.nerf import cameras
+from dreamfusion_jax.guidance import text as text_lib
 
 N = 20_000
 IMAGE_SIZE = 64
@@ -181,13 +182,13 @@ def test_orbit_camera():
     ],
 )
 def test_view_index(elevation, azimuth, expected):
-  assert int(cameras.view_index(elevation, azimuth)) == expected
+  assert int(text_lib.view_index(elevation, azimuth)) == expected
 
 
 def test_view_index_vectorised_and_prompt():
-  idx = cameras.view_index(jnp.array([0.0, 0.0, 0.0, 80.0]), jnp.array([0.0, 90.0, 180.0, 0.0]))
+  idx = text_lib.view_index(jnp.array([0.0, 0.0, 0.0, 80.0]), jnp.array([0.0, 90.0, 180.0, 0.0]))
   assert idx.dtype == jnp.int32
   np.testing.assert_array_equal(idx, [0, 1, 2, 3])
-  assert cameras.view_prompt("a corgi", 1) == "a corgi, side view"
-  assert cameras.view_prompt("a corgi", jnp.int32(3)) == "a corgi, overhead view"
-  assert cameras.VIEW_SUFFIXES == ("front view", "side view", "back view", "overhead view")
+  assert text_lib.view_prompt("a corgi", 1) == "a corgi, side view"
+  assert text_lib.view_prompt("a corgi", jnp.int32(3)) == "a corgi, overhead view"
+  assert text_lib.VIEW_SUFFIXES == ("front view", "side view", "back view", "overhead view")

@@ -1,4 +1,4 @@
-"""Parity of the Flax CLIP text encoder (dreamfusion_jax.clip_text) with transformers' PyTorch CLIPTextModel.
+"""Parity of the Flax CLIP text encoder (dreamfusion_jax.guidance.clip_text) with transformers' PyTorch CLIPTextModel.
 
 Tiny random PyTorch encoders are saved with `save_pretrained`, read back through
 `load_safetensors_numpy` + config.json exactly as a Stable Diffusion `text_encoder/` folder would be,
@@ -21,9 +21,9 @@ transformers = pytest.importorskip("transformers")
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from dreamfusion_jax.clip_text import (ACTIVATIONS, CLIPTextModel, clip_params_from_torch,  # noqa: E402
+from dreamfusion_jax.guidance.clip_text import (ACTIVATIONS, CLIPTextModel, clip_params_from_torch,  # noqa: E402
                                        load_tokenizer, tokenize)
-from dreamfusion_jax.convert import CheckpointError, load_safetensors_numpy  # noqa: E402
+from dreamfusion_jax.guidance.convert import CheckpointError, load_safetensors_numpy  # noqa: E402
 
 TOL = 1e-4  # max abs difference allowed between PyTorch and Flax in float32
 

@@ -28,13 +28,14 @@ def colour_fraction(images, rgb, tol=0.2):
 
 
 def test_shipped_prior_draws_the_asked_colour():
-  from dreamfusion_jax import guidance, prior_model, shapes
-  unet, encoder, tokenizer, params, abar = prior_model.load_prior(guidance.shapes_prior_dir())
+  from dreamfusion_jax.guidance import shapes_prior
+  from dreamfusion_jax.shapes import world
+  unet, encoder, tokenizer, params, abar = shapes_prior.load_prior(shapes_prior.default_dir())
   embed = jax.jit(lambda p, ids: encoder.apply({"params": p}, ids))
   apply = lambda p, x, t, c: unet.apply({"params": p}, x, t, c)
   n = 6
   noise = jax.random.normal(jax.random.PRNGKey(0), (n, 64, 64, 3))
-  draw = jax.jit(lambda p, ctx, unc: prior_model.sample(None, apply, p, ctx, unc, abar, num_steps=20,
+  draw = jax.jit(lambda p, ctx, unc: shapes_prior.sample(None, apply, p, ctx, unc, abar, num_steps=20,
                                                         guidance_scale=4.0, initial_noise=noise))
   uncond = embed(params["text"], tokenizer([""]))
   images = {c: np.asarray(draw(params["unet"], embed(params["text"], tokenizer([f"a {c} cube, front view"] * n)),
@@ -42,28 +43,30 @@ def test_shipped_prior_draws_the_asked_colour():
   # The same noise, two captions: each draws its own colour and not the other's. (Not every sample
   # shows much of its object: some are shaded or drawn small, part out of frame, or empty.)
   for asked, other in (("red", "blue"), ("blue", "red")):
-    mine = colour_fraction(images[asked], shapes.COLOURS[asked])
-    theirs = colour_fraction(images[asked], shapes.COLOURS[other])
+    mine = colour_fraction(images[asked], world.COLOURS[asked])
+    theirs = colour_fraction(images[asked], world.COLOURS[other])
     assert np.sum(mine >= 0.1) >= 2, (asked, mine)
     assert np.all(theirs < 0.05), (asked, theirs)
 
 
 def test_shipped_model_card_and_judge_are_there():
-  from dreamfusion_jax import classifier, guidance
-  card = open(os.path.join(guidance.shapes_prior_dir(), "MODEL_CARD.md")).read()
+  from dreamfusion_jax.guidance import shapes_prior
+  from dreamfusion_jax.shapes import judge as judge_lib
+  card = open(os.path.join(shapes_prior.default_dir(), "MODEL_CARD.md")).read()
   for fact in ("**steps**", "**batch**", "**device**", "**wall time**", "held-out pairs", "final training loss"):
     assert fact in card, fact
-  judge = classifier.load_classifier(classifier.default_classifier_dir())
+  judge = judge_lib.load_classifier(judge_lib.default_classifier_dir())
   assert judge.image_size == 64
 
 
 def test_default_config_renders_with_the_cameras_the_shipped_prior_learned():
   """configs/default.py and the shipped prior's recorded cameras must not drift apart (a prior that sees
   no camera pulls objects towards the apparent size of its training images)."""
-  from dreamfusion_jax import guidance, prior_model
+  from dreamfusion_jax import checks
+  from dreamfusion_jax.guidance import shapes_prior
   sys.path.insert(0, ROOT)
   from configs import default  # noqa: E402
-  camera = prior_model.read_config(guidance.shapes_prior_dir())["camera"]
+  camera = shapes_prior.read_config(shapes_prior.default_dir())["camera"]
   config = default.get_config()
   assert camera["distance_range"] == list(config.camera.distance_range)
   assert camera["focal_range"] == list(config.camera.focal_range)
@@ -71,8 +74,8 @@ def test_default_config_renders_with_the_cameras_the_shipped_prior_learned():
   # so SDS results drift off the origin (the IoU does not forgive a translation).
   assert camera["look_at_std"] == config.camera.look_at_std == 0.0
   assert camera["position_jitter"] == config.camera.position_jitter == 0.0
-  assert guidance.camera_mismatch(camera, config.camera) is None
-  card = open(os.path.join(guidance.shapes_prior_dir(), "MODEL_CARD.md")).read()
+  assert checks.camera_mismatch(camera, config.camera) is None
+  card = open(os.path.join(shapes_prior.default_dir(), "MODEL_CARD.md")).read()
   assert "steps 23000-33000: distance U(1.25, 1.25), focal U(1, 1)" in card
   assert "steps 33000-40900: distance U(1.25, 1.25), focal U(1, 1) x image size, look-at std 0, position jitter 0" in card
   # The fine-tunes caption textureless renders as the white objects they show (train_prior.caption_colours).
@@ -107,17 +110,18 @@ def test_sweep_trains_captions_as_seeds_of_one_run_and_writes_the_table(tmp_path
   # --save_params: the saved field of each seed scores the IoU the sweep reported for it.
   from flax import serialization
 
-  from dreamfusion_jax import evaluate, shapes, train
-  from dreamfusion_jax.field import Scene
+  from dreamfusion_jax.nerf import views
+  from dreamfusion_jax.shapes import evaluate, world
+  from dreamfusion_jax.nerf.field import Scene
   sys.path.insert(0, ROOT)
   from configs import default  # noqa: E402
   config = default.get_config()
-  scene = train.make_scene(config)
+  scene = views.make_scene(config)
   field = jax.jit(lambda p, x: scene.apply({"params": p}, x, method=Scene.field))
   for caption, shape in (("a red cube", "cube"), ("a blue teardrop", "teardrop")):
     with open(os.path.join(out, "params", caption.replace(" ", "_") + "_seed0.msgpack"), "rb") as f:
       params = serialization.msgpack_restore(f.read())
-    again = evaluate.evaluate_params(field, params, shapes.SHAPES.index(shape), shapes.COLOURS[caption.split()[1]],
+    again = evaluate.evaluate_params(field, params, world.SHAPES.index(shape), world.COLOURS[caption.split()[1]],
                                      threshold=config.export.mesh_threshold)
     assert again["iou"] == summary["evaluations"][caption]["per_seed"]["seed_0"]["iou"]
   for row in rows.values():  # --levels: the IoU at level 2 and at each result's silhouette level.
@@ -152,19 +156,19 @@ def test_judge_recognises_true_shapes_through_the_benchmarks_own_renders():
   shipped judge) scores the true shapes ~perfectly, so low scores of a run are the run's."""
   import jax.numpy as jnp
 
-  from dreamfusion_jax import classifier, evaluate, shapes
-  from dreamfusion_jax.field import Scene
+  from dreamfusion_jax.shapes import judge as judge_lib, evaluate, world
+  from dreamfusion_jax.nerf.field import Scene
   sys.path.insert(0, ROOT)
   from configs import default  # noqa: E402
   config = default.get_config()
-  judge = classifier.load_classifier(classifier.default_classifier_dir())
+  judge = judge_lib.load_classifier(judge_lib.default_classifier_dir())
   for name, colour in (("sphere", "blue"), ("cube", "red"), ("bird", "yellow")):
-    index = shapes.SHAPES.index(name)
-    truth = lambda rgb, i=index: (lambda x: (shapes.density_fn(i)(x), jnp.broadcast_to(rgb, x.shape)))
+    index = world.SHAPES.index(name)
+    truth = lambda rgb, i=index: (lambda x: (world.density_fn(i)(x), jnp.broadcast_to(rgb, x.shape)))
     render_view = evaluate.make_view_renderer(Scene(), config, judge.image_size, field_of=truth)
-    views = evaluate.render_views(render_view, jnp.asarray(shapes.COLOURS[colour]), num_views=4)
+    views = evaluate.render_views(render_view, jnp.asarray(world.COLOURS[colour]), num_views=4)
     scores = evaluate.r_precision(judge, views["colour"], views["textureless"],
-                                  shapes.COLOUR_NAMES.index(colour), index)
+                                  world.COLOUR_NAMES.index(colour), index)
     # 3 of 4 views at least (all 110 true captions x 8 views: the shipped judge scores 0.966 / 0.977).
     assert scores["color_r_precision"] >= 0.75 and scores["geo_r_precision"] >= 0.75, (name, scores)
 
@@ -178,33 +182,33 @@ def test_judge_names_near_and_darker_colours_by_the_nearest_colour():
   them 'gray'). benchmarks/judge_colour_calibration.py has the full probe."""
   import jax.numpy as jnp
 
-  from dreamfusion_jax import classifier, evaluate, shapes
-  from dreamfusion_jax.field import Scene
+  from dreamfusion_jax.shapes import judge as judge_lib, evaluate, world
+  from dreamfusion_jax.nerf.field import Scene
   sys.path.insert(0, ROOT)
   from configs import default  # noqa: E402
   config = default.get_config()
-  judge = classifier.load_classifier(classifier.default_classifier_dir())
-  with open(os.path.join(classifier.default_classifier_dir(), classifier.CONFIG_FILE)) as f:
+  judge = judge_lib.load_classifier(judge_lib.default_classifier_dir())
+  with open(os.path.join(judge_lib.default_classifier_dir(), judge_lib.CONFIG_FILE)) as f:
     trained = json.load(f)["train_config"]
   assert trained["shade_min"] == 0.5 and trained["colour_from_shaded"] is False
   rng = np.random.default_rng(11)
-  u = rng.normal(size=(len(shapes.COLOUR_NAMES), 3))
-  near = np.clip(shapes.COLOUR_TABLE + 0.1 * u / np.linalg.norm(u, axis=-1, keepdims=True), 0.0, 1.0)
+  u = rng.normal(size=(len(world.COLOUR_NAMES), 3))
+  near = np.clip(world.COLOUR_TABLE + 0.1 * u / np.linalg.norm(u, axis=-1, keepdims=True), 0.0, 1.0)
   greys = np.array([[0.55] * 3, [0.45] * 3, [0.8] * 3])
-  chromatic = [i for i, c in enumerate(shapes.COLOUR_NAMES) if c not in shapes.ACHROMATIC]
-  darker = np.concatenate([f * shapes.COLOUR_TABLE[chromatic] for f in (0.75, 0.5)])
+  chromatic = [i for i, c in enumerate(world.COLOUR_NAMES) if c not in world.ACHROMATIC]
+  darker = np.concatenate([f * world.COLOUR_TABLE[chromatic] for f in (0.75, 0.5)])
   albedos = np.concatenate([near, greys, darker]).astype(np.float32)
-  nearest = np.linalg.norm(np.concatenate([near, greys])[:, None] - shapes.COLOUR_TABLE[None], axis=-1).argmin(-1)
+  nearest = np.linalg.norm(np.concatenate([near, greys])[:, None] - world.COLOUR_TABLE[None], axis=-1).argmin(-1)
   expected = np.concatenate([nearest, chromatic, chromatic])
   bgs = evaluate.view_backgrounds(8)
   for name in ("sphere", "cube"):
-    index = shapes.SHAPES.index(name)
-    truth = lambda rgb, i=index: (lambda x: (shapes.density_fn(i)(x), jnp.broadcast_to(rgb, x.shape)))
+    index = world.SHAPES.index(name)
+    truth = lambda rgb, i=index: (lambda x: (world.density_fn(i)(x), jnp.broadcast_to(rgb, x.shape)))
     render_view = evaluate.make_view_renderer(Scene(), config, judge.image_size, field_of=truth)
     images = np.stack([np.asarray(render_view(jnp.asarray(rgb), jnp.float32(evaluate.VIEW_ELEVATION),
                                               jnp.float32(37.0 * n), jnp.asarray(bgs[n % 8]))["colour"])
                        for n, rgb in enumerate(albedos)])
     said = judge.logits(images)["colour"].argmax(-1)
-    wrong = [(albedos[n].round(2).tolist(), shapes.COLOUR_NAMES[expected[n]], shapes.COLOUR_NAMES[said[n]])
+    wrong = [(albedos[n].round(2).tolist(), world.COLOUR_NAMES[expected[n]], world.COLOUR_NAMES[said[n]])
              for n in np.nonzero(said != expected)[0]]
     assert not wrong, (name, wrong)

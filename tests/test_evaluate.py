@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, tiny_config
-from dreamfusion_jax import classifier, evaluate as ev, shapes
+from dreamfusion_jax import files
+from dreamfusion_jax.shapes import judge as judge_lib, evaluate as ev, world
 from dreamfusion_jax.errors import UserError
 
 BOUND, RES = 0.8, 32
-CUBE, SPHERE, TEARDROP = (shapes.SHAPES.index(s) for s in ("cube", "sphere", "teardrop"))
-RED, BLUE = np.array(shapes.COLOURS["red"]), np.array(shapes.COLOURS["blue"])
+CUBE, SPHERE, TEARDROP = (world.SHAPES.index(s) for s in ("cube", "sphere", "teardrop"))
+RED, BLUE = np.array(world.COLOURS["red"]), np.array(world.COLOURS["blue"])
 
 
 def constant_albedo(rgb):
@@ -49,23 +50,23 @@ def test_grid_points_and_rotation_conventions():
 
 
 def test_perfect_red_cube_scores_iou_one_and_no_colour_error():
-  density = shapes.density_fn(CUBE)
+  density = world.density_fn(CUBE)
   iou, angle = ev.best_iou_over_rotations(density, CUBE, bound=BOUND, resolution=RES, threshold=10.0)
   assert iou > 0.95 and angle % 90 == 0
   occ = ev.occupancy_grid(density, BOUND, RES, 10.0)
   assert ev.volume_ratio(occ, CUBE, BOUND) == pytest.approx(1.0, abs=0.03)
   # A ball of radius 0.45 against the cube of half-side 0.32: (4/3 pi 0.45^3) / 0.64^3.
-  ball = ev.occupancy_grid(shapes.density_fn(SPHERE), BOUND, 80, 10.0)
+  ball = ev.occupancy_grid(world.density_fn(SPHERE), BOUND, 80, 10.0)
   assert ev.volume_ratio(ball, CUBE, BOUND) == pytest.approx(4 / 3 * np.pi * 0.45**3 / 0.64**3, rel=0.03)
   pts = ev.surface_points(occ, BOUND)
   # The shell of a cube of 2 * 0.32 / 0.05 ~ 12-13 cells a side: its faces, not its inside.
   assert 400 < len(pts) < 1200
   assert np.all(np.abs(pts).max(-1) > 0.32 - 0.05 - 1e-6)
-  assert ev.color_error(constant_albedo(RED), pts, shapes.COLOURS["red"]) < 0.05
+  assert ev.color_error(constant_albedo(RED), pts, world.COLOURS["red"]) < 0.05
 
 
 def test_extra_levels_score_the_same_grid_at_other_levels():
-  density = shapes.density_fn(CUBE)
+  density = world.density_fn(CUBE)
   field = lambda params, x: (density(x), constant_albedo(RED)(x))
   m = ev.evaluate_params(field, None, CUBE, RED, threshold=10.0, bound=BOUND, resolution=RES, num_rotations=4,
                          extra_levels=(10.0, "silhouette", 1e9))
@@ -84,7 +85,7 @@ def test_extra_levels_score_the_same_grid_at_other_levels():
 
 
 def test_turned_cube_is_found_at_its_angle():
-  density = shapes.density_fn(CUBE)
+  density = world.density_fn(CUBE)
   turned = lambda x: density(ev.rotate_z(x, -30.0))  # The cube turned by +30 degrees.
   iou, angle = ev.best_iou_over_rotations(turned, CUBE, bound=BOUND, resolution=RES, threshold=10.0)
   assert iou > 0.99
@@ -94,7 +95,7 @@ def test_turned_cube_is_found_at_its_angle():
 
 
 def test_blue_sphere_against_a_red_cube_scores_badly():
-  density = shapes.density_fn(SPHERE)
+  density = world.density_fn(SPHERE)
   # 80 cells over [-0.8, 0.8]: the unturned cube's faces fall on cell boundaries, so its voxel
   # volume is exact (at other resolutions it is off by up to 8%, and the max over angles finds that).
   iou, _ = ev.best_iou_over_rotations(density, CUBE, bound=BOUND, resolution=80, threshold=10.0)
@@ -102,7 +103,7 @@ def test_blue_sphere_against_a_red_cube_scores_badly():
   assert expected == pytest.approx(0.644, abs=1e-3)
   assert iou == pytest.approx(expected, abs=0.02)
   pts = ev.surface_points(ev.occupancy_grid(density, BOUND, RES, 10.0), BOUND)
-  err = ev.color_error(constant_albedo(BLUE), pts, shapes.COLOURS["red"])
+  err = ev.color_error(constant_albedo(BLUE), pts, world.COLOURS["red"])
   assert err == pytest.approx(np.linalg.norm(BLUE - RED), abs=1e-5)
   assert err > 1.0
 
@@ -136,14 +137,14 @@ def test_janus_true_teardrop_is_not_a_two_front_one_is():
 
 def test_caption_logprobs_match_numpy():
   rng = np.random.default_rng(1)
-  ls, lc = rng.normal(size=(3, len(shapes.SHAPES))), rng.normal(size=(3, len(shapes.COLOUR_NAMES)))
-  got = np.asarray(classifier.caption_logprobs(ls, lc))
-  assert got.shape == (3, len(shapes.COLOUR_NAMES), len(shapes.SHAPES))
+  ls, lc = rng.normal(size=(3, len(world.SHAPES))), rng.normal(size=(3, len(world.COLOUR_NAMES)))
+  got = np.asarray(judge_lib.caption_logprobs(ls, lc))
+  assert got.shape == (3, len(world.COLOUR_NAMES), len(world.SHAPES))
   ps = np.exp(ls) / np.exp(ls).sum(-1, keepdims=True)
   pc = np.exp(lc) / np.exp(lc).sum(-1, keepdims=True)
   np.testing.assert_allclose(got, np.log(pc[:, :, None] * ps[:, None, :]), rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(np.exp(got).sum((-1, -2)), 1.0, rtol=1e-5)
-  c, s = classifier.top_caption(ls, lc)
+  c, s = judge_lib.top_caption(ls, lc)
   np.testing.assert_array_equal(c, lc.argmax(-1))
   np.testing.assert_array_equal(s, ls.argmax(-1))
 
@@ -153,34 +154,34 @@ def test_textureless_renders_carry_no_colour_loss():
   logits = dict(shape=jnp.asarray(rng.normal(size=(4, 11))), colour=jnp.asarray(rng.normal(size=(4, 10))))
   shape = jnp.array([0, 1, 2, 3])
   mode = jnp.array([0, 2, 1, 2])
-  a = classifier.losses(logits, shape, jnp.array([0, 1, 2, 3]), mode)
-  b = classifier.losses(logits, shape, jnp.array([0, 9, 2, 9]), mode)  # Only textureless labels changed.
+  a = judge_lib.losses(logits, shape, jnp.array([0, 1, 2, 3]), mode)
+  b = judge_lib.losses(logits, shape, jnp.array([0, 9, 2, 9]), mode)  # Only textureless labels changed.
   assert float(a["loss"]) == pytest.approx(float(b["loss"]))
   lc = np.asarray(logits["colour"])
   ce = -(lc - np.log(np.exp(lc).sum(-1, keepdims=True)))[[0, 2], [0, 2]]
   assert float(a["colour_ce"]) == pytest.approx(ce.mean(), rel=1e-5)
   # colour_from_shaded=False: the shaded render (index 2) carries no colour label either.
-  c = classifier.losses(logits, shape, jnp.array([0, 1, 2, 3]), mode, colour_from_shaded=False)
-  d = classifier.losses(logits, shape, jnp.array([0, 1, 7, 3]), mode, colour_from_shaded=False)
+  c = judge_lib.losses(logits, shape, jnp.array([0, 1, 2, 3]), mode, colour_from_shaded=False)
+  d = judge_lib.losses(logits, shape, jnp.array([0, 1, 7, 3]), mode, colour_from_shaded=False)
   assert float(c["loss"]) == pytest.approx(float(d["loss"]))
   assert float(c["colour_ce"]) == pytest.approx(ce[0], rel=1e-5)
 
 
 def test_judge_training_rejects_a_colour_jitter_that_crosses_colour_names(tmp_path):
-  assert classifier.max_colour_jitter() == pytest.approx(0.354 / 2, abs=1e-3)  # Orange-yellow, by hand.
+  assert judge_lib.max_colour_jitter() == pytest.approx(0.354 / 2, abs=1e-3)  # Orange-yellow, by hand.
   with pytest.raises(UserError, match="colour_jitter"):
-    classifier.train_classifier(str(tmp_path / "judge"), colour_jitter=0.2, **TINY_JUDGE)
+    judge_lib.train_classifier(str(tmp_path / "judge"), colour_jitter=0.2, **TINY_JUDGE)
   assert not os.path.exists(tmp_path / "judge")
   # With shades down to half brightness the closest names are orange and yellow again: the distance from
   # yellow x 0.5 to the orange segment is its distance to its projection on the orange direction, by hand.
-  orange, yellow = (np.array(shapes.COLOURS[c]) for c in ("orange", "yellow"))
+  orange, yellow = (np.array(world.COLOURS[c]) for c in ("orange", "yellow"))
   y = 0.5 * yellow
   k = np.clip(y @ orange / (orange @ orange), 0.5, 1.0)
-  assert classifier.colour_sets_distance(0.5) == pytest.approx(np.linalg.norm(y - k * orange), abs=2e-3)
+  assert judge_lib.colour_sets_distance(0.5) == pytest.approx(np.linalg.norm(y - k * orange), abs=2e-3)
   for bad, says in ((dict(shade_min=0.0), "darkest shade"), (dict(shade_min=1.5), "darkest shade"),
                     (dict(shade_min=0.5, colour_jitter=0.1), "colour_jitter=0.1 is outside")):
     with pytest.raises(UserError, match=says):
-      classifier.train_classifier(str(tmp_path / "judge"), **{**TINY_JUDGE, **bad})
+      judge_lib.train_classifier(str(tmp_path / "judge"), **{**TINY_JUDGE, **bad})
   assert not os.path.exists(tmp_path / "judge")
 
 
@@ -191,14 +192,14 @@ TINY_JUDGE = dict(steps=40, batch=8, lr=1e-2, image_size=16, channels=(8, 16), h
 def test_tiny_classifier_loss_goes_down_on_a_batch():
   # A fixed batch of random images and labels (no renders: those take the judge fixture's compile);
   # the judge's step must fit it.
-  cfg = classifier.TrainConfig(**TINY_JUDGE)
+  cfg = judge_lib.TrainConfig(**TINY_JUDGE)
   rng = np.random.default_rng(3)
   batch = dict(images=jnp.asarray(rng.uniform(size=(8, 16, 16, 3)), jnp.float32),
-               shape=jnp.asarray(rng.integers(0, len(shapes.SHAPES), 8), jnp.int32),
-               colour=jnp.asarray(rng.integers(0, len(shapes.COLOUR_NAMES), 8), jnp.int32),
+               shape=jnp.asarray(rng.integers(0, len(world.SHAPES), 8), jnp.int32),
+               colour=jnp.asarray(rng.integers(0, len(world.COLOUR_NAMES), 8), jnp.int32),
                shading_mode=jnp.asarray([0, 1, 2, 0, 1, 2, 0, 1], jnp.int32))
-  step = classifier.make_step_fn(cfg)
-  state = classifier.init_state(cfg)
+  step = judge_lib.make_step_fn(cfg)
+  state = judge_lib.init_state(cfg)
   losses = []
   for _ in range(25):
     state, metrics = step(state, batch)
@@ -213,21 +214,21 @@ def tiny_judge(tmp_path_factory):
   in two calls: the first stops at its time limit after one step, the second resumes."""
   workdir = str(tmp_path_factory.mktemp("judge"))
   kwargs = dict(num_eval_batches=1, log=lambda m: None, **TINY_JUDGE)
-  first = classifier.train_classifier(workdir, time_limit_min=0.0, **kwargs)
+  first = judge_lib.train_classifier(workdir, time_limit_min=0.0, **kwargs)
   assert first["step"] == 1 and not first["done"]
-  second = classifier.train_classifier(workdir, **kwargs)
+  second = judge_lib.train_classifier(workdir, **kwargs)
   assert second["step"] == 40 and second["done"]
   return second["export"]
 
 
 def test_train_classifier_resumes_exports_and_loads(tiny_judge):
-  judge = classifier.load_classifier(tiny_judge)
+  judge = judge_lib.load_classifier(tiny_judge)
   logits = judge.logits(np.zeros((2, 16, 16, 3), np.float32))
-  assert logits["shape"].shape == (2, len(shapes.SHAPES)) and logits["colour"].shape == (2, len(shapes.COLOUR_NAMES))
-  assert os.path.getsize(os.path.join(tiny_judge, classifier.PARAMS_FILE)) < 4e6
-  with open(os.path.join(tiny_judge, classifier.CONFIG_FILE)) as f:
+  assert logits["shape"].shape == (2, len(world.SHAPES)) and logits["colour"].shape == (2, len(world.COLOUR_NAMES))
+  assert os.path.getsize(os.path.join(tiny_judge, judge_lib.PARAMS_FILE)) < 4e6
+  with open(os.path.join(tiny_judge, judge_lib.CONFIG_FILE)) as f:
     meta = json.load(f)
-  assert meta["step"] == 40 and meta["shapes"] == list(shapes.SHAPES)
+  assert meta["step"] == 40 and meta["shapes"] == list(world.SHAPES)
   assert 0.0 <= meta["eval_metrics"]["shape_acc"] <= 1.0
 
 
@@ -235,13 +236,14 @@ def write_untrained_run(workdir, config, step=2):
   """A run directory as train_and_evaluate leaves it (config.json, an orbax checkpoint of the seed-stacked
   TrainState), holding each seed's initial state: seconds instead of compiling a train step."""
   from dreamfusion_jax import checks, train
+  from dreamfusion_jax.nerf import views
   from dreamfusion_jax.checkpointing import Checkpoints
-  scene, tx = train.make_scene(config), train.make_optimizer(config)
+  scene, tx = views.make_scene(config), train.make_optimizer(config)
   seeds = jnp.arange(config.num_seeds, dtype=jnp.int32) + config.seed
   state = jax.jit(jax.vmap(lambda s: train.init_state(s, scene, tx)))(seeds)
   state = state.replace(step=jnp.full_like(state.step, step))
   config_dict = checks.config_to_dict(config)
-  train.dump_json(os.path.join(workdir, "config.json"), config_dict)
+  files.write_json(os.path.join(workdir, "config.json"), config_dict)
   ckpts = Checkpoints(workdir, config.keep_checkpoints)
   ckpts.save(step, state, config_dict)
   ckpts.wait()
@@ -263,8 +265,8 @@ def tiny_run(tmp_path_factory):
 
 
 def test_evaluate_run_writes_per_seed_and_mean_entries(tiny_run, tiny_judge, tmp_path, monkeypatch):
-  from dreamfusion_jax import classifier
-  monkeypatch.setattr(classifier, "default_classifier_dir", lambda: str(tmp_path / "no_judge"))  # No shipped judge.
+  from dreamfusion_jax.shapes import judge as judge_lib
+  monkeypatch.setattr(judge_lib, "default_classifier_dir", lambda: str(tmp_path / "no_judge"))  # No shipped judge.
   result = ev.evaluate_run(tiny_run, resolution=24, num_views=2)
   with open(os.path.join(tiny_run, "evaluation.json")) as f:
     saved = json.load(f)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dreamfusion_jax import field as fld
+from dreamfusion_jax.nerf import field as fld
 
 # Small grid so every test compiles and runs in about a second on 2 CPU cores.
 SMALL = dict(num_levels=4, log2_hashmap_size=12, base_resolution=4, max_resolution=32, mlp_width=16)

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dreamfusion_jax import hash_encoding as he
+from dreamfusion_jax.nerf import hash_encoding as he
 
 # Written out again (not imported) so the reference does not share the module's constants.
 _PRIMES = (1, 2654435761, 805459861)

@@ -1,6 +1,6 @@
 """Tests for the Shapes prior (prior_model), its trainer (train_prior) and guidance.model='shapes'.
 
-Compiling is the cost on a 2-core CPU, so every test uses ONE tiny model (prior_model.tiny_config at
+Compiling is the cost on a 2-core CPU, so every test uses ONE tiny model (shapes_prior.tiny_config at
 16x16) and ONE step configuration: train_prior caches its compiled programs per process, and the
 training run of the module fixture compiles them for the other tests.
 """
@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 from absl import flags
 
-from dreamfusion_jax import base_config, guidance, prior_model, shapes, train_prior
+from dreamfusion_jax import base_config, checks, train
+from dreamfusion_jax.guidance import shapes_prior
+from dreamfusion_jax.shapes import world, train_prior
 from dreamfusion_jax.errors import ConfigError
 
 SIZE = 16
@@ -49,7 +51,7 @@ def trained(tmp_path_factory):
 
 
 def tiny_programs():
-  return train_prior.programs(prior_model.tiny_config(SIZE), OPTIONS, jnp.float32)
+  return train_prior.programs(train_prior.tiny_config(SIZE), OPTIONS, jnp.float32)
 
 
 # ----------------------------------------------------------------------------- training
@@ -68,22 +70,22 @@ def test_cli_trains_checkpoints_resumes_and_exports(trained):
   assert [(c["start_step"], c["end_step"]) for c in meta["chunks"]] == [(0, 3), (3, 5)]
   export = os.path.join(workdir, "export")
   assert sorted(os.listdir(export)) == ["MODEL_CARD.md", "config.json", "params.msgpack", "samples.png"]
-  card = prior_model.read_config(export)["card"]
+  card = shapes_prior.read_config(export)["card"]
   assert card["Training"]["steps"] == "5" and card["Training"]["batch"] == 4
   text = open(os.path.join(export, "MODEL_CARD.md")).read()
-  for c, s in shapes.HELD_OUT:
+  for c, s in world.HELD_OUT:
     assert f"a {c} {s}" in text
   assert "validation loss, held-out pairs" in text
   # samples.png: 12 caption rows (6 training, 6 held-out) x 4 views of 16x16 tiles, 2-pixel gaps.
   import imageio.v3 as iio
   grid = iio.imread(os.path.join(export, "samples.png"))
-  rows = len(train_prior.PREVIEW_TRAIN_PAIRS) + len(shapes.HELD_OUT)
+  rows = len(train_prior.PREVIEW_TRAIN_PAIRS) + len(world.HELD_OUT)
   assert grid.shape == (rows * (SIZE + 2) + 2, 4 * (SIZE + 2) + 2, 3) and grid.dtype == np.uint8
 
 
 def test_the_cameras_are_recorded_and_the_run_uses_them(trained):
   workdir, _, _ = trained
-  cfg = prior_model.read_config(os.path.join(workdir, "export"))
+  cfg = shapes_prior.read_config(os.path.join(workdir, "export"))
   assert cfg["camera"]["distance_range"] == [1.25, 1.25] and cfg["camera"]["focal_range"] == [1.0, 1.0]
   assert cfg["camera"]["look_at_std"] == 0.05 and cfg["camera"]["position_jitter"] == 0.02
   cams = cfg["card"]["Data"]["cameras"]
@@ -92,7 +94,7 @@ def test_the_cameras_are_recorded_and_the_run_uses_them(trained):
   # An export of that checkpoint alone (no camera flags) records the cameras it was trained on and
   # validates on them: the same losses as the export at the end of that run.
   again = run_cli(workdir, "--steps=5", "--export_only")
-  assert again["exported"] and prior_model.read_config(os.path.join(workdir, "export"))["camera"] == cfg["camera"]
+  assert again["exported"] and shapes_prior.read_config(os.path.join(workdir, "export"))["camera"] == cfg["camera"]
   assert again["card"]["Results"] == cfg["card"]["Results"]
   options = train_prior.Options(distance_range="1.25,1.25", focal_range="1.0,1.0")
   batch = train_prior.render(jax.random.PRNGKey(0), 4, SIZE, True, train_prior.camera_config(options))
@@ -102,13 +104,13 @@ def test_the_cameras_are_recorded_and_the_run_uses_them(trained):
 
 def test_textureless_renders_are_captioned_white_and_each_run_records_its_rule(trained):
   workdir, _, _ = trained
-  card = prior_model.read_config(os.path.join(workdir, "export"))["card"]
+  card = shapes_prior.read_config(os.path.join(workdir, "export"))["card"]
   assert "steps 0-3: textureless renders name the albedo's colour" in card["Data"]["captions"]
   assert "steps 3-5: textureless renders say 'white'" in card["Data"]["captions"]
   batch = jax.device_get(train_prior.render(train_prior.rng_key(11), 64, SIZE))
   mode, colour = np.asarray(batch["shading_mode"]), np.asarray(batch["colour"])
   assert {0, 1, 2} <= set(mode.tolist())  # All three shading modes occur in 64 draws.
-  white = shapes.COLOUR_NAMES.index("white")
+  white = world.COLOUR_NAMES.index("white")
   expected = np.where(mode == 2, white, colour)
   np.testing.assert_array_equal(train_prior.caption_colours(batch, "white"), expected)
   np.testing.assert_array_equal(train_prior.caption_colours(batch, "albedo"), colour)
@@ -117,7 +119,7 @@ def test_textureless_renders_are_captioned_white_and_each_run_records_its_rule(t
   i = int(np.flatnonzero(mode == 2)[0])
   cam = jax.tree.map(lambda x: x[i], batch["camera"])
   shading = {k: v[i] for k, v in batch["shading"].items()}
-  as_white = shapes.render_example(None, int(batch["shape"][i]), (1.0, 1.0, 1.0), cam, shading,
+  as_white = world.render_example(None, int(batch["shape"][i]), (1.0, 1.0, 1.0), cam, shading,
                                    batch["background"][i], SIZE)
   np.testing.assert_allclose(as_white, batch["images"][i], atol=1e-4)
   # Runs from before the rule was recorded used the albedo's colour; the last recorded rule wins.
@@ -148,7 +150,7 @@ def test_resumed_state_equals_saved_state(trained):
   adam = [s for s in state.opt_state if hasattr(s, "mu")][0]
   assert adam.mu.dtype == jnp.float32 and int(adam.count) == 5
   # The export is the EMA, rounded to float16.
-  exported = prior_model.load_prior(os.path.join(workdir, "export"))[3]
+  exported = shapes_prior.load_prior(os.path.join(workdir, "export"))[3]
   flat = progs.layout.ravel(exported)
   np.testing.assert_array_equal(flat, np.asarray(state.ema_params).astype(np.float16).astype(np.float32))
 
@@ -185,12 +187,12 @@ def test_training_steps_reduce_the_loss_on_a_fixed_batch(trained):
 
 
 def test_caption_table_matches_the_tokenized_captions():
-  tok = prior_model.build_models(prior_model.tiny_config(SIZE))[2]
-  table = prior_model.caption_table(tok)
+  tok = shapes_prior.build_models(train_prior.tiny_config(SIZE))[2]
+  table = train_prior.caption_table(tok)
   batch = jax.device_get(train_prior.render(train_prior.rng_key(3), 4, SIZE))
-  expected = tok(shapes.captions_for(batch))
+  expected = tok(world.captions_for(batch))
   np.testing.assert_array_equal(table[batch["shape"], batch["colour"], batch["view"]], expected)
-  assert not tok.unknown_words(" ".join(shapes.captions_for(batch)))
+  assert not tok.unknown_words(" ".join(world.captions_for(batch)))
 
 
 def test_layout_ravel_unravel_round_trip():
@@ -213,11 +215,11 @@ def test_non_finite_loss_stops_with_a_clear_error():
 
 def test_save_load_round_trip(tmp_path):
   progs = tiny_programs()
-  cfg = prior_model.tiny_config(SIZE)
+  cfg = train_prior.tiny_config(SIZE)
   params = progs.layout.unravel(np.asarray(progs.init(0).params))
   card = {"title": "test", "Training": {"steps": 12}}
-  prior_model.save_prior(str(tmp_path), params, cfg, card)
-  unet, encoder, tok, loaded, abar = prior_model.load_prior(str(tmp_path))
+  shapes_prior.save_prior(str(tmp_path), params, cfg, card)
+  unet, encoder, tok, loaded, abar = shapes_prior.load_prior(str(tmp_path))
   # Weights come back as float32, equal to the float16 rounding of what was saved.
   for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(loaded)):
     assert b.dtype == np.float32
@@ -235,17 +237,17 @@ def test_save_load_round_trip(tmp_path):
   np.testing.assert_allclose(predict(loaded, x), predict(params, x), atol=1e-2, rtol=1e-2)
   assert "**steps**: 12" in open(tmp_path / "MODEL_CARD.md").read()
   # A config that does not match the weights is refused.
-  bad = prior_model.read_config(str(tmp_path))
+  bad = shapes_prior.read_config(str(tmp_path))
   bad["unet"]["block_out_channels"] = [8, 8]
   (tmp_path / "config.json").write_text(json.dumps(bad))
   with pytest.raises(ValueError, match="does not fit"):
-    prior_model.load_prior(str(tmp_path))
+    shapes_prior.load_prior(str(tmp_path))
 
 
 def test_png_writer_round_trips():
   import imageio.v3 as iio
   image = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
-  path = prior_model.write_png(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"prior_png_{os.getpid()}.png"),
+  path = shapes_prior.write_png(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"prior_png_{os.getpid()}.png"),
                                image)
   np.testing.assert_array_equal(iio.imread(path), image)
   os.remove(path)
@@ -274,12 +276,12 @@ def _analytic_denoiser(abar, y_uncond, y_cond):
 
 @pytest.mark.parametrize("scale", [1.0, 3.0])
 def test_ddim_with_the_exact_denoiser_returns_the_data(scale):
-  abar = prior_model.schedule(prior_model.tiny_config())
+  abar = shapes_prior.schedule(train_prior.tiny_config())
   rng = np.random.default_rng(0)
   y_u = rng.uniform(-0.3, 0.3, (2, 8, 8, 3)).astype(np.float32)
   y_c = y_u + rng.uniform(-0.2, 0.2, (2, 8, 8, 3)).astype(np.float32)
   ctx, unctx = jnp.ones((2, 3, 4)), jnp.zeros((1, 3, 4))
-  out = prior_model.sample(jax.random.PRNGKey(0), _analytic_denoiser(abar, y_u, y_c), None, ctx, unctx, abar,
+  out = shapes_prior.sample(jax.random.PRNGKey(0), _analytic_denoiser(abar, y_u, y_c), None, ctx, unctx, abar,
                            num_steps=20, guidance_scale=scale, image_size=8)
   # CFG of two exact denoisers is the exact denoiser of y_u + w (y_c - y_u).
   target = y_u + scale * (y_c - y_u)
@@ -288,7 +290,7 @@ def test_ddim_with_the_exact_denoiser_returns_the_data(scale):
 
 def test_ddim_with_the_exact_denoiser_of_three_images_returns_one_of_them():
   """The exact denoiser of an empirical distribution: E[x0 | x_t] is a softmax-weighted mean of the images."""
-  abar = prior_model.schedule(prior_model.tiny_config())
+  abar = shapes_prior.schedule(train_prior.tiny_config())
   images = np.random.default_rng(2).uniform(-0.8, 0.8, (3, 8, 8, 3)).astype(np.float32)
 
   def apply(params, x, t, context):
@@ -299,7 +301,7 @@ def test_ddim_with_the_exact_denoiser_of_three_images_returns_one_of_them():
     x0 = jnp.sum(w * images[None], axis=1)
     return (x - jnp.sqrt(a[:, 0]) * x0) / jnp.sqrt(1.0 - a[:, 0])
 
-  out = 2 * np.asarray(prior_model.sample(jax.random.PRNGKey(3), apply, None, jnp.zeros((8, 1, 1)),
+  out = 2 * np.asarray(shapes_prior.sample(jax.random.PRNGKey(3), apply, None, jnp.zeros((8, 1, 1)),
                                           jnp.zeros((1, 1, 1)), abar, num_steps=25, guidance_scale=1.0,
                                           image_size=8)) - 1
   distance = np.abs(out[:, None] - images[None]).max(axis=(2, 3, 4))  # [samples, images]
@@ -311,7 +313,7 @@ def test_ddim_matches_diffusers():
   """The sampler against diffusers' DDIMScheduler (trailing spacing, clipping) with a linear model."""
   torch = pytest.importorskip("torch")
   diffusers = pytest.importorskip("diffusers")
-  abar = prior_model.schedule(prior_model.tiny_config())
+  abar = shapes_prior.schedule(train_prior.tiny_config())
   steps, scale = 7, 2.5  # 7 does not divide 1000: tests the rounding of the timesteps too.
   noise = np.random.default_rng(1).standard_normal((2, 4, 4, 3)).astype(np.float32)
 
@@ -322,13 +324,13 @@ def test_ddim_matches_diffusers():
     del params
     return model(x, t[:, None, None, None], context[:, :1, :1, None])
 
-  ours = prior_model.sample(None, jax_model, None, jnp.ones((2, 1, 1)), jnp.zeros((1, 1, 1)), abar,
+  ours = shapes_prior.sample(None, jax_model, None, jnp.ones((2, 1, 1)), jnp.zeros((1, 1, 1)), abar,
                             num_steps=steps, guidance_scale=scale, image_size=4, initial_noise=noise)
   sched = diffusers.DDIMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
                                   clip_sample=True, set_alpha_to_one=True, steps_offset=0,
                                   prediction_type="epsilon", timestep_spacing="trailing")
   sched.set_timesteps(steps)
-  np.testing.assert_array_equal(sched.timesteps.numpy(), prior_model.ddim_timesteps(1000, steps)[0])
+  np.testing.assert_array_equal(sched.timesteps.numpy(), shapes_prior.ddim_timesteps(1000, steps)[0])
   x = torch.from_numpy(noise).double()
   for t in sched.timesteps:
     eps_u, eps_c = model(x, int(t), 0.0), model(x, int(t), 1.0)
@@ -350,8 +352,8 @@ def shapes_config(path):
 def test_shapes_prior_builds_from_guidance_path(trained):
   workdir, _, _ = trained
   export = os.path.join(workdir, "export")
-  prior = guidance.build_prior(shapes_config(export))
-  unet, encoder, tok, params, abar = prior_model.load_prior(export)
+  prior = train.build_prior(shapes_config(export))
+  unet, encoder, tok, params, abar = shapes_prior.load_prior(export)
   emb = prior.embed(["a red cube, front view", ""])
   assert emb.shape == (2, 12, 8) and emb.dtype == np.float32
   # The same embedding as the text encoder applied directly to the loaded weights.
@@ -369,23 +371,23 @@ def test_a_run_on_other_cameras_than_the_priors_is_warned(trained, caplog):
   export = os.path.join(trained[0], "export")
   c = shapes_config(export)
   with caplog.at_level("WARNING"):
-    guidance.build_prior(c)
+    train.build_prior(c)
   assert "distance_range=(1.25, 1.25), focal_range=(1.0, 1.0)" in caplog.text and "--config.camera" in caplog.text
   caplog.clear()
   c.camera.distance_range, c.camera.focal_range = (1.25, 1.25), (1.0, 1.0)
   c.camera.look_at_std, c.camera.position_jitter = 0.05, 0.02
   with caplog.at_level("WARNING"):
-    guidance.build_prior(c)
+    train.build_prior(c)
   assert "trained on cameras" not in caplog.text
   # A prior saved before cameras were recorded saw DreamFusion's: the base config's cameras match it.
-  assert guidance.camera_mismatch(None, base_config.get_config().camera) is None
-  assert guidance.camera_mismatch(None, c.camera) is not None
+  assert checks.camera_mismatch(None, base_config.get_config().camera) is None
+  assert checks.camera_mismatch(None, c.camera) is not None
 
 
 def test_shapes_prior_refuses_a_missing_directory(tmp_path):
   missing = tmp_path / "no_prior_here"
   with pytest.raises(ConfigError, match="no_prior_here") as err:
-    guidance.build_prior(shapes_config(missing))
+    train.build_prior(shapes_config(missing))
   assert "train_prior" in str(err.value) and "params.msgpack" in str(err.value)
 
 
@@ -394,17 +396,17 @@ def test_shapes_prior_refuses_another_schedule_length(trained):
   c = shapes_config(os.path.join(workdir, "export"))
   c.guidance.num_train_timesteps = 500
   with pytest.raises(ConfigError, match="num_train_timesteps=1000"):
-    guidance.build_prior(c)
+    train.build_prior(c)
 
 
 def test_default_prior_fits_the_transport_budget():
   """The shipped model stays small: float16 weights ~7 MB, a train state under 50 MB (see train_prior)."""
-  cfg = prior_model.default_config()
-  counts = jax.eval_shape(lambda: prior_model.init_params(jax.random.PRNGKey(0), cfg))
-  n = prior_model.num_params(counts)
+  cfg = train_prior.default_config()
+  counts = jax.eval_shape(lambda: shapes_prior.init_params(jax.random.PRNGKey(0), cfg))
+  n = shapes_prior.num_params(counts)
   assert 3e6 < n < 4.2e6
   assert 12 * n < 50e6  # params + EMA in float32, two Adam moments in bfloat16.
-  assert set(cfg["text"]["vocabulary"]) == set(shapes.vocabulary())
-  assert not set(train_prior.PREVIEW_TRAIN_PAIRS) & set(shapes.HELD_OUT)
+  assert set(cfg["text"]["vocabulary"]) == set(world.vocabulary())
+  assert not set(train_prior.PREVIEW_TRAIN_PAIRS) & set(world.HELD_OUT)
   # Attention only at 16x16 and 8x8 (levels 2 and 3 of 64 -> 32 -> 16 -> 8).
   assert [b.startswith("CrossAttn") for b in cfg["unet"]["down_block_types"]] == [False, False, True, True]

@@ -1,4 +1,4 @@
-"""Tests for dreamfusion_jax.render against closed forms (analytic fields, no NeRF needed)."""
+"""Tests for dreamfusion_jax.nerf.render against closed forms (analytic fields, no NeRF needed)."""
 
 import functools
 import math
@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dreamfusion_jax import cameras, render
+from dreamfusion_jax.nerf import cameras, render
 
 # Constants are numpy: on a 2-core CPU every eager jnp op costs a ~0.1 s compile.
 BG = np.array([0.2, 0.4, 0.6], np.float32)

@@ -23,7 +23,8 @@ import flax.linen as nn  # noqa: E402
 
 import sd_tiny  # noqa: E402
 from conftest import ROOT, set_fields, tiny_config  # noqa: E402
-from dreamfusion_jax import clip_text, guidance as guidance_lib, sds, stable_diffusion, train  # noqa: E402
+from dreamfusion_jax import sds, train  # noqa: E402
+from dreamfusion_jax.guidance import clip_text, interface as guidance_lib, stable_diffusion
 from dreamfusion_jax.errors import ConfigError  # noqa: E402
 
 TOL = 1e-4  # max abs difference allowed between PyTorch and Flax in float32
@@ -104,7 +105,7 @@ def pipelines(tmp_path_factory):
 @pytest.fixture(scope="module")
 def sd2_prior(pipelines):
   """build_prior of the tiny sd2 pipeline (float32)."""
-  return stable_diffusion.build_prior(sd_config(pipelines["sd2"].folder))
+  return train.build_prior(sd_config(pipelines["sd2"].folder))
 
 
 # ----------------------------------------------------------------------------- 1. the loader
@@ -151,8 +152,8 @@ def test_build_prior_parity_embed_and_encode(pipelines, sd2_prior, layout):
   tiny = pipelines[layout]
   if layout == "sd1":  # Latents of an 18x18 render (9x9) can't be halved by the UNet: refused at load.
     with pytest.raises(ConfigError, match="image_size=18 must be a multiple of 4"):
-      stable_diffusion.build_prior(sd_config(tiny.folder, **{"guidance.sd.image_size": 18}))
-  prior = sd2_prior if layout == "sd2" else stable_diffusion.build_prior(sd_config(tiny.folder))
+      train.build_prior(sd_config(tiny.folder, **{"guidance.sd.image_size": 18}))
+  prior = sd2_prior if layout == "sd2" else train.build_prior(sd_config(tiny.folder))
   _check(f"{layout} prior.embed", prior.embed(PROMPTS), sd_tiny.torch_embed(tiny, PROMPTS))
   assert set(prior.params["encoder"]) == {"encoder", "quant_conv"}  # No decoder weights held for SDS.
   images = np.random.default_rng(2).uniform(0, 1, (2, 12, 12, 3)).astype(np.float32)  # Resized to 16 first.
@@ -166,7 +167,7 @@ def test_build_prior_parity_embed_and_encode(pipelines, sd2_prior, layout):
 def test_preview_decoder_parity(pipelines):
   """With validation previews on, build_prior also holds the VAE decoder; guidance.decode is the VAE's decode."""
   tiny = pipelines["sd2"]
-  prior = stable_diffusion.build_prior(sd_config(tiny.folder, **{"val_every": 1, "guidance.preview_t": 0.5}))
+  prior = train.build_prior(sd_config(tiny.folder, **{"val_every": 1, "guidance.preview_t": 0.5}))
   assert set(prior.params["decoder"]) == {"decoder", "post_quant_conv"}
   assert set(prior.params["encoder"]) == {"encoder", "quant_conv"}
   latents = np.random.default_rng(3).standard_normal((1, 8, 8, 4)).astype(np.float32)
@@ -246,7 +247,7 @@ def test_missing_weights_parity_one_clear_error(pipelines, tmp_path):
   folder = sd_tiny.copy(pipelines["sd2"].folder, str(tmp_path / "incomplete"))
   os.remove(os.path.join(folder, "vae", "diffusion_pytorch_model.safetensors"))
   with pytest.raises(stable_diffusion.WeightsNotFoundError, match="lacks vae/diffusion_pytorch_model.safetensors"):
-    stable_diffusion.build_prior(sd_config(folder))
+    train.build_prior(sd_config(folder))
 
 
 def test_corrupt_checkpoint_parity_cli_names_the_tensor_and_the_file(pipelines, tmp_path):
@@ -318,7 +319,7 @@ def test_v_prediction_parity_closed_form(pipelines, tmp_path):
     settings = json.load(f)
   with open(scheduler, "w") as f:
     json.dump(dict(settings, prediction_type="v_prediction"), f)
-  assert stable_diffusion.build_prior(sd_config(folder)).guidance.prediction_type == "v_prediction"
+  assert train.build_prior(sd_config(folder)).guidance.prediction_type == "v_prediction"
   with open(scheduler, "w") as f:
     json.dump(dict(settings, prediction_type="sample"), f)
   with pytest.raises(stable_diffusion.CheckpointMismatchError, match="'sample'.*epsilon and v_prediction"):
@@ -366,8 +367,8 @@ def test_sds_step_parity_end_to_end(pipelines, tmp_path, monkeypatch):
   """Two SDS steps of configs/sd21_base.py on the tiny pipeline: params move and stay finite, the metrics are
   finite, and the text encoder is released once the run's embeddings exist."""
   config = sd_config(pipelines["sd2"].folder, **{"guidance.scale": 7.5})
-  built, original = [], guidance_lib.build_prior
-  monkeypatch.setattr(guidance_lib, "build_prior", lambda c: built.append(original(c)) or built[-1])
+  built, original = [], train.build_prior
+  monkeypatch.setattr(train, "build_prior", lambda c: built.append(original(c)) or built[-1])
   workdir = str(tmp_path / "run")
   state = train.train_and_evaluate(config, workdir)
 

@@ -5,8 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dreamfusion_jax import guidance as guidance_lib, sds
-from dreamfusion_jax.unet import UNet2DConditionModel
+from dreamfusion_jax import sds
+from dreamfusion_jax.guidance import interface as guidance_lib
+from dreamfusion_jax.guidance.unet import UNet2DConditionModel
 
 UNET = dict(in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
             down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),

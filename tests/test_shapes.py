@@ -1,4 +1,4 @@
-"""Tests for dreamfusion_jax.shapes: SDFs vs closed forms, renders vs analytic silhouettes and
+"""Tests for dreamfusion_jax.shapes.world: SDFs vs closed forms, renders vs analytic silhouettes and
 shading, captions, and the batch sampler.
 
 Compiles are the cost on a 2-core CPU, so every render shares ONE jitted program (traced shape
@@ -12,33 +12,35 @@ import jax
 import numpy as np
 import pytest
 
-from dreamfusion_jax import cameras, shapes
+from dreamfusion_jax.nerf import cameras
+from dreamfusion_jax.shapes import world
+from dreamfusion_jax.guidance import text as text_lib
 
 SIZE = 32
 FOCAL = 32.0
 BG = np.array([0.2, 0.6, 0.3], np.float32)  # Far from red and from white/gray.
-RED = np.array(shapes.COLOURS["red"], np.float32)
+RED = np.array(world.COLOURS["red"], np.float32)
 ALBEDO_ONLY = dict(ambient=1.0, diffuse=0.0, textureless=0.0)
 SHADED = dict(ambient=0.1, diffuse=0.9, textureless=0.0)
 TEXTURELESS = dict(ambient=0.1, diffuse=0.9, textureless=1.0)
 
-_sdf = jax.jit(shapes.sdf)
-_sdf_grad = jax.jit(jax.vmap(jax.grad(shapes.sdf, argnums=1), in_axes=(None, 0)))
+_sdf = jax.jit(world.sdf)
+_sdf_grad = jax.jit(jax.vmap(jax.grad(world.sdf, argnums=1), in_axes=(None, 0)))
 
 
 def sdf(name, x):
   """SDF of a named shape at numpy points x [N, 3] -> numpy [N] (one shared compile)."""
-  return np.asarray(_sdf(np.int32(shapes.SHAPES.index(name)), np.asarray(x, np.float32)))
+  return np.asarray(_sdf(np.int32(world.SHAPES.index(name)), np.asarray(x, np.float32)))
 
 
 @jax.jit
 def _render(shape_index, colour, camera, shading, background):
-  return shapes.render_example(None, shape_index, colour, camera, shading, background, SIZE)
+  return world.render_example(None, shape_index, colour, camera, shading, background, SIZE)
 
 
 def render(name, camera, shading=ALBEDO_ONLY, colour=RED, background=BG):
   shading = {k: np.float32(v) for k, v in shading.items()}
-  return np.asarray(_render(np.int32(shapes.SHAPES.index(name)), colour, camera, shading, background))
+  return np.asarray(_render(np.int32(world.SHAPES.index(name)), colour, camera, shading, background))
 
 
 def orbit(elevation, azimuth, distance=1.3, light_pos=None):
@@ -56,7 +58,7 @@ def pixel_rays(camera):
 def raycast_mask(name, camera, num=1500):
   """Silhouette [H, W] by dense SDF sampling along each pixel-centre ray through the world ball."""
   o, d = pixel_rays(camera)
-  t = np.linspace(0.0, 2.0 * shapes.WORLD_RADIUS, num) + np.linalg.norm(o) - shapes.WORLD_RADIUS
+  t = np.linspace(0.0, 2.0 * world.WORLD_RADIUS, num) + np.linalg.norm(o) - world.WORLD_RADIUS
   inside = np.zeros(len(d), bool)
   for rows in np.array_split(np.arange(len(d)), 4):
     x = o + t[None, :, None] * d[rows, None, :]
@@ -82,38 +84,38 @@ def erode(mask):
 
 
 def test_names_and_colours():
-  assert len(shapes.SHAPES) >= 8 + 2 and len(set(shapes.SHAPES)) == len(shapes.SHAPES)
-  assert len(shapes.ASYMMETRIC) >= 2 and set(shapes.ASYMMETRIC) <= set(shapes.SHAPES)
-  assert len(shapes.COLOURS) >= 8
-  rgb = shapes.COLOUR_TABLE
+  assert len(world.SHAPES) >= 8 + 2 and len(set(world.SHAPES)) == len(world.SHAPES)
+  assert len(world.ASYMMETRIC) >= 2 and set(world.ASYMMETRIC) <= set(world.SHAPES)
+  assert len(world.COLOURS) >= 8
+  rgb = world.COLOUR_TABLE
   assert np.all((rgb >= 0) & (rgb <= 1)) and rgb.max(-1).min() > 0.3  # never (near) black
   dist = np.linalg.norm(rgb[:, None] - rgb[None], axis=-1) + 10 * np.eye(len(rgb))
   assert dist.min() > 0.25
-  held_colours = {c for c, _ in shapes.HELD_OUT}
-  held_shapes = {s for _, s in shapes.HELD_OUT}
-  assert 4 <= len(shapes.HELD_OUT) == len(held_colours) == len(held_shapes)
-  assert held_colours <= set(shapes.COLOURS) and held_shapes <= set(shapes.SHAPES)
-  n_all = len(shapes.SHAPES) * len(shapes.COLOURS)
-  assert len({tuple(p) for p in shapes.PAIRS}) == len(shapes.PAIRS) == n_all
-  assert shapes.NUM_TRAIN_PAIRS == n_all - len(shapes.HELD_OUT)
+  held_colours = {c for c, _ in world.HELD_OUT}
+  held_shapes = {s for _, s in world.HELD_OUT}
+  assert 4 <= len(world.HELD_OUT) == len(held_colours) == len(held_shapes)
+  assert held_colours <= set(world.COLOURS) and held_shapes <= set(world.SHAPES)
+  n_all = len(world.SHAPES) * len(world.COLOURS)
+  assert len({tuple(p) for p in world.PAIRS}) == len(world.PAIRS) == n_all
+  assert world.NUM_TRAIN_PAIRS == n_all - len(world.HELD_OUT)
 
 
 def test_captions_round_trip():
-  vocab = set(shapes.vocabulary())
-  for colour in shapes.COLOURS:
-    for shape in shapes.SHAPES:
-      text = shapes.caption(colour, shape)
+  vocab = set(world.vocabulary())
+  for colour in world.COLOURS:
+    for shape in world.SHAPES:
+      text = world.caption(colour, shape)
       assert text == f"a {colour} {shape}"
-      for view, suffix in enumerate(cameras.VIEW_SUFFIXES):
-        full = cameras.view_prompt(text, view)
+      for view, suffix in enumerate(text_lib.VIEW_SUFFIXES):
+        full = text_lib.view_prompt(text, view)
         assert full == f"a {colour} {shape}, {suffix}"
-        assert shapes.parse_caption(full) == (colour, shape)
+        assert world.parse_caption(full) == (colour, shape)
         assert set(full.replace(",", " ").split()) <= vocab
-      assert shapes.parse_caption(text) == (colour, shape)
+      assert world.parse_caption(text) == (colour, shape)
   assert {"front", "side", "back", "overhead", "view"} <= vocab
   for bad in ["a red", "a crimson cube", "the red cube", "a red cube thing"]:
     with pytest.raises(ValueError):
-      shapes.parse_caption(bad)
+      world.parse_caption(bad)
 
 
 # --- Signed distance functions. ---
@@ -189,7 +191,7 @@ def test_sdf_eikonal_and_finite_gradients():
   """|grad sdf| = 1 off the surface (exact SDFs; unions are exact outside); no NaN anywhere."""
   rng = np.random.default_rng(1)
   x = np.concatenate([rng.uniform(-0.7, 0.7, (4000, 3)), np.zeros((1, 3))]).astype(np.float32)
-  for i, name in enumerate(shapes.SHAPES):
+  for i, name in enumerate(world.SHAPES):
     d = sdf(name, x)
     g = np.asarray(_sdf_grad(np.int32(i), x))
     assert np.all(np.isfinite(g)), name
@@ -218,12 +220,12 @@ def test_occupancy_volumes_and_extent():
   n, half = 400_000, 0.7
   x = np.random.default_rng(2).uniform(-half, half, (n, 3)).astype(np.float32)
   box = (2 * half) ** 3
-  occ_fn = jax.jit(shapes.occupancy)
-  for i, name in enumerate(shapes.SHAPES):
+  occ_fn = jax.jit(world.occupancy)
+  for i, name in enumerate(world.SHAPES):
     occ = np.asarray(occ_fn(np.int32(i), x))
     inside = x[occ]
     # Every shape lies within WORLD_RADIUS, is roughly centred, and is not tiny.
-    assert np.linalg.norm(inside, axis=-1).max() < shapes.WORLD_RADIUS, name
+    assert np.linalg.norm(inside, axis=-1).max() < world.WORLD_RADIUS, name
     lo, hi = inside.min(0), inside.max(0)
     assert np.all(np.abs(lo + hi) < 0.1) and (hi - lo).max() > 0.6, (name, lo, hi)
     if name in VOLUMES:
@@ -235,8 +237,8 @@ def test_occupancy_volumes_and_extent():
 def test_density_fn_is_sharp_step():
   d = np.array([-0.05, -0.01, -0.001, 0.0, 0.001, 0.05], np.float32)
   x = np.stack([0.45 + d, np.zeros_like(d), np.zeros_like(d)], -1)  # across the sphere's surface
-  density = np.asarray(jax.jit(shapes.density_fn(0))(x))
-  s, k = shapes.DEFAULT_MAX_DENSITY, shapes.DEFAULT_SHARPNESS
+  density = np.asarray(jax.jit(world.density_fn(0))(x))
+  s, k = world.DEFAULT_MAX_DENSITY, world.DEFAULT_SHARPNESS
   depth = np.maximum(-d, 0)
   want = s * (1 - np.exp(-k * depth) + 1e-4 * depth)
   np.testing.assert_allclose(density, want, rtol=1e-4, atol=1e-3)
@@ -301,7 +303,7 @@ def test_textureless_is_grey_and_shaded():
 @pytest.mark.parametrize("elevation,azimuth", [(25.0, 30.0), (-5.0, 200.0)])
 def test_render_masks_match_sdf_raycast(elevation, azimuth):
   camera = orbit(elevation, azimuth, 1.25)
-  for name in shapes.SHAPES:
+  for name in world.SHAPES:
     mask = colour_mask(render(name, camera))
     want = raycast_mask(name, camera)
     assert want.sum() > 150, name  # the object fills a good part of the frame
@@ -315,11 +317,11 @@ def test_render_masks_match_sdf_raycast(elevation, azimuth):
 
 def test_front_and_back_differ_only_for_asymmetric_shapes():
   """Front (azimuth 0) vs back (180) and left (90) vs right (270) silhouettes."""
-  for name in shapes.SHAPES:
+  for name in world.SHAPES:
     masks = [colour_mask(render(name, orbit(20.0, az, 1.2))) for az in (0.0, 180.0, 90.0, 270.0)]
     diff_fb = (masks[0] != masks[1]).sum()
     diff_lr = (masks[2] != masks[3]).sum()
-    if name in shapes.ASYMMETRIC:
+    if name in world.ASYMMETRIC:
       assert diff_fb >= 15 and diff_lr >= 40, (name, diff_fb, diff_lr)
     else:
       assert diff_fb <= 2 and diff_lr <= 2, (name, diff_fb, diff_lr)
@@ -330,10 +332,10 @@ def test_front_and_back_differ_only_for_asymmetric_shapes():
 
 def test_sample_pairs_held_out():
   for exclude in (True, False):
-    shape, colour = jax.jit(shapes.sample_pairs, static_argnums=1)(jax.random.PRNGKey(0), 20_000, exclude)
+    shape, colour = jax.jit(world.sample_pairs, static_argnums=1)(jax.random.PRNGKey(0), 20_000, exclude)
     seen = set(zip(np.asarray(colour).tolist(), np.asarray(shape).tolist()))
-    held = {(shapes.COLOUR_NAMES.index(c), shapes.SHAPES.index(s)) for c, s in shapes.HELD_OUT}
-    allowed = len(shapes.PAIRS) - (len(held) if exclude else 0)
+    held = {(world.COLOUR_NAMES.index(c), world.SHAPES.index(s)) for c, s in world.HELD_OUT}
+    allowed = len(world.PAIRS) - (len(held) if exclude else 0)
     assert len(seen) == allowed
     assert (not seen & held) if exclude else held <= seen
     # Uniform over allowed pairs.
@@ -351,15 +353,15 @@ def _view_rule(elevation, azimuth):
 
 @functools.lru_cache(maxsize=None)
 def _batch(exclude):
-  out = shapes.sample_batch(jax.random.PRNGKey(7), 256, 8, exclude_held_out=exclude)
+  out = world.sample_batch(jax.random.PRNGKey(7), 256, 8, exclude_held_out=exclude)
   return jax.tree.map(np.asarray, out)
 
 
 def test_sample_batch_held_out_and_captions():
-  held = set(shapes.HELD_OUT)
+  held = set(world.HELD_OUT)
   for exclude in (True, False):
     batch = _batch(exclude)
-    pairs = {(shapes.COLOUR_NAMES[c], shapes.SHAPES[s]) for s, c in zip(batch["shape"], batch["colour"])}
+    pairs = {(world.COLOUR_NAMES[c], world.SHAPES[s]) for s, c in zip(batch["shape"], batch["colour"])}
     assert (not pairs & held) if exclude else (pairs & held)
   batch = _batch(True)
   assert batch["images"].shape == (256, 8, 8, 3) and batch["images"].dtype == np.float32
@@ -373,9 +375,9 @@ def test_sample_batch_held_out_and_captions():
   assert cam["distance"].min() >= 1.0 and cam["distance"].max() <= 1.5
   assert cam["elevation"].min() >= -10.0 and cam["elevation"].max() <= 90.0
   assert cam["focal"].min() >= 0.7 * 8 and cam["focal"].max() <= 1.35 * 8
-  for text, s, c, v in zip(shapes.captions_for(batch), batch["shape"], batch["colour"], views):
-    assert text == f"a {shapes.COLOUR_NAMES[c]} {shapes.SHAPES[s]}, {cameras.VIEW_SUFFIXES[v]}"
-    assert shapes.parse_caption(text) == (shapes.COLOUR_NAMES[c], shapes.SHAPES[s])
+  for text, s, c, v in zip(world.captions_for(batch), batch["shape"], batch["colour"], views):
+    assert text == f"a {world.COLOUR_NAMES[c]} {world.SHAPES[s]}, {text_lib.VIEW_SUFFIXES[v]}"
+    assert world.parse_caption(text) == (world.COLOUR_NAMES[c], world.SHAPES[s])
 
 
 def test_sample_batch_images_follow_labels():
@@ -383,12 +385,12 @@ def test_sample_batch_images_follow_labels():
   modes = batch["shading_mode"]
   # DreamFusion's mix: 25% albedo only, 37.5% shaded, 37.5% textureless.
   frac = np.bincount(modes, minlength=3) / len(modes)
-  assert np.all(np.abs(frac - np.array(shapes.DREAMFUSION_SHADING_MIX)) < 0.1), frac
+  assert np.all(np.abs(frac - np.array(world.DREAMFUSION_SHADING_MIX)) < 0.1), frac
   sh = batch["shading"]
   np.testing.assert_array_equal(sh["textureless"], (modes == 2).astype(np.float32))
   np.testing.assert_array_equal(sh["ambient"], np.where(modes == 0, 1.0, 0.1).astype(np.float32))
   images, opacity, bg = batch["images"], batch["opacity"], batch["background"]
-  albedo = shapes.COLOUR_TABLE[batch["colour"]]
+  albedo = world.COLOUR_TABLE[batch["colour"]]
   empty = opacity < 1e-4
   np.testing.assert_allclose(images[empty], np.broadcast_to(bg[:, None, None], images.shape)[empty], atol=1e-4)
   solid = opacity > 0.999
@@ -415,14 +417,14 @@ def test_bumpy_surfaces_change_the_images_but_not_the_labels():
   import jax
   import numpy as np
 
-  from dreamfusion_jax import shapes
+  from dreamfusion_jax.shapes import world
   x = jax.random.normal(jax.random.PRNGKey(0), (5, 3))
-  np.testing.assert_array_equal(shapes.bumpy(x, 0.0, 40.0, np.zeros(3)), x)
-  moved = np.linalg.norm(shapes.bumpy(x, 0.05, 40.0, np.ones(3)) - x, axis=-1) / np.linalg.norm(x, axis=-1)
+  np.testing.assert_array_equal(world.bumpy(x, 0.0, 40.0, np.zeros(3)), x)
+  moved = np.linalg.norm(world.bumpy(x, 0.05, 40.0, np.ones(3)) - x, axis=-1) / np.linalg.norm(x, axis=-1)
   assert np.all(moved <= 0.05 + 1e-6) and np.any(moved > 1e-3)
   key = jax.random.PRNGKey(3)
-  smooth = shapes.sample_batch(key, 3, 16)
-  rough = shapes.sample_batch(key, 3, 16, bump_max=0.2)
+  smooth = world.sample_batch(key, 3, 16)
+  rough = world.sample_batch(key, 3, 16, bump_max=0.2)
   for name in ("shape", "colour", "view", "shading_mode", "background"):
     np.testing.assert_array_equal(smooth[name], rough[name])
   assert np.max(np.abs(np.asarray(smooth["images"]) - np.asarray(rough["images"]))) > 0.05
@@ -434,18 +436,18 @@ def test_colour_jitter_moves_albedos_within_its_radius_and_keeps_the_labels():
   import jax
   import numpy as np
 
-  from dreamfusion_jax import shapes
+  from dreamfusion_jax.shapes import world
   key = jax.random.PRNGKey(5)
-  plain = shapes.sample_batch(key, 64, 16, shading_mix=(1.0, 0.0, 0.0))
-  np.testing.assert_allclose(plain["albedo"], shapes.COLOUR_TABLE[np.asarray(plain["colour"])])
-  moved = shapes.sample_batch(key, 64, 16, shading_mix=(1.0, 0.0, 0.0), colour_jitter=0.15)
+  plain = world.sample_batch(key, 64, 16, shading_mix=(1.0, 0.0, 0.0))
+  np.testing.assert_allclose(plain["albedo"], world.COLOUR_TABLE[np.asarray(plain["colour"])])
+  moved = world.sample_batch(key, 64, 16, shading_mix=(1.0, 0.0, 0.0), colour_jitter=0.15)
   for name in ("shape", "colour", "view", "shading_mode", "background"):
     np.testing.assert_array_equal(plain[name], moved[name])
   albedo = np.asarray(moved["albedo"])
-  offset = np.linalg.norm(albedo - shapes.COLOUR_TABLE[np.asarray(moved["colour"])], axis=-1)
+  offset = np.linalg.norm(albedo - world.COLOUR_TABLE[np.asarray(moved["colour"])], axis=-1)
   assert np.all(offset <= 0.15 + 1e-6) and np.median(offset) > 0.05
   assert np.all((albedo >= 0.0) & (albedo <= 1.0))
-  nearest = np.linalg.norm(albedo[:, None] - shapes.COLOUR_TABLE[None], axis=-1).argmin(-1)
+  nearest = np.linalg.norm(albedo[:, None] - world.COLOUR_TABLE[None], axis=-1).argmin(-1)
   np.testing.assert_array_equal(nearest, moved["colour"])
   # Fully covered pixels of an albedo-only render are the albedo.
   images, opacity = np.asarray(moved["images"]), np.asarray(moved["opacity"])
@@ -461,15 +463,15 @@ def test_shade_min_darkens_chromatic_albedos_only():
   import jax
   import numpy as np
 
-  from dreamfusion_jax import shapes
+  from dreamfusion_jax.shapes import world
   key = jax.random.PRNGKey(8)
-  plain = shapes.sample_batch(key, 128, 8, shading_mix=(1.0, 0.0, 0.0))
-  shaded = shapes.sample_batch(key, 128, 8, shading_mix=(1.0, 0.0, 0.0), shade_min=0.5)
+  plain = world.sample_batch(key, 128, 8, shading_mix=(1.0, 0.0, 0.0))
+  shaded = world.sample_batch(key, 128, 8, shading_mix=(1.0, 0.0, 0.0), shade_min=0.5)
   for name in ("shape", "colour", "view", "background"):
     np.testing.assert_array_equal(plain[name], shaded[name])
-  named = shapes.COLOUR_TABLE[np.asarray(shaded["colour"])]
+  named = world.COLOUR_TABLE[np.asarray(shaded["colour"])]
   ratio = np.asarray(shaded["albedo"]) / named
-  achromatic = np.isin(np.asarray(shaded["colour"]), [shapes.COLOUR_NAMES.index(c) for c in shapes.ACHROMATIC])
+  achromatic = np.isin(np.asarray(shaded["colour"]), [world.COLOUR_NAMES.index(c) for c in world.ACHROMATIC])
   assert achromatic.any() and (~achromatic).any()
   np.testing.assert_allclose(ratio[achromatic], 1.0, rtol=1e-6)
   k = ratio[~achromatic]

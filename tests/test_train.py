@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, tiny_config
-from dreamfusion_jax import cameras, guidance as guidance_lib, render, train
+from dreamfusion_jax import train
+from dreamfusion_jax.guidance import interface as guidance_lib
+from dreamfusion_jax.nerf import cameras, render, views
 
 
 class TargetDenoiser(nn.Module):
@@ -39,12 +41,12 @@ def target_prior(config, rgb=(0.9, 0.2, 0.1)):
 def render_error(trainer, state, rgb, config):
   """Mean squared distance of 4 fixed albedo renders (seed 0) to the target colour."""
   params = jax.tree.map(lambda x: x[0], state.params)
-  field_fn, bg_fn = train.field_fns(trainer.scene, params)
-  rcfg = train.make_render_config(config)
+  field_fn, bg_fn = views.field_fns(trainer.scene, params)
+  rcfg = views.make_render_config(config)
   errs = []
   for az in (0.0, 90.0, 180.0, 270.0):
     cam = cameras.orbit_camera(jnp.float32(20.0), jnp.float32(az), 1.3, 16.0)
-    out = render.render_image(None, field_fn, bg_fn, cam, train.fixed_shading("albedo", cam["light_pos"]), rcfg, 16, 16)
+    out = render.render_image(None, field_fn, bg_fn, cam, views.fixed_shading("albedo", cam["light_pos"]), rcfg, 16, 16)
     errs.append(float(jnp.mean((out["rgb"] - jnp.asarray(rgb)) ** 2)))
   return float(np.mean(errs))
 
@@ -72,7 +74,7 @@ def test_distortion_weight_adds_its_term_to_the_loss():
   for weight in (0.0, 1000.0):
     config = tiny_config(**{"reg.distortion": weight, "shading.albedo_warmup_steps": 1000})
     prior = target_prior(config)
-    scene = train.make_scene(config)
+    scene = views.make_scene(config)
     params = train.init_state(jnp.int32(0), scene, train.make_optimizer(config)).params
     loss, metrics = jax.jit(functools.partial(train.loss_fn, config=config, scene=scene, guidance=prior.guidance))(
         params, jax.random.key(0), jnp.int32(3), jnp.zeros((5, 2, 4)), prior.params)
@@ -152,8 +154,8 @@ def test_the_gpu_fields_set_xla_options_on_gpus_only(monkeypatch):
 
 METRICS_WITHOUT_TORCH = textwrap.dedent("""
     import importlib.util, sys, numpy as np
-    from dreamfusion_jax import outputs
-    writer = outputs.MetricsWriter(sys.argv[1], np.array([0, 1]))
+    from dreamfusion_jax import metrics
+    writer = metrics.MetricsWriter(sys.argv[1], np.array([0, 1]))
     writer.write(1, {"loss": np.array([1.0, 2.0])}, {"steps_per_sec": 3.0})
     writer.close()
     assert "torch" not in sys.modules, "tensorboardX imported torch"
@@ -178,7 +180,7 @@ MULTISEED = textwrap.dedent("""
     assert jax.device_count() == 4, jax.devices()
     def run(**kw):
       cfg = tiny_config(**kw)
-      trainer = train.Trainer(cfg, __import__('dreamfusion_jax.guidance', fromlist=['x']).build_prior(cfg))
+      trainer = train.Trainer(cfg, train.build_prior(cfg))
       emb = trainer.text_embeddings(train.embed_prompts(trainer.prior, cfg))
       state = trainer.init()
       for _ in range(cfg.num_steps):
@@ -187,7 +189,7 @@ MULTISEED = textwrap.dedent("""
     trainer, multi = run(num_seeds=4, seed=3, num_steps=3)
     assert trainer.mesh.size == 4
     cfg = tiny_config(num_seeds=1, num_steps=3)
-    one = train.Trainer(cfg, __import__('dreamfusion_jax.guidance', fromlist=['x']).build_prior(cfg))
+    one = train.Trainer(cfg, train.build_prior(cfg))
     emb = one.text_embeddings(train.embed_prompts(one.prior, cfg))
     worst = 0.0
     for k in range(4):
@@ -225,7 +227,7 @@ def test_nan_stops_the_run_with_a_message_and_keeps_the_last_good_checkpoint(tmp
   abar = guidance_lib.alphas_cumprod("scaled_linear", 0.00085, 0.012, 1000)
   broken = guidance_lib.Prior(guidance_lib.Guidance(NaNDenoiser(), abar), {"unet": {}},
                               lambda texts: np.zeros((len(texts), 2, 4), np.float32))
-  monkeypatch.setattr(guidance_lib, "build_prior", lambda cfg: broken)
+  monkeypatch.setattr(train, "build_prior", lambda cfg: broken)
   with pytest.raises(DivergenceError, match=r"NaN or infinite by step 1 .*no checkpoint was written"):
     train.train_and_evaluate(config, str(tmp_path / "run"))
   assert not os.listdir(tmp_path / "run" / "checkpoints")  # The NaN state was never saved.

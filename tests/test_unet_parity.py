@@ -1,4 +1,4 @@
-"""Parity of the Flax UNet (dreamfusion_jax.unet) with diffusers' PyTorch UNet2DConditionModel.
+"""Parity of the Flax UNet (dreamfusion_jax.guidance.unet) with diffusers' PyTorch UNet2DConditionModel.
 
 Tiny random PyTorch UNets are converted with `torch_to_flax` and both are run on the same input
 (PyTorch NCHW, Flax NHWC). Two layouts: SD 1.x-like (1x1 conv proj_in/proj_out, one int
@@ -18,9 +18,9 @@ diffusers = pytest.importorskip("diffusers")
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from dreamfusion_jax.convert import (CheckpointError, load_safetensors_numpy, torch_to_flax,  # noqa: E402
+from dreamfusion_jax.guidance.convert import (CheckpointError, load_safetensors_numpy, torch_to_flax,  # noqa: E402
                                      unet_params_from_torch)
-from dreamfusion_jax.unet import UNet2DConditionModel  # noqa: E402
+from dreamfusion_jax.guidance.unet import UNet2DConditionModel  # noqa: E402
 
 TOL = 2e-5  # max abs difference allowed between PyTorch and Flax in float32 (observed ~4e-6)
 

@@ -1,4 +1,4 @@
-"""Parity of the Flax VAE (dreamfusion_jax.vae) with diffusers' PyTorch AutoencoderKL.
+"""Parity of the Flax VAE (dreamfusion_jax.guidance.vae) with diffusers' PyTorch AutoencoderKL.
 
 Tiny random PyTorch VAEs are saved with `save_pretrained` and read back without torch (config.json +
 safetensors), converted with `vae_params_from_torch`, and both models are run on the same input
@@ -19,8 +19,8 @@ diffusers = pytest.importorskip("diffusers")
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from dreamfusion_jax.convert import CheckpointError, load_safetensors_numpy  # noqa: E402
-from dreamfusion_jax.vae import AutoencoderKL, rename_legacy_attention_keys, vae_params_from_torch  # noqa: E402
+from dreamfusion_jax.guidance.convert import CheckpointError, load_safetensors_numpy  # noqa: E402
+from dreamfusion_jax.guidance.vae import AutoencoderKL, rename_legacy_attention_keys, vae_params_from_torch  # noqa: E402
 
 TOL = 1e-4  # max abs difference allowed between PyTorch and Flax in float32
 

@@ -13,7 +13,7 @@ hub files) with list indices joined by '_':
   text_model.encoder.layers.0.layer_norm1.weight       text_model/encoder/layers_0/layer_norm1/scale
   text_model.final_layer_norm.bias                     text_model/final_layer_norm/bias
 
-so `dreamfusion_jax.convert.torch_to_flax` loads `text_encoder/model.safetensors` mechanically; use
+so `dreamfusion_jax.guidance.convert.torch_to_flax` loads `text_encoder/model.safetensors` mechanically; use
 `clip_params_from_torch`, which also accepts the prefix-less keys transformers 5.x writes.
 
 Mixed precision as in `unet.py`: `dtype` is the compute dtype, `param_dtype` the storage dtype; the
@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dreamfusion_jax.convert import torch_to_flax
+from dreamfusion_jax.guidance.convert import torch_to_flax
 
 Dtype = Any
 
@@ -308,7 +308,7 @@ def clip_params_from_torch(state_dict: Mapping[str, np.ndarray], model: CLIPText
   """Converts a transformers CLIPTextModel state dict (e.g. `text_encoder/model.safetensors`) for `model`.
 
   Args:
-    state_dict: checkpoint key -> array, e.g. from `dreamfusion_jax.convert.load_safetensors_numpy`.
+    state_dict: checkpoint key -> array, e.g. from `dreamfusion_jax.guidance.convert.load_safetensors_numpy`.
       Keys with the `text_model.` prefix (transformers 4.x, the Stable Diffusion hub files) and
       without it (transformers 5.x `save_pretrained`) are both accepted.
     model: the Flax model; target shapes come from `jax.eval_shape`, nothing is allocated twice.
@@ -316,7 +316,7 @@ def clip_params_from_torch(state_dict: Mapping[str, np.ndarray], model: CLIPText
   Returns:
     A params dict in `model.param_dtype`.
   Raises:
-    dreamfusion_jax.convert.CheckpointError: listing every mismatching, missing or unexpected tensor.
+    dreamfusion_jax.guidance.convert.CheckpointError: listing every mismatching, missing or unexpected tensor.
   """
   ids = jax.ShapeDtypeStruct((1, 1), jnp.int32)
   shapes = jax.eval_shape(lambda rng, x: model.init(rng, x, skip_last_layers=0), jax.random.PRNGKey(0), ids)

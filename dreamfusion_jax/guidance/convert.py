@@ -152,7 +152,7 @@ def load_safetensors_numpy(path: str, dtype: Any = np.float32) -> dict[str, np.n
 
 
 def unet_params_from_torch(state_dict: Mapping[str, np.ndarray], model: Any, *, ignore: Iterable[str] = ()) -> dict:
-  """Converts a diffusers UNet2DConditionModel state dict for a `dreamfusion_jax.unet.UNet2DConditionModel`.
+  """Converts a diffusers UNet2DConditionModel state dict for a `dreamfusion_jax.guidance.unet.UNet2DConditionModel`.
 
   The target shapes come from `jax.eval_shape(model.init, ...)` on the smallest valid input, so no
   parameter memory is allocated twice. Returns a params dict in `model.param_dtype`.

@@ -3,14 +3,14 @@
 It plays the role of Imagen's 64x64 base model in the paper: an epsilon-prediction UNet on 64x64
 RGB images in [-1, 1] (`unet.UNet2DConditionModel`, a small config) conditioned on a word-level
 `text.TextEncoder` over the world's vocabulary, with a DDPM 'linear' schedule (1e-4..0.02 over 1000
-steps, as in DDPM and Imagen). `dreamfusion_jax.train_prior` trains it; the weights ship in
-`dreamfusion_jax/assets/shapes_prior/` and `guidance.build_prior` loads them for model='shapes'.
+steps, as in DDPM and Imagen). `dreamfusion_jax.shapes.train_prior` trains it; the weights ship in
+`dreamfusion_jax/assets/shapes_prior/` and `build_prior` loads them for guidance.model='shapes'.
 
 A prior directory holds
   params.msgpack  flax.serialization bytes of {'unet': ..., 'text': ...}, stored float16 (upcast to
                   float32 on load);
-  config.json     the model config (`default_config()`'s keys, the vocabulary included, so loading
-                  needs nothing from shapes.py) and the model card's facts under 'card';
+  config.json     the model config (`shapes.train_prior.default_config()`'s keys, the vocabulary included,
+                  so loading needs nothing of the Shapes world) and the model card's facts under 'card';
   MODEL_CARD.md   the card: data, training, measured losses.
 """
 import copy
@@ -23,52 +23,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dreamfusion_jax import cameras, guidance, shapes, text
-from dreamfusion_jax.unet import UNet2DConditionModel
+from dreamfusion_jax import files
+from dreamfusion_jax.errors import ConfigError
+from dreamfusion_jax.guidance import interface as guidance, text
+from dreamfusion_jax.guidance.unet import UNet2DConditionModel
 
 PARAMS_FILE = "params.msgpack"
 CONFIG_FILE = "config.json"
 CARD_FILE = "MODEL_CARD.md"
 FORMAT = "dreamfusion_jax.shapes_prior/1"  # Written into config.json; bump when the layout changes.
-
-
-def default_config(image_size: int = 64) -> dict:
-  """The shipped prior's config (JSON-able): unet (diffusers keys), text, schedule, image_size.
-
-  3.6 M UNet + 0.1 M text-encoder parameters (7.4 MB in float16). Small on purpose: the train
-  state (params, EMA, Adam moments; ~45 MB) must travel between 10-minute GPU commands.
-  Levels 64 -> 32 -> 16 -> 8 pixels; self- and cross-attention only at 16x16 and 8x8 (and the mid
-  block), where the 256 and 64 tokens are cheap; heads 32 channels wide.
-  """
-  return {
-      "format": FORMAT,
-      "image_size": image_size,  # Training resolution (the UNet is convolutional; other sizes are off-distribution).
-      "prediction_type": "epsilon",
-      "unet": {
-          "in_channels": 3, "out_channels": 3, "sample_size": image_size,
-          "block_out_channels": [64, 64, 64, 96], "layers_per_block": 1,
-          "down_block_types": ["DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
-          "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"],
-          "attention_head_dim": [2, 2, 2, 3],  # diffusers' quirk: the NUMBER of heads per block.
-          "cross_attention_dim": 64, "norm_num_groups": 32,
-      },
-      "text": {"width": 64, "num_layers": 2, "num_heads": 4, "max_length": 12,
-               "vocabulary": list(shapes.vocabulary())},
-      "schedule": {"beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02, "num_train_timesteps": 1000},
-  }
-
-
-def tiny_config(image_size: int = 16) -> dict:
-  """A very small model for CPU tests: two levels, text cross-attention in the mid block only.
-
-  ~48k parameters; what costs on CPU is compiling, which grows with the number of weight arrays.
-  """
-  cfg = default_config(image_size)
-  cfg["unet"].update(block_out_channels=[8, 16], down_block_types=["DownBlock2D", "DownBlock2D"],
-                     up_block_types=["UpBlock2D", "UpBlock2D"], attention_head_dim=[1, 2],
-                     cross_attention_dim=8, norm_num_groups=4)
-  cfg["text"].update(width=8, num_layers=1, num_heads=2)
-  return cfg
 
 
 def check_config(cfg: dict) -> None:
@@ -116,28 +79,7 @@ def num_params(params: Any) -> int:
   return int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))
 
 
-def caption_table(tokenizer: text.WordTokenizer) -> np.ndarray:
-  """Token ids of every training caption: int32 [num_shapes, num_colours, num_views, max_length].
-
-  Entry [s, c, v] tokenizes exactly what `shapes.captions_for` writes for that example,
-  'a {colour} {shape}, {view suffix}', so a jitted step can look captions up instead of
-  tokenizing strings on the host.
-  """
-  texts = [cameras.view_prompt(shapes.caption(colour, shape), v)
-           for shape in shapes.SHAPES for colour in shapes.COLOUR_NAMES
-           for v in range(len(cameras.VIEW_SUFFIXES))]
-  ids = tokenizer(texts)
-  return ids.reshape(len(shapes.SHAPES), len(shapes.COLOUR_NAMES), len(cameras.VIEW_SUFFIXES), -1)
-
-
 # ----------------------------------------------------------------------------- saving and loading
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "wb") as f:
-    f.write(data)
-  os.replace(tmp, path)
 
 
 def _card_markdown(card: dict) -> str:
@@ -186,9 +128,9 @@ def save_prior(directory: str, params: dict, model_config: dict, card: dict, dty
   config["num_params"] = {"unet": num_params(host["unet"]), "text": num_params(host["text"])}
   config["card"] = card
   paths = {name: os.path.join(directory, name) for name in (PARAMS_FILE, CONFIG_FILE, CARD_FILE)}
-  _atomic_write(paths[PARAMS_FILE], flax.serialization.to_bytes(stored))
-  _atomic_write(paths[CONFIG_FILE], json.dumps(config, indent=2).encode())
-  _atomic_write(paths[CARD_FILE], _card_markdown(card).encode())
+  files.write_bytes(paths[PARAMS_FILE], flax.serialization.to_bytes(stored))
+  files.write_bytes(paths[CONFIG_FILE], json.dumps(config, indent=2).encode())
+  files.write_bytes(paths[CARD_FILE], _card_markdown(card).encode())
   return paths
 
 
@@ -224,6 +166,46 @@ def load_prior(directory: str, dtype: Any = jnp.float32):
     raise ValueError(f"{PARAMS_FILE} in '{directory}' does not fit its {CONFIG_FILE} (first differences: {diff}).")
   params = cast_params(raw, np.float32)
   return unet, encoder, tokenizer, params, schedule(cfg)
+
+
+def default_dir() -> str:
+  """The package's copy of the Shapes prior: dreamfusion_jax/assets/shapes_prior/."""
+  return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "shapes_prior")
+
+
+def build_prior(g: Any) -> guidance.Prior:
+  """The Prior of guidance.model='shapes' (g: a run config's `guidance`), from g.path or the package's assets.
+
+  It brings its own noise schedule and text encoder, so guidance.beta_* and guidance.text/unet are
+  not used; guidance.num_train_timesteps must match the prior's schedule (t_min/t_max are fractions of it).
+  """
+  directory = os.path.abspath(os.path.expanduser(g.path)) if g.path else default_dir()
+  missing = missing_files(directory)
+  if missing:
+    where = "--config.guidance.path" if g.path else "the package's asset directory"
+    raise ConfigError(
+        f"guidance.model='shapes' needs the trained Shapes prior, but {' and '.join(missing)} "
+        f"{'is' if len(missing) == 1 else 'are'} missing from '{directory}' ({where}). Train it with "
+        "`python -m dreamfusion_jax.shapes.train_prior --workdir=DIR` (about 60k steps; it resumes when run again), "
+        "then either copy DIR/export/ to dreamfusion_jax/assets/shapes_prior/ or pass "
+        "--config.guidance.path=DIR/export.")
+  try:
+    unet, encoder, tokenizer, params, abar = load_prior(directory)
+  except (ValueError, KeyError, OSError) as e:
+    raise ConfigError(f"The Shapes prior in '{directory}' could not be loaded ({e}). Export it again with "
+                      "`python -m dreamfusion_jax.shapes.train_prior --workdir=DIR --export_only`.") from None
+  if g.num_train_timesteps != len(abar):
+    raise ConfigError(f"guidance.num_train_timesteps={g.num_train_timesteps} but the Shapes prior was trained "
+                      f"with {len(abar)} timesteps; set --config.guidance.num_train_timesteps={len(abar)}.")
+  apply = jax.jit(lambda p, ids: encoder.apply({"params": p}, ids))
+  text_params = params["text"]
+  embed = lambda texts: np.asarray(apply(text_params, tokenizer(list(texts))), np.float32)
+  prior_cfg = read_config(directory)
+  size = prior_cfg["image_size"]  # Renders are resized to the prior's resolution.
+  # A prior saved without a camera record was trained on DreamFusion's cameras ({}: every default).
+  return guidance.Prior(guidance.Guidance(unet, abar, encoder_size=size), {"unet": params["unet"]}, embed,
+                        tokenizer.unknown_words, training_cameras=prior_cfg.get("camera", {}))
+
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -292,7 +274,7 @@ def write_png(path: str, image: np.ndarray) -> str:
   image = np.asarray(image)
   if image.dtype != np.uint8:
     image = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-  _atomic_write(path, iio.imwrite("<bytes>", image, extension=".png"))
+  files.write_bytes(path, iio.imwrite("<bytes>", image, extension=".png"))
   return path
 
 

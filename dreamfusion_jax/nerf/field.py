@@ -32,7 +32,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dreamfusion_jax.hash_encoding import HashEncoding
+from dreamfusion_jax.nerf.hash_encoding import HashEncoding
 
 BLOB_TYPES = ("gaussian", "magic3d", "none")
 DENSITY_ACTIVATIONS = ("exp", "softplus")

@@ -23,8 +23,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from dreamfusion_jax import cameras
-from dreamfusion_jax.field import density_albedo_normals
+from dreamfusion_jax.nerf import cameras
+from dreamfusion_jax.nerf.field import density_albedo_normals
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,10 +18,10 @@ Metrics (all pure functions below; grids hold cell centres of [-bound, bound]^3,
   color_error      mean Euclidean RGB distance between the albedo at the result's surface points
                    (occupied cells with an empty 6-neighbour) and the caption's colour; RGB in
                    [0, 1], so 0 (exact) to sqrt(3) ~ 1.73. null for an empty result.
-  color_r_precision  the paper's CLIP R-Precision with the Shapes judge (dreamfusion_jax.classifier)
+  color_r_precision  the paper's CLIP R-Precision with the Shapes judge (dreamfusion_jax.shapes.judge)
                    in place of CLIP: the fraction of K albedo-only renders (azimuths 0, 360/K, ...,
                    elevation 20 degrees, training-like camera distance and focal) whose top caption
-                   over all colour x shape captions (classifier.caption_logprobs) is the true one.
+                   over all colour x shape captions (judge_lib.caption_logprobs) is the true one.
   geo_r_precision  the same for textureless renders, which show no colour: only the top SHAPE is
                    compared to the true shape.
   janus            (asymmetric shapes only) whether the result has more than one front; see `janus`.
@@ -48,8 +48,12 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from dreamfusion_jax import cameras, compilation_cache, logs, render, shapes
+from dreamfusion_jax import compilation_cache, files, logs
+from dreamfusion_jax.checkpointing import Checkpoints
 from dreamfusion_jax.errors import UserError, WorkdirError
+from dreamfusion_jax.nerf import cameras, views
+from dreamfusion_jax.nerf.field import Scene
+from dreamfusion_jax.shapes import judge as judge_lib, world
 
 # Cube half-size of the evaluation grids: every true shape lies inside WORLD_RADIUS = 0.65, also
 # after a rotation about z; density beyond 0.8 (floaters far from the object) is not scored.
@@ -104,7 +108,7 @@ def occupancy_grid(density_fn: Fn, bound: float, resolution: int, threshold: flo
 def true_occupancy(shape_index: int, bound: float, resolution: int, angle_deg: float = 0.0) -> np.ndarray:
   """bool [R, R, R]: the true solid (SDF <= 0), turned by angle_deg about z, at grid_points."""
   pts = rotate_z(jnp.asarray(grid_points(bound, resolution)), -angle_deg)
-  return np.asarray(shapes.occupancy(int(shape_index), pts))
+  return np.asarray(world.occupancy(int(shape_index), pts))
 
 
 @functools.lru_cache(maxsize=None)
@@ -162,7 +166,7 @@ def best_rotation(occ: np.ndarray, template_sdf: Fn, bound: float,
 @functools.lru_cache(maxsize=None)
 def shape_sdf(shape_index: int) -> Fn:
   """x [..., 3] -> the true shape's SDF [...] (one function object per shape, so jits are reused)."""
-  return lambda x: shapes.sdf(int(shape_index), x)
+  return lambda x: world.sdf(int(shape_index), x)
 
 
 def best_iou_over_rotations(density_fn: Fn, shape_index: int, *, bound: float = EVAL_BOUND,
@@ -212,7 +216,7 @@ def color_error(albedo_fn: Fn, points: np.ndarray, rgb) -> float:
 @functools.lru_cache(maxsize=None)
 def two_front_sdf(shape_index: int) -> Fn:
   """The shape united with itself turned 180 degrees about z: its one-sided part on both sides."""
-  return lambda x: jnp.minimum(shapes.sdf(int(shape_index), x), shapes.sdf(int(shape_index), rotate_z(x, 180.0)))
+  return lambda x: jnp.minimum(world.sdf(int(shape_index), x), world.sdf(int(shape_index), rotate_z(x, 180.0)))
 
 
 def _windowed_iou(a: np.ndarray, b: np.ndarray, window: np.ndarray) -> float:
@@ -242,15 +246,15 @@ def janus(occ: np.ndarray, shape_index: int, bound: float, num_rotations: int = 
   best_rotation(occ, shape_sdf(shape_index), bound, num_rotations) when the caller has it.
   """
   from scipy import ndimage  # A dependency of scikit-image, which export.py uses.
-  name = shapes.SHAPES[int(shape_index)]
-  if name not in shapes.ASYMMETRIC:
-    raise ValueError(f"Janus is defined for the asymmetric shapes {shapes.ASYMMETRIC}, not {name!r}.")
+  name = world.SHAPES[int(shape_index)]
+  if name not in world.ASYMMETRIC:
+    raise ValueError(f"Janus is defined for the asymmetric shapes {world.ASYMMETRIC}, not {name!r}.")
   occ = np.asarray(occ, bool)
   cell = 2.0 * bound / occ.shape[0]
   iou_t, angle = best if best is not None else best_rotation(occ, shape_sdf(shape_index), bound, num_rotations)
   pts = rotate_z(jnp.asarray(grid_points(bound, occ.shape[0])), -angle)
-  one = np.asarray(shapes.sdf(int(shape_index), pts) <= 0.0)
-  turned = np.asarray(shapes.sdf(int(shape_index), rotate_z(pts, 180.0)) <= 0.0)
+  one = np.asarray(world.sdf(int(shape_index), pts) <= 0.0)
+  turned = np.asarray(world.sdf(int(shape_index), rotate_z(pts, 180.0)) <= 0.0)
   feature, mirror = one & ~turned, turned & ~one
   if not mirror.any():
     raise ValueError(f"The grid (resolution {occ.shape[0]}) is too coarse to resolve the {name}'s one-sided part.")
@@ -279,22 +283,19 @@ def make_view_renderer(scene, config: ml_collections.ConfigDict, size: int, fiel
   Deterministic ray samples (no key). field_of(params) -> field_fn replaces the scene's field
   (a ground-truth shape, to check the benchmark against the truth).
   """
-  from dreamfusion_jax.train import field_fns, fixed_shading, make_render_config  # Avoids an import cycle.
-  rcfg = make_render_config(config)
+  rcfg = views.make_render_config(config)
   distance = float(np.mean(config.camera.distance_range))
   focal = float(np.mean(config.camera.focal_range)) * size
 
   @jax.jit
   def render_view(params, elevation, azimuth, background):
-    cam = cameras.orbit_camera(elevation, azimuth, distance, focal)
     light = cameras.spherical_to_cartesian(elevation + 30.0, azimuth + 30.0, distance)
-    field_fn = field_fns(scene, params)[0] if field_of is None else field_of(params)
+    field_fn = views.field_fns(scene, params)[0] if field_of is None else field_of(params)
     bg_fn = lambda d: jnp.broadcast_to(background, d.shape)
-    out = {}
-    for mode, name in (("albedo", "colour"), ("textureless", "textureless")):
-      rgb = render.render_image(None, field_fn, bg_fn, cam, fixed_shading(mode, light), rcfg, size, size)["rgb"]
-      out[name] = jnp.clip(rgb, 0.0, 1.0)
-    return out
+    out = views.orbit_view(field_fn, {"albedo": bg_fn, "textureless": bg_fn}, rcfg, elevation, azimuth,
+                           distance=distance, focal=focal, size=size, light_pos=light)
+    return {name: jnp.clip(out[mode]["rgb"], 0.0, 1.0) for mode, name in (("albedo", "colour"),
+                                                                         ("textureless", "textureless"))}
 
   return render_view
 
@@ -329,15 +330,14 @@ def split_views_sheet(sheet: np.ndarray, num_views: int, size: int) -> list[dict
 def r_precision(judge, colour_images: np.ndarray, textureless_images: np.ndarray, colour_index: int,
                 shape_index: int) -> dict:
   """R-Precisions of one result's renders [K, S, S, 3] (see the module docstring) and the top answers."""
-  from dreamfusion_jax import classifier
   lc = judge.logits(colour_images)
-  top_c, top_s = classifier.top_caption(lc["shape"], lc["colour"])
+  top_c, top_s = judge_lib.top_caption(lc["shape"], lc["colour"])
   geo_s = judge.logits(textureless_images)["shape"].argmax(-1)
   return dict(
       color_r_precision=float(np.mean((top_c == colour_index) & (top_s == shape_index))),
       geo_r_precision=float(np.mean(geo_s == shape_index)),
-      top_captions=[shapes.caption(shapes.COLOUR_NAMES[c], shapes.SHAPES[s]) for c, s in zip(top_c, top_s)],
-      top_shapes_geo=[shapes.SHAPES[s] for s in geo_s],
+      top_captions=[world.caption(world.COLOUR_NAMES[c], world.SHAPES[s]) for c, s in zip(top_c, top_s)],
+      top_shapes_geo=[world.SHAPES[s] for s in geo_s],
   )
 
 
@@ -347,12 +347,12 @@ def r_precision(judge, colour_images: np.ndarray, textureless_images: np.ndarray
 def parse_run_caption(prompt: str) -> tuple[str, str]:
   """(colour, shape) of a run's prompt; UserError when it is not a Shapes caption."""
   try:
-    return shapes.parse_caption(prompt)
+    return world.parse_caption(prompt)
   except ValueError:
     raise UserError(
         f"The run's prompt {prompt!r} is not a caption of the Shapes world, so it has no ground truth to score "
         f"against. The benchmark takes prompts 'a {{colour}} {{shape}}' with a colour in "
-        f"{', '.join(shapes.COLOUR_NAMES)} and a shape in {', '.join(shapes.SHAPES)}, e.g. 'a red cube'.") from None
+        f"{', '.join(world.COLOUR_NAMES)} and a shape in {', '.join(world.SHAPES)}, e.g. 'a red cube'.") from None
 
 
 def read_run_config(workdir: str) -> ml_collections.ConfigDict:
@@ -365,13 +365,7 @@ def read_run_config(workdir: str) -> ml_collections.ConfigDict:
 
 
 def restore_params(workdir: str, config: ml_collections.ConfigDict) -> tuple[int, list[Any]]:
-  """(step, [params of each seed]) from the latest checkpoint, without building the diffusion prior.
-
-  The state's shapes come from jax.eval_shape of the vmapped train.init_state (the same pytree the
-  Trainer saves); everything is restored onto one device.
-  """
-  from dreamfusion_jax import train
-  from dreamfusion_jax.checkpointing import Checkpoints
+  """(step, [params of each seed]) from the latest checkpoint, without building the diffusion prior."""
   if not os.path.isdir(os.path.join(workdir, "checkpoints")):
     raise WorkdirError(f"'{workdir}' holds no checkpoints/ folder; train the run first.")
   ckpts = Checkpoints(workdir, config.keep_checkpoints)
@@ -379,15 +373,9 @@ def restore_params(workdir: str, config: ml_collections.ConfigDict) -> tuple[int
     step = ckpts.latest_step()
     if step is None:
       raise WorkdirError(f"'{workdir}/checkpoints' holds no checkpoint; train the run first.")
-    scene, tx = train.make_scene(config), train.make_optimizer(config)
-    seeds = jax.ShapeDtypeStruct((config.num_seeds,), jnp.int32)
-    shapes_ = jax.eval_shape(jax.vmap(lambda s: train.init_state(s, scene, tx)), seeds)
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), shapes_)
-    state = ckpts.restore(step, abstract)
+    params = ckpts.restore_params(step)
   finally:
     ckpts.close()
-  params = jax.device_get(state.params)
   return int(step), [jax.tree.map(lambda x: np.asarray(x[i]), params) for i in range(config.num_seeds)]
 
 
@@ -406,7 +394,7 @@ def evaluate_params(field, params, shape_index: int, rgb, *, threshold: float, b
   out = dict(iou=best, best_angle_deg=angle, color_error=color_error(lambda x: field(params, x)[1], pts, rgb),
              volume_ratio=volume_ratio(occ, shape_index, bound), occupied_fraction=float(occ.mean()),
              num_surface_points=int(len(pts)), janus=None, janus_evidence=None)
-  if shapes.SHAPES[shape_index] in shapes.ASYMMETRIC:
+  if world.SHAPES[shape_index] in world.ASYMMETRIC:
     out["janus"], out["janus_evidence"] = janus(occ, shape_index, bound, num_rotations, best=(best, angle))
   if extra_levels:
     out["iou_by_level"] = {}
@@ -442,15 +430,14 @@ def _nan_to_none(obj):
 
 def find_classifier(classifier_dir: Optional[str]) -> Optional[str]:
   """The judge's directory: classifier_dir (must hold weights) or the package asset if it exists."""
-  from dreamfusion_jax import classifier
   if classifier_dir:
-    if not classifier.has_classifier(classifier_dir):
-      raise UserError(f"--classifier_dir='{classifier_dir}' holds no judge weights ({classifier.PARAMS_FILE} and "
-                      f"{classifier.CONFIG_FILE}); pass the export/ folder written by "
-                      "python -m dreamfusion_jax.classifier.")
+    if not judge_lib.has_classifier(classifier_dir):
+      raise UserError(f"--classifier_dir='{classifier_dir}' holds no judge weights ({judge_lib.PARAMS_FILE} and "
+                      f"{judge_lib.CONFIG_FILE}); pass the export/ folder written by "
+                      "python -m dreamfusion_jax.shapes.judge.")
     return classifier_dir
-  default = classifier.default_classifier_dir()
-  return default if classifier.has_classifier(default) else None
+  default = judge_lib.default_classifier_dir()
+  return default if judge_lib.has_classifier(default) else None
 
 
 class Scorer:
@@ -464,17 +451,15 @@ class Scorer:
                bound: float = EVAL_BOUND, resolution: int = RESOLUTION, threshold: Optional[float] = None,
                num_rotations: int = NUM_ROTATIONS, num_views: int = NUM_VIEWS, elevation: float = VIEW_ELEVATION,
                extra_levels=()):
-    from dreamfusion_jax import classifier, train
-    from dreamfusion_jax.field import Scene
     self.judge_dir = find_classifier(classifier_dir)
     if self.judge_dir is None:
       logging.warning("No judge weights (dreamfusion_jax/assets/classifier/ is empty and no --classifier_dir was "
                       "given): color_r_precision and geo_r_precision are null. Train one with "
-                      "python -m dreamfusion_jax.classifier.")
-    scene = train.make_scene(config)
+                      "python -m dreamfusion_jax.shapes.judge.")
+    scene = views.make_scene(config)
     # params are an argument, not a closure: a closure would bake the hash tables into the program.
     self.field = jax.jit(lambda p, x: scene.apply({"params": p}, x, method=Scene.field))
-    self.judge = classifier.load_classifier(self.judge_dir) if self.judge_dir else None
+    self.judge = judge_lib.load_classifier(self.judge_dir) if self.judge_dir else None
     self.render_view = make_view_renderer(scene, config, self.judge.image_size) if self.judge else None
     self.threshold = config.export.mesh_threshold if threshold is None else threshold
     self.extra_levels = tuple(extra_levels)
@@ -485,9 +470,9 @@ class Scorer:
   def score(self, params: Any, caption: str) -> dict:
     """The metrics of one seed's params against a caption 'a {colour} {shape}'."""
     colour, shape = parse_run_caption(caption)
-    shape_index, colour_index = shapes.SHAPES.index(shape), shapes.COLOUR_NAMES.index(colour)
+    shape_index, colour_index = world.SHAPES.index(shape), world.COLOUR_NAMES.index(colour)
     st = self.settings
-    m = evaluate_params(self.field, params, shape_index, shapes.COLOURS[colour], threshold=self.threshold,
+    m = evaluate_params(self.field, params, shape_index, world.COLOURS[colour], threshold=self.threshold,
                         bound=st["bound"], resolution=st["resolution"], num_rotations=st["num_rotations"],
                         extra_levels=self.extra_levels)
     if self.judge is not None:
@@ -506,11 +491,11 @@ class Scorer:
     rows = list(per_seed.values())
     mean = {k: _mean([r[k] for r in rows])
             for k in ("color_r_precision", "geo_r_precision", "iou", "color_error", "volume_ratio")}
-    mean["janus_rate"] = _mean([float(r["janus"]) for r in rows]) if shape in shapes.ASYMMETRIC else None
+    mean["janus_rate"] = _mean([float(r["janus"]) for r in rows]) if shape in world.ASYMMETRIC else None
     mean["num_seeds"] = len(rows)
     return _nan_to_none(dict(
-        caption=shapes.caption(colour, shape), colour=colour, shape=shape, asymmetric=shape in shapes.ASYMMETRIC,
-        held_out=(colour, shape) in shapes.HELD_OUT, step=step, classifier=self.judge_dir, settings=self.settings,
+        caption=world.caption(colour, shape), colour=colour, shape=shape, asymmetric=shape in world.ASYMMETRIC,
+        held_out=(colour, shape) in world.HELD_OUT, step=step, classifier=self.judge_dir, settings=self.settings,
         per_seed=per_seed, mean=mean))
 
 
@@ -519,7 +504,6 @@ def evaluate_run(workdir: str, classifier_dir: Optional[str] = None, **settings)
 
   settings: Scorer's keyword arguments (bound, resolution, threshold, num_rotations, num_views, elevation).
   """
-  from dreamfusion_jax import train
   config = read_run_config(workdir)
   parse_run_caption(config.prompt)  # A prompt outside the world fails before anything is restored.
   step, per_seed_params = restore_params(workdir, config)
@@ -527,7 +511,7 @@ def evaluate_run(workdir: str, classifier_dir: Optional[str] = None, **settings)
   seeds = np.arange(config.num_seeds) + config.seed
   per_seed = {f"seed_{seed}": scorer.score(params, config.prompt) for seed, params in zip(seeds, per_seed_params)}
   result = scorer.result(config.prompt, step, per_seed)
-  train.dump_json(os.path.join(workdir, "evaluation.json"), result)
+  files.write_json(os.path.join(workdir, "evaluation.json"), result)
   return result
 
 
@@ -561,8 +545,13 @@ def _main(argv):
   print(json.dumps({"caption": result["caption"], "step": result["step"], "mean": result["mean"]}))
 
 
-if __name__ == "__main__":
+def run() -> None:
+  """The command line (python -m dreamfusion_jax.evaluate)."""
   from absl import app
   _define_flags()
   logs.quiet_orbax()
   app.run(_main)
+
+
+if __name__ == "__main__":
+  run()

@@ -4,7 +4,7 @@ It stands in for CLIP in the paper's R-Precision (dreamfusion_jax.evaluate): a c
 'a {colour} {shape}', and its score is log p(colour | image) + log p(shape | image)
 (`caption_logprobs`), so every colour x shape caption, held-out pairs included, is known.
 
-Training data comes from `shapes.sample_batch` on the fly, inside the jitted step: every
+Training data comes from `world.sample_batch` on the fly, inside the jitted step: every
 (shape, colour) pair (HELD_OUT too: the judge must know every caption even though the prior
 never saw some), DreamFusion's random training cameras, random solid backgrounds, and a mix of
 albedo-only, shaded and textureless renders. A textureless render shows no colour, so the
@@ -24,7 +24,7 @@ probes a judge both ways; BENCHMARKS.md).
 
 Train (resumes from DIR/checkpoints; each call stops after --time_limit_min and exports):
 
-  python -m dreamfusion_jax.classifier --workdir=/tmp/judge --steps=6000 --batch=256 \
+  python -m dreamfusion_jax.shapes.judge --workdir=/tmp/judge --steps=6000 --batch=256 \
       --time_limit_min=8
 
 Weights are exported to DIR/export (params.msgpack + config.json, ~2 MB) after every call;
@@ -46,7 +46,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dreamfusion_jax import logs, render, shapes
+from dreamfusion_jax import files, logs
+from dreamfusion_jax.nerf import render
+from dreamfusion_jax.shapes import world
 from dreamfusion_jax.errors import UserError, WorkdirError
 
 # Probabilities of (albedo only, shaded, textureless) training renders: the evaluation judges
@@ -65,8 +67,8 @@ class ShapesClassifier(nn.Module):
 
   channels: tuple[int, ...] = (32, 64, 96, 128)  # Conv widths per stage; each stage halves H and W.
   hidden: int = 128  # Width of the MLP after the pool.
-  num_shapes: int = len(shapes.SHAPES)  # Classes of the shape head (shapes.SHAPES order).
-  num_colours: int = len(shapes.COLOUR_NAMES)  # Classes of the colour head (shapes.COLOUR_NAMES order).
+  num_shapes: int = len(world.SHAPES)  # Classes of the shape head (world.SHAPES order).
+  num_colours: int = len(world.COLOUR_NAMES)  # Classes of the colour head (world.COLOUR_NAMES order).
 
   @nn.compact
   def __call__(self, images: jax.Array) -> dict:
@@ -115,15 +117,15 @@ class TrainConfig:
   channels: tuple[int, ...] = (32, 64, 96, 128)  # ShapesClassifier.channels.
   hidden: int = 128  # ShapesClassifier.hidden.
   seed: int = 0  # Seed of the initial weights and of the data stream.
-  num_coarse: int = 64  # Coarse samples per ray of the training renders (shapes.RENDER_CONFIG: 64).
-  num_fine: int = 32  # Importance samples per ray (shapes.RENDER_CONFIG: 32).
-  # Surface relief of the training renders (shapes.bumpy, amplitude U(0, bump_max)); SDS results
+  num_coarse: int = 64  # Coarse samples per ray of the training renders (world.RENDER_CONFIG: 64).
+  num_fine: int = 32  # Importance samples per ray (world.RENDER_CONFIG: 32).
+  # Surface relief of the training renders (world.bumpy, amplitude U(0, bump_max)); SDS results
   # are bumpy, and a judge trained on smooth shapes only reads a 2%-bumpy sphere as a bird.
   bump_max: float = 0.0
-  # Albedo offsets of the training renders, uniform in a ball of this radius (shapes.sample_batch);
+  # Albedo offsets of the training renders, uniform in a ball of this radius (world.sample_batch);
   # below max_colour_jitter(shade_min) (0.177 without shades) every albedo stays nearest its own name.
   colour_jitter: float = 0.0
-  # Chromatic albedos of the training renders are first scaled by U(shade_min, 1) (shapes.sample_batch):
+  # Chromatic albedos of the training renders are first scaled by U(shade_min, 1) (world.sample_batch):
   # SDS results are often darker than their colour, and a half-bright blue is still blue.
   shade_min: float = 1.0
   # Whether shaded renders train the colour head too (the shipped judge: False). The benchmark asks
@@ -135,7 +137,7 @@ class TrainConfig:
     return ShapesClassifier(channels=tuple(self.channels), hidden=self.hidden)
 
   def render_config(self) -> render.RenderConfig:
-    return render.RenderConfig(bound=shapes.RENDER_CONFIG.bound, num_coarse=self.num_coarse,
+    return render.RenderConfig(bound=world.RENDER_CONFIG.bound, num_coarse=self.num_coarse,
                                num_fine=self.num_fine)
 
   def to_dict(self) -> dict:
@@ -162,8 +164,8 @@ def colour_sets_distance(shade_min: float = 1.0) -> float:
   k * colour, k in [shade_min, 1] (segments towards black), white and gray are points. Brute force
   over 101 shades per colour. 0.354 (orange-yellow) at shade_min 1; 0.156 at 0.5 (orange-yellow)."""
   ks = np.linspace(shade_min, 1.0, 101)
-  sets = [np.outer(ks if name not in shapes.ACHROMATIC else np.ones(1), rgb)
-          for name, rgb in zip(shapes.COLOUR_NAMES, shapes.COLOUR_TABLE)]
+  sets = [np.outer(ks if name not in world.ACHROMATIC else np.ones(1), rgb)
+          for name, rgb in zip(world.COLOUR_NAMES, world.COLOUR_TABLE)]
   return float(min(np.linalg.norm(a[:, None] - b[None], axis=-1).min()
                    for i, a in enumerate(sets) for b in sets[i + 1:]))
 
@@ -197,15 +199,15 @@ def init_state(cfg: TrainConfig) -> ClassifierState:
 @functools.partial(jax.jit, static_argnames=("batch", "image_size", "noise_max", "render_cfg", "bump_max",
                                              "colour_jitter", "shade_min"))
 def make_batch(key: jax.Array, *, batch: int, image_size: int, noise_max: float,
-               render_cfg: render.RenderConfig = shapes.RENDER_CONFIG, bump_max: float = 0.0,
+               render_cfg: render.RenderConfig = world.RENDER_CONFIG, bump_max: float = 0.0,
                colour_jitter: float = 0.0, shade_min: float = 1.0) -> dict:
   """A batch of training renders (every pair, held-out ones included) with pixel noise.
 
-  Returns shapes.sample_batch's dict; images [B, S, S, 3] carry Gaussian noise of a per-image
+  Returns world.sample_batch's dict; images [B, S, S, 3] carry Gaussian noise of a per-image
   std U(0, noise_max) (clipped to [0, 1]).
   """
   k_data, k_std, k_noise = jax.random.split(key, 3)
-  out = shapes.sample_batch(k_data, batch, image_size, exclude_held_out=False, shading_mix=SHADING_MIX,
+  out = world.sample_batch(k_data, batch, image_size, exclude_held_out=False, shading_mix=SHADING_MIX,
                             render_cfg=render_cfg, bump_max=bump_max, colour_jitter=colour_jitter,
                             shade_min=shade_min)
   std = jax.random.uniform(k_std, (batch, 1, 1, 1), maxval=noise_max)
@@ -360,16 +362,10 @@ def export_classifier(directory: str, params: Any, cfg: TrainConfig, step: int, 
   """Writes params.msgpack and config.json (model, vocabulary, training step and metrics)."""
   os.makedirs(directory, exist_ok=True)
   meta = dict(model=dict(channels=list(cfg.channels), hidden=cfg.hidden), image_size=cfg.image_size,
-              shapes=list(shapes.SHAPES), colours=list(shapes.COLOUR_NAMES), step=int(step),
+              shapes=list(world.SHAPES), colours=list(world.COLOUR_NAMES), step=int(step),
               train_config=cfg.to_dict(), eval_metrics=metrics)
-  tmp = os.path.join(directory, PARAMS_FILE + ".tmp")
-  with open(tmp, "wb") as f:
-    f.write(flax.serialization.to_bytes(params))
-  os.replace(tmp, os.path.join(directory, PARAMS_FILE))
-  tmp = os.path.join(directory, CONFIG_FILE + ".tmp")
-  with open(tmp, "w") as f:
-    json.dump(meta, f, indent=2)
-  os.replace(tmp, os.path.join(directory, CONFIG_FILE))
+  files.write_bytes(os.path.join(directory, PARAMS_FILE), flax.serialization.to_bytes(params))
+  files.write_json(os.path.join(directory, CONFIG_FILE), meta)
 
 
 # ----------------------------------------------------------------------------- loading
@@ -397,7 +393,7 @@ class Classifier:
 
 def default_classifier_dir() -> str:
   """The package's judge: dreamfusion_jax/assets/classifier/."""
-  return os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "classifier")
+  return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "classifier")
 
 
 def has_classifier(directory: str) -> bool:
@@ -408,12 +404,12 @@ def load_classifier(directory: str) -> Classifier:
   """Loads an export (params.msgpack + config.json); raises UserError if missing or of another world."""
   if not has_classifier(directory):
     raise UserError(f"No judge weights in '{directory}' (expected {PARAMS_FILE} and {CONFIG_FILE}). Train one "
-                    "with python -m dreamfusion_jax.classifier --workdir=DIR and pass --classifier_dir=DIR/export.")
+                    "with python -m dreamfusion_jax.shapes.judge --workdir=DIR and pass --classifier_dir=DIR/export.")
   with open(os.path.join(directory, CONFIG_FILE)) as f:
     meta = json.load(f)
-  if meta["shapes"] != list(shapes.SHAPES) or meta["colours"] != list(shapes.COLOUR_NAMES):
+  if meta["shapes"] != list(world.SHAPES) or meta["colours"] != list(world.COLOUR_NAMES):
     raise UserError(f"The judge in '{directory}' was trained on another Shapes world (other shape or colour "
-                    "names); retrain it with python -m dreamfusion_jax.classifier.")
+                    "names); retrain it with python -m dreamfusion_jax.shapes.judge.")
   model = ShapesClassifier(channels=tuple(meta["model"]["channels"]), hidden=meta["model"]["hidden"])
   size = meta["image_size"]
   target = jax.eval_shape(lambda: model.init(rng_key(0), jnp.zeros((1, size, size, 3))))["params"]
@@ -451,7 +447,7 @@ if __name__ == "__main__":
   flags.DEFINE_float("time_limit_min", None, "Stop, checkpoint and export after this many minutes.")
   flags.DEFINE_float("lr", TrainConfig.lr, "Peak learning rate.")
   flags.DEFINE_float("bump_max", TrainConfig.bump_max, "Largest surface relief of the training renders "
-                     "(shapes.bumpy amplitude; 0.05 ~ 2 cm on a radius-0.45 sphere).")
+                     "(world.bumpy amplitude; 0.05 ~ 2 cm on a radius-0.45 sphere).")
   flags.DEFINE_float("colour_jitter", TrainConfig.colour_jitter, "Radius of the random albedo offsets of the "
                      "training renders (below 0.177, or 0.078 with --shade_min=0.5, every albedo stays nearest its own "
                      "colour name).")

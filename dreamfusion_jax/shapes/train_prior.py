@@ -1,9 +1,9 @@
-"""Trains the Shapes prior (dreamfusion_jax.prior_model) on renders of the Shapes world made on the fly.
+"""Trains the Shapes prior (dreamfusion_jax.guidance.shapes_prior) on renders of the Shapes world made on the fly.
 
-  python -m dreamfusion_jax.train_prior --workdir=/tmp/prior --steps=60000 --time_limit_min=7 --export_on_stop
+  python -m dreamfusion_jax.shapes.train_prior --workdir=/tmp/prior --steps=60000 --time_limit_min=7 --export_on_stop
 
 The UNet and the text encoder are trained jointly from scratch with DDPM's epsilon-prediction MSE
-(Min-SNR-5 weighted) on 64x64 renders (`shapes.sample_batch`, held-out colour x shape pairs
+(Min-SNR-5 weighted) on 64x64 renders (`world.sample_batch`, held-out colour x shape pairs
 excluded) captioned 'a {colour} {shape}, {view} view' (a textureless render, a white object, says
 'white': `--textureless_caption`), the caption replaced by the empty one 10% of the time so the model also learns the unconditional score (classifier-free guidance). AdamW with
 warm-up, an EMA of the weights (exported), bfloat16 compute on GPU.
@@ -22,7 +22,7 @@ sample too (`guidance` warns when it does not). `--textureless_caption` may chan
 Runs in chunks. A run saves an orbax checkpoint under DIR/checkpoints every --checkpoint_every_min
 minutes, when --time_limit_min is reached, and at the end; started again with the same --workdir it
 resumes. When --steps is reached (or with --export_only) it writes DIR/export/: the prior
-(prior_model.save_prior: params.msgpack in float16, config.json, MODEL_CARD.md) and samples.png.
+(shapes_prior.save_prior: params.msgpack in float16, config.json, MODEL_CARD.md) and samples.png.
 The checkpoint keeps the Adam moments in bfloat16 (relative rounding 2^-8) so that it stays small
 enough to be carried between machines; everything else resumes exactly. Only the latest checkpoint
 is kept, so `tar -C DIR -cf - checkpoints metrics.jsonl` (~45 MB for the default model) is all a
@@ -47,8 +47,12 @@ import numpy as np
 import optax
 from absl import app, flags, logging
 
-from dreamfusion_jax import cameras, logs, prior_model, shapes
+from dreamfusion_jax import logs
+from dreamfusion_jax.guidance import shapes_prior
+from dreamfusion_jax.nerf import cameras
+from dreamfusion_jax.shapes import world
 from dreamfusion_jax.errors import DivergenceError, UserError, WorkdirError
+from dreamfusion_jax.guidance import text as text_lib
 
 # Command-line help of each Options field (the flags take their defaults from Options).
 _FLAG_HELP = {
@@ -134,6 +138,59 @@ PREVIEW_TRAIN_PAIRS = (("red", "sphere"), ("green", "torus"), ("blue", "cube"), 
 LOSS_EMA_DECAY = 0.99  # Of the logged training loss: averages the t-dependence of single-step losses away.
 
 
+def default_config(image_size: int = 64) -> dict:
+  """The shipped prior's config (JSON-able): unet (diffusers keys), text, schedule, image_size.
+
+  3.6 M UNet + 0.1 M text-encoder parameters (7.4 MB in float16). Small on purpose: the train
+  state (params, EMA, Adam moments; ~45 MB) must travel between 10-minute GPU commands.
+  Levels 64 -> 32 -> 16 -> 8 pixels; self- and cross-attention only at 16x16 and 8x8 (and the mid
+  block), where the 256 and 64 tokens are cheap; heads 32 channels wide.
+  """
+  return {
+      "format": shapes_prior.FORMAT,
+      "image_size": image_size,  # Training resolution (the UNet is convolutional; other sizes are off-distribution).
+      "prediction_type": "epsilon",
+      "unet": {
+          "in_channels": 3, "out_channels": 3, "sample_size": image_size,
+          "block_out_channels": [64, 64, 64, 96], "layers_per_block": 1,
+          "down_block_types": ["DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+          "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"],
+          "attention_head_dim": [2, 2, 2, 3],  # diffusers' quirk: the NUMBER of heads per block.
+          "cross_attention_dim": 64, "norm_num_groups": 32,
+      },
+      "text": {"width": 64, "num_layers": 2, "num_heads": 4, "max_length": 12,
+               "vocabulary": list(world.vocabulary())},
+      "schedule": {"beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02, "num_train_timesteps": 1000},
+  }
+
+
+def tiny_config(image_size: int = 16) -> dict:
+  """A very small model for CPU tests: two levels, text cross-attention in the mid block only.
+
+  ~48k parameters; what costs on CPU is compiling, which grows with the number of weight arrays.
+  """
+  cfg = default_config(image_size)
+  cfg["unet"].update(block_out_channels=[8, 16], down_block_types=["DownBlock2D", "DownBlock2D"],
+                     up_block_types=["UpBlock2D", "UpBlock2D"], attention_head_dim=[1, 2],
+                     cross_attention_dim=8, norm_num_groups=4)
+  cfg["text"].update(width=8, num_layers=1, num_heads=2)
+  return cfg
+
+
+def caption_table(tokenizer: text_lib.WordTokenizer) -> np.ndarray:
+  """Token ids of every training caption: int32 [num_shapes, num_colours, num_views, max_length].
+
+  Entry [s, c, v] tokenizes exactly what `world.captions_for` writes for that example,
+  'a {colour} {shape}, {view suffix}', so a jitted step can look captions up instead of
+  tokenizing strings on the host.
+  """
+  texts = [text_lib.view_prompt(world.caption(colour, shape), v)
+           for shape in world.SHAPES for colour in world.COLOUR_NAMES
+           for v in range(len(text_lib.VIEW_SUFFIXES))]
+  ids = tokenizer(texts)
+  return ids.reshape(len(world.SHAPES), len(world.COLOUR_NAMES), len(text_lib.VIEW_SUFFIXES), -1)
+
+
 @flax.struct.dataclass
 class TrainState:
   """Everything that a resumed run needs (the data pool is rebuilt)."""
@@ -179,9 +236,9 @@ def state_key(state: TrainState) -> jax.Array:
 
 def model_config(options: Options) -> dict:
   if options.model == "default":
-    return prior_model.default_config(options.image_size)
+    return default_config(options.image_size)
   if options.model == "tiny":
-    return prior_model.tiny_config(options.image_size)
+    return tiny_config(options.image_size)
   raise UserError(f"--model={options.model!r} is not known; use 'default' or 'tiny'.")
 
 
@@ -219,7 +276,7 @@ def check_options(options: Options) -> None:
   if wrong:
     raise UserError(f"--{wrong}.")
   try:
-    prior_model.check_config(model_config(options))
+    shapes_prior.check_config(model_config(options))
   except ValueError as e:
     raise UserError(f"--image_size={options.image_size}: {e}") from None
 
@@ -283,9 +340,9 @@ class Models:
 
   def __init__(self, cfg: dict, dtype):
     self.cfg = cfg
-    self.unet, self.text_encoder, self.tokenizer = prior_model.build_models(cfg, dtype)
-    self.alphas_cumprod = prior_model.schedule(cfg)
-    self.captions = prior_model.caption_table(self.tokenizer)  # [shapes, colours, views, L]
+    self.unet, self.text_encoder, self.tokenizer = shapes_prior.build_models(cfg, dtype)
+    self.alphas_cumprod = shapes_prior.schedule(cfg)
+    self.captions = caption_table(self.tokenizer)  # [shapes, colours, views, L]
     self.empty = self.tokenizer([""])[0]  # [L]: <bos> <eos> <pad>...
 
   def embed(self, text_params: Any, ids: jnp.ndarray) -> jnp.ndarray:
@@ -308,9 +365,9 @@ class Models:
 
   @functools.lru_cache(maxsize=4)
   def jit_sample(self, num_steps: int, guidance_scale: float, image_size: int):
-    """jit of prior_model.sample(key, unet_params, context, uncond_context) with these settings."""
+    """jit of shapes_prior.sample(key, unet_params, context, uncond_context) with these settings."""
     unet_apply = lambda p, x, t, c: self.unet.apply({"params": p}, x, t, c)
-    return jax.jit(lambda key, p, c, u: prior_model.sample(key, unet_apply, p, c, u, self.alphas_cumprod,
+    return jax.jit(lambda key, p, c, u: shapes_prior.sample(key, unet_apply, p, c, u, self.alphas_cumprod,
                                                            num_steps, guidance_scale, image_size))
 
 
@@ -324,7 +381,7 @@ def diffusion_loss(params: Any, models: Models, images: jnp.ndarray, ids: jnp.nd
 
 def init_state(seed: int, cfg: dict, layout: Layout, tx: optax.GradientTransformation) -> TrainState:
   key = rng_key(seed)
-  params = layout.ravel(prior_model.init_params(jax.random.fold_in(key, 0), cfg))
+  params = layout.ravel(shapes_prior.init_params(jax.random.fold_in(key, 0), cfg))
   # The EMA starts as a copy: params and EMA are donated to the step as separate buffers.
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, ema_params=jnp.copy(params),
                     opt_state=tx.init(params),
@@ -336,14 +393,14 @@ def init_state(seed: int, cfg: dict, layout: Layout, tx: optax.GradientTransform
 
 
 TEXTURELESS_CAPTIONS = ("white", "albedo")
-_TEXTURELESS_MODE = 2  # shapes.sample_batch's shading_mode of a textureless render.
+_TEXTURELESS_MODE = 2  # world.sample_batch's shading_mode of a textureless render.
 
 
 def caption_colours(batch: dict, textureless_caption: str):
   """[B] int32: the colour index of each render's caption (see Options.textureless_caption)."""
   if textureless_caption == "albedo":
     return batch["colour"]
-  white = shapes.COLOUR_NAMES.index("white")
+  white = world.COLOUR_NAMES.index("white")
   return jnp.where(batch["shading_mode"] == _TEXTURELESS_MODE, white, batch["colour"]).astype(batch["colour"].dtype)
 
 
@@ -376,8 +433,8 @@ def camera_record(camera_cfg: cameras.CameraConfig) -> dict:
 
 def render(key: jax.Array, count: int, size: int, exclude_held_out: bool = True,
            camera_cfg: cameras.CameraConfig = cameras.CameraConfig()) -> dict:
-  """`count` fresh examples (shapes.sample_batch, one compile per (count, size, cameras) per process)."""
-  return shapes.sample_batch(key, count, size, exclude_held_out, camera_cfg=camera_cfg)
+  """`count` fresh examples (world.sample_batch, one compile per (count, size, cameras) per process)."""
+  return world.sample_batch(key, count, size, exclude_held_out, camera_cfg=camera_cfg)
 
 
 def fill_pool(key: jax.Array, options: Options) -> dict:
@@ -458,7 +515,7 @@ class Programs:
     self.models = Models(cfg, dtype)
     # Validation and samples run as the prior is used: float32 compute.
     self.eval_models = self.models if jnp.dtype(dtype) == jnp.float32 else Models(cfg, jnp.float32)
-    self.layout = Layout(jax.eval_shape(lambda: prior_model.init_params(rng_key(0), cfg)))
+    self.layout = Layout(jax.eval_shape(lambda: shapes_prior.init_params(rng_key(0), cfg)))
     self.tx = make_optimizer(step_config, self.layout)
     self.init = jax.jit(functools.partial(init_state, cfg=cfg, layout=self.layout, tx=self.tx), static_argnums=0)
     self.step = jax.jit(functools.partial(train_step, models=self.models, layout=self.layout, tx=self.tx,
@@ -540,12 +597,12 @@ def collect_validation(key: jax.Array, options: Options, camera_cfg: cameras.Cam
   cameras camera_cfg and caption rule (the last training run's). 'colour' is the pair's (the
   albedo), 'caption_colour' the caption's.
   """
-  held = {(shapes.SHAPES.index(s), shapes.COLOUR_NAMES.index(c)) for c, s in shapes.HELD_OUT}
+  held = {(world.SHAPES.index(s), world.COLOUR_NAMES.index(c)) for c, s in world.HELD_OUT}
   want = options.val_examples
   sets = {"held_out": [], "train": []}
   n = options.fresh_per_step
   # Held-out pairs are 6 of 110, so ~20 renders give one; give up far beyond that.
-  max_calls = 100 * (want * len(shapes.PAIRS) // (len(held) * n) + 1)
+  max_calls = 100 * (want * len(world.PAIRS) // (len(held) * n) + 1)
   for i in range(max_calls):
     batch = jax.device_get(render(jax.random.fold_in(key, i), n, options.image_size, False, camera_cfg))
     batch["caption_colour"] = np.asarray(caption_colours(batch, textureless_caption))
@@ -581,7 +638,7 @@ def validation_losses(param_sets: list, models: Models, val: dict, key: jax.Arra
       if name == "held_out":
         for s, c in sorted(set(zip(data["shape"].tolist(), data["colour"].tolist()))):
           mask = (data["shape"] == s) & (data["colour"] == c)
-          per_pair[shapes.caption(shapes.COLOUR_NAMES[c], shapes.SHAPES[s])] = float(values[mask].mean())
+          per_pair[world.caption(world.COLOUR_NAMES[c], world.SHAPES[s])] = float(values[mask].mean())
     out["per_pair"] = per_pair
     results.append(out)
   return results
@@ -589,15 +646,15 @@ def validation_losses(param_sets: list, models: Models, val: dict, key: jax.Arra
 
 def preview_captions() -> tuple[list[str], list[bool]]:
   """Rows of samples.png: the six PREVIEW_TRAIN_PAIRS then every HELD_OUT pair; flags mark held-out rows."""
-  pairs = list(PREVIEW_TRAIN_PAIRS) + list(shapes.HELD_OUT)
-  return [shapes.caption(c, s) for c, s in pairs], [False] * len(PREVIEW_TRAIN_PAIRS) + [True] * len(shapes.HELD_OUT)
+  pairs = list(PREVIEW_TRAIN_PAIRS) + list(world.HELD_OUT)
+  return [world.caption(c, s) for c, s in pairs], [False] * len(PREVIEW_TRAIN_PAIRS) + [True] * len(world.HELD_OUT)
 
 
 def preview_samples(key: jax.Array, params: Any, models: Models, options: Options) -> np.ndarray:
   """DDIM samples [rows * 4, S, S, 3]: each preview caption with the four view suffixes."""
   rows, _ = preview_captions()
-  views = len(cameras.VIEW_SUFFIXES)
-  texts = [cameras.view_prompt(r, v) for r in rows for v in range(views)]
+  views = len(text_lib.VIEW_SUFFIXES)
+  texts = [text_lib.view_prompt(r, v) for r in rows for v in range(views)]
   ids = jnp.asarray(np.concatenate([models.tokenizer(texts), models.empty[None]]))
   embeddings = models.jit_embed(params["text"], ids)
   run = models.jit_sample(options.sample_steps, options.guidance_scale, options.image_size)
@@ -655,7 +712,7 @@ def make_card(meta: dict, options: Options, cfg: dict, losses: dict, losses_f32:
   chunks = meta["chunks"]
   devices = sorted({c["device"] for c in chunks}) or ["unknown"]
   train_s = sum(c["wall_s"] for c in chunks)
-  held = ", ".join(shapes.caption(c, s) for c, s in shapes.HELD_OUT)
+  held = ", ".join(world.caption(c, s) for c, s in world.HELD_OUT)
   step = meta["step"]
   unet, size = cfg["unet"], cfg["image_size"]
   levels = len(unet["block_out_channels"])
@@ -665,14 +722,14 @@ def make_card(meta: dict, options: Options, cfg: dict, losses: dict, losses_f32:
       "title": f"Shapes prior: a {size}x{size} pixel-space text-to-image diffusion model of the Shapes world",
       "summary": ("The diffusion prior of dreamfusion_jax's Shapes experiments, in the role Imagen's 64x64 base "
                   "model plays in DreamFusion. Epsilon prediction, DDPM linear schedule, classifier-free "
-                  "guidance. Trained from scratch by `python -m dreamfusion_jax.train_prior`; loaded by "
+                  "guidance. Trained from scratch by `python -m dreamfusion_jax.shapes.train_prior`; loaded by "
                   "`--config.guidance.model=shapes`."),
       "Model": {
-          "UNet": (f"dreamfusion_jax.unet.UNet2DConditionModel, block_out_channels {unet['block_out_channels']}, "
+          "UNet": (f"dreamfusion_jax.guidance.unet.UNet2DConditionModel, block_out_channels {unet['block_out_channels']}, "
                    f"layers_per_block {unet['layers_per_block']}, self- and cross-attention at "
                    f"{' and '.join(f'{r}x{r}' for r in sorted(attention, reverse=True))}, "
                    f"{counts['unet']:,} parameters"),
-          "text encoder": (f"dreamfusion_jax.text.TextEncoder, width {cfg['text']['width']}, "
+          "text encoder": (f"dreamfusion_jax.guidance.text.TextEncoder, width {cfg['text']['width']}, "
                            f"{cfg['text']['num_layers']} layers, {counts['text']:,} parameters, a "
                            f"{len(cfg['text']['vocabulary'])}-word vocabulary, {cfg['text']['max_length']} tokens"),
           "input": f"{cfg['image_size']}x{cfg['image_size']} RGB in [-1, 1], prediction: epsilon",
@@ -681,16 +738,16 @@ def make_card(meta: dict, options: Options, cfg: dict, losses: dict, losses_f32:
           "weights": "EMA of the training weights, stored float16, loaded as float32",
       },
       "Data": {
-          "source": ("the procedural Shapes world (dreamfusion_jax.shapes), rendered on the fly by "
-                     f"shapes.sample_batch: {len(shapes.SHAPES)} shapes x {len(shapes.COLOURS)} colours, "
+          "source": ("the procedural Shapes world (dreamfusion_jax.shapes.world), rendered on the fly by "
+                     f"world.sample_batch: {len(world.SHAPES)} shapes x {len(world.COLOURS)} colours, "
                      "DreamFusion's camera sampler (see cameras), {:.1%} albedo-only / {:.1%} shaded / {:.1%} textureless "
-                     "shading, uniform random solid backgrounds".format(*shapes.DREAMFUSION_SHADING_MIX)),
+                     "shading, uniform random solid backgrounds".format(*world.DREAMFUSION_SHADING_MIX)),
           "cameras": "; ".join(f"steps {c['start_step']}-{c['end_step']}: {describe_cameras(c.get('camera'))}"
                                for c in chunks),
           "captions": describe_captions(chunks),
           "caption dropout": f"{options.caption_dropout:.0%} of captions replaced by the empty caption",
           "held-out pairs (never trained on)": held,
-          "training pairs": f"{shapes.NUM_TRAIN_PAIRS} of {len(shapes.PAIRS)}",
+          "training pairs": f"{world.NUM_TRAIN_PAIRS} of {len(world.PAIRS)}",
           "renders": (f"a pool of {options.pool_size} on the device, {options.fresh_per_step} new per step "
                       f"(about {meta.get('renders', 0):,} renders in all)"),
       },
@@ -729,12 +786,12 @@ def make_card(meta: dict, options: Options, cfg: dict, losses: dict, losses_f32:
 
 
 def export(state: TrainState, progs: Programs, options: Options, workdir: str, meta: dict) -> dict:
-  """Writes DIR/export/ (prior_model.save_prior + samples.png) from the EMA weights; returns the card."""
+  """Writes DIR/export/ (shapes_prior.save_prior + samples.png) from the EMA weights; returns the card."""
   directory = os.path.join(workdir, "export")
   key = rng_key(options.seed + 12345)  # Fixed: the same validation data at every export.
   models, f32 = progs.models, progs.eval_models
   ema = progs.layout.unravel(np.asarray(jax.device_get(state.ema_params), np.float32))
-  shipped = prior_model.cast_params(prior_model.cast_params(ema, np.float16), np.float32)
+  shipped = shapes_prior.cast_params(shapes_prior.cast_params(ema, np.float16), np.float32)
   logging.info("Export: rendering %d validation examples per set.", options.val_examples)
   # The cameras of the last run that trained (not this process's flags: --export_only takes none): the
   # validation renders use them, and config.json records them for the DreamFusion runs it guides.
@@ -744,11 +801,11 @@ def export(state: TrainState, progs: Programs, options: Options, workdir: str, m
   counts = dict(zip(("unet", "text"), progs.layout.counts()))
   card = make_card(meta, options, models.cfg, losses, losses_f32, counts)
   cfg = dict(models.cfg, camera=camera_record(cams))
-  prior_model.save_prior(directory, shipped, cfg, card)
+  shapes_prior.save_prior(directory, shipped, cfg, card)
   logging.info("Export: sampling the preview grid.")
   images = preview_samples(jax.random.fold_in(key, 2), shipped, f32, options)
-  prior_model.write_png(os.path.join(directory, "samples.png"),
-                        prior_model.image_grid(images, len(cameras.VIEW_SUFFIXES)))
+  shapes_prior.write_png(os.path.join(directory, "samples.png"),
+                        shapes_prior.image_grid(images, len(text_lib.VIEW_SUFFIXES)))
   logging.info("Exported the prior to %s (held-out loss %.4f, training-pair loss %.4f).", directory,
                losses["held_out"], losses["train"])
   return card

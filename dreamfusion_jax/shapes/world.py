@@ -20,7 +20,7 @@ The world
       bird        body, head and beak pointing to +x, tail to -x
       chair       seat, four legs and a backrest at -x (you sit facing +x)
   * `COLOURS`: named RGB albedos; `caption(colour, shape)` -> "a red cube"; with
-    `cameras.view_prompt(caption, view)` -> "a red cube, front view".
+    `text_lib.view_prompt(caption, view)` -> "a red cube, front view".
   * `HELD_OUT`: (colour, shape) pairs the prior never sees in training.
 
 Rendering reuses `render.render_image` with `density_fn` (a density ramp just inside the SDF's
@@ -35,7 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dreamfusion_jax import cameras, render
+from dreamfusion_jax.nerf import cameras, render
+from dreamfusion_jax.guidance import text as text_lib
 
 # ------------------------------------------------------------------------------------------
 # Names.
@@ -107,7 +108,7 @@ def parse_caption(text: str) -> tuple[str, str]:
 def vocabulary() -> tuple[str, ...]:
   """Every word of every caption (view suffixes included), punctuation (',') excluded."""
   view_words = []
-  for suffix in cameras.VIEW_SUFFIXES:
+  for suffix in text_lib.VIEW_SUFFIXES:
     view_words += [w for w in suffix.split() if w not in view_words]
   return ("a",) + COLOUR_NAMES + SHAPES + tuple(view_words)
 
@@ -467,7 +468,7 @@ def sample_batch(
     images [B, size, size, 3] float32 in [0, 1]; opacity [B, size, size];
     shape [B] int32 (index into SHAPES); colour [B] int32 (index into COLOUR_NAMES);
     albedo [B, 3] the rendered albedo (COLOUR_TABLE[colour], shaded by shade_min, jittered by colour_jitter);
-    view [B] int32 (cameras.view_index of the nominal elevation/azimuth; VIEW_SUFFIXES);
+    view [B] int32 (text_lib.view_index of the nominal elevation/azimuth; VIEW_SUFFIXES);
     shading_mode [B] int32 (0 albedo only, 1 shaded, 2 textureless);
     shading dict(ambient, diffuse, textureless) [B] each; background [B, 3];
     camera: the cameras.Camera dict batched ([B, ...] leaves).
@@ -519,7 +520,7 @@ def sample_batch(
       shape=shape,
       colour=colour,
       albedo=albedo,
-      view=cameras.view_index(camera["elevation"], camera["azimuth"]),
+      view=text_lib.view_index(camera["elevation"], camera["azimuth"]),
       shading_mode=mode,
       shading=shading,
       background=background,
@@ -533,6 +534,6 @@ def captions_for(batch) -> list[str]:
   colour = np.asarray(batch["colour"])
   view = np.asarray(batch["view"])
   return [
-      cameras.view_prompt(caption(COLOUR_NAMES[c], SHAPES[s]), v)
+      text_lib.view_prompt(caption(COLOUR_NAMES[c], SHAPES[s]), v)
       for s, c, v in zip(shape, colour, view)
   ]
