@@ -40,7 +40,7 @@ def rescore(summary: dict, views_dir: str, judge) -> dict:
     st = ev["settings"]
     sheet = iio.imread(os.path.join(views_dir, shapes_sweep.slug(caption) + ".png"))
     seeds = list(ev["per_seed"])
-    views = evaluate.split_views_sheet(sheet, st["num_views"], st["image_size"])
+    views = evaluate.split_judge_views_sheet(sheet, st["num_views"], st["image_size"])
     if len(views) != len(seeds):
       raise ValueError(f"{caption}: {len(views)} rows of views for {len(seeds)} seeds")
     for seed, v in zip(seeds, views):

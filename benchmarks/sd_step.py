@@ -38,16 +38,47 @@ flags.DEFINE_string("out", None, "Also write the result as JSON here.")
 FLAGS = flags.FLAGS
 
 
+def part_timings(config, prior, trainer, state, text_emb) -> tuple[float, float, float]:
+  """Median ms of the step's parts, each jitted on its own (one seed; the step's own shapes): the render
+  forward+backward, the encoder forward+backward and the UNet with CFG."""
+  import jax
+  import jax.numpy as jnp
+
+  from dreamfusion_jax.nerf import cameras, render, views
+  from timing import median_ms
+
+  g = prior.guidance
+  pp = trainer.prior_params
+  params = jax.tree.map(lambda x: x[0], state.params)
+  size = config.render.image_size
+  cam = cameras.sample_camera(jax.random.PRNGKey(1), cameras.from_config(config.camera), size)
+  shading = views.fixed_shading("shaded", cam["light_pos"])
+  rcfg = views.make_render_config(config)
+
+  def render_loss(p):
+    field_fn, background_fn = views.field_fns(trainer.scene, p)
+    out = render.render_image(jax.random.PRNGKey(2), field_fn, background_fn, cam, shading, rcfg, size, size)
+    return jnp.sum(out["rgb"])
+  render_ms = median_ms(jax.jit(jax.grad(render_loss)), params, warmup=2, repeats=20)
+  images = jax.random.uniform(jax.random.PRNGKey(3), (config.batch_size, size, size, 3))
+  encode = jax.jit(jax.grad(lambda x, p: jnp.sum(g.encode(p, x))))
+  encoder_ms = median_ms(encode, images, pp, warmup=2, repeats=20)
+  latents = jax.block_until_ready(jax.jit(g.encode)(pp, images))
+  x_t = jnp.concatenate([latents, latents])
+  t = jnp.full((x_t.shape[0],), 500, jnp.int32)
+  ctx = jnp.asarray(text_emb[0, :2])
+  unet_ms = median_ms(jax.jit(g.predict_noise), pp, x_t, t, ctx, warmup=2, repeats=20)
+
+  return render_ms, encoder_ms, unet_ms
+
+
 def main(argv):
   del argv
   import jax
-  import jax.numpy as jnp
   import numpy as np
 
   from configs import sd21_base
   from dreamfusion_jax import train
-  from dreamfusion_jax.nerf import render, views
-  from timing import median_ms
 
   config = sd21_base.get_config()
   with config.unlocked():
@@ -86,28 +117,8 @@ def main(argv):
   stats = device.memory_stats() or {}
   peak = stats.get("peak_bytes_in_use")
 
-  # The parts, each jitted on its own (one seed; the step's own shapes).
-  g = prior.guidance
-  pp = trainer.prior_params
-  params = jax.tree.map(lambda x: x[0], state.params)
+  render_ms, encoder_ms, unet_ms = part_timings(config, prior, trainer, state, text_emb)
   size = config.render.image_size
-  cam = train.cameras.sample_camera(jax.random.PRNGKey(1), train.cameras.from_config(config.camera), size)
-  shading = views.fixed_shading("shaded", cam["light_pos"])
-  rcfg = views.make_render_config(config)
-
-  def render_loss(p):
-    field_fn, background_fn = views.field_fns(trainer.scene, p)
-    out = render.render_image(jax.random.PRNGKey(2), field_fn, background_fn, cam, shading, rcfg, size, size)
-    return jnp.sum(out["rgb"])
-  render_ms = median_ms(jax.jit(jax.grad(render_loss)), params, warmup=2, repeats=20)
-  images = jax.random.uniform(jax.random.PRNGKey(3), (config.batch_size, size, size, 3))
-  encode = jax.jit(jax.grad(lambda x, p: jnp.sum(g.encode(p, x))))
-  encoder_ms = median_ms(encode, images, pp, warmup=2, repeats=20)
-  latents = jax.block_until_ready(jax.jit(g.encode)(pp, images))
-  x_t = jnp.concatenate([latents, latents])
-  t = jnp.full((x_t.shape[0],), 500, jnp.int32)
-  ctx = jnp.asarray(text_emb[0, :2])
-  unet_ms = median_ms(jax.jit(g.predict_noise), pp, x_t, t, ctx, warmup=2, repeats=20)
 
   result = dict(
       device=device.device_kind, jax=jax.__version__, date=time.strftime("%Y-%m-%d"), dtype=FLAGS.dtype,

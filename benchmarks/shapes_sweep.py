@@ -196,7 +196,7 @@ def views_sheet(scorer, params_list: list) -> np.ndarray:
 
   from dreamfusion_jax.shapes import evaluate
   st = scorer.settings
-  return evaluate.views_sheet([evaluate.render_views(scorer.render_view, p, st["num_views"], st["elevation"])
+  return evaluate.judge_views_sheet([evaluate.render_views(scorer.render_view, p, st["num_views"], st["elevation"])
                                for p in params_list])
 
 

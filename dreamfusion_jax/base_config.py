@@ -8,7 +8,10 @@ import ml_collections
 
 
 def get_config():
-  """Returns the base config; every field has a comment."""
+  """Returns the base config; every field has a comment.
+
+  One long function on purpose: it is the config, read top to bottom as the list of every field.
+  """
   c = ml_collections.ConfigDict()
   # --- The four fields every config keeps at the top level. ---
   c.prompt = "a DSLR photo of a peacock on a surfboard"  # The caption to turn into a 3D object.

@@ -70,7 +70,7 @@ class EmptyMeshError(ValueError):
     """The density grid never crosses the threshold, so marching cubes has no surface.
 
     Attributes: density_min, density_max, threshold (floats), and `written` (dict of the paths
-    export_seed still wrote before raising; empty when raised by extract_mesh).
+    export_fields still wrote before raising; empty when raised by extract_mesh).
     """
 
     def __init__(self, message: str, *, density_min: float, density_max: float, threshold: float):
@@ -84,7 +84,7 @@ class EmptyMeshError(ValueError):
 # ----------------------------------------------------------------------------- mesh
 
 
-def grid_points(bound: float, resolution: int) -> np.ndarray:
+def lattice_points(bound: float, resolution: int) -> np.ndarray:
     """Regular grid over [-bound, bound]^3: [R, R, R, 3] float32 world coords, index (i, j, k) -> (x_i, y_j, z_k)."""
     axis = np.linspace(-bound, bound, resolution, dtype=np.float32)
     return np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1)
@@ -114,14 +114,14 @@ def _eval_chunked(fn: Callable, points: np.ndarray, chunk: int, out_shape: tuple
 
 
 def density_grid(density_fn: Callable, bound: float, resolution: int, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
-    """Density (per world unit) on the grid of `grid_points(bound, resolution)`: [R, R, R] float32.
+    """Density (per world unit) on the grid of `lattice_points(bound, resolution)`: [R, R, R] float32.
 
     density_fn(points [N, 3] world) -> [N]; called with at most `chunk` points at a time.
     Raises ValueError if any density is NaN (a broken checkpoint should not export silently).
     """
     if resolution < 2:
         raise ValueError(f"mesh resolution must be >= 2, got {resolution}")
-    points = grid_points(bound, resolution).reshape(-1, 3)
+    points = lattice_points(bound, resolution).reshape(-1, 3)
     grid = _eval_chunked(density_fn, points, chunk, ()).reshape(resolution, resolution, resolution)
     num_nan = int(np.isnan(grid).sum())
     if num_nan:
@@ -384,7 +384,7 @@ def turntable_frames(render_view_fn: Callable, num_frames: int, elevation: float
     return np.stack(frames)
 
 
-def views_sheet(frames: np.ndarray, num_views: int = 8) -> np.ndarray:
+def turntable_sheet(frames: np.ndarray, num_views: int = 8) -> np.ndarray:
     """Contact sheet from turntable frames [T, H, 3 W, 3]: rows = kinds (colour, textureless, normals),
     columns = num_views frames evenly spaced in azimuth (all frames if T < num_views)."""
     num_frames, height, width3, _ = frames.shape
@@ -394,7 +394,7 @@ def views_sheet(frames: np.ndarray, num_views: int = 8) -> np.ndarray:
     return contact_sheet(panels.reshape(-1, height, width, 3), ncols=len(picks))
 
 
-def export_seed(directory: str, density_fn: Callable, albedo_fn: Callable | None, render_view_fn: Callable, *,
+def export_fields(directory: str, density_fn: Callable, albedo_fn: Callable | None, render_view_fn: Callable, *,
                 bound: float, mesh_resolution: int = 128, mesh_threshold: float = DEFAULT_MESH_THRESHOLD,
                 num_frames: int = 120, fps: int = 30, elevation: float = 15.0, num_views: int = 8,
                 chunk: int = DEFAULT_CHUNK) -> dict[str, str]:
@@ -414,7 +414,7 @@ def export_seed(directory: str, density_fn: Callable, albedo_fn: Callable | None
         mesh_error = error
     frames = turntable_frames(render_view_fn, num_frames, elevation)
     written = {"video": write_video(os.path.join(directory, "turntable.mp4"), frames, fps=fps),
-               "views": write_png(os.path.join(directory, "views.png"), views_sheet(frames, num_views))}
+               "views": write_png(os.path.join(directory, "views.png"), turntable_sheet(frames, num_views))}
     if mesh_error is not None:
         mesh_error.written = written
         raise mesh_error

@@ -125,6 +125,6 @@ def export_seed(directory: str, scene: Scene, params: Any, config: ml_collection
   e = config.export
   if os.path.exists(os.path.join(directory, "mesh.glb")):
     logging.info("Replacing the earlier export in %s with this run's.", directory)
-  return export.export_seed(directory, density_fn, albedo_fn, view_fn, bound=config.field.bound,
+  return export.export_fields(directory, density_fn, albedo_fn, view_fn, bound=config.field.bound,
                             mesh_resolution=e.mesh_resolution, mesh_threshold=e.mesh_threshold,
                             num_frames=e.num_frames, fps=e.fps, elevation=e.elevation)

@@ -5,6 +5,7 @@ and `jax.jit`ted with the axis sharded over a device mesh ('seeds'), so `num_see
 devices optimises 8 independent objects in one program, and seed k of a multi-seed run is the
 same computation as a single-seed run with `seed + k`.
 """
+import dataclasses
 import functools
 import os
 import time
@@ -16,12 +17,15 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+import tqdm
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from dreamfusion_jax import checks, compilation_cache, files, sds
+from dreamfusion_jax import checks, compilation_cache, files, outputs, sds
 from dreamfusion_jax import metrics as metrics_lib
+from dreamfusion_jax.checkpointing import Checkpoints
 from dreamfusion_jax.errors import ConfigError, DivergenceError
+from dreamfusion_jax.export import EmptyMeshError
 from dreamfusion_jax.guidance import interface as guidance_lib, registry
 from dreamfusion_jax.guidance import text as text_lib
 from dreamfusion_jax.nerf import cameras, render, views
@@ -289,13 +293,54 @@ def now() -> float:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
   """Runs (or resumes) DreamFusion for config in workdir and exports every seed; returns the state.
 
-  Checks everything a user can get wrong before compiling anything or writing into workdir.
+  Three phases: set up (checks everything a user can get wrong before compiling anything or writing
+  into workdir, then builds the prior, the trainer and the initial state), run the steps with their
+  periodic actions (metrics, checkpoints, validation), and export.
   """
-  from tqdm import tqdm
+  run = set_up(config, workdir)
+  try:
+    run_steps(run)
+  finally:
+    run.bar.close()
+    run.ckpts.wait()
+    run.writer.close()
+  if run.step > run.start_step:
+    log_timing(run.timing, run.step - run.start_step, now() - run.timing["start"])
+  if run.start is not None and run.start >= config.num_steps:
+    logging.info("The checkpoint is already at step %d >= num_steps=%d; exporting it.", run.start, config.num_steps)
+  if config.export.enabled:
+    export_run(run)
+  run.ckpts.close()
+  return run.state
 
-  from dreamfusion_jax import outputs
-  from dreamfusion_jax.checkpointing import Checkpoints
 
+@dataclasses.dataclass
+class Run:
+  """One train_and_evaluate's bookkeeping: what the set-up made, and what the periodic actions update."""
+  config: ml_collections.ConfigDict
+  workdir: str
+  config_dict: dict  # The config as saved in config.json and beside each checkpoint.
+  ckpts: Checkpoints
+  start: int | None  # The checkpoint step the run resumed from (None: a new run).
+  trainer: Trainer
+  captions: np.ndarray  # [5, L, D] caption embeddings on the host, the same for every seed.
+  text_emb: jax.Array  # [S, 5, L, D], sharded over seeds.
+  state: TrainState
+  step: int
+  lead: bool  # Whether this process writes (the first of a multi-host job).
+  writer: metrics_lib.MetricsWriter
+  render_view: Any  # outputs.view_renderer: validation and export.
+  preview: Any  # outputs.guidance_previewer, or None.
+  compiling: Any  # The renderers' background compile (a future), or None.
+  last_saved: int | None = None  # The step of the last checkpoint written.
+  bar: Any = None  # The progress bar.
+  start_step: int = 0  # The step this process started training at.
+  tick: tuple = (0.0, 0)  # (time, step) of the last metrics record, for steps_per_sec.
+  timing: dict = dataclasses.field(default_factory=dict)
+
+
+def set_up(config: ml_collections.ConfigDict, workdir: str) -> Run:
+  """The set-up phase: checks, the prior, the trainer, the initial (or restored) state, writers and renderers."""
   checks.validate_config(config)
   checks.check_workdir_writable(workdir)
   checks.check_video_encoder(config)
@@ -314,24 +359,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   logging.info("Seeds %s on %d device(s) (%s).", trainer.seeds.tolist(), trainer.mesh.size,
                jax.devices()[0].device_kind)
   t = now()
-  captions = embed_prompts(prior, config)  # [5, L, D] on the host, the same for every seed.
+  captions = embed_prompts(prior, config)
   text_emb = trainer.text_embeddings(captions)
   setup["caption embeddings"] = now() - t
   prior.release()  # The text encoder is not needed again in this run (SD's is 0.5-1.4 GB).
   if start is None or start < config.num_steps:
     trainer.compile_step_in_background(text_emb)  # The rest of the set-up runs beside this compile.
   t = now()
-  if start is None:
-    state = trainer.init()
-    logging.info("Starting a new run in %s.", workdir)
-  else:
-    state = ckpts.restore(start, trainer.abstract_state())
-    logging.info("Resuming from the checkpoint at step %d in %s.", start, ckpts.directory)
-  step = int(jax.device_get(state.step[0]))
+  state = initial_state(trainer, ckpts, start, workdir)
   setup["initial state"] = now() - t
   if lead:
     files.write_json(os.path.join(workdir, "config.json"), config_dict)
-  writer = metrics_lib.MetricsWriter(workdir, trainer.seeds, enabled=lead)
   render_view = outputs.view_renderer(trainer.scene, config, config.export.image_size)
   preview = (outputs.guidance_previewer(trainer.scene, config, prior.guidance)
              if config.guidance.preview_t > 0 else None)
@@ -341,69 +379,94 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     if lead:
       compiling = outputs.compile_in_background(render_view, preview if config.val_every else None, first[0],
                                                 captions, trainer.prior_params)
-  last_saved = start
+  run = Run(config, workdir, config_dict, ckpts, start, trainer, captions, text_emb, state,
+            int(jax.device_get(state.step[0])), lead, metrics_lib.MetricsWriter(workdir, trainer.seeds, enabled=lead),
+            render_view, preview, compiling, last_saved=start)
   logging.info("Set up in %.1f s: %s.", now() - setup.pop("start"),
                ", ".join(f"{name} {seconds:.1f} s" for name, seconds in setup.items()))
-  bar = tqdm(total=config.num_steps, initial=min(step, config.num_steps), unit="step", dynamic_ncols=True,
-             disable=not (config.progress_bar and lead))
-  tick, tick_step = now(), step
-  timing = {"start": now(), "first_step": 0.0, "validation": 0.0, "checkpoints": 0.0}
-  start_step = step
-  try:
-    while step < config.num_steps:
-      state, metrics = trainer.step(state, text_emb)
-      step += 1
-      bar.update(1)
-      if step == start_step + 1:  # One sync, so that the log can tell compiling from training.
-        jax.block_until_ready(state)
-        timing["first_step"] = now() - timing["start"]
-      last = step == config.num_steps
-      if step % config.log_every == 0 or last:
-        host = metrics_to_host(metrics)
-        metrics_lib.check_finite(host, step, last_saved, DIVERGENCE_ADVICE, seeds=trainer.seeds)
-        rate = (step - tick_step) / max(now() - tick, 1e-9)
-        tick, tick_step = now(), step
-        writer.write(step, host, {"steps_per_sec": rate})
-        bar.set_postfix(loss=f"{float(host['loss'].mean()):.3g}", refresh=False)
-      if step % config.checkpoint_every == 0 or last:
-        if not bool(jax.device_get(params_finite(state.params))):  # Never checkpoint a broken state.
-          saved = f"the last checkpoint (step {last_saved}) is intact" if last_saved else "nothing was saved"
-          raise DivergenceError(f"The parameters became NaN or infinite by step {step}; the run stopped and "
-                                f"{saved}. Lower optim.lr or guidance.scale, or enable optim.grad_clip.")
-        t = now()
-        ckpts.save(step, state, config_dict)
-        timing["checkpoints"] += now() - t
-        last_saved = step
-      if config.val_every and (step % config.val_every == 0 or last):
-        t = now()
-        per_seed = host_params(state)  # Every process takes part in the gather; the lead writes.
-        if lead:
-          wait_for(compiling)
-          sheet = outputs.validation_sheet(render_view, per_seed)
-          outputs.write_validation(workdir, step, sheet)
-          writer.image("validation", sheet, step)
-          if preview is not None:
-            sheet = outputs.guidance_preview_sheet(preview, per_seed, captions, trainer.prior_params, step)
-            outputs.write_validation(workdir, step, sheet, "guidance")
-            writer.image("guidance_preview", sheet, step)
-        timing["validation"] += now() - t
-  finally:
-    bar.close()
-    ckpts.wait()
-    writer.close()
-  if step > start_step:
-    log_timing(timing, step - start_step, now() - timing["start"])
-  if start is not None and start >= config.num_steps:
-    logging.info("The checkpoint is already at step %d >= num_steps=%d; exporting it.", start, config.num_steps)
-  if config.export.enabled:
-    per_seed = host_params(state)
-    if lead:
-      t = now()
-      wait_for(compiling)
-      export_all(trainer, per_seed, config, workdir, render_view)
-      logging.info("Exported in %.1f s.", now() - t)
-  ckpts.close()
+  return run
+
+
+def initial_state(trainer: Trainer, ckpts: Checkpoints, start: int | None, workdir: str) -> TrainState:
+  """A new run's initial state, or the state of the checkpoint at step `start`."""
+  if start is None:
+    logging.info("Starting a new run in %s.", workdir)
+    return trainer.init()
+  state = ckpts.restore(start, trainer.abstract_state())
+  logging.info("Resuming from the checkpoint at step %d in %s.", start, ckpts.directory)
   return state
+
+
+def run_steps(run: Run) -> None:
+  """The steps phase: train up to num_steps; log, checkpoint and validate on their schedules."""
+  config = run.config
+  run.bar = tqdm.tqdm(total=config.num_steps, initial=min(run.step, config.num_steps), unit="step",
+                      dynamic_ncols=True, disable=not (config.progress_bar and run.lead))
+  run.tick = (now(), run.step)
+  run.timing = {"start": now(), "first_step": 0.0, "validation": 0.0, "checkpoints": 0.0}
+  run.start_step = run.step
+  while run.step < config.num_steps:
+    run.state, metrics = run.trainer.step(run.state, run.text_emb)
+    run.step += 1
+    run.bar.update(1)
+    if run.step == run.start_step + 1:  # One sync, so that the log can tell compiling from training.
+      jax.block_until_ready(run.state)
+      run.timing["first_step"] = now() - run.timing["start"]
+    last = run.step == config.num_steps
+    if run.step % config.log_every == 0 or last:
+      record_metrics(run, metrics)
+    if run.step % config.checkpoint_every == 0 or last:
+      save_checkpoint(run)
+    if config.val_every and (run.step % config.val_every == 0 or last):
+      validate(run)
+
+
+def record_metrics(run: Run, metrics: dict) -> None:
+  """Fetches the step's metrics (waiting for the device), stops on NaN, writes a record."""
+  host = metrics_to_host(metrics)
+  metrics_lib.check_finite(host, run.step, run.last_saved, DIVERGENCE_ADVICE, seeds=run.trainer.seeds)
+  rate = (run.step - run.tick[1]) / max(now() - run.tick[0], 1e-9)
+  run.tick = (now(), run.step)
+  run.writer.write(run.step, host, {"steps_per_sec": rate})
+  run.bar.set_postfix(loss=f"{float(host['loss'].mean()):.3g}", refresh=False)
+
+
+def save_checkpoint(run: Run) -> None:
+  """Saves the state (asynchronously), unless it is broken."""
+  if not bool(jax.device_get(params_finite(run.state.params))):  # Never checkpoint a broken state.
+    saved = f"the last checkpoint (step {run.last_saved}) is intact" if run.last_saved else "nothing was saved"
+    raise DivergenceError(f"The parameters became NaN or infinite by step {run.step}; the run stopped and "
+                          f"{saved}. Lower optim.lr or guidance.scale, or enable optim.grad_clip.")
+  t = now()
+  run.ckpts.save(run.step, run.state, run.config_dict)
+  run.timing["checkpoints"] += now() - t
+  run.last_saved = run.step
+
+
+def validate(run: Run) -> None:
+  """Writes the validation sheet and the guidance preview of every seed (the lead process)."""
+  t = now()
+  per_seed = host_params(run.state)  # Every process takes part in the gather; the lead writes.
+  if run.lead:
+    wait_for(run.compiling)
+    sheet = outputs.validation_sheet(run.render_view, per_seed)
+    outputs.write_validation(run.workdir, run.step, sheet)
+    run.writer.image("validation", sheet, run.step)
+    if run.preview is not None:
+      sheet = outputs.guidance_preview_sheet(run.preview, per_seed, run.captions, run.trainer.prior_params, run.step)
+      outputs.write_validation(run.workdir, run.step, sheet, "guidance")
+      run.writer.image("guidance_preview", sheet, run.step)
+  run.timing["validation"] += now() - t
+
+
+def export_run(run: Run) -> None:
+  """The export phase: every seed's turntable, meshes and views (the lead process writes)."""
+  per_seed = host_params(run.state)
+  if run.lead:
+    t = now()
+    wait_for(run.compiling)
+    export_all(run.trainer, per_seed, run.config, run.workdir, run.render_view)
+    logging.info("Exported in %.1f s.", now() - t)
 
 
 def log_timing(timing: dict, steps: int, total: float) -> None:
@@ -439,8 +502,6 @@ def host_params(state: TrainState) -> list[Any]:
 
 def export_all(trainer: Trainer, per_seed: list[Any], config: ml_collections.ConfigDict, workdir: str,
                render_view) -> None:
-  from dreamfusion_jax import outputs
-  from dreamfusion_jax.export import EmptyMeshError
   for i, seed in enumerate(trainer.seeds):
     directory = os.path.join(workdir, f"seed_{seed}")
     try:

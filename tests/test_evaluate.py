@@ -36,7 +36,7 @@ def ball_cube_iou(r, h):
 
 
 def test_grid_points_and_rotation_conventions():
-  g = ev.grid_points(1.0, 4)
+  g = ev.cell_centres(1.0, 4)
   assert g.shape == (4, 4, 4, 3)
   np.testing.assert_allclose(g[0, 0, 0], [-0.75] * 3)
   np.testing.assert_allclose(g[3, 1, 2], [0.75, -0.25, 0.25])
@@ -117,7 +117,7 @@ def test_color_error_is_the_mean_distance_and_nan_when_empty():
 
 
 def test_janus_true_teardrop_is_not_a_two_front_one_is():
-  pts = jnp.asarray(ev.grid_points(BOUND, RES))
+  pts = jnp.asarray(ev.cell_centres(BOUND, RES))
   one_front = ev.true_occupancy(TEARDROP, BOUND, RES)
   is_janus, evidence = ev.janus(one_front, TEARDROP, BOUND)
   assert not is_janus
@@ -129,7 +129,7 @@ def test_janus_true_teardrop_is_not_a_two_front_one_is():
   # A one-front teardrop facing another way is still one front.
   assert not ev.janus(ev.true_occupancy(TEARDROP, BOUND, RES, 100.0), TEARDROP, BOUND)[0]
   # A result with nothing where a second tip would be is not Janus either.
-  small_ball = np.linalg.norm(ev.grid_points(BOUND, RES), axis=-1) < 0.3
+  small_ball = np.linalg.norm(ev.cell_centres(BOUND, RES), axis=-1) < 0.3
   assert not ev.janus(small_ball, TEARDROP, BOUND)[0]
   with pytest.raises(ValueError):
     ev.janus(one_front, CUBE, BOUND)
@@ -299,22 +299,22 @@ def test_cli_rejects_a_caption_outside_the_world(tmp_path):
 
 
 def test_views_sheet_layout_and_its_inverse():
-  """views_sheet puts seed r's view k at row r, column k (colour) and K + k (textureless); split_views_sheet
+  """judge_views_sheet puts seed r's view k at row r, column k (colour) and K + k (textureless); split_judge_views_sheet
   (what benchmarks/rescore_views.py reads back) undoes it up to the 8-bit rounding."""
   rng = np.random.default_rng(0)
   k, s = 3, 5
   views = [dict(colour=rng.uniform(0, 1, (k, s, s, 3)), textureless=rng.uniform(0, 1, (k, s, s, 3))) for _ in range(2)]
-  sheet = ev.views_sheet(views)
+  sheet = ev.judge_views_sheet(views)
   expected = np.zeros((2 * s, 2 * k * s, 3))
   for r, v in enumerate(views):
     for j in range(k):
       expected[r * s:(r + 1) * s, j * s:(j + 1) * s] = v["colour"][j]
       expected[r * s:(r + 1) * s, (k + j) * s:(k + j + 1) * s] = v["textureless"][j]
   np.testing.assert_array_equal(sheet, (expected * 255).astype(np.uint8))
-  back = ev.split_views_sheet(sheet, k, s)
+  back = ev.split_judge_views_sheet(sheet, k, s)
   assert len(back) == 2
   for got, want in zip(back, views):
     for name in ("colour", "textureless"):
       np.testing.assert_allclose(got[name], want[name], atol=1 / 255 + 1e-6)
   with pytest.raises(ValueError, match="does not hold"):
-    ev.split_views_sheet(sheet, k + 1, s)
+    ev.split_judge_views_sheet(sheet, k + 1, s)

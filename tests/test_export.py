@@ -342,15 +342,15 @@ def test_normals_to_color_without_opacity():
 
 def test_views_sheet_rows_are_kinds_and_columns_views():
     frames = export.turntable_frames(fake_render_view(), num_frames=16, elevation=0.0)
-    sheet = export.views_sheet(frames, num_views=8)
+    sheet = export.turntable_sheet(frames, num_views=8)
     assert sheet.shape == (3 * H, 8 * W, 3)
     for v in range(8):  # every other frame: azimuth 45 v
         assert (sheet[:H, v * W:(v + 1) * W] == round(45 * v / 360 * 255)).all()
-    assert export.views_sheet(frames[:3], num_views=8).shape == (3 * H, 3 * W, 3)
+    assert export.turntable_sheet(frames[:3], num_views=8).shape == (3 * H, 3 * W, 3)
 
 
 def test_export_seed_writes_all_files(tmp_path):
-    out = export.export_seed(str(tmp_path), linear_ball(), constant_albedo(ALBEDO), fake_render_view(),
+    out = export.export_fields(str(tmp_path), linear_ball(), constant_albedo(ALBEDO), fake_render_view(),
                              bound=BOUND, mesh_resolution=24, mesh_threshold=export.DEFAULT_MESH_THRESHOLD,
                              num_frames=8, fps=8, elevation=10.0)
     assert set(out) == {"video", "views", "glb", "ply"}
@@ -362,7 +362,7 @@ def test_export_seed_writes_all_files(tmp_path):
 
 def test_export_seed_empty_mesh_still_writes_renders(tmp_path):
     with pytest.raises(export.EmptyMeshError) as info:
-        export.export_seed(str(tmp_path), lambda x: np.zeros(x.shape[0]), None, fake_render_view(),
+        export.export_fields(str(tmp_path), lambda x: np.zeros(x.shape[0]), None, fake_render_view(),
                            bound=BOUND, mesh_resolution=8, mesh_threshold=10.0, num_frames=4, fps=4, elevation=0.0)
     assert sorted(os.listdir(tmp_path)) == ["turntable.mp4", "views.png"]
     assert set(info.value.written) == {"video", "views"}

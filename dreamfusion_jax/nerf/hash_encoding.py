@@ -73,6 +73,45 @@ def dense_levels(resolutions: Sequence[int], table_size: int) -> tuple[bool, ...
   return tuple((int(n) + 1) ** 3 <= table_size for n in resolutions)
 
 
+def corner_rows(cell: jax.Array, resolutions: Sequence[int], table_size: int) -> jax.Array:
+  """Flat table rows [P, L, 8] of the 8 corners of each point's cell (cell: [P, L, 3] int32).
+
+  A corner's row is built per axis: it takes the low or the high vertex along each axis, so its row
+  is the XOR (hashed levels) or the sum (dense levels) of three per-axis terms, each of which has
+  only two values. Corner c = dx + 2 dy + 4 dz (x fastest). Level l's rows start at l * table_size.
+  """
+  num_levels = len(resolutions)
+  res = np.asarray(resolutions, dtype=np.int64)
+  low = cell.astype(jnp.uint32)
+  vertex = jnp.stack([low, low + jnp.uint32(1)], axis=-1)  # [P, L, 3, 2]: low/high vertex per axis
+  side = (res + 1).astype(np.uint32)
+  dense = np.asarray(dense_levels(resolutions, table_size))
+  dense_strides = np.stack([np.ones_like(side), side, side * side], axis=-1)  # [L, 3]
+  multipliers = np.where(dense[:, None], dense_strides, np.asarray(HASH_PRIMES, np.uint32)[None, :])
+  terms = vertex * jnp.asarray(multipliers.astype(np.uint32))[None, :, :, None]  # [P, L, 3, 2], wrapping
+  tx = terms[:, :, 0, None, None, :]  # [P, L, 1, 1, 2]
+  ty = terms[:, :, 1, None, :, None]  # [P, L, 1, 2, 1]
+  tz = terms[:, :, 2, :, None, None]  # [P, L, 2, 1, 1]
+  summed = tz + ty + tx  # [P, L, 2(z), 2(y), 2(x)]
+  hashed = tz ^ ty ^ tx
+  if table_size & (table_size - 1) == 0:
+    hashed = hashed & jnp.uint32(table_size - 1)
+  else:
+    hashed = hashed % jnp.uint32(table_size)
+  row = jnp.where(jnp.asarray(dense)[None, :, None, None, None], summed, hashed)
+  level_base = (np.arange(num_levels, dtype=np.int32) * table_size)[None, :, None]
+  return row.reshape(row.shape[0], num_levels, 8).astype(jnp.int32) + jnp.asarray(level_base)
+
+
+def corner_weights(frac: jax.Array) -> jax.Array:
+  """Trilinear weights [P, L, 8] of the corners (frac: [P, L, 3] position within the cell), per axis
+  (1 - frac, frac) for the low and high vertex, in corner_rows' corner order."""
+  num_levels = frac.shape[1]
+  w_axis = jnp.stack([1.0 - frac, frac], axis=-1)  # [P, L, 3, 2]
+  return (w_axis[:, :, 2, :, None, None] * w_axis[:, :, 1, None, :, None]
+          * w_axis[:, :, 0, None, None, :]).reshape(-1, num_levels, 8)
+
+
 def hash_encode(
     tables: jax.Array,
     x01: jax.Array,
@@ -121,33 +160,8 @@ def hash_encode(
   # The floor has zero derivative, so d(frac)/dx = N_l: this carries the x-gradient.
   frac = pos - cell.astype(dtype)  # [P, L, 3]
 
-  # Row of each corner vertex, built per axis: a corner takes the low or the high vertex along
-  # each axis, so its row is the XOR (hashed levels) or the sum (dense levels) of three per-axis
-  # terms, each of which has only two values. Corner c = dx + 2 dy + 4 dz (x fastest).
-  low = cell.astype(jnp.uint32)
-  vertex = jnp.stack([low, low + jnp.uint32(1)], axis=-1)  # [P, L, 3, 2]: low/high vertex per axis
-  side = (res + 1).astype(np.uint32)
-  dense = np.asarray(dense_levels(resolutions, table_size))
-  dense_strides = np.stack([np.ones_like(side), side, side * side], axis=-1)  # [L, 3]
-  multipliers = np.where(dense[:, None], dense_strides, np.asarray(HASH_PRIMES, np.uint32)[None, :])
-  terms = vertex * jnp.asarray(multipliers.astype(np.uint32))[None, :, :, None]  # [P, L, 3, 2], wrapping
-  tx = terms[:, :, 0, None, None, :]  # [P, L, 1, 1, 2]
-  ty = terms[:, :, 1, None, :, None]  # [P, L, 1, 2, 1]
-  tz = terms[:, :, 2, :, None, None]  # [P, L, 2, 1, 1]
-  summed = tz + ty + tx  # [P, L, 2(z), 2(y), 2(x)]
-  hashed = tz ^ ty ^ tx
-  if table_size & (table_size - 1) == 0:
-    hashed = hashed & jnp.uint32(table_size - 1)
-  else:
-    hashed = hashed % jnp.uint32(table_size)
-  row = jnp.where(jnp.asarray(dense)[None, :, None, None, None], summed, hashed)
-  level_base = (np.arange(num_levels, dtype=np.int32) * table_size)[None, :, None]
-  flat_row = row.reshape(row.shape[0], num_levels, 8).astype(jnp.int32) + jnp.asarray(level_base)  # [P, L, 8]
-
-  # Trilinear weights, again per axis: (1 - frac, frac) for the low and high vertex.
-  w_axis = jnp.stack([1.0 - frac, frac], axis=-1)  # [P, L, 3, 2]
-  weights = (w_axis[:, :, 2, :, None, None] * w_axis[:, :, 1, None, :, None]
-             * w_axis[:, :, 0, None, None, :]).reshape(-1, num_levels, 8)  # [P, L, 8]
+  flat_row = corner_rows(cell, resolutions, table_size)  # [P, L, 8]
+  weights = corner_weights(frac)  # [P, L, 8]
 
   # One scalar gather per feature, each summed over the corners on its own: on the CPU this is
   # ~3x faster forward and ~2x backward than gathering [P, L, 8, F] rows and reducing axis 2.

@@ -76,7 +76,7 @@ Fn = Callable[[jax.Array], jax.Array]
 # ----------------------------------------------------------------------------- grids and IoU
 
 
-def grid_points(bound: float, resolution: int) -> np.ndarray:
+def cell_centres(bound: float, resolution: int) -> np.ndarray:
   """Cell centres [R, R, R, 3] (world units) of [-bound, bound]^3, indexed (x, y, z)."""
   t = -bound + (np.arange(resolution, dtype=np.float32) + 0.5) * (2.0 * bound / resolution)
   return np.stack(np.meshgrid(t, t, t, indexing="ij"), axis=-1)
@@ -90,8 +90,8 @@ def rotate_z(x: jax.Array, angle_deg) -> jax.Array:
 
 
 def density_values(density_fn: Fn, bound: float, resolution: int, chunk: int = 1 << 18) -> np.ndarray:
-  """float32 [R, R, R]: density_fn(x [N, 3]) -> [N] (per world unit) at grid_points(bound, resolution)."""
-  pts = grid_points(bound, resolution).reshape(-1, 3)
+  """float32 [R, R, R]: density_fn(x [N, 3]) -> [N] (per world unit) at cell_centres(bound, resolution)."""
+  pts = cell_centres(bound, resolution).reshape(-1, 3)
   n = len(pts)
   if n > chunk:  # Equal chunks (the last one padded), so a jitted density_fn compiles once.
     pts = np.concatenate([pts, np.zeros((-n % chunk, 3), np.float32)])
@@ -101,19 +101,19 @@ def density_values(density_fn: Fn, bound: float, resolution: int, chunk: int = 1
 
 def occupancy_grid(density_fn: Fn, bound: float, resolution: int, threshold: float,
                    chunk: int = 1 << 18) -> np.ndarray:
-  """bool [R, R, R]: density_fn(x [N, 3]) -> [N] (per world unit) > threshold at grid_points."""
+  """bool [R, R, R]: density_fn(x [N, 3]) -> [N] (per world unit) > threshold at cell_centres."""
   return density_values(density_fn, bound, resolution, chunk) > threshold
 
 
 def true_occupancy(shape_index: int, bound: float, resolution: int, angle_deg: float = 0.0) -> np.ndarray:
-  """bool [R, R, R]: the true solid (SDF <= 0), turned by angle_deg about z, at grid_points."""
-  pts = rotate_z(jnp.asarray(grid_points(bound, resolution)), -angle_deg)
+  """bool [R, R, R]: the true solid (SDF <= 0), turned by angle_deg about z, at cell_centres."""
+  pts = rotate_z(jnp.asarray(cell_centres(bound, resolution)), -angle_deg)
   return np.asarray(world.occupancy(int(shape_index), pts))
 
 
 @functools.lru_cache(maxsize=None)
 def _true_cells(shape_index: int, bound: float, resolution: int) -> int:
-  """Cells of the true solid on grid_points(bound, resolution) (cached: every level of every seed uses it)."""
+  """Cells of the true solid on cell_centres(bound, resolution) (cached: every level of every seed uses it)."""
   return int(true_occupancy(shape_index, bound, resolution).sum())
 
 
@@ -136,7 +136,7 @@ def rotation_ious(occ: np.ndarray, template_sdf: Fn, bound: float, angles_deg) -
   the result's occupancy is computed once.
   """
   occ = jnp.asarray(occ)
-  pts = jnp.asarray(grid_points(bound, occ.shape[0]))
+  pts = jnp.asarray(cell_centres(bound, occ.shape[0]))
   return np.asarray(_rotation_iou_fn(template_sdf)(jnp.asarray(angles_deg, jnp.float32), pts, occ), np.float64)
 
 
@@ -192,7 +192,7 @@ def surface_points(occ: np.ndarray, bound: float) -> np.ndarray:
     for shift in (-1, 1):
       interior &= np.roll(padded, shift, axis=axis)[1:-1, 1:-1, 1:-1]
   shell = np.asarray(occ, bool) & ~interior
-  return grid_points(bound, occ.shape[0])[shell]
+  return cell_centres(bound, occ.shape[0])[shell]
 
 
 def color_error(albedo_fn: Fn, points: np.ndarray, rgb) -> float:
@@ -226,7 +226,7 @@ def _windowed_iou(a: np.ndarray, b: np.ndarray, window: np.ndarray) -> float:
 def janus(occ: np.ndarray, shape_index: int, bound: float, num_rotations: int = NUM_ROTATIONS,
           margin: float = JANUS_MARGIN, min_iou: float = JANUS_MIN_IOU,
           best: Optional[tuple[float, float]] = None) -> tuple[bool, dict]:
-  """Whether the result occ [R, R, R] (on grid_points(bound, R)) has more than one front.
+  """Whether the result occ [R, R, R] (on cell_centres(bound, R)) has more than one front.
 
   The true shape T is placed at its best rotation about z (the `iou` match). T turned 180
   degrees is T'; the shape's one-sided part is F = T minus T' (the teardrop's tip, the bird's
@@ -252,7 +252,7 @@ def janus(occ: np.ndarray, shape_index: int, bound: float, num_rotations: int = 
   occ = np.asarray(occ, bool)
   cell = 2.0 * bound / occ.shape[0]
   iou_t, angle = best if best is not None else best_rotation(occ, shape_sdf(shape_index), bound, num_rotations)
-  pts = rotate_z(jnp.asarray(grid_points(bound, occ.shape[0])), -angle)
+  pts = rotate_z(jnp.asarray(cell_centres(bound, occ.shape[0])), -angle)
   one = np.asarray(world.sdf(int(shape_index), pts) <= 0.0)
   turned = np.asarray(world.sdf(int(shape_index), rotate_z(pts, 180.0)) <= 0.0)
   feature, mirror = one & ~turned, turned & ~one
@@ -309,14 +309,14 @@ def render_views(render_view, params, num_views: int = NUM_VIEWS,
   return {name: np.stack([np.asarray(o[name]) for o in outs]) for name in ("colour", "textureless")}
 
 
-def views_sheet(views_per_seed: list[dict]) -> np.ndarray:
+def judge_views_sheet(views_per_seed: list[dict]) -> np.ndarray:
   """uint8 sheet of render_views outputs: one row per seed, its K colour views then its K textureless views."""
   rows = [np.concatenate(list(v["colour"]) + list(v["textureless"]), axis=1) for v in views_per_seed]
   return (np.clip(np.concatenate(rows, axis=0), 0, 1) * 255).astype(np.uint8)
 
 
-def split_views_sheet(sheet: np.ndarray, num_views: int, size: int) -> list[dict]:
-  """The inverse of views_sheet (up to its 8-bit rounding): per seed dict(colour, textureless) [K,S,S,3] in [0,1]."""
+def split_judge_views_sheet(sheet: np.ndarray, num_views: int, size: int) -> list[dict]:
+  """The inverse of judge_views_sheet (up to its 8-bit rounding): per seed dict(colour, textureless) [K,S,S,3] in [0,1]."""
   if sheet.ndim != 3 or sheet.shape[0] % size or sheet.shape[1] != 2 * num_views * size:
     raise ValueError(f"a views sheet of shape {sheet.shape} does not hold 2 x {num_views} views of {size}x{size}")
   images = sheet[..., :3].astype(np.float32) / 255.0
