@@ -38,7 +38,8 @@ sys.path.insert(0, ROOT)
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-METRICS = ("color_r_precision", "geo_r_precision", "iou", "color_error", "volume_ratio")
+METRICS = ("color_r_precision", "geo_r_precision", "iou", "color_error", "volume_ratio", "normal_error_deg", "fog",
+           "chamfer", "extent_error", "one_component_rate", "true_genus_rate")
 
 _CONFIG = config_flags.DEFINE_config_file("config", os.path.join(ROOT, "configs", "default.py"),
                                           "Config of every seed.", lock_config=True)
@@ -120,6 +121,14 @@ def overall(rows: list[dict]) -> dict:
   return out
 
 
+def grouped(rows: list[dict], part: int) -> dict:
+  """overall() of the captions of each colour (part 0) or shape (part 1), in the world's order."""
+  world = shapes_module()
+  names = world.COLOUR_NAMES if part == 0 else world.SHAPES
+  groups = {n: [r for r in rows if world.parse_caption(r["caption"])[part] == n] for n in names}
+  return {n: overall(g) for n, g in groups.items() if g}
+
+
 def fmt(v) -> str:
   return "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
 
@@ -135,6 +144,11 @@ def markdown(rows: list[dict], summary: dict, header: str) -> str:
     s = summary[name]
     lines.append("| " + " | ".join([f"**{name}** ({s['num_captions']} captions)", ""]
                                    + [fmt(s[m]) for m in METRICS] + [fmt(s["janus_rate"]), ""]) + " |")
+  for group in ("per_shape", "per_colour"):
+    lines += ["", f"{group.replace('_', ' ').capitalize()} (means over its captions):", "",
+              "| " + " | ".join((group[4:], *METRICS, "janus_rate")) + " |", "|" + "---|" * (len(METRICS) + 2)]
+    lines += ["| " + " | ".join([name] + [fmt(v[m]) for m in METRICS] + [fmt(v["janus_rate"])]) + " |"
+              for name, v in summary[group].items()]
   if summary["overall"]["iou_by_level"]:
     lines += ["", "IoU at other occupancy levels (mean level, IoU, volume_ratio over all captions):", "",
               "| level | mean level | IoU | volume_ratio |", "|---|---|---|---|"]
@@ -274,6 +288,7 @@ def write_summary(rows: list[dict], results: dict, extra: dict) -> dict:
   summary = dict(
       overall=overall(rows), train=overall([r for r in rows if not r["held_out"]]),
       held_out=overall([r for r in rows if r["held_out"]]), captions=rows, evaluations=results,
+      per_shape=grouped(rows, 1), per_colour=grouped(rows, 0),
       settings=dict(config=config_file(), captions=FLAGS.captions, seeds=FLAGS.seeds, first_seed=FLAGS.first_seed,
                     view_dependent_prompts=not FLAGS.no_view_prompts, overrides=overrides(),
                     classifier_dir=FLAGS.classifier_dir, date=datetime.date.today().isoformat(), **extra))

@@ -133,6 +133,9 @@ def test_sweep_trains_captions_as_seeds_of_one_run_and_writes_the_table(tmp_path
   assert summary["overall"]["num_captions"] == 2 and summary["settings"]["num_steps"] == 3
   table = open(os.path.join(out, "summary.md")).read()
   assert "| a blue teardrop | yes |" in table and "**overall** (2 captions)" in table and "| silhouette |" in table
+  assert set(summary["per_shape"]) == {"cube", "teardrop"} and set(summary["per_colour"]) == {"red", "blue"}
+  assert summary["per_shape"]["cube"]["chamfer"] == rows["a red cube"]["chamfer"]
+  assert "Per shape" in table and "Per colour" in table and "| chamfer |" not in table and "chamfer" in table
   assert os.path.getsize(os.path.join(out, "views", "a_red_cube.png")) > 0
   # Re-scoring the saved views with the same judge gives the same R-Precisions up to the 8-bit PNG
   # rounding, which can flip at most a near-tie view (1/8 of a seed's 8; the 3-step results here are

@@ -53,7 +53,8 @@ from dreamfusion_jax.checkpointing import Checkpoints
 from dreamfusion_jax.errors import UserError, WorkdirError
 from dreamfusion_jax.nerf import cameras, views
 from dreamfusion_jax.nerf.field import Scene
-from dreamfusion_jax.shapes import judge as judge_lib, world
+from dreamfusion_jax import export
+from dreamfusion_jax.shapes import judge as judge_lib, surface, world
 
 # Cube half-size of the evaluation grids: every true shape lies inside WORLD_RADIUS = 0.65, also
 # after a rotation about z; density beyond 0.8 (floaters far from the object) is not scored.
@@ -67,6 +68,10 @@ VIEW_ELEVATION = 20.0  # Elevation of those renders, degrees.
 # b = 0.2-0.5 and their two-front versions b = 1; balls of radius 0.3-0.5 and an ellipsoid
 # stretched along x score b < 0.6 against the bird and the chair. The teardrop's one-sided part is
 # a broad cone, so a lemon-like ellipsoid (b = 0.87) and a radius-0.4 ball (0.69) pass as Janus.
+# Per-seed metrics that evaluation.json's 'mean' averages over seeds.
+MEAN_METRICS = ("color_r_precision", "geo_r_precision", "iou", "color_error", "volume_ratio", "normal_error_deg",
+                "fog", "chamfer", "extent_error")
+SURFACE_VIEW_SIZE = 64  # Render size of the normal and fog views when no judge fixes it.
 JANUS_MARGIN = 0.1
 JANUS_MIN_IOU = 0.6
 
@@ -275,15 +280,17 @@ def view_backgrounds(num_views: int, seed: int = 0) -> np.ndarray:
   return np.random.default_rng(seed).uniform(size=(num_views, 3)).astype(np.float32)
 
 
-def make_view_renderer(scene, config: ml_collections.ConfigDict, size: int, field_of: Optional[Callable] = None):
-  """jitted (params, elevation, azimuth, background [3]) -> dict(colour, textureless) [size, size, 3].
+def make_view_renderer(scene, config: ml_collections.ConfigDict, size: int, field_of: Optional[Callable] = None,
+                       rcfg=None):
+  """jitted (params, elevation, azimuth, background [3]) -> dict(colour, textureless, normals [size, size, 3],
+  opacity [size, size]).
 
   Training-like camera: the middle of the config's distance and focal ranges; the light sits 30
   degrees above and to the right of the camera (shading cues for the textureless render).
   Deterministic ray samples (no key). field_of(params) -> field_fn replaces the scene's field
-  (a ground-truth shape, to check the benchmark against the truth).
+  (a ground-truth shape, to check the benchmark against the truth); rcfg replaces the run's render settings.
   """
-  rcfg = views.make_render_config(config)
+  rcfg = rcfg or views.make_render_config(config)
   distance = float(np.mean(config.camera.distance_range))
   focal = float(np.mean(config.camera.focal_range)) * size
 
@@ -294,19 +301,27 @@ def make_view_renderer(scene, config: ml_collections.ConfigDict, size: int, fiel
     bg_fn = lambda d: jnp.broadcast_to(background, d.shape)
     out = views.orbit_view(field_fn, {"albedo": bg_fn, "textureless": bg_fn}, rcfg, elevation, azimuth,
                            distance=distance, focal=focal, size=size, light_pos=light)
-    return {name: jnp.clip(out[mode]["rgb"], 0.0, 1.0) for mode, name in (("albedo", "colour"),
-                                                                         ("textureless", "textureless"))}
+    return dict(colour=jnp.clip(out["albedo"]["rgb"], 0.0, 1.0),
+                textureless=jnp.clip(out["textureless"]["rgb"], 0.0, 1.0),
+                normals=out["albedo"]["normals"], opacity=out["albedo"]["opacity"])
 
   return render_view
 
 
+def true_field(shape_and_angle):
+  """field_of for make_view_renderer: (shape index int32, angle_deg) -> the true shape turned by angle_deg
+  about z (white albedo), as world.density_fn renders it."""
+  shape_index, angle = shape_and_angle
+  return lambda x: (world.density_fn(shape_index)(rotate_z(x, -angle)), jnp.ones_like(x))
+
+
 def render_views(render_view, params, num_views: int = NUM_VIEWS,
                  elevation: float = VIEW_ELEVATION) -> dict[str, np.ndarray]:
-  """dict(colour, textureless) [K, S, S, 3] of K views at azimuths k * 360 / K."""
+  """dict(colour, textureless, normals) [K, S, S, 3] and opacity [K, S, S] of K views at azimuths k * 360 / K."""
   bgs = view_backgrounds(num_views)
   outs = [render_view(params, jnp.float32(elevation), jnp.float32(k * 360.0 / num_views), jnp.asarray(bgs[k]))
           for k in range(num_views)]
-  return {name: np.stack([np.asarray(o[name]) for o in outs]) for name in ("colour", "textureless")}
+  return {name: np.stack([np.asarray(o[name]) for o in outs]) for name in outs[0]}
 
 
 def judge_views_sheet(views_per_seed: list[dict]) -> np.ndarray:
@@ -401,7 +416,6 @@ def evaluate_params(field, params, shape_index: int, rgb, *, threshold: float, b
     for level in extra_levels:
       value = level
       if level == "silhouette":
-        from dreamfusion_jax import export  # Mesh writers and video codecs: only for this level.
         try:
           value = export.silhouette_level(np.nan_to_num(density, nan=0.0), 2.0 * bound / resolution)
         except ValueError:  # A (near-)empty result: nothing to match, nothing occupied.
@@ -460,12 +474,16 @@ class Scorer:
     # params are an argument, not a closure: a closure would bake the hash tables into the program.
     self.field = jax.jit(lambda p, x: scene.apply({"params": p}, x, method=Scene.field))
     self.judge = judge_lib.load_classifier(self.judge_dir) if self.judge_dir else None
-    self.render_view = make_view_renderer(scene, config, self.judge.image_size) if self.judge else None
+    size = self.judge.image_size if self.judge else SURFACE_VIEW_SIZE
+    self.render_view = make_view_renderer(scene, config, size)
+    # The truth with the world's own samples: the run's few samples per ray alias on a surface this sharp.
+    self.render_truth = make_view_renderer(scene, config, size, field_of=true_field, rcfg=world.RENDER_CONFIG)
+    self.mesh_settings = dict(bound=config.field.bound, resolution=config.export.mesh_resolution)
     self.threshold = config.export.mesh_threshold if threshold is None else threshold
     self.extra_levels = tuple(extra_levels)
     self.settings = dict(bound=bound, resolution=resolution, threshold=self.threshold, num_rotations=num_rotations,
-                         num_views=num_views, elevation=elevation,
-                         image_size=self.judge.image_size if self.judge else None)
+                         num_views=num_views, elevation=elevation, image_size=size,
+                         mesh_resolution=config.export.mesh_resolution)
 
   def score(self, params: Any, caption: str) -> dict:
     """The metrics of one seed's params against a caption 'a {colour} {shape}'."""
@@ -475,22 +493,40 @@ class Scorer:
     m = evaluate_params(self.field, params, shape_index, world.COLOURS[colour], threshold=self.threshold,
                         bound=st["bound"], resolution=st["resolution"], num_rotations=st["num_rotations"],
                         extra_levels=self.extra_levels)
+    views = render_views(self.render_view, params, st["num_views"], st["elevation"])
     if self.judge is not None:
-      views = render_views(self.render_view, params, st["num_views"], st["elevation"])
       m.update(r_precision(self.judge, views["colour"], views["textureless"], colour_index, shape_index))
     else:
       m.update(color_r_precision=None, geo_r_precision=None)
-    logging.info("%s: IoU %.3f, colour error %s, R-Precision colour %s geo %s%s", caption, m["iou"],
-                 m["color_error"], m["color_r_precision"], m["geo_r_precision"],
-                 "" if m["janus"] is None else f", Janus {m['janus']}")
+    truth = render_views(self.render_truth, (jnp.int32(shape_index), jnp.float32(m["best_angle_deg"])),
+                         st["num_views"], st["elevation"])
+    m.update(normal_error_deg=surface.normal_error_deg(views["normals"], views["opacity"], truth["normals"],
+                                                       truth["opacity"]),
+             fog=surface.fog(views["opacity"]))
+    m.update(self.mesh_metrics(params, shape_index, m["best_angle_deg"]))
+    logging.info("%s: IoU %.2f, normal error %.1f deg, fog %.2f, chamfer %s, colour error %.2f, R-Precision colour "
+                 "%s geo %s%s", caption, m["iou"], m["normal_error_deg"], m["fog"], m["chamfer"], m["color_error"],
+                 m["color_r_precision"], m["geo_r_precision"], "" if m["janus"] is None else f", Janus {m['janus']}")
     return m
+
+  def mesh_metrics(self, params: Any, shape_index: int, angle_deg: float) -> dict:
+    """surface.mesh_metrics of the mesh the run exports (export.extract_mesh at the export's resolution and
+    this scorer's threshold); all None when that mesh is empty."""
+    try:
+      mesh = export.extract_mesh(lambda x: self.field(params, x)[0], None, threshold=self.threshold,
+                                 **self.mesh_settings)
+    except export.EmptyMeshError:
+      return dict(chamfer=None, mesh_components=0, mesh_genus=None, true_genus=None, extent_ratio=None,
+                  extent_error=None)
+    return surface.mesh_metrics(mesh, surface.true_mesh(shape_index), angle_deg)
 
   def result(self, caption: str, step: int, per_seed: dict) -> dict:
     """evaluation.json's content for one caption: per_seed {'seed_K': score(...)} and their mean."""
     colour, shape = parse_run_caption(caption)
     rows = list(per_seed.values())
-    mean = {k: _mean([r[k] for r in rows])
-            for k in ("color_r_precision", "geo_r_precision", "iou", "color_error", "volume_ratio")}
+    mean = {k: _mean([r[k] for r in rows]) for k in MEAN_METRICS}
+    mean["one_component_rate"] = _mean([float(r["mesh_components"] == 1) for r in rows])
+    mean["true_genus_rate"] = _mean([float(r["mesh_genus"] == r["true_genus"]) for r in rows])
     mean["janus_rate"] = _mean([float(r["janus"]) for r in rows]) if shape in world.ASYMMETRIC else None
     mean["num_seeds"] = len(rows)
     return _nan_to_none(dict(
