@@ -384,21 +384,37 @@ def turntable_frames(render_view_fn: Callable, num_frames: int, elevation: float
     return np.stack(frames)
 
 
+def sheet_picks(num_frames: int, num_views: int = 8) -> np.ndarray:
+    """Indices of the num_views turntable frames evenly spaced in azimuth (all frames if fewer)."""
+    n = min(num_views, num_frames)
+    return np.unique(np.floor(np.arange(n) * num_frames / n).astype(int))
+
+
 def turntable_sheet(frames: np.ndarray, num_views: int = 8) -> np.ndarray:
     """Contact sheet from turntable frames [T, H, 3 W, 3]: rows = kinds (colour, textureless, normals),
     columns = num_views frames evenly spaced in azimuth (all frames if T < num_views)."""
     num_frames, height, width3, _ = frames.shape
     width = width3 // len(PANEL_KINDS)
-    picks = np.unique(np.floor(np.arange(min(num_views, num_frames)) * num_frames / min(num_views, num_frames)).astype(int))
+    picks = sheet_picks(num_frames, num_views)
     panels = frames[picks].reshape(len(picks), height, len(PANEL_KINDS), width, 3).transpose(2, 0, 1, 3, 4)
     return contact_sheet(panels.reshape(-1, height, width, 3), ncols=len(picks))
+
+
+def truth_sheet(truth_view_fn: Callable, num_frames: int, elevation: float, num_views: int = 8) -> np.ndarray:
+    """The true object's rows of views.png: turntable_sheet of the frames it picks, rendered by truth_view_fn."""
+    azimuths = turntable_azimuths(num_frames)[sheet_picks(num_frames, num_views)]
+    frames = np.stack([np.concatenate(list(render_panels(truth_view_fn, elevation, a)), axis=1) for a in azimuths])
+    return turntable_sheet(frames, num_views)
 
 
 def export_fields(directory: str, density_fn: Callable, albedo_fn: Callable | None, render_view_fn: Callable, *,
                 bound: float, mesh_resolution: int = 128, mesh_threshold: float = DEFAULT_MESH_THRESHOLD,
                 num_frames: int = 120, fps: int = 30, elevation: float = 15.0, num_views: int = 8,
-                chunk: int = DEFAULT_CHUNK) -> dict[str, str]:
+                chunk: int = DEFAULT_CHUNK, truth_view_fn: Callable | None = None) -> dict[str, str]:
     """Writes turntable.mp4, views.png, mesh.glb and mesh.ply into directory; returns {name: path}.
+
+    truth_view_fn: renders the true object like render_view_fn (a Shapes caption): views.png then shows
+    its rows above the result's, from the same cameras.
 
     Keys: 'video', 'views', 'glb', 'ply'. The mesh is extracted first (it is cheap), then the views are
     rendered. If the mesh is empty, the video and contact sheet are still written and the
@@ -413,8 +429,11 @@ def export_fields(directory: str, density_fn: Callable, albedo_fn: Callable | No
     except EmptyMeshError as error:
         mesh_error = error
     frames = turntable_frames(render_view_fn, num_frames, elevation)
+    sheet = turntable_sheet(frames, num_views)
+    if truth_view_fn is not None:
+        sheet = np.concatenate([truth_sheet(truth_view_fn, num_frames, elevation, num_views), sheet])
     written = {"video": write_video(os.path.join(directory, "turntable.mp4"), frames, fps=fps),
-               "views": write_png(os.path.join(directory, "views.png"), turntable_sheet(frames, num_views))}
+               "views": write_png(os.path.join(directory, "views.png"), sheet)}
     if mesh_error is not None:
         mesh_error.written = written
         raise mesh_error

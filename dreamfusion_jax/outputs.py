@@ -1,7 +1,7 @@
 """What a run writes: metrics (JSONL + TensorBoard), validation renders, and per-seed exports."""
 import functools
 import os
-from typing import Any
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -13,23 +13,31 @@ from dreamfusion_jax import compilation_cache, export, sds
 from dreamfusion_jax.guidance import text as text_lib
 from dreamfusion_jax.nerf import views
 from dreamfusion_jax.nerf.field import Scene
+from dreamfusion_jax.shapes import world
 
 # Validation views: (elevation, azimuth) of the front, side, back and overhead suffixes.
 VALIDATION_VIEWS = ((15.0, 0.0), (15.0, 90.0), (15.0, 180.0), (75.0, 0.0))
 
 
-def view_renderer(scene: Scene, config: ml_collections.ConfigDict, size: int):
+def view_renderer(scene: Scene, config: ml_collections.ConfigDict, size: int,
+                  field_of: Optional[Callable] = None, rcfg=None):
   """A jitted (params, elevation, azimuth) -> dict(rgb, textureless, normals, opacity) for one seed.
 
-  Renders are deterministic (no sampling noise): the same params give the same images.
+  Renders are deterministic (no sampling noise): the same params give the same images. field_of(params)
+  -> field_fn replaces the scene's field, on a white background (the true object of a Shapes caption);
+  rcfg replaces the run's render settings.
   """
-  rcfg = views.make_render_config(config)
+  rcfg = rcfg or views.make_render_config(config)
   focal = size * 1.0  # A 53 degree field of view.
 
   @functools.partial(jax.jit, compiler_options=compilation_cache.compiler_options(config))
   def render_view(params, elevation, azimuth):
-    field_fn, learned = views.field_fns(scene, params)
-    out = views.orbit_view(field_fn, {"albedo": views.display_background(config, learned), "textureless": views.white},
+    if field_of is None:
+      field_fn, learned = views.field_fns(scene, params)
+      background = views.display_background(config, learned)
+    else:
+      field_fn, background = field_of(params), views.white
+    out = views.orbit_view(field_fn, {"albedo": background, "textureless": views.white},
                            rcfg, elevation, azimuth, distance=config.export.distance, focal=focal, size=size)
     colour = out["albedo"]
     return dict(rgb=colour["rgb"], textureless=out["textureless"]["rgb"], normals=colour["normals"],
@@ -38,21 +46,41 @@ def view_renderer(scene: Scene, config: ml_collections.ConfigDict, size: int):
   return render_view
 
 
-def validation_sheet(render_view, params_per_seed: list[Any]) -> np.ndarray:
-  """One row per seed: colour and textureless renders of the four validation views, uint8 [H', W', 3]."""
-  rows = []
-  for params in params_per_seed:
-    tiles = []
-    for elevation, azimuth in VALIDATION_VIEWS:
-      out = render_view(params, jnp.float32(elevation), jnp.float32(azimuth))
-      tiles += [np.asarray(out["rgb"]), np.asarray(out["textureless"])]
-    rows.append(np.concatenate(tiles, axis=1))
+def truth_renderer(scene: Scene, config: ml_collections.ConfigDict, size: int):
+  """view_renderer of the true object when the prompt is a Shapes-world caption ('a red cube'), else None.
+
+  Its params argument is unused (pass None); validation sheets and views.png show it above the result.
+  """
+  try:
+    colour, shape = world.parse_caption(config.prompt)
+  except ValueError:
+    return None
+  density, rgb = world.density_fn(world.SHAPES.index(shape)), jnp.asarray(world.COLOURS[colour], jnp.float32)
+  # With the world's own samples: the run's few samples per ray alias on a surface this sharp.
+  return view_renderer(scene, config, size, field_of=lambda _: lambda x: (density(x), jnp.broadcast_to(rgb, x.shape)),
+                       rcfg=world.RENDER_CONFIG)
+
+
+def validation_sheet(render_view, params_per_seed: list[Any], truth_view=None) -> np.ndarray:
+  """Colour and textureless renders of the four validation views, uint8 [H', W', 3]: one row per seed, below
+  a row of the true object when truth_view (truth_renderer) is given."""
+  rows = [] if truth_view is None else [_validation_row(truth_view, None)]
+  rows += [_validation_row(render_view, params) for params in params_per_seed]
   return (np.clip(np.concatenate(rows, axis=0), 0, 1) * 255).round().astype(np.uint8)
 
 
+def _validation_row(render_view, params) -> np.ndarray:
+  tiles = []
+  for elevation, azimuth in VALIDATION_VIEWS:
+    out = render_view(params, jnp.float32(elevation), jnp.float32(azimuth))
+    tiles += [np.asarray(out["rgb"]), np.asarray(out["textureless"])]
+  return np.concatenate(tiles, axis=1)
+
+
 def compile_in_background(render_view, preview, params: Any, text_emb: np.ndarray,
-                          prior_params: Any):
-  """Compiles render_view (validation and export) and preview (or None) on a worker thread; returns its future.
+                          prior_params: Any, truth_view=None):
+  """Compiles render_view (validation and export), preview and truth_view (each may be None) on a worker
+  thread; returns its future.
 
   Each is called once, as validation calls it, with one seed's initial params (host arrays) and
   text_emb [5, L, D] (host), which fills jit's cache for the later calls (same shapes, dtypes and
@@ -65,6 +93,8 @@ def compile_in_background(render_view, preview, params: Any, text_emb: np.ndarra
     jax.block_until_ready(render_view(params, jnp.float32(elevation), jnp.float32(azimuth)))
     if preview is not None:
       jax.block_until_ready(preview(params, text_emb, prior_params, jax.random.PRNGKey(0)))
+    if truth_view is not None:
+      jax.block_until_ready(truth_view(None, jnp.float32(elevation), jnp.float32(azimuth)))
 
   return compilation_cache.in_background(compile_all, "compile_renderers")
 
@@ -115,16 +145,19 @@ def write_validation(workdir: str, step: int, sheet: np.ndarray, kind: str = "")
 
 
 def export_seed(directory: str, scene: Scene, params: Any, config: ml_collections.ConfigDict,
-                render_view) -> dict[str, str]:
-  """Writes turntable.mp4, mesh.glb, mesh.ply and views.png for one seed's params."""
+                render_view, truth_view=None) -> dict[str, str]:
+  """Writes turntable.mp4, mesh.glb, mesh.ply and views.png (the true object above the result when truth_view,
+  a truth_renderer, is given) for one seed's params."""
   # params are an argument, not a closure: a closure would bake the hash tables into the program.
   field = jax.jit(lambda p, x: scene.apply({"params": p}, x, method=Scene.field))
   density_fn = lambda x: field(params, x)[0]
   albedo_fn = lambda x: field(params, x)[1]
   view_fn = lambda el, az: {k: np.asarray(v) for k, v in render_view(params, jnp.float32(el), jnp.float32(az)).items()}
+  truth_fn = None if truth_view is None else (
+      lambda el, az: {k: np.asarray(v) for k, v in truth_view(None, jnp.float32(el), jnp.float32(az)).items()})
   e = config.export
   if os.path.exists(os.path.join(directory, "mesh.glb")):
     logging.info("Replacing the earlier export in %s with this run's.", directory)
   return export.export_fields(directory, density_fn, albedo_fn, view_fn, bound=config.field.bound,
                             mesh_resolution=e.mesh_resolution, mesh_threshold=e.mesh_threshold,
-                            num_frames=e.num_frames, fps=e.fps, elevation=e.elevation)
+                              num_frames=e.num_frames, fps=e.fps, elevation=e.elevation, truth_view_fn=truth_fn)

@@ -330,6 +330,7 @@ class Run:
   lead: bool  # Whether this process writes (the first of a multi-host job).
   writer: metrics_lib.MetricsWriter
   render_view: Any  # outputs.view_renderer: validation and export.
+  truth_view: Any  # outputs.truth_renderer: the true object of a Shapes caption beside the result, or None.
   preview: Any  # outputs.guidance_previewer, or None.
   compiling: Any  # The renderers' background compile (a future), or None.
   last_saved: int | None = None  # The step of the last checkpoint written.
@@ -371,6 +372,7 @@ def set_up(config: ml_collections.ConfigDict, workdir: str) -> Run:
   if lead:
     files.write_json(os.path.join(workdir, "config.json"), config_dict)
   render_view = outputs.view_renderer(trainer.scene, config, config.export.image_size)
+  truth_view = outputs.truth_renderer(trainer.scene, config, config.export.image_size)
   preview = (outputs.guidance_previewer(trainer.scene, config, prior.guidance)
              if config.guidance.preview_t > 0 else None)
   compiling = None  # Validation's and the export's compiles, beside the first step's (outputs.compile_in_background).
@@ -378,10 +380,10 @@ def set_up(config: ml_collections.ConfigDict, workdir: str) -> Run:
     first = host_params(state)  # Before the first step, which donates state; every process takes part.
     if lead:
       compiling = outputs.compile_in_background(render_view, preview if config.val_every else None, first[0],
-                                                captions, trainer.prior_params)
+                                                captions, trainer.prior_params, truth_view)
   run = Run(config, workdir, config_dict, ckpts, start, trainer, captions, text_emb, state,
             int(jax.device_get(state.step[0])), lead, metrics_lib.MetricsWriter(workdir, trainer.seeds, enabled=lead),
-            render_view, preview, compiling, last_saved=start)
+            render_view, truth_view, preview, compiling, last_saved=start)
   logging.info("Set up in %.1f s: %s.", now() - setup.pop("start"),
                ", ".join(f"{name} {seconds:.1f} s" for name, seconds in setup.items()))
   return run
@@ -449,7 +451,7 @@ def validate(run: Run) -> None:
   per_seed = host_params(run.state)  # Every process takes part in the gather; the lead writes.
   if run.lead:
     wait_for(run.compiling)
-    sheet = outputs.validation_sheet(run.render_view, per_seed)
+    sheet = outputs.validation_sheet(run.render_view, per_seed, run.truth_view)
     outputs.write_validation(run.workdir, run.step, sheet)
     run.writer.image("validation", sheet, run.step)
     if run.preview is not None:
@@ -465,7 +467,7 @@ def export_run(run: Run) -> None:
   if run.lead:
     t = now()
     wait_for(run.compiling)
-    export_all(run.trainer, per_seed, run.config, run.workdir, run.render_view)
+    export_all(run.trainer, per_seed, run.config, run.workdir, run.render_view, run.truth_view)
     logging.info("Exported in %.1f s.", now() - t)
 
 
@@ -501,11 +503,11 @@ def host_params(state: TrainState) -> list[Any]:
 
 
 def export_all(trainer: Trainer, per_seed: list[Any], config: ml_collections.ConfigDict, workdir: str,
-               render_view) -> None:
+               render_view, truth_view=None) -> None:
   for i, seed in enumerate(trainer.seeds):
     directory = os.path.join(workdir, f"seed_{seed}")
     try:
-      written = outputs.export_seed(directory, trainer.scene, per_seed[i], config, render_view)
+      written = outputs.export_seed(directory, trainer.scene, per_seed[i], config, render_view, truth_view)
       logging.info("Seed %d: wrote %s.", seed, ", ".join(sorted(os.path.basename(p) for p in written.values())))
     except EmptyMeshError as e:
       logging.warning("Seed %d: %s The turntable and contact sheet were written to %s.", seed, e, directory)

@@ -360,6 +360,30 @@ def test_export_seed_writes_all_files(tmp_path):
     assert len(trimesh.load(out["ply"]).vertices) > 0
 
 
+def test_views_png_shows_the_truth_above_the_result_from_the_same_cameras(tmp_path):
+    calls, truth_calls = [], []
+    out = export.export_fields(str(tmp_path), linear_ball(), constant_albedo(ALBEDO), fake_render_view(calls),
+                               bound=BOUND, mesh_resolution=24, num_frames=16, fps=8, elevation=10.0,
+                               truth_view_fn=fake_truth_view(truth_calls))
+    sheet = iio.imread(out["views"])
+    assert sheet.shape == (6 * H, 8 * W, 3)  # The truth's colour, textureless and normals rows, then the result's.
+    assert truth_calls == [(10.0, a) for a in np.arange(8) * 45.0]  # The 8 views of the sheet, not all 16 frames.
+    assert set(truth_calls) <= set(calls)  # The same cameras as the result's frames.
+    assert (sheet[:H] == 0).all() and (sheet[3 * H:4 * H] != 0).any()  # Truth rows first (its colour: black).
+    np.testing.assert_array_equal(sheet[3 * H:], export.turntable_sheet(export.turntable_frames(
+        fake_render_view(), 16, 10.0), 8))
+
+
+def fake_truth_view(calls):
+    """A 'true object' that renders black, with the result's normals and opacity."""
+    result = fake_render_view(calls)
+
+    def render(elevation, azimuth):
+        return {**result(elevation, azimuth), "rgb": np.zeros((H, W, 3), np.float32)}
+
+    return render
+
+
 def test_export_seed_empty_mesh_still_writes_renders(tmp_path):
     with pytest.raises(export.EmptyMeshError) as info:
         export.export_fields(str(tmp_path), lambda x: np.zeros(x.shape[0]), None, fake_render_view(),

@@ -134,12 +134,36 @@ def test_the_renderers_compiled_in_the_background_serve_validation_without_anoth
   per_seed = train.host_params(trainer.init())
   captions = np.zeros((5, 2, 4), np.float32)
   render_view = outputs.view_renderer(trainer.scene, config, config.export.image_size)
+  truth_view = outputs.truth_renderer(trainer.scene, config, config.export.image_size)
   preview = outputs.guidance_previewer(trainer.scene, config, prior.guidance)
-  outputs.compile_in_background(render_view, preview, per_seed[0], captions, trainer.prior_params).result()
-  assert render_view._cache_size() == 1 and preview._cache_size() == 1
-  outputs.validation_sheet(render_view, per_seed)  # What validation and the export call.
+  outputs.compile_in_background(render_view, preview, per_seed[0], captions, trainer.prior_params,
+                                truth_view).result()
+  assert render_view._cache_size() == 1 and preview._cache_size() == 1 and truth_view._cache_size() == 1
+  outputs.validation_sheet(render_view, per_seed, truth_view)  # What validation and the export call.
   outputs.guidance_preview_sheet(preview, per_seed, captions, trainer.prior_params, 7)
   assert render_view._cache_size() == 1 and preview._cache_size() == 1  # The worker's programs were reused.
+  assert truth_view._cache_size() == 1
+
+
+def test_validation_sheets_show_the_true_object_of_a_shapes_caption_above_the_seeds():
+  from dreamfusion_jax import outputs
+  from dreamfusion_jax.shapes import world
+  config = tiny_config(**{"num_seeds": 2, "export.image_size": 24, "prompt": "a blue cube"})
+  trainer = train.Trainer(config, target_prior(config))
+  per_seed = train.host_params(trainer.init())
+  render_view = outputs.view_renderer(trainer.scene, config, 24)
+  truth_view = outputs.truth_renderer(trainer.scene, config, 24)
+  sheet = outputs.validation_sheet(render_view, per_seed, truth_view)
+  assert sheet.shape == (3 * 24, 8 * 24, 3)  # The truth's row, then one per seed.
+  np.testing.assert_array_equal(sheet[24:], outputs.validation_sheet(render_view, per_seed))
+  # The truth's colour tiles hold the caption's albedo (unshaded) on white, and nothing else.
+  colour = np.concatenate([sheet[:24, k * 48:k * 48 + 24] for k in range(4)]).reshape(-1, 3) / 255.0
+  blue = np.abs(colour - world.COLOURS["blue"]).max(-1) < 0.02
+  white = np.abs(colour - 1.0).max(-1) < 0.02
+  assert blue.mean() > 0.1 and white.mean() > 0.3 and (blue | white).mean() > 0.9
+  with config.unlocked():
+    config.prompt = "a photo of a corgi"  # Not a caption of the world: no truth.
+  assert outputs.truth_renderer(trainer.scene, config, 24) is None
 
 
 def test_the_gpu_fields_set_xla_options_on_gpus_only(monkeypatch):
