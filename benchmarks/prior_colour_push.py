@@ -31,7 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from dreamfusion_jax.guidance import shapes_prior  # noqa: E402
-from dreamfusion_jax.shapes import world, train_prior
+from dreamfusion_jax.shapes import prior_card, world
 
 flags.DEFINE_list("prior_dirs", [], "Shapes prior directories (default: the shipped one).")
 flags.DEFINE_list("scales", ["100"], "Classifier-free guidance weights.")
@@ -73,7 +73,7 @@ def main(argv):
     if shapes_prior.missing_files(d):
       raise app.UsageError(f"'{d}' is not a Shapes prior (missing {', '.join(shapes_prior.missing_files(d))}).")
   # The first prior's recorded cameras (DreamFusion's for a prior saved before they were recorded).
-  cams = train_prior.last_cameras({"chunks": [{"camera": shapes_prior.read_config(dirs[0]).get("camera")}]})
+  cams = prior_card.last_cameras({"chunks": [{"camera": shapes_prior.read_config(dirs[0]).get("camera")}]})
   key = jax.random.PRNGKey(FLAGS.seed)
   b = jax.device_get(world.sample_batch(key, FLAGS.batch, 64, False, (1.0, 0.0, 0.0), cams))
   captions = world.captions_for(b)

@@ -78,7 +78,7 @@ def test_default_config_renders_with_the_cameras_the_shipped_prior_learned():
   card = open(os.path.join(shapes_prior.default_dir(), "MODEL_CARD.md")).read()
   assert "steps 23000-33000: distance U(1.25, 1.25), focal U(1, 1)" in card
   assert "steps 33000-40900: distance U(1.25, 1.25), focal U(1, 1) x image size, look-at std 0, position jitter 0" in card
-  # The fine-tunes caption textureless renders as the white objects they show (train_prior.caption_colours).
+  # The fine-tunes caption textureless renders as the white objects they show (prior_data.caption_colours).
   assert "steps 23000-33000: textureless renders say 'white'" in card
   assert "steps 33000-40900: textureless renders say 'white'" in card
 
@@ -135,7 +135,8 @@ def test_sweep_trains_captions_as_seeds_of_one_run_and_writes_the_table(tmp_path
   assert "| a blue teardrop | yes |" in table and "**overall** (2 captions)" in table and "| silhouette |" in table
   assert set(summary["per_shape"]) == {"cube", "teardrop"} and set(summary["per_colour"]) == {"red", "blue"}
   assert summary["per_shape"]["cube"]["chamfer"] == rows["a red cube"]["chamfer"]
-  assert "Per shape" in table and "Per colour" in table and "| chamfer |" not in table and "chamfer" in table
+  assert "Per shape" in table and "Per colour" in table and "| cube |" in table and "| blue |" in table
+  assert "| normal_error_deg | fog | chamfer |" in table
   assert os.path.getsize(os.path.join(out, "views", "a_red_cube.png")) > 0
   # Re-scoring the saved views with the same judge gives the same R-Precisions up to the 8-bit PNG
   # rounding, which can flip at most a near-tie view (1/8 of a seed's 8; the 3-step results here are

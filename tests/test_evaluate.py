@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT, tiny_config
 from dreamfusion_jax import files
 from dreamfusion_jax.shapes import judge as judge_lib, evaluate as ev, world
-from dreamfusion_jax.errors import UserError
+from dreamfusion_jax.errors import UserError, WorkdirError
 
 BOUND, RES = 0.8, 32
 CUBE, SPHERE, TEARDROP = (world.SHAPES.index(s) for s in ("cube", "sphere", "teardrop"))
@@ -169,8 +169,8 @@ def test_textureless_renders_carry_no_colour_loss():
 
 def test_judge_training_rejects_a_colour_jitter_that_crosses_colour_names(tmp_path):
   assert judge_lib.max_colour_jitter() == pytest.approx(0.354 / 2, abs=1e-3)  # Orange-yellow, by hand.
-  with pytest.raises(UserError, match="colour_jitter"):
-    judge_lib.train_classifier(str(tmp_path / "judge"), colour_jitter=0.2, **TINY_JUDGE)
+  with pytest.raises(UserError, match="--config.colour_jitter"):
+    judge_lib.train_classifier(judge_config(colour_jitter=0.2), str(tmp_path / "judge"))
   assert not os.path.exists(tmp_path / "judge")
   # With shades down to half brightness the closest names are orange and yellow again: the distance from
   # yellow x 0.5 to the orange segment is its distance to its projection on the orange direction, by hand.
@@ -181,18 +181,24 @@ def test_judge_training_rejects_a_colour_jitter_that_crosses_colour_names(tmp_pa
   for bad, says in ((dict(shade_min=0.0), "darkest shade"), (dict(shade_min=1.5), "darkest shade"),
                     (dict(shade_min=0.5, colour_jitter=0.1), "colour_jitter=0.1 is outside")):
     with pytest.raises(UserError, match=says):
-      judge_lib.train_classifier(str(tmp_path / "judge"), **{**TINY_JUDGE, **bad})
+      judge_lib.train_classifier(judge_config(**bad), str(tmp_path / "judge"))
   assert not os.path.exists(tmp_path / "judge")
 
 
-# The tiny judge of every test below: one TrainConfig, so they share compiled steps (make_step_fn is cached).
-TINY_JUDGE = dict(steps=40, batch=8, lr=1e-2, image_size=16, channels=(8, 16), hidden=16, num_coarse=16, num_fine=8)
+def judge_config(**fields):
+  """configs/judge.py:tiny with fields changed. The tiny judge of every test here: one TrainConfig, so they share
+  compiled steps (make_step_fn is cached)."""
+  from configs import judge as judge_configs
+
+  config = judge_configs.get_config("tiny")
+  config.update(fields)
+  return config
 
 
 def test_tiny_classifier_loss_goes_down_on_a_batch():
   # A fixed batch of random images and labels (no renders: those take the judge fixture's compile);
   # the judge's step must fit it.
-  cfg = judge_lib.TrainConfig(**TINY_JUDGE)
+  cfg = judge_lib.TrainConfig.of(judge_config())
   rng = np.random.default_rng(3)
   batch = dict(images=jnp.asarray(rng.uniform(size=(8, 16, 16, 3)), jnp.float32),
                shape=jnp.asarray(rng.integers(0, len(world.SHAPES), 8), jnp.int32),
@@ -211,12 +217,11 @@ def test_tiny_classifier_loss_goes_down_on_a_batch():
 @pytest.fixture(scope="module")
 def tiny_judge(tmp_path_factory):
   """A judge trained for 40 steps on renders (meaningless, but a complete export) by train_classifier,
-  in two calls: the first stops at its time limit after one step, the second resumes."""
+  in two calls: the first stops at its time limit after one step, the second resumes (and logs at 20, 40)."""
   workdir = str(tmp_path_factory.mktemp("judge"))
-  kwargs = dict(num_eval_batches=1, log=lambda m: None, **TINY_JUDGE)
-  first = judge_lib.train_classifier(workdir, time_limit_min=0.0, **kwargs)
+  first = judge_lib.train_classifier(judge_config(time_limit_min=1e-9), workdir)
   assert first["step"] == 1 and not first["done"]
-  second = judge_lib.train_classifier(workdir, **kwargs)
+  second = judge_lib.train_classifier(judge_config(log_every=20), workdir)
   assert second["step"] == 40 and second["done"]
   return second["export"]
 
@@ -230,6 +235,38 @@ def test_train_classifier_resumes_exports_and_loads(tiny_judge):
     meta = json.load(f)
   assert meta["step"] == 40 and meta["shapes"] == list(world.SHAPES)
   assert 0.0 <= meta["eval_metrics"]["shape_acc"] <= 1.0
+  # The package's training skeleton: metrics.jsonl (and tensorboard), checkpoints with the config as JSON.
+  workdir = os.path.dirname(tiny_judge)
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    records = [json.loads(line) for line in f]
+  assert [r["step"] for r in records] == [20, 40] and all(math.isfinite(r["loss"]) for r in records)
+  assert os.listdir(os.path.join(workdir, "tensorboard"))
+  from dreamfusion_jax.checkpointing import Checkpoints
+
+  ckpts = Checkpoints(workdir, judge_lib.KEEP_CHECKPOINTS)
+  assert ckpts.latest_step() == 40 and ckpts.saved_config(40)["channels"] == [8, 16]
+  ckpts.close()
+
+
+def test_a_judge_checkpoint_of_another_model_is_refused_and_left_alone(tiny_judge):
+  workdir = os.path.dirname(tiny_judge)
+  with open(os.path.join(workdir, "config.json")) as f:
+    before = f.read()
+  with pytest.raises(WorkdirError, match="hidden: checkpoint 16, now 32"):
+    judge_lib.train_classifier(judge_config(hidden=32), workdir)
+  with open(os.path.join(workdir, "config.json")) as f:
+    assert f.read() == before
+
+
+def test_the_judge_command_line_loads_the_config_file_and_refuses_mistakes(tmp_path):
+  """`python -m dreamfusion_jax.shapes.judge`: a bad value that only the loaded config file reaches ends in
+  one 'error:' paragraph, status 2, and nothing written."""
+  done = subprocess.run([sys.executable, "-m", "dreamfusion_jax.shapes.judge", "--config=configs/judge.py:tiny",
+                         f"--workdir={tmp_path / 'judge'}", "--config.colour_jitter=0.2"], cwd=ROOT,
+                        capture_output=True, text=True, timeout=300, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  assert done.returncode == 2, done.stderr
+  assert "error: --config.colour_jitter=0.2 is outside" in done.stderr and "Traceback" not in done.stderr
+  assert not os.path.exists(tmp_path / "judge")
 
 
 def write_untrained_run(workdir, config, step=2):
@@ -279,6 +316,12 @@ def test_evaluate_run_writes_per_seed_and_mean_entries(tiny_run, tiny_judge, tmp
   assert saved["mean"]["num_seeds"] == 2 and saved["mean"]["color_r_precision"] is None
   assert saved["mean"]["iou"] == pytest.approx(np.mean([m["iou"] for m in saved["per_seed"].values()]))
   assert saved["mean"]["volume_ratio"] == pytest.approx(np.mean([m["volume_ratio"] for m in saved["per_seed"].values()]))
+  for m in saved["per_seed"].values():  # The surface metrics (tests/test_surface.py checks their math).
+    assert m["fog"] is None or 0.0 <= m["fog"] <= 1.0
+    assert m["mesh_components"] >= 0 and (m["chamfer"] is None or m["chamfer"] >= 0.0)
+    assert m["normal_error_deg"] is None or 0.0 <= m["normal_error_deg"] <= 180.0
+  for name in ("fog", "normal_error_deg", "chamfer", "extent_error", "one_component_rate", "true_genus_rate"):
+    assert name in saved["mean"], name
   # With a judge, both R-Precisions are fractions of the 2 views.
   judged = ev.evaluate_run(tiny_run, tiny_judge, resolution=24, num_views=2)
   for m in judged["per_seed"].values():

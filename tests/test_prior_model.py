@@ -1,43 +1,42 @@
-"""Tests for the Shapes prior (prior_model), its trainer (train_prior) and guidance.model='shapes'.
+"""Tests for the Shapes prior (guidance.shapes_prior), its training (shapes.train_prior and its prior_config,
+prior_data, prior_step and prior_card modules) and guidance.model='shapes'.
 
-Compiling is the cost on a 2-core CPU, so every test uses ONE tiny model (shapes_prior.tiny_config at
-16x16) and ONE step configuration: train_prior caches its compiled programs per process, and the
-training run of the module fixture compiles them for the other tests.
+Compiling is the cost on a 2-core CPU, so every test uses ONE tiny model (prior_config.tiny_config at
+16x16) and ONE step configuration (configs/shapes_prior.py:tiny): prior_step caches its compiled programs
+per process, and the training run of the module fixture compiles them for the other tests.
 """
 import json
 import os
+import re
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from absl import flags
+from conftest import ROOT
 
-from dreamfusion_jax import base_config, checks, train
+from configs import shapes_prior as prior_configs
+from dreamfusion_jax import base_config, checks, metrics, train
+from dreamfusion_jax.checkpointing import Checkpoints
+from dreamfusion_jax.errors import ConfigError, DivergenceError, UserError, WorkdirError
 from dreamfusion_jax.guidance import shapes_prior
-from dreamfusion_jax.shapes import world, train_prior
-from dreamfusion_jax.errors import ConfigError
+from dreamfusion_jax.shapes import prior_card, prior_config, prior_data, prior_step, train_prior, trainer, world
 
 SIZE = 16
 # The one step configuration of this file (see the module docstring).
-OPTIONS = train_prior.Options(model="tiny", image_size=SIZE, batch=4, lr=3e-3, warmup_steps=1, pool_size=8,
-                              fresh_per_step=4, log_every=1, val_examples=4, sample_steps=2,
-                              compute_dtype="float32", progress_bar=False)
-FLAGS_TINY = ["--model=tiny", f"--image_size={SIZE}", "--batch=4", "--lr=3e-3", "--warmup_steps=1", "--pool_size=8",
-              "--fresh_per_step=4", "--log_every=1", "--val_examples=4", "--sample_steps=2", "--compute_dtype=float32",
-              "--noprogress_bar"]
-
-
+CONFIG = prior_configs.get_config("tiny")
 # The second run of the fixture fine-tunes on one fixed zoom (focal / distance = 0.8).
-CAMERA_FLAGS = ("--distance_range=1.25,1.25", "--focal_range=1.0,1.0", "--look_at_std=0.05", "--position_jitter=0.02")
+CAMERA_FLAGS = ("--config.distance_range=1.25,1.25", "--config.focal_range=1.0,1.0", "--config.look_at_std=0.05",
+                "--config.position_jitter=0.02")
 
 
 def run_cli(workdir, *extra):
-  """train_prior's command line (flag parsing included) on a private FlagValues."""
-  values = flags.FlagValues()
-  train_prior.define_flags(values)
-  values(["train_prior", f"--workdir={workdir}", *FLAGS_TINY, *extra])
-  return train_prior.run_from_flags(values)
+  """train_prior's command line (the config file and its overrides parsed by absl) on a private FlagValues."""
+  config = os.path.join(ROOT, "configs", "shapes_prior.py")
+  argv = ["train_prior", f"--config={config}:tiny", f"--workdir={workdir}", *extra]
+  return train_prior.train(*trainer.parse(argv, train_prior.TRAIN_CONFIG))
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +44,13 @@ def trained(tmp_path_factory):
   """Runs 3 steps, then resumes for 2 more on other cameras (a fine-tune) and exports; returns
   (workdir, first result, second result)."""
   workdir = str(tmp_path_factory.mktemp("prior"))
-  first = run_cli(workdir, "--steps=3", "--textureless_caption=albedo")
-  second = run_cli(workdir, "--steps=5", *CAMERA_FLAGS)
+  first = run_cli(workdir, "--config.steps=3", "--config.textureless_caption=albedo")
+  second = run_cli(workdir, "--config.steps=5", *CAMERA_FLAGS)
   return workdir, first, second
 
 
 def tiny_programs():
-  return train_prior.programs(train_prior.tiny_config(SIZE), OPTIONS, jnp.float32)
+  return prior_step.programs(prior_config.tiny_config(SIZE), CONFIG, jnp.float32)
 
 
 # ----------------------------------------------------------------------------- training
@@ -63,11 +62,17 @@ def test_cli_trains_checkpoints_resumes_and_exports(trained):
   records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
   assert [r["step"] for r in records] == [1, 2, 3, 4, 5]  # The second run continued from step 3.
   assert all(np.isfinite(r["loss"]) for r in records)
-  ckpts = train_prior.Checkpoints(workdir)
+  assert os.listdir(os.path.join(workdir, "tensorboard"))  # metrics.MetricsWriter's events.
+  # The resolved config of the last run, as JSON beside the checkpoints; the checkpoint keeps the runs' record.
+  saved = json.load(open(os.path.join(workdir, "config.json")))
+  assert (saved["steps"], saved["distance_range"], saved["model"]) == (5, [1.25, 1.25], "tiny")
+  ckpts = Checkpoints(workdir, train_prior.KEEP_CHECKPOINTS)
   assert ckpts.latest_step() == 5
-  meta = ckpts.meta(5)
+  meta = ckpts.saved_config(5)
   ckpts.close()
+  assert os.listdir(os.path.join(workdir, "checkpoints")) == ["5"]  # Only the latest is kept.
   assert [(c["start_step"], c["end_step"]) for c in meta["chunks"]] == [(0, 3), (3, 5)]
+  assert meta["config"] == saved and meta["model_config"] == prior_config.tiny_config(SIZE)
   export = os.path.join(workdir, "export")
   assert sorted(os.listdir(export)) == ["MODEL_CARD.md", "config.json", "params.msgpack", "samples.png"]
   card = shapes_prior.read_config(export)["card"]
@@ -79,7 +84,7 @@ def test_cli_trains_checkpoints_resumes_and_exports(trained):
   # samples.png: 12 caption rows (6 training, 6 held-out) x 4 views of 16x16 tiles, 2-pixel gaps.
   import imageio.v3 as iio
   grid = iio.imread(os.path.join(export, "samples.png"))
-  rows = len(train_prior.PREVIEW_TRAIN_PAIRS) + len(world.HELD_OUT)
+  rows = len(prior_card.PREVIEW_TRAIN_PAIRS) + len(world.HELD_OUT)
   assert grid.shape == (rows * (SIZE + 2) + 2, 4 * (SIZE + 2) + 2, 3) and grid.dtype == np.uint8
 
 
@@ -93,11 +98,12 @@ def test_the_cameras_are_recorded_and_the_run_uses_them(trained):
   assert "steps 3-5: distance U(1.25, 1.25), focal U(1, 1) x image size, look-at std 0.05" in cams
   # An export of that checkpoint alone (no camera flags) records the cameras it was trained on and
   # validates on them: the same losses as the export at the end of that run.
-  again = run_cli(workdir, "--steps=5", "--export_only")
+  again = run_cli(workdir, "--config.steps=5", "--config.export_only=true")
   assert again["exported"] and shapes_prior.read_config(os.path.join(workdir, "export"))["camera"] == cfg["camera"]
   assert again["card"]["Results"] == cfg["card"]["Results"]
-  options = train_prior.Options(distance_range="1.25,1.25", focal_range="1.0,1.0")
-  batch = train_prior.render(jax.random.PRNGKey(0), 4, SIZE, True, train_prior.camera_config(options))
+  config = prior_configs.get_config()
+  config.distance_range, config.focal_range = (1.25, 1.25), (1.0, 1.0)
+  batch = prior_data.render(jax.random.PRNGKey(0), 4, SIZE, True, prior_data.camera_config(config))
   np.testing.assert_allclose(batch["camera"]["focal"], 1.0 * SIZE)
   np.testing.assert_allclose(batch["camera"]["distance"], 1.25)
 
@@ -107,14 +113,14 @@ def test_textureless_renders_are_captioned_white_and_each_run_records_its_rule(t
   card = shapes_prior.read_config(os.path.join(workdir, "export"))["card"]
   assert "steps 0-3: textureless renders name the albedo's colour" in card["Data"]["captions"]
   assert "steps 3-5: textureless renders say 'white'" in card["Data"]["captions"]
-  batch = jax.device_get(train_prior.render(train_prior.rng_key(11), 64, SIZE))
+  batch = jax.device_get(prior_data.render(prior_step.rng_key(11), 64, SIZE))
   mode, colour = np.asarray(batch["shading_mode"]), np.asarray(batch["colour"])
   assert {0, 1, 2} <= set(mode.tolist())  # All three shading modes occur in 64 draws.
   white = world.COLOUR_NAMES.index("white")
   expected = np.where(mode == 2, white, colour)
-  np.testing.assert_array_equal(train_prior.caption_colours(batch, "white"), expected)
-  np.testing.assert_array_equal(train_prior.caption_colours(batch, "albedo"), colour)
-  np.testing.assert_array_equal(train_prior._pool_entry(batch, "white")["colour"], expected)
+  np.testing.assert_array_equal(prior_data.caption_colours(batch, "white"), expected)
+  np.testing.assert_array_equal(prior_data.caption_colours(batch, "albedo"), colour)
+  np.testing.assert_array_equal(prior_data.pool_entry(batch, "white")["colour"], expected)
   # A textureless render is the image of the white object: the same pixels.
   i = int(np.flatnonzero(mode == 2)[0])
   cam = jax.tree.map(lambda x: x[i], batch["camera"])
@@ -124,16 +130,31 @@ def test_textureless_renders_are_captioned_white_and_each_run_records_its_rule(t
   np.testing.assert_allclose(as_white, batch["images"][i], atol=1e-4)
   # Runs from before the rule was recorded used the albedo's colour; the last recorded rule wins.
   old = {"start_step": 0, "end_step": 9}
-  assert train_prior.last_textureless_caption({"chunks": [old]}) == "albedo"
-  assert train_prior.last_textureless_caption({"chunks": [old, dict(old, textureless_caption="white")]}) == "white"
-  assert "steps 0-9: textureless renders name the albedo's colour" in train_prior.describe_captions([old])
+  assert prior_card.last_textureless_caption({"chunks": [old]}) == "albedo"
+  assert prior_card.last_textureless_caption({"chunks": [old, dict(old, textureless_caption="white")]}) == "white"
+  assert "steps 0-9: textureless renders name the albedo's colour" in prior_card.describe_captions([old])
 
 
-@pytest.mark.parametrize("flag", ["--distance_range=1.5", "--focal_range=1.2,0.8", "--focal_range=a,b",
-                                  "--look_at_std=-1", "--textureless_caption=red"])
+@pytest.mark.parametrize("flag", ["--config.distance_range=1.5", "--config.focal_range=1.2,0.8",
+                                  "--config.focal_range=a,b", "--config.look_at_std=-1",
+                                  "--config.textureless_caption=red", "--config.pool_size=6"])
 def test_bad_world_flags_are_refused_before_training(tmp_path, flag):
-  with pytest.raises(train_prior.UserError, match=flag.split("=")[0]):
-    run_cli(str(tmp_path), "--steps=1", flag)
+  with pytest.raises(UserError, match=re.escape(flag.split("=")[0])):
+    run_cli(str(tmp_path), "--config.steps=1", flag)
+  assert not os.listdir(tmp_path)
+
+
+def test_the_command_line_loads_the_config_file_and_refuses_mistakes_in_one_paragraph(tmp_path):
+  """`python -m dreamfusion_jax.shapes.train_prior`: an unknown field and a bad value (which only the loaded
+  config file can reach) each end in one 'error:' paragraph, status 2, and nothing written."""
+  command = [sys.executable, "-m", "dreamfusion_jax.shapes.train_prior", "--config=configs/shapes_prior.py:tiny",
+             f"--workdir={tmp_path}"]
+  for extra, says in ((["--config.stepz=3"], "error: The config has no field 'stepz' (--config.stepz)."),
+                      (["--config.textureless_caption=red"], "error: --config.textureless_caption='red' is not one")):
+    done = subprocess.run(command + extra, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert done.returncode == 2, done.stderr
+    assert says in done.stderr and "Traceback" not in done.stderr, done.stderr
   assert not os.listdir(tmp_path)
 
 
@@ -142,13 +163,15 @@ def test_resumed_state_equals_saved_state(trained):
   workdir, _, _ = trained
   progs = tiny_programs()
   template = jax.eval_shape(progs.init, 0)
-  ckpts = train_prior.Checkpoints(workdir)
-  state = ckpts.restore(5, template)
+  ckpts = Checkpoints(workdir, train_prior.KEEP_CHECKPOINTS)
+  state = train_prior.restore_state(ckpts, 5, template)
   ckpts.close()
   assert int(state.step) == 5
   assert state.params.dtype == jnp.float32 and state.params.shape == (progs.layout.size,)
   adam = [s for s in state.opt_state if hasattr(s, "mu")][0]
   assert adam.mu.dtype == jnp.float32 and int(adam.count) == 5
+  # The moments went through bfloat16: every value is a bfloat16 number.
+  np.testing.assert_array_equal(adam.mu, np.asarray(adam.mu).astype(jnp.bfloat16).astype(np.float32))
   # The export is the EMA, rounded to float16.
   exported = shapes_prior.load_prior(os.path.join(workdir, "export"))[3]
   flat = progs.layout.ravel(exported)
@@ -157,11 +180,38 @@ def test_resumed_state_equals_saved_state(trained):
 
 def test_time_limit_stops_and_checkpoints(tmp_path, trained):
   del trained  # Only for its compiled programs.
-  result = run_cli(tmp_path, "--steps=50", "--time_limit_min=1e-9")
+  result = run_cli(tmp_path, "--config.steps=50", "--config.time_limit_min=1e-9")
   assert result == {"step": 1, "exported": False, "stopped_by_time": True, "card": None}
-  ckpts = train_prior.Checkpoints(str(tmp_path))
+  ckpts = Checkpoints(str(tmp_path), train_prior.KEEP_CHECKPOINTS)
   assert ckpts.latest_step() == 1
   ckpts.close()
+
+
+def test_a_checkpoint_of_another_model_is_refused_and_left_alone(trained):
+  workdir, _, _ = trained
+  before = open(os.path.join(workdir, "config.json")).read()
+  with pytest.raises(WorkdirError, match="--config.image_size=16, not 32"):
+    run_cli(workdir, "--config.steps=6", "--config.image_size=32")
+  assert open(os.path.join(workdir, "config.json")).read() == before
+
+
+def test_a_checkpoint_of_the_previous_trainer_resumes(trained, tmp_path):
+  """Checkpoints from before the shared skeleton kept the runs' record as item 'meta' with 'options'."""
+  import shutil
+
+  workdir = str(tmp_path / "old")
+  shutil.copytree(trained[0], workdir)
+  step_dir = os.path.join(workdir, "checkpoints", "5")
+  os.rename(os.path.join(step_dir, "config"), os.path.join(step_dir, "meta"))
+  meta = json.load(open(os.path.join(step_dir, "meta", "metadata")))
+  meta["options"] = meta.pop("config")
+  json.dump(meta, open(os.path.join(step_dir, "meta", "metadata"), "w"))
+  result = run_cli(workdir, "--config.steps=6", *CAMERA_FLAGS)
+  assert result["step"] == 6 and result["exported"]
+  ckpts = Checkpoints(workdir, train_prior.KEEP_CHECKPOINTS)
+  record = ckpts.saved_config(6)  # Saved in the new form.
+  ckpts.close()
+  assert [(c["start_step"], c["end_step"]) for c in record["chunks"]] == [(0, 3), (3, 5), (5, 6)]
 
 
 def test_training_steps_reduce_the_loss_on_a_fixed_batch(trained):
@@ -169,14 +219,14 @@ def test_training_steps_reduce_the_loss_on_a_fixed_batch(trained):
   del trained
   progs = tiny_programs()
   state = jax.device_put(progs.init(0), jax.devices()[0])
-  batch = train_prior.render(train_prior.rng_key(7), 4, SIZE)
-  entry = train_prior._pool_entry(batch, "white")
+  batch = prior_data.render(prior_step.rng_key(7), 4, SIZE)
+  entry = prior_data.pool_entry(batch, "white")
   pool = jax.device_put({k: jnp.concatenate([v, v]) for k, v in entry.items()}, jax.devices()[0])
   images = np.asarray(entry["images"], np.float32) / 255.0
   ids = progs.models.captions[np.asarray(entry["shape"]), np.asarray(entry["colour"]), np.asarray(entry["view"])]
   t = np.array([50, 300, 600, 900], np.int32)
   eps = np.random.default_rng(0).standard_normal(images.shape).astype(np.float32)
-  # The validation's compiled loss (4 examples, as OPTIONS.val_examples).
+  # The validation's compiled loss (4 examples, as CONFIG.val_examples).
   loss = lambda flat: float(np.mean(progs.models.jit_loss(progs.layout.unravel(np.asarray(flat)), images, ids, t, eps)))
   before = loss(state.params)
   for _ in range(20):
@@ -187,9 +237,9 @@ def test_training_steps_reduce_the_loss_on_a_fixed_batch(trained):
 
 
 def test_caption_table_matches_the_tokenized_captions():
-  tok = shapes_prior.build_models(train_prior.tiny_config(SIZE))[2]
-  table = train_prior.caption_table(tok)
-  batch = jax.device_get(train_prior.render(train_prior.rng_key(3), 4, SIZE))
+  tok = shapes_prior.build_models(prior_config.tiny_config(SIZE))[2]
+  table = prior_data.caption_table(tok)
+  batch = jax.device_get(prior_data.render(prior_step.rng_key(3), 4, SIZE))
   expected = tok(world.captions_for(batch))
   np.testing.assert_array_equal(table[batch["shape"], batch["colour"], batch["view"]], expected)
   assert not tok.unknown_words(" ".join(world.captions_for(batch)))
@@ -204,10 +254,30 @@ def test_layout_ravel_unravel_round_trip():
     assert np.all(m == float(leaf.ndim >= 2))
 
 
-def test_non_finite_loss_stops_with_a_clear_error():
-  from dreamfusion_jax.errors import DivergenceError
-  with pytest.raises(DivergenceError, match="step 7.*checkpoint of step 5"):
-    train_prior._check_finite({"loss": float("nan"), "grad_norm": 1.0}, 7, 5)
+def test_non_finite_loss_stops_with_a_clear_error_and_is_not_recorded(tmp_path):
+  """The periodic record (trainer.record, as train_prior's record_metrics calls it) stops on a NaN loss with
+  metrics.check_finite's message and the prior's advice, before writing the diverged step."""
+  writer = metrics.MetricsWriter(str(tmp_path))
+  finite = {"loss": jnp.float32(0.5), "grad_norm": jnp.float32(2.0)}
+  trainer.record(writer, finite, 6, 5, train_prior.DIVERGENCE_ADVICE, {"wall_s": 1.0})
+  with pytest.raises(DivergenceError, match=r"by step 7.*last checkpoint \(step 5\).*--config\.lr"):
+    trainer.record(writer, dict(finite, loss=jnp.float32(np.nan)), 7, 5, train_prior.DIVERGENCE_ADVICE, {})
+  with pytest.raises(DivergenceError, match="by step 8"):
+    trainer.record(writer, dict(finite, grad_norm=jnp.float32(np.inf)), 8, 5, train_prior.DIVERGENCE_ADVICE, {})
+  writer.close()
+  assert [json.loads(line) for line in open(tmp_path / "metrics.jsonl")] == [
+      {"step": 6, "loss": 0.5, "grad_norm": 2.0, "wall_s": 1.0}]
+
+
+def test_every_config_field_has_a_comment_and_the_variant_adds_none():
+  """configs/shapes_prior.py (house style): a comment on every field; 'tiny' only changes values."""
+  c = prior_configs.get_config()
+  source = open(os.path.join(ROOT, "configs", "shapes_prior.py")).read()
+  for name in c:
+    assert re.search(rf"c\.{name} = .*#|# .*\n  c\.{name} = ", source), name
+  assert set(prior_configs.get_config("tiny")) == set(c)
+  with pytest.raises(ValueError, match="no variant 'huge'"):
+    prior_configs.get_config("huge")
 
 
 # ----------------------------------------------------------------------------- saving and loading
@@ -215,7 +285,7 @@ def test_non_finite_loss_stops_with_a_clear_error():
 
 def test_save_load_round_trip(tmp_path):
   progs = tiny_programs()
-  cfg = train_prior.tiny_config(SIZE)
+  cfg = prior_config.tiny_config(SIZE)
   params = progs.layout.unravel(np.asarray(progs.init(0).params))
   card = {"title": "test", "Training": {"steps": 12}}
   shapes_prior.save_prior(str(tmp_path), params, cfg, card)
@@ -276,7 +346,7 @@ def _analytic_denoiser(abar, y_uncond, y_cond):
 
 @pytest.mark.parametrize("scale", [1.0, 3.0])
 def test_ddim_with_the_exact_denoiser_returns_the_data(scale):
-  abar = shapes_prior.schedule(train_prior.tiny_config())
+  abar = shapes_prior.schedule(prior_config.tiny_config())
   rng = np.random.default_rng(0)
   y_u = rng.uniform(-0.3, 0.3, (2, 8, 8, 3)).astype(np.float32)
   y_c = y_u + rng.uniform(-0.2, 0.2, (2, 8, 8, 3)).astype(np.float32)
@@ -290,7 +360,7 @@ def test_ddim_with_the_exact_denoiser_returns_the_data(scale):
 
 def test_ddim_with_the_exact_denoiser_of_three_images_returns_one_of_them():
   """The exact denoiser of an empirical distribution: E[x0 | x_t] is a softmax-weighted mean of the images."""
-  abar = shapes_prior.schedule(train_prior.tiny_config())
+  abar = shapes_prior.schedule(prior_config.tiny_config())
   images = np.random.default_rng(2).uniform(-0.8, 0.8, (3, 8, 8, 3)).astype(np.float32)
 
   def apply(params, x, t, context):
@@ -313,7 +383,7 @@ def test_ddim_matches_diffusers():
   """The sampler against diffusers' DDIMScheduler (trailing spacing, clipping) with a linear model."""
   torch = pytest.importorskip("torch")
   diffusers = pytest.importorskip("diffusers")
-  abar = shapes_prior.schedule(train_prior.tiny_config())
+  abar = shapes_prior.schedule(prior_config.tiny_config())
   steps, scale = 7, 2.5  # 7 does not divide 1000: tests the rounding of the timesteps too.
   noise = np.random.default_rng(1).standard_normal((2, 4, 4, 3)).astype(np.float32)
 
@@ -370,18 +440,21 @@ def test_a_run_on_other_cameras_than_the_priors_is_warned(trained, caplog):
   """The prior records its cameras; a run that samples others is told which to set (a warning, not an error)."""
   export = os.path.join(trained[0], "export")
   c = shapes_config(export)
-  with caplog.at_level("WARNING"):
-    train.build_prior(c)
+  prior = train.build_prior(c)
+  with caplog.at_level("WARNING"):  # What train.set_up does with the prior it built.
+    checks.warn_camera_mismatch(prior.training_cameras, c.camera)
   assert "distance_range=(1.25, 1.25), focal_range=(1.0, 1.0)" in caplog.text and "--config.camera" in caplog.text
   caplog.clear()
   c.camera.distance_range, c.camera.focal_range = (1.25, 1.25), (1.0, 1.0)
   c.camera.look_at_std, c.camera.position_jitter = 0.05, 0.02
   with caplog.at_level("WARNING"):
-    train.build_prior(c)
+    checks.warn_camera_mismatch(train.build_prior(c).training_cameras, c.camera)
   assert "trained on cameras" not in caplog.text
-  # A prior saved before cameras were recorded saw DreamFusion's: the base config's cameras match it.
-  assert checks.camera_mismatch(None, base_config.get_config().camera) is None
-  assert checks.camera_mismatch(None, c.camera) is not None
+  # A prior saved before cameras were recorded ({}, shapes_prior.build_prior) saw DreamFusion's: the base
+  # config's cameras match it. A prior indifferent to cameras (None) matches any.
+  assert checks.camera_mismatch({}, base_config.get_config().camera) is None
+  assert checks.camera_mismatch({}, c.camera) is not None
+  assert checks.camera_mismatch(None, c.camera) is None
 
 
 def test_shapes_prior_refuses_a_missing_directory(tmp_path):
@@ -401,12 +474,12 @@ def test_shapes_prior_refuses_another_schedule_length(trained):
 
 def test_default_prior_fits_the_transport_budget():
   """The shipped model stays small: float16 weights ~7 MB, a train state under 50 MB (see train_prior)."""
-  cfg = train_prior.default_config()
+  cfg = prior_config.default_config()
   counts = jax.eval_shape(lambda: shapes_prior.init_params(jax.random.PRNGKey(0), cfg))
   n = shapes_prior.num_params(counts)
   assert 3e6 < n < 4.2e6
   assert 12 * n < 50e6  # params + EMA in float32, two Adam moments in bfloat16.
   assert set(cfg["text"]["vocabulary"]) == set(world.vocabulary())
-  assert not set(train_prior.PREVIEW_TRAIN_PAIRS) & set(world.HELD_OUT)
+  assert not set(prior_card.PREVIEW_TRAIN_PAIRS) & set(world.HELD_OUT)
   # Attention only at 16x16 and 8x8 (levels 2 and 3 of 64 -> 32 -> 16 -> 8).
   assert [b.startswith("CrossAttn") for b in cfg["unet"]["down_block_types"]] == [False, False, True, True]

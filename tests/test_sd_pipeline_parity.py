@@ -186,7 +186,7 @@ def test_hub_cache_resolution_parity(pipelines, tmp_path):
   hf_home = tmp_path / "hf"
   snapshot = sd_tiny.hub_cache(pipelines["sd2"].folder, str(hf_home / "hub"), "tiny-owner/tiny-sd2")
   assert os.path.islink(os.path.join(snapshot, "unet", "diffusion_pytorch_model.safetensors"))
-  code = ("from dreamfusion_jax import stable_diffusion as s\n"
+  code = ("from dreamfusion_jax.guidance import stable_diffusion as s\n"
           "print(s.resolve_model('tiny-owner/tiny-sd2'))\n"
           "try:\n  s.resolve_model('tiny-owner/not-cached')\n"
           "except s.WeightsNotFoundError as e:\n  print(e)\n")

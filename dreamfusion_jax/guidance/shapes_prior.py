@@ -9,7 +9,7 @@ steps, as in DDPM and Imagen). `dreamfusion_jax.shapes.train_prior` trains it; t
 A prior directory holds
   params.msgpack  flax.serialization bytes of {'unet': ..., 'text': ...}, stored float16 (upcast to
                   float32 on load);
-  config.json     the model config (`shapes.train_prior.default_config()`'s keys, the vocabulary included,
+  config.json     the model config (`shapes.prior_config.default_config()`'s keys, the vocabulary included,
                   so loading needs nothing of the Shapes world) and the model card's facts under 'card';
   MODEL_CARD.md   the card: data, training, measured losses.
 """
@@ -186,14 +186,16 @@ def build_prior(g: Any) -> guidance.Prior:
     raise ConfigError(
         f"guidance.model='shapes' needs the trained Shapes prior, but {' and '.join(missing)} "
         f"{'is' if len(missing) == 1 else 'are'} missing from '{directory}' ({where}). Train it with "
-        "`python -m dreamfusion_jax.shapes.train_prior --workdir=DIR` (about 60k steps; it resumes when run again), "
+        "`python -m dreamfusion_jax.shapes.train_prior --config=configs/shapes_prior.py --workdir=DIR` (about 60k "
+        "steps; it resumes when run again), "
         "then either copy DIR/export/ to dreamfusion_jax/assets/shapes_prior/ or pass "
         "--config.guidance.path=DIR/export.")
   try:
     unet, encoder, tokenizer, params, abar = load_prior(directory)
   except (ValueError, KeyError, OSError) as e:
     raise ConfigError(f"The Shapes prior in '{directory}' could not be loaded ({e}). Export it again with "
-                      "`python -m dreamfusion_jax.shapes.train_prior --workdir=DIR --export_only`.") from None
+                      "`python -m dreamfusion_jax.shapes.train_prior --config=configs/shapes_prior.py --workdir=DIR "
+                      "--config.export_only=true`.") from None
   if g.num_train_timesteps != len(abar):
     raise ConfigError(f"guidance.num_train_timesteps={g.num_train_timesteps} but the Shapes prior was trained "
                       f"with {len(abar)} timesteps; set --config.guidance.num_train_timesteps={len(abar)}.")

@@ -13,21 +13,24 @@ the imperfect renders of optimised NeRFs.
 
 The benchmark asks the colour head about albedo-only renders. Trained on shaded renders too (the
 judge shipped before 2026-11-29 14:00: a shaded white object spans 0.1-0.95 grey), it called a flat
-0.55 grey object 'white'. `--nocolour_from_shaded` trains the colour head on albedo-only renders
-only, and `--colour_jitter=R` draws each albedo within R of its named colour. With both alone (0.15)
-a judge names every albedo near a colour right but calls every colour at half brightness 'gray'.
-`--shade_min=0.5` also darkens each chromatic albedo by U(0.5, 1), so that a half-bright blue keeps
-its name (white and gray, shades of each other, are not darkened); with it the jitter must stay under
-0.078 (`max_colour_jitter`). The shipped judge is trained with all three (`--colour_jitter=0.07
---shade_min=0.5 --nocolour_from_shaded --bump_max=0.05`; benchmarks/judge_colour_calibration.py
-probes a judge both ways; BENCHMARKS.md).
+0.55 grey object 'white'. `--config.colour_from_shaded=false` trains the colour head on albedo-only
+renders only, and `--config.colour_jitter=R` draws each albedo within R of its named colour. With both
+alone (0.15) a judge names every albedo near a colour right but calls every colour at half brightness
+'gray'. `--config.shade_min=0.5` also darkens each chromatic albedo by U(0.5, 1), so that a half-bright
+blue keeps its name (white and gray, shades of each other, are not darkened); with it the jitter must
+stay under 0.078 (`max_colour_jitter`). The shipped judge is trained with all three and relief
+(`--config.colour_jitter=0.07 --config.shade_min=0.5 --config.colour_from_shaded=false
+--config.bump_max=0.05`; benchmarks/judge_colour_calibration.py probes a judge both ways; BENCHMARKS.md).
 
-Train (resumes from DIR/checkpoints; each call stops after --time_limit_min and exports):
+Train (resumes from DIR/checkpoints; each call stops after --config.time_limit_min and exports):
 
-  python -m dreamfusion_jax.shapes.judge --workdir=/tmp/judge --steps=6000 --batch=256 \
-      --time_limit_min=8
+  python -m dreamfusion_jax.shapes.judge --config=configs/judge.py --workdir=/tmp/judge \
+      --config.time_limit_min=8
 
-Weights are exported to DIR/export (params.msgpack + config.json, ~2 MB) after every call;
+The run has the package's one training skeleton (as train_prior's): a config file, dreamfusion_jax.checkpointing's
+checkpoints, metrics.check_finite and metrics.MetricsWriter (DIR/metrics.jsonl, DIR/tensorboard), and
+the loop in phases (set up; run steps with periodic actions: log, checkpoint, stop at the time limit;
+export). Weights are exported to DIR/export (params.msgpack + config.json, ~2 MB) after every call;
 `load_classifier(DIR/export)` reads them back. Copy the export to dreamfusion_jax/assets/classifier/
 to make it the default judge of `python -m dreamfusion_jax.evaluate`.
 """
@@ -43,13 +46,17 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
+from absl import logging
 
-from dreamfusion_jax import files, logs
-from dreamfusion_jax.nerf import render
-from dreamfusion_jax.shapes import world
+from dreamfusion_jax import checks, files
+from dreamfusion_jax import metrics as metrics_lib
+from dreamfusion_jax.checkpointing import Checkpoints
 from dreamfusion_jax.errors import UserError, WorkdirError
+from dreamfusion_jax.nerf import render
+from dreamfusion_jax.shapes import trainer, world
 
 # Probabilities of (albedo only, shaded, textureless) training renders: the evaluation judges
 # albedo-only and textureless renders, shaded ones add robustness to lighting.
@@ -106,32 +113,30 @@ def top_caption(logits_shape, logits_colour) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  """How the judge is trained; saved with checkpoints and the export."""
+  """The fields of a training config (configs/judge.py) that the model, the data and the compiled step
+  depend on (hashable: compiled steps are cached on it); saved with the export."""
 
-  steps: int = 6000  # Optimisation steps in total (a resumed call continues to this).
-  batch: int = 256  # Renders per step.
-  lr: float = 2e-3  # Peak AdamW learning rate (warm-up then cosine decay).
-  weight_decay: float = 1e-4  # AdamW weight decay.
-  image_size: int = 64  # Render height = width in pixels (DreamFusion's 64x64).
-  noise_max: float = 0.04  # Each image gets pixel noise of std U(0, noise_max).
-  channels: tuple[int, ...] = (32, 64, 96, 128)  # ShapesClassifier.channels.
-  hidden: int = 128  # ShapesClassifier.hidden.
-  seed: int = 0  # Seed of the initial weights and of the data stream.
-  num_coarse: int = 64  # Coarse samples per ray of the training renders (world.RENDER_CONFIG: 64).
-  num_fine: int = 32  # Importance samples per ray (world.RENDER_CONFIG: 32).
-  # Surface relief of the training renders (world.bumpy, amplitude U(0, bump_max)); SDS results
-  # are bumpy, and a judge trained on smooth shapes only reads a 2%-bumpy sphere as a bird.
-  bump_max: float = 0.0
-  # Albedo offsets of the training renders, uniform in a ball of this radius (world.sample_batch);
-  # below max_colour_jitter(shade_min) (0.177 without shades) every albedo stays nearest its own name.
-  colour_jitter: float = 0.0
-  # Chromatic albedos of the training renders are first scaled by U(shade_min, 1) (world.sample_batch):
-  # SDS results are often darker than their colour, and a half-bright blue is still blue.
-  shade_min: float = 1.0
-  # Whether shaded renders train the colour head too (the shipped judge: False). The benchmark asks
-  # about albedo-only renders, and under shading a white object shows every grey; but shaded renders
-  # are also what teaches the colour head that a darker blue is still blue.
-  colour_from_shaded: bool = True
+  steps: int  # Optimisation steps in total (the learning-rate schedule's length).
+  batch: int  # Renders per step.
+  lr: float  # Peak AdamW learning rate (warm-up then cosine decay).
+  weight_decay: float  # AdamW weight decay.
+  image_size: int  # Render height = width in pixels.
+  noise_max: float  # Each image gets pixel noise of std U(0, noise_max).
+  channels: tuple[int, ...]  # ShapesClassifier.channels.
+  hidden: int  # ShapesClassifier.hidden.
+  seed: int  # Seed of the initial weights and of the data stream.
+  num_coarse: int  # Coarse samples per ray of the training renders.
+  num_fine: int  # Importance samples per ray.
+  bump_max: float  # Surface relief of the training renders (world.bumpy amplitude U(0, bump_max)).
+  colour_jitter: float  # Radius of the albedo offsets of the training renders (world.sample_batch).
+  shade_min: float  # Chromatic albedos are scaled by U(shade_min, 1) (world.sample_batch).
+  colour_from_shaded: bool  # Whether shaded renders train the colour head too.
+
+  @classmethod
+  def of(cls, config: ml_collections.ConfigDict) -> "TrainConfig":
+    """The fields of a training config (configs/judge.py)."""
+    fields = {f.name: config[f.name] for f in dataclasses.fields(cls)}
+    return cls(**dict(fields, channels=tuple(fields["channels"])))
 
   def model(self) -> ShapesClassifier:
     return ShapesClassifier(channels=tuple(self.channels), hidden=self.hidden)
@@ -144,12 +149,6 @@ class TrainConfig:
     d = dataclasses.asdict(self)
     d["channels"] = list(self.channels)
     return d
-
-  @classmethod
-  def from_dict(cls, d: dict) -> "TrainConfig":
-    d = dict(d)
-    d["channels"] = tuple(d["channels"])
-    return cls(**{k: v for k, v in d.items() if k in {f.name for f in dataclasses.fields(cls)}})
 
 
 @flax.struct.dataclass
@@ -272,89 +271,151 @@ def make_eval_fn(cfg: TrainConfig):
                                           b["shading_mode"], cfg.colour_from_shaded))
 
 
-def _checkpoint_manager(workdir: str):
-  import orbax.checkpoint as ocp
-  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
-                               options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
+# ----------------------------------------------------------------------------- the run
 
 
-def train_classifier(workdir: str, steps: int = 6000, batch: int = 256, *, time_limit_min: Optional[float] = None,
-                     log_every: int = 100, checkpoint_every: int = 1000, num_eval_batches: int = 4, log=print,
-                     **overrides) -> dict:
+TRAIN_CONFIG = "configs/judge.py"  # The config file that lists every field (named in error messages).
+FIXED_ON_RESUME = ("image_size", "channels", "hidden", "seed")  # What a resumed run must keep (the model).
+KEEP_CHECKPOINTS = 2  # Checkpoints kept in DIR/checkpoints.
+DIVERGENCE_ADVICE = "Lower --config.lr, then run again."  # metrics.check_finite's advice.
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Raises UserError naming the first bad field, before anything is compiled or written."""
+  if not 0.0 < config.shade_min <= 1.0:
+    raise UserError(f"--config.shade_min={config.shade_min} is outside (0, 1]: it is the darkest shade of a "
+                    "chromatic colour that keeps its name, as a fraction of the colour (1: no darker shades; 0.5: "
+                    "half bright).")
+  limit = max_colour_jitter(config.shade_min)
+  if not 0.0 <= config.colour_jitter < limit:
+    raise UserError(f"--config.colour_jitter={config.colour_jitter} is outside [0, {limit:.3f}) for "
+                    f"--config.shade_min={config.shade_min}: at or beyond half the smallest distance between two "
+                    "colour names' albedos a jittered albedo can lie nearer another name than the one it is "
+                    "labelled with. Use a smaller radius (0.15 without shades, 0.07 with --config.shade_min=0.5).")
+  for name in ("steps", "batch", "log_every", "checkpoint_every", "num_eval_batches"):
+    if config[name] <= 0:
+      raise UserError(f"--config.{name}={config[name]} must be positive.")
+  if config.time_limit_min < 0:
+    raise UserError(f"--config.time_limit_min={config.time_limit_min} must be >= 0 (0: no limit).")
+
+
+@dataclasses.dataclass
+class Run:
+  """One train_classifier's bookkeeping: what the set-up made, and what the periodic actions update."""
+  config: ml_collections.ConfigDict
+  cfg: TrainConfig  # The config's fields that the model, data and step depend on.
+  workdir: str
+  ckpts: Checkpoints
+  state: ClassifierState
+  step: int
+  started: float  # time.time() when train_classifier began: the time limit counts from it.
+  last_saved: Optional[int]  # The step of the last checkpoint written.
+  writer: Optional[metrics_lib.MetricsWriter] = None  # metrics.jsonl and tensorboard, while steps run.
+  tick: tuple = (0.0, 0)  # (time, step) of the last metrics record, for steps_per_sec.
+
+
+def train_classifier(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains (or resumes) the judge in workdir and exports it to workdir/export.
 
-  steps: total steps (a resumed run continues up to it); batch: renders per step;
-  time_limit_min: stop (checkpoint and export) once this many minutes have passed, so a long
-  training runs as several calls of the same command; num_eval_batches: batches of the fixed
-  evaluation set scored at the end; overrides: other TrainConfig fields.
-  Model and data fields must match an existing checkpoint's (steps, batch and lr may change).
-  Returns dict(step, done, metrics of the fixed evaluation set, export directory).
+  config: configs/judge.py's fields. Three phases: set up (checks, then the initial or restored state),
+  run the steps with their periodic actions (metrics, checkpoints, the time limit), and export. A call
+  stops (checkpoints and exports) after config.time_limit_min minutes, so a long training runs as several
+  calls of the same command. Model fields and the seed must match an existing checkpoint's (steps, batch,
+  lr and the data may change). Returns dict(step, done, metrics of the fixed evaluation set, export directory).
   """
-  import orbax.checkpoint as ocp
-  start_time = time.perf_counter()
-  cfg = TrainConfig(steps=steps, batch=batch, **overrides)
-  if not 0.0 < cfg.shade_min <= 1.0:
-    raise UserError(f"--shade_min={cfg.shade_min} is outside (0, 1]: it is the darkest shade of a chromatic "
-                    "colour that keeps its name, as a fraction of the colour (1: no darker shades; 0.5: half bright).")
-  limit = max_colour_jitter(cfg.shade_min)
-  if not 0.0 <= cfg.colour_jitter < limit:
-    raise UserError(f"--colour_jitter={cfg.colour_jitter} is outside [0, {limit:.3f}) for --shade_min={cfg.shade_min}: "
-                    "at or beyond half the smallest distance between two colour names' albedos a jittered albedo "
-                    "can lie nearer another name than the one it is labelled with. Use a smaller radius (0.15 "
-                    "without shades, 0.07 with --shade_min=0.5).")
-  os.makedirs(workdir, exist_ok=True)
-  manager = _checkpoint_manager(workdir)
-  abstract = jax.eval_shape(lambda: init_state(cfg))
-  latest = manager.latest_step()
-  if latest is None:
-    state = init_state(cfg)
-  else:
-    saved = TrainConfig.from_dict(manager.restore(latest, args=ocp.args.Composite(
-        config=ocp.args.JsonRestore())).config)
-    fixed = ("image_size", "channels", "hidden", "seed")
-    diffs = [f"{k}: checkpoint {getattr(saved, k)!r}, now {getattr(cfg, k)!r}" for k in fixed
-             if getattr(saved, k) != getattr(cfg, k)]
-    if diffs:
-      raise WorkdirError(f"'{workdir}' holds a judge checkpoint of another model ({'; '.join(diffs)}). "
-                         "Use a new --workdir, or the checkpoint's settings.")
-    state = manager.restore(latest, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))).state
-    log(f"Resumed the judge from step {latest} in {workdir}.")
+  run = set_up(config, workdir, started=time.time())
+  try:
+    run_steps(run)
+  finally:
+    run.ckpts.wait()
+    run.ckpts.close()
+  return export_run(run)
+
+
+def set_up(config: ml_collections.ConfigDict, workdir: str, started: float) -> Run:
+  """The set-up phase: checks, the initial state or the latest checkpoint's (of the same model), config.json."""
+  check_config(config)
+  cfg = TrainConfig.of(config)
+  checks.check_workdir_writable(workdir)
+  ckpts = Checkpoints(workdir, KEEP_CHECKPOINTS)
+  try:
+    latest = ckpts.latest_step()
+    if latest is None:
+      state = init_state(cfg)
+    else:
+      saved = ckpts.saved_config(latest)
+      diffs = [f"{k}: checkpoint {saved[k]!r}, now {getattr(cfg, k)!r}" for k in FIXED_ON_RESUME
+               if (tuple(saved[k]) if k == "channels" else saved[k]) != getattr(cfg, k)]
+      if diffs:
+        raise WorkdirError(f"'{workdir}' holds a judge checkpoint of another model ({'; '.join(diffs)}). "
+                           "Use a new --workdir, or the checkpoint's settings.")
+      state = ckpts.restore(latest, jax.eval_shape(lambda: init_state(cfg)))
+      logging.info("Resumed the judge from step %d in %s.", latest, workdir)
+  except BaseException:
+    ckpts.close()
+    raise
+  files.write_json(os.path.join(workdir, "config.json"), checks.config_to_dict(config))
+  return Run(config, cfg, workdir, ckpts, state, int(state.step), started, last_saved=latest)
+
+
+def run_steps(run: Run) -> None:
+  """The steps phase: train up to cfg.steps or the time limit; record the metrics every log_every steps
+  and checkpoint every checkpoint_every steps and at the end."""
+  config, cfg = run.config, run.cfg
   step_fn = make_step_fn(cfg)
-  eval_fn = make_eval_fn(cfg)
   # The data stream is a function of (seed, step), so a resumed run sees the batches it would have seen.
   base_key = rng_key(cfg.seed)
-  step = int(state.step)
+  deadline = trainer.deadline(run.started, config.time_limit_min)
+  run.writer = metrics_lib.MetricsWriter(run.workdir)
+  run.tick = (time.time(), run.step)
+  try:
+    while run.step < cfg.steps:
+      run.state, metrics = step_fn(run.state, batch_for(jax.random.fold_in(base_key, run.step), cfg))
+      run.step += 1
+      if run.step % config.log_every == 0 or run.step == cfg.steps:
+        record_metrics(run, metrics)
+      if run.step % config.checkpoint_every == 0:
+        save_checkpoint(run)
+      if time.time() >= deadline:
+        logging.info("Time limit reached at step %d of %d; run the same command again to continue.", run.step,
+                     cfg.steps)
+        break
+    if run.ckpts.latest_step() != run.step:
+      save_checkpoint(run)
+  finally:
+    run.writer.close()
 
-  def save():
-    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                               config=ocp.args.JsonSave(cfg.to_dict())), force=True)
 
-  tick, tick_step = time.perf_counter(), step
-  while step < cfg.steps:
-    state, metrics = step_fn(state, batch_for(jax.random.fold_in(base_key, step), cfg))
-    step += 1
-    if step % log_every == 0 or step == cfg.steps:
-      m = {k: float(v) for k, v in jax.device_get(metrics).items()}
-      rate = (step - tick_step) / max(time.perf_counter() - tick, 1e-9)
-      tick, tick_step = time.perf_counter(), step
-      log(f"step {step}/{cfg.steps}: loss {m['loss']:.4f} shape_acc {m['shape_acc']:.3f} "
-          f"colour_acc {m['colour_acc']:.3f} ({rate:.1f} steps/s)")
-    if step % checkpoint_every == 0:
-      save()
-    if time_limit_min is not None and time.perf_counter() - start_time > 60.0 * time_limit_min:
-      log(f"Time limit reached at step {step} of {cfg.steps}; run the same command again to continue.")
-      break
-  if manager.latest_step() != step:
-    save()
-  manager.wait_until_finished()
-  manager.close()
+def record_metrics(run: Run, metrics: dict) -> None:
+  """Fetches the step's metrics (waiting for the device), stops on NaN, writes a record and a log line."""
+  now = time.time()
+  rate = (run.step - run.tick[1]) / max(now - run.tick[0], 1e-9)
+  run.tick = (now, run.step)
+  m = trainer.record(run.writer, metrics, run.step, run.last_saved, DIVERGENCE_ADVICE, {"steps_per_sec": rate},
+                     keys=("loss",))
+  logging.info("step %d/%d: loss %.4f shape_acc %.3f colour_acc %.3f (%.1f steps/s)", run.step, run.cfg.steps,
+               m["loss"], m["shape_acc"], m["colour_acc"], rate)
+
+
+def save_checkpoint(run: Run) -> None:
+  """Saves the state (asynchronously) with the config as JSON (the resume check reads FIXED_ON_RESUME there)."""
+  run.ckpts.save(run.step, run.state, checks.config_to_dict(run.config))
+  run.last_saved = run.step
+
+
+def export_run(run: Run) -> dict:
+  """The export phase: scores a fixed evaluation set and writes DIR/export; returns train_classifier's dict."""
+  cfg, step = run.cfg, run.step
+  eval_fn = make_eval_fn(cfg)
   # A fixed evaluation set from keys no training step uses.
-  held_keys = jax.random.split(rng_key(cfg.seed + 1_000_003), num_eval_batches)
-  held = [jax.device_get(eval_fn(state.params, batch_for(k, cfg))) for k in held_keys]
+  held_keys = jax.random.split(rng_key(cfg.seed + 1_000_003), run.config.num_eval_batches)
+  held = [jax.device_get(eval_fn(run.state.params, batch_for(k, cfg))) for k in held_keys]
   held = {k: float(np.mean([h[k] for h in held])) for k in held[0]}
-  log("fixed evaluation set: " + ", ".join(f"{k} {v:.4f}" for k, v in held.items()))
-  export_dir = os.path.join(workdir, "export")
-  export_classifier(export_dir, jax.device_get(state.params), cfg, step, held)
+  logging.info("Fixed evaluation set: %s", ", ".join(f"{k} {v:.4f}" for k, v in held.items()))
+  export_dir = os.path.join(run.workdir, "export")
+  export_classifier(export_dir, jax.device_get(run.state.params), cfg, step, held)
+  logging.info("Judge at step %d (%s); exported to %s.", step, "done" if step >= cfg.steps else "not done",
+               export_dir)
   return dict(step=step, done=step >= cfg.steps, metrics=held, export=export_dir)
 
 
@@ -404,12 +465,13 @@ def load_classifier(directory: str) -> Classifier:
   """Loads an export (params.msgpack + config.json); raises UserError if missing or of another world."""
   if not has_classifier(directory):
     raise UserError(f"No judge weights in '{directory}' (expected {PARAMS_FILE} and {CONFIG_FILE}). Train one "
-                    "with python -m dreamfusion_jax.shapes.judge --workdir=DIR and pass --classifier_dir=DIR/export.")
+                    "with python -m dreamfusion_jax.shapes.judge --config=configs/judge.py --workdir=DIR and pass "
+                    "--classifier_dir=DIR/export.")
   with open(os.path.join(directory, CONFIG_FILE)) as f:
     meta = json.load(f)
   if meta["shapes"] != list(world.SHAPES) or meta["colours"] != list(world.COLOUR_NAMES):
     raise UserError(f"The judge in '{directory}' was trained on another Shapes world (other shape or colour "
-                    "names); retrain it with python -m dreamfusion_jax.shapes.judge.")
+                    "names); retrain it with python -m dreamfusion_jax.shapes.judge --config=configs/judge.py.")
   model = ShapesClassifier(channels=tuple(meta["model"]["channels"]), hidden=meta["model"]["hidden"])
   size = meta["image_size"]
   target = jax.eval_shape(lambda: model.init(rng_key(0), jnp.zeros((1, size, size, 3))))["params"]
@@ -419,45 +481,5 @@ def load_classifier(directory: str) -> Classifier:
   return Classifier(model=model, params=jax.tree.map(jnp.asarray, params), image_size=size, meta=meta)
 
 
-# ----------------------------------------------------------------------------- command line
-
-
-def _main(argv):
-  from absl import flags, logging
-  del argv
-  f = flags.FLAGS
-  try:
-    out = train_classifier(f.workdir, f.steps, f.batch, time_limit_min=f.time_limit_min, log_every=f.log_every,
-                           checkpoint_every=f.checkpoint_every, log=logging.info, lr=f.lr, seed=f.seed,
-                           bump_max=f.bump_max, colour_jitter=f.colour_jitter, shade_min=f.shade_min,
-                           colour_from_shaded=f.colour_from_shaded)
-  except UserError as e:
-    import sys
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
-  logging.info("Judge at step %d (%s); exported to %s.", out["step"], "done" if out["done"] else "not done",
-               out["export"])
-
-
 if __name__ == "__main__":
-  from absl import app, flags
-  flags.DEFINE_string("workdir", None, "Directory for the judge's checkpoints and export; a run there resumes.")
-  flags.DEFINE_integer("steps", TrainConfig.steps, "Total training steps.")
-  flags.DEFINE_integer("batch", TrainConfig.batch, "Renders per step.")
-  flags.DEFINE_float("time_limit_min", None, "Stop, checkpoint and export after this many minutes.")
-  flags.DEFINE_float("lr", TrainConfig.lr, "Peak learning rate.")
-  flags.DEFINE_float("bump_max", TrainConfig.bump_max, "Largest surface relief of the training renders "
-                     "(world.bumpy amplitude; 0.05 ~ 2 cm on a radius-0.45 sphere).")
-  flags.DEFINE_float("colour_jitter", TrainConfig.colour_jitter, "Radius of the random albedo offsets of the "
-                     "training renders (below 0.177, or 0.078 with --shade_min=0.5, every albedo stays nearest its own "
-                     "colour name).")
-  flags.DEFINE_float("shade_min", TrainConfig.shade_min, "Darkest shade of a chromatic colour that keeps its name "
-                     "in the colour head's data (albedo x U(shade_min, 1); white and gray are not scaled).")
-  flags.DEFINE_bool("colour_from_shaded", TrainConfig.colour_from_shaded, "Whether shaded renders train the "
-                    "colour head too (the benchmark asks it about albedo-only renders).")
-  flags.DEFINE_integer("seed", TrainConfig.seed, "Seed of the weights and the data stream.")
-  flags.DEFINE_integer("log_every", 100, "Steps between log lines.")
-  flags.DEFINE_integer("checkpoint_every", 1000, "Steps between checkpoints.")
-  flags.mark_flags_as_required(["workdir"])
-  logs.quiet_orbax()
-  app.run(_main)
+  trainer.run(train_classifier, TRAIN_CONFIG)

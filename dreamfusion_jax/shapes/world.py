@@ -35,8 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dreamfusion_jax.nerf import cameras, render
 from dreamfusion_jax.guidance import text as text_lib
+from dreamfusion_jax.nerf import cameras, render
 
 # ------------------------------------------------------------------------------------------
 # Names.
@@ -478,41 +478,12 @@ def sample_batch(
   camera = jax.vmap(lambda k: cameras.sample_camera(k, camera_cfg, size))(
       jax.random.split(k_cam, batch_size)
   )
-  mode = jax.random.categorical(
-      k_mode, jnp.log(jnp.asarray(shading_mix, jnp.float32)), shape=(batch_size,)
-  ).astype(jnp.int32)
-  modes = jnp.asarray(_SHADING_MODES)[mode]
-  shading = dict(ambient=modes[:, 0], diffuse=modes[:, 1], textureless=modes[:, 2])
+  mode, shading = _sample_shading(k_mode, batch_size, shading_mix)
   background = jax.random.uniform(k_bg, (batch_size, 3))
-  albedo = jnp.asarray(COLOUR_TABLE)[colour]
-  if shade_min < 1.0:
-    k_shade = jax.random.uniform(jax.random.fold_in(key, 3), (batch_size, 1), minval=shade_min, maxval=1.0)
-    chromatic = ~jnp.isin(colour, jnp.asarray([COLOUR_NAMES.index(c) for c in ACHROMATIC]))
-    albedo = jnp.where(chromatic[:, None], albedo * k_shade, albedo)
-  if colour_jitter > 0:
-    k_dir, k_rad = jax.random.split(jax.random.fold_in(key, 2))  # Leaves every other draw alone.
-    direction = jax.random.normal(k_dir, (batch_size, 3))
-    direction = direction / jnp.maximum(jnp.linalg.norm(direction, axis=-1, keepdims=True), 1e-12)
-    radius = colour_jitter * jax.random.uniform(k_rad, (batch_size, 1)) ** (1.0 / 3.0)  # Uniform in the ball.
-    albedo = jnp.clip(albedo + radius * direction, 0.0, 1.0)
-
-  k_amp, k_freq, k_phase = jax.random.split(jax.random.fold_in(key, 1), 3)  # Leaves the draws above alone.
-  bumps = dict(
-      amplitude=jax.random.uniform(k_amp, (batch_size,), maxval=bump_max),
-      frequency=jax.random.uniform(k_freq, (batch_size,), minval=20.0, maxval=60.0),
-      phase=jax.random.uniform(k_phase, (batch_size, 3), maxval=2.0 * np.pi),
-  )
-
-  def one(s, a, cam, sh, bg, bump):
-    # Deterministic ray samples (key None): crisp, noise-free edges and no RNG cost.
-    out = render_example_full(None, s, a, cam, sh, bg, size, render_cfg, bump=bump if bump_max > 0 else None)
-    return out["rgb"], out["opacity"]
-
-  # lax.map's batch_size=1 would still vmap (over a size-1 axis), batching the switch index.
-  images, opacity = jax.lax.map(
-      lambda a: one(*a),
-      (shape, albedo, camera, shading, background, bumps),
-      batch_size=None if vmap_size == 1 else vmap_size,
+  albedo = _albedos(key, colour, shade_min, colour_jitter)
+  bumps = _sample_bumps(jax.random.fold_in(key, 1), batch_size, bump_max)  # Leaves the draws above alone.
+  images, opacity = _render_batch(
+      (shape, albedo, camera, shading, background, bumps), size, render_cfg, vmap_size, bump_max > 0
   )
   return dict(
       images=images,
@@ -526,6 +497,59 @@ def sample_batch(
       background=background,
       camera=camera,
   )
+
+
+def _sample_shading(key, batch_size: int, shading_mix):
+  """(mode [B] int32: 0 albedo only, 1 shaded, 2 textureless, drawn from shading_mix; its shading dict)."""
+  mode = jax.random.categorical(
+      key, jnp.log(jnp.asarray(shading_mix, jnp.float32)), shape=(batch_size,)
+  ).astype(jnp.int32)
+  modes = jnp.asarray(_SHADING_MODES)[mode]
+  return mode, dict(ambient=modes[:, 0], diffuse=modes[:, 1], textureless=modes[:, 2])
+
+
+def _albedos(key, colour, shade_min: float, colour_jitter: float):
+  """[B, 3]: each named colour's albedo, shaded by U(shade_min, 1) if chromatic, then jittered (sample_batch).
+
+  key: sample_batch's own key; the shades and the jitter draw from fold_in(key, 3) and fold_in(key, 2),
+  which leave every other draw of the batch alone.
+  """
+  batch_size = colour.shape[0]
+  albedo = jnp.asarray(COLOUR_TABLE)[colour]
+  if shade_min < 1.0:
+    k_shade = jax.random.uniform(jax.random.fold_in(key, 3), (batch_size, 1), minval=shade_min, maxval=1.0)
+    chromatic = ~jnp.isin(colour, jnp.asarray([COLOUR_NAMES.index(c) for c in ACHROMATIC]))
+    albedo = jnp.where(chromatic[:, None], albedo * k_shade, albedo)
+  if colour_jitter > 0:
+    k_dir, k_rad = jax.random.split(jax.random.fold_in(key, 2))
+    direction = jax.random.normal(k_dir, (batch_size, 3))
+    direction = direction / jnp.maximum(jnp.linalg.norm(direction, axis=-1, keepdims=True), 1e-12)
+    radius = colour_jitter * jax.random.uniform(k_rad, (batch_size, 1)) ** (1.0 / 3.0)  # Uniform in the ball.
+    albedo = jnp.clip(albedo + radius * direction, 0.0, 1.0)
+  return albedo
+
+
+def _sample_bumps(key, batch_size: int, bump_max: float) -> dict:
+  """`bumpy`'s arguments per example: amplitude U(0, bump_max), frequency U(20, 60), phases U(0, 2 pi)."""
+  k_amp, k_freq, k_phase = jax.random.split(key, 3)
+  return dict(
+      amplitude=jax.random.uniform(k_amp, (batch_size,), maxval=bump_max),
+      frequency=jax.random.uniform(k_freq, (batch_size,), minval=20.0, maxval=60.0),
+      phase=jax.random.uniform(k_phase, (batch_size, 3), maxval=2.0 * np.pi),
+  )
+
+
+def _render_batch(examples: tuple, size: int, render_cfg: render.RenderConfig, vmap_size: int, bumped: bool):
+  """(images [B, size, size, 3], opacity [B, size, size]) of examples = (shape, albedo, camera, shading,
+  background, bumps), each batched; groups of vmap_size images are vmapped (see sample_batch)."""
+
+  def one(s, a, cam, sh, bg, bump):
+    # Deterministic ray samples (key None): crisp, noise-free edges and no RNG cost.
+    out = render_example_full(None, s, a, cam, sh, bg, size, render_cfg, bump=bump if bumped else None)
+    return out["rgb"], out["opacity"]
+
+  # lax.map's batch_size=1 would still vmap (over a size-1 axis), batching the switch index.
+  return jax.lax.map(lambda a: one(*a), examples, batch_size=None if vmap_size == 1 else vmap_size)
 
 
 def captions_for(batch) -> list[str]:
