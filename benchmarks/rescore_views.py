@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from absl import app, flags, logging  # noqa: E402
 
 import shapes_sweep  # noqa: E402  (its helpers, and its --classifier_dir flag)
+from dreamfusion_jax import files  # noqa: E402
 
 flags.DEFINE_string("sweep", None, "A shapes_sweep.py output folder (summary.json and views/).")
 flags.DEFINE_string("name", "rescored", "Writes summary_<name>.md and summary_<name>.json.")
@@ -78,8 +79,8 @@ def main(argv):
   base = os.path.join(FLAGS.sweep, f"summary_{FLAGS.name}")
   header = (f"# {FLAGS.sweep}: R-Precisions re-scored from views/ with the judge in {judge_dir}\n\n"
             f"Original settings: {json.dumps({k: v for k, v in summary['settings'].items() if k != 'training'})}")
-  shapes_sweep.write_atomic(base + ".json", json.dumps(out, indent=2))
-  shapes_sweep.write_atomic(base + ".md", shapes_sweep.markdown(out["captions"], out, header))
+  files.write_bytes(base + ".json", json.dumps(out, indent=2).encode())
+  files.write_bytes(base + ".md", shapes_sweep.markdown(out["captions"], out, header).encode())
   logging.info("Wrote %s.md and .json.", base)
   print(json.dumps(out["overall"]))
 

@@ -37,6 +37,7 @@ sys.path.insert(0, ROOT)
 
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
+from dreamfusion_jax import files  # noqa: E402  (standard library only: --help stays free of JAX)
 
 METRICS = ("color_r_precision", "geo_r_precision", "iou", "color_error", "volume_ratio", "normal_error_deg", "fog",
            "chamfer", "extent_error", "one_component_rate", "true_genus_rate")
@@ -157,12 +158,6 @@ def markdown(rows: list[dict], summary: dict, header: str) -> str:
   return "\n".join(lines) + "\n"
 
 
-def write_atomic(path: str, text: str) -> None:
-  with open(path + ".tmp", "w") as f:
-    f.write(text)
-  os.replace(path + ".tmp", path)
-
-
 def train_group(config, prior, captions: list[str], seeds: list[int], embeddings: dict):
   """Trains one multi-seed program (seed i: captions[i], seeds[i]); returns ([params per seed], seconds, steps/s)."""
   import jax
@@ -199,13 +194,10 @@ def save_params(out: str, caption: str, seed: int, params) -> str:
   from flax import serialization
   path = os.path.join(out, "params", f"{slug(caption)}_seed{seed}.msgpack")
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path + ".tmp", "wb") as f:
-    f.write(serialization.msgpack_serialize(params))
-  os.replace(path + ".tmp", path)
-  return path
+  return files.write_bytes(path, serialization.msgpack_serialize(params))
 
 
-def views_sheet(scorer, params_list: list) -> np.ndarray:
+def judge_views(scorer, params_list: list) -> np.ndarray:
   """uint8 sheet: one row per seed, the judge's colour views then its textureless views."""
 
   from dreamfusion_jax.shapes import evaluate
@@ -275,7 +267,7 @@ def main(argv):
     rows.append(caption_row(caption, results[caption], None))
     if scorer.judge is not None:
       export.write_png(os.path.join(FLAGS.out, "views", slug(caption) + ".png"),
-                       views_sheet(scorer, [params[j] for j in idx]))
+                       judge_views(scorer, [params[j] for j in idx]))
   if diverged:
     logging.warning("Non-finite parameters (scored as they are): %s", "; ".join(diverged))
   extra = dict(device=jax.devices()[0].device_kind, num_devices=jax.device_count(), training=timing,
@@ -297,8 +289,8 @@ def write_summary(rows: list[dict], results: dict, extra: dict) -> dict:
             f"{'off' if FLAGS.no_view_prompts else 'on'}" + (f", overrides {' '.join(overrides())}" if overrides() else "")
             + f"\n\n{extra['num_steps']} steps; trained on {extra['num_devices']} x {extra['device']} in "
             f"{time_s:.1f} s (compile included), {datetime.date.today().isoformat()}.")
-  write_atomic(os.path.join(FLAGS.out, "summary.json"), json.dumps(summary, indent=2))
-  write_atomic(os.path.join(FLAGS.out, "summary.md"), markdown(rows, summary, header))
+  files.write_bytes(os.path.join(FLAGS.out, "summary.json"), json.dumps(summary, indent=2).encode())
+  files.write_bytes(os.path.join(FLAGS.out, "summary.md"), markdown(rows, summary, header).encode())
   return summary
 
 
