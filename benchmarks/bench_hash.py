@@ -21,8 +21,9 @@ import sys
 import jax
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dreamfusion_jax.nerf.hash_encoding import hash_encode, level_resolutions  # noqa: E402
 from timing import median_ms  # noqa: E402  (benchmarks/timing.py)
+
+from dreamfusion_jax.nerf.hash_encoding import hash_encode, level_resolutions  # noqa: E402
 
 
 def main() -> None:
@@ -52,28 +53,26 @@ def main() -> None:
     return out, vjp_fn(c)[0]
 
   fwd_ms = median_ms(forward, tables, x, warmup=args.warmup, repeats=args.repeats)
-  fwd_bwd_ms = median_ms(
-      forward_backward, tables, x, cotangent, warmup=args.warmup, repeats=args.repeats
-  )
+  fwd_bwd_ms = median_ms(forward_backward, tables, x, cotangent, warmup=args.warmup, repeats=args.repeats)
   device = jax.devices()[0]
   print(
-      json.dumps(
-          dict(
-              benchmark="hash_encoding",
-              device=getattr(device, "device_kind", str(device)),
-              platform=device.platform,
-              jax=jax.__version__,
-              date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              points=args.points,
-              levels=args.levels,
-              log2_hashmap_size=args.log2_hashmap_size,
-              features=args.features,
-              resolutions=list(resolutions),
-              repeats=args.repeats,
-              forward_ms=round(fwd_ms, 3),
-              forward_backward_ms=round(fwd_bwd_ms, 3),
-          )
+    json.dumps(
+      dict(
+        benchmark="hash_encoding",
+        device=getattr(device, "device_kind", str(device)),
+        platform=device.platform,
+        jax=jax.__version__,
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        points=args.points,
+        levels=args.levels,
+        log2_hashmap_size=args.log2_hashmap_size,
+        features=args.features,
+        resolutions=list(resolutions),
+        repeats=args.repeats,
+        forward_ms=round(fwd_ms, 3),
+        forward_backward_ms=round(fwd_bwd_ms, 3),
       )
+    )
   )
 
 

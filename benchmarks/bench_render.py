@@ -23,9 +23,10 @@ import jax
 import jax.numpy as jnp
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from timing import median_ms  # noqa: E402  (benchmarks/timing.py)
+
 from dreamfusion_jax.nerf import cameras, render  # noqa: E402
 from dreamfusion_jax.nerf.field import Scene  # noqa: E402
-from timing import median_ms  # noqa: E402  (benchmarks/timing.py)
 
 
 def main() -> None:
@@ -68,23 +69,23 @@ def main() -> None:
   fwd_bwd_ms = median_ms(forward_backward, params, key, warmup=args.warmup, repeats=args.repeats)
   device = jax.devices()[0]
   print(
-      json.dumps(
-          dict(
-              benchmark="render",
-              device=getattr(device, "device_kind", str(device)),
-              platform=device.platform,
-              jax=jax.__version__,
-              date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              size=args.size,
-              batch=args.batch,
-              num_coarse=cfg.num_coarse,
-              num_fine=cfg.num_fine,
-              samples_per_ray=cfg.num_coarse + cfg.num_fine,
-              repeats=args.repeats,
-              forward_ms=round(fwd_ms, 3),
-              forward_backward_ms=round(fwd_bwd_ms, 3),
-          )
+    json.dumps(
+      dict(
+        benchmark="render",
+        device=getattr(device, "device_kind", str(device)),
+        platform=device.platform,
+        jax=jax.__version__,
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        size=args.size,
+        batch=args.batch,
+        num_coarse=cfg.num_coarse,
+        num_fine=cfg.num_fine,
+        samples_per_ray=cfg.num_coarse + cfg.num_fine,
+        repeats=args.repeats,
+        forward_ms=round(fwd_ms, 3),
+        forward_backward_ms=round(fwd_bwd_ms, 3),
       )
+    )
   )
 
 

@@ -18,6 +18,7 @@ is a half-bright blue still 'blue'?). Neither judge of 2026-11-29 passes both pr
 calls a 0.55 grey 'white', one trained on albedos near the named colours only calls every colour at
 half brightness 'gray' (BENCHMARKS.md).
 """
+
 import collections
 import functools
 import os
@@ -43,6 +44,7 @@ FLAGS = flags.FLAGS
 def nearest_colour(albedo: np.ndarray) -> np.ndarray:
   """[N] index of the named colour nearest (Euclidean) to each albedo [N, 3]."""
   from dreamfusion_jax.shapes import world
+
   d = np.linalg.norm(np.asarray(albedo)[:, None, :] - world.COLOUR_TABLE[None], axis=-1)
   return d.argmin(-1)
 
@@ -50,6 +52,7 @@ def nearest_colour(albedo: np.ndarray) -> np.ndarray:
 def probe_albedos(distances, directions: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """(albedo [N, 3], named colour [N], distance [N]): every colour x distance x direction, clipped."""
   from dreamfusion_jax.shapes import world
+
   rng = np.random.default_rng(seed)
   rows = []
   for c, rgb in enumerate(world.COLOUR_TABLE):
@@ -58,8 +61,11 @@ def probe_albedos(distances, directions: int, seed: int) -> tuple[np.ndarray, np
       u /= np.linalg.norm(u, axis=-1, keepdims=True)
       for v in np.clip(rgb + d * u, 0.0, 1.0):
         rows.append((v, c, d))
-  return (np.array([r[0] for r in rows], np.float32), np.array([r[1] for r in rows]),
-          np.array([r[2] for r in rows], np.float32))
+  return (
+    np.array([r[0] for r in rows], np.float32),
+    np.array([r[1] for r in rows]),
+    np.array([r[2] for r in rows], np.float32),
+  )
 
 
 @functools.lru_cache(maxsize=None)
@@ -69,10 +75,11 @@ def true_object_renderer(shape_name: str, size: int):
   import jax.numpy as jnp
 
   from configs import default
-  from dreamfusion_jax.shapes import evaluate, world
   from dreamfusion_jax.nerf.field import Scene
+  from dreamfusion_jax.shapes import evaluate, world
+
   i = world.SHAPES.index(shape_name)
-  truth = lambda rgb: (lambda x: (world.density_fn(i)(x), jnp.broadcast_to(rgb, x.shape)))
+  truth = lambda rgb: lambda x: (world.density_fn(i)(x), jnp.broadcast_to(rgb, x.shape))
   return evaluate.make_view_renderer(Scene(), default.get_config(), size, field_of=truth)
 
 
@@ -81,15 +88,24 @@ def colour_views(shape_name: str, size: int, rgb, azimuths, backgrounds) -> np.n
   import jax.numpy as jnp
 
   from dreamfusion_jax.shapes import evaluate
+
   render_view = true_object_renderer(shape_name, size)
-  return np.stack([np.asarray(render_view(jnp.asarray(rgb, jnp.float32), jnp.float32(evaluate.VIEW_ELEVATION),
-                                          jnp.float32(a), jnp.asarray(bg))["colour"])
-                   for a, bg in zip(azimuths, backgrounds)])
+  return np.stack(
+    [
+      np.asarray(
+        render_view(
+          jnp.asarray(rgb, jnp.float32), jnp.float32(evaluate.VIEW_ELEVATION), jnp.float32(a), jnp.asarray(bg)
+        )["colour"]
+      )
+      for a, bg in zip(azimuths, backgrounds)
+    ]
+  )
 
 
 def judge_answers(judge, albedos: np.ndarray, shape_names, views: int, seed: int) -> dict:
   """{shape: [N, views] colour index the judge gives to albedo-only renders of the true shape}."""
   from dreamfusion_jax.shapes import evaluate
+
   rng = np.random.default_rng(seed + 1)
   bgs = evaluate.view_backgrounds(8)
   out = {}
@@ -108,13 +124,18 @@ def truth_views(size: int) -> dict:
   import jax.numpy as jnp
 
   from dreamfusion_jax.shapes import evaluate, world
-  return {(c, s): evaluate.render_views(true_object_renderer(name, size), jnp.asarray(rgb))
-          for s, name in enumerate(world.SHAPES) for c, rgb in enumerate(world.COLOUR_TABLE)}
+
+  return {
+    (c, s): evaluate.render_views(true_object_renderer(name, size), jnp.asarray(rgb))
+    for s, name in enumerate(world.SHAPES)
+    for c, rgb in enumerate(world.COLOUR_TABLE)
+  }
 
 
 def brightness_probe(judge, factors, shape_names, views: int = 4) -> dict:
   """{(k, colour name): Counter of the judge's answers} for true shapes of albedo k * named colour."""
   from dreamfusion_jax.shapes import evaluate, world
+
   bgs = evaluate.view_backgrounds(8)
   out = collections.defaultdict(collections.Counter)
   for name in shape_names:
@@ -129,23 +150,28 @@ def brightness_probe(judge, factors, shape_names, views: int = 4) -> dict:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
-  from dreamfusion_jax.shapes import judge as judge_lib, world
+  from dreamfusion_jax.shapes import judge as judge_lib
+  from dreamfusion_jax.shapes import world
+
   dirs = FLAGS.classifier_dirs or [judge_lib.default_classifier_dir()]
   distances = [float(d) for d in FLAGS.distances]
   albedos, named, dist = probe_albedos(distances, FLAGS.directions, FLAGS.seed)
   expected = nearest_colour(albedos)
   views = truth_views(64) if FLAGS.truth else {}
-  print(f"{len(albedos)} albedos ({len(world.COLOUR_NAMES)} colours x {len(distances)} distances x "
-        f"{FLAGS.directions} directions) x {len(FLAGS.shapes)} shapes x {FLAGS.views} views; "
-        f"{int((expected != named).sum())} albedos lie nearer another colour than their own.")
+  print(
+    f"{len(albedos)} albedos ({len(world.COLOUR_NAMES)} colours x {len(distances)} distances x "
+    f"{FLAGS.directions} directions) x {len(FLAGS.shapes)} shapes x {FLAGS.views} views; "
+    f"{int((expected != named).sum())} albedos lie nearer another colour than their own."
+  )
   for directory in dirs:
     judge = judge_lib.load_classifier(directory)
     answers = judge_answers(judge, albedos, FLAGS.shapes, FLAGS.views, FLAGS.seed)
     hit = np.stack([a == expected[:, None] for a in answers.values()])  # [shapes, N, views]
     print(f"\njudge {directory}: agreement with the nearest colour {hit.mean():.3f}")
     print("  per distance: " + ", ".join(f"{d:g}: {hit[:, dist == d].mean():.3f}" for d in distances))
-    print("  per colour:   " + ", ".join(f"{c}: {hit[:, named == i].mean():.2f}"
-                                         for i, c in enumerate(world.COLOUR_NAMES)))
+    print(
+      "  per colour:   " + ", ".join(f"{c}: {hit[:, named == i].mean():.2f}" for i, c in enumerate(world.COLOUR_NAMES))
+    )
     wrong = collections.Counter()
     for a in answers.values():
       for n, v in zip(*np.nonzero(a != expected[:, None])):
@@ -155,14 +181,21 @@ def main(argv):
     if factors:
       said = brightness_probe(judge, factors, FLAGS.shapes[:3])
       for k in factors:
-        print(f"  brightness x{k:g}: " + " | ".join(
-            f"{c}: " + ",".join(f"{a}{n}" for a, n in said[(k, c)].most_common(2)) for c in world.COLOUR_NAMES))
+        print(
+          f"  brightness x{k:g}: "
+          + " | ".join(
+            f"{c}: " + ",".join(f"{a}{n}" for a, n in said[(k, c)].most_common(2)) for c in world.COLOUR_NAMES
+          )
+        )
     if views:
       from dreamfusion_jax.shapes import evaluate
+
       scores = [evaluate.r_precision(judge, v["colour"], v["textureless"], c, s) for (c, s), v in views.items()]
-      print(f"  true objects, {len(views)} captions x {len(next(iter(views.values()))['colour'])} views: colour "
-            f"R-Precision {np.mean([x['color_r_precision'] for x in scores]):.3f}, geo R-Precision "
-            f"{np.mean([x['geo_r_precision'] for x in scores]):.3f}")
+      print(
+        f"  true objects, {len(views)} captions x {len(next(iter(views.values()))['colour'])} views: colour "
+        f"R-Precision {np.mean([x['color_r_precision'] for x in scores]):.3f}, geo R-Precision "
+        f"{np.mean([x['geo_r_precision'] for x in scores]):.3f}"
+      )
 
 
 if __name__ == "__main__":

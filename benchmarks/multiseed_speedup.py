@@ -6,6 +6,7 @@ Runs `dreamfusion_jax.main` once per --gpus value (CUDA_VISIBLE_DEVICES) in a fr
 reads steps/s from metrics.jsonl, skipping the first record (it includes compilation). Prints one
 JSON line.
 """
+
 import argparse
 import datetime
 import json
@@ -18,10 +19,21 @@ import tempfile
 def run(config, gpus, num_seeds, num_steps, extra):
   workdir = tempfile.mkdtemp(prefix="multiseed_")
   env = dict(os.environ, CUDA_VISIBLE_DEVICES=gpus, XLA_PYTHON_CLIENT_PREALLOCATE="false")
-  cmd = [sys.executable, "-m", "dreamfusion_jax.main", f"--config={config}", f"--workdir={workdir}",
-         f"--config.num_seeds={num_seeds}", f"--config.num_steps={num_steps}", "--config.log_every=50",
-         "--config.val_every=0", "--config.checkpoint_every=100000", "--config.export.enabled=false",
-         "--config.progress_bar=false", *extra]
+  cmd = [
+    sys.executable,
+    "-m",
+    "dreamfusion_jax.main",
+    f"--config={config}",
+    f"--workdir={workdir}",
+    f"--config.num_seeds={num_seeds}",
+    f"--config.num_steps={num_steps}",
+    "--config.log_every=50",
+    "--config.val_every=0",
+    "--config.checkpoint_every=100000",
+    "--config.export.enabled=false",
+    "--config.progress_bar=false",
+    *extra,
+  ]
   subprocess.run(cmd, env=env, check=True)
   records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
   rates = [r["steps_per_sec"] for r in records[1:-1]] or [records[-1]["steps_per_sec"]]
@@ -39,10 +51,22 @@ def main():
   gpus = args.gpus or ["0", "0,1"]
   rates = {g: run(args.config, g, args.num_seeds, args.num_steps, args.extra) for g in gpus}
   import jax
-  print(json.dumps({"bench": "multiseed_speedup", "config": args.config, "num_seeds": args.num_seeds,
-                    "steps_per_sec": rates, "speedup": rates[gpus[-1]] / rates[gpus[0]],
-                    "device": jax.devices()[0].device_kind, "jax": jax.__version__,
-                    "date": datetime.date.today().isoformat(), "overrides": args.extra}))
+
+  print(
+    json.dumps(
+      {
+        "bench": "multiseed_speedup",
+        "config": args.config,
+        "num_seeds": args.num_seeds,
+        "steps_per_sec": rates,
+        "speedup": rates[gpus[-1]] / rates[gpus[0]],
+        "device": jax.devices()[0].device_kind,
+        "jax": jax.__version__,
+        "date": datetime.date.today().isoformat(),
+        "overrides": args.extra,
+      }
+    )
+  )
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ for the conditional (w = 1) and unconditional (w = 0) estimates, the mean per co
 prior after the first its difference from the first with the paired standard error (the renders'
 own spread, +-0.2 at 96 renders, cancels in the pairs).
 """
+
 import os
 import sys
 
@@ -102,12 +103,22 @@ def main(argv):
       for w in scales:
         v = per_render[w]
         diff = v - first[k][w]
-        paired = "" if d == dirs[0] else f"; minus the first prior: {diff.mean():+.3f} +- {diff.std() / np.sqrt(len(diff)):.3f}"
-        colours = " ".join(f"{name} {v[b['colour'] == c].mean():+.3f}" for c, name in enumerate(world.COLOUR_NAMES)
-                           if (b["colour"] == c).any())
-        print(f"{d}: w {w:g}, brightness x{k:g}: step {v.mean():+.3f} +- {v.std() / np.sqrt(len(v)):.3f} "
-              f"(conditional {per_render[1.0].mean():+.3f}, unconditional {per_render[0.0].mean():+.3f}){paired}; "
-              f"{colours}", flush=True)
+        paired = (
+          ""
+          if d == dirs[0]
+          else f"; minus the first prior: {diff.mean():+.3f} +- {diff.std() / np.sqrt(len(diff)):.3f}"
+        )
+        colours = " ".join(
+          f"{name} {v[b['colour'] == c].mean():+.3f}"
+          for c, name in enumerate(world.COLOUR_NAMES)
+          if (b["colour"] == c).any()
+        )
+        print(
+          f"{d}: w {w:g}, brightness x{k:g}: step {v.mean():+.3f} +- {v.std() / np.sqrt(len(v)):.3f} "
+          f"(conditional {per_render[1.0].mean():+.3f}, unconditional {per_render[0.0].mean():+.3f}){paired}; "
+          f"{colours}",
+          flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ device's peak bytes in use (jax memory_stats, meaningful with XLA_PYTHON_CLIENT_
 and separately jitted parts of the step: the render forward+backward, the encoder (resize + VAE
 encoder) forward+backward and the UNet with CFG forward; their shares of the step time.
 """
+
 import json
 import os
 import sys
@@ -43,9 +44,9 @@ def part_timings(config, prior, trainer, state, text_emb) -> tuple[float, float,
   forward+backward, the encoder forward+backward and the UNet with CFG."""
   import jax
   import jax.numpy as jnp
+  from timing import median_ms
 
   from dreamfusion_jax.nerf import cameras, render, views
-  from timing import median_ms
 
   g = prior.guidance
   pp = trainer.prior_params
@@ -59,6 +60,7 @@ def part_timings(config, prior, trainer, state, text_emb) -> tuple[float, float,
     field_fn, background_fn = views.field_fns(trainer.scene, p)
     out = render.render_image(jax.random.PRNGKey(2), field_fn, background_fn, cam, shading, rcfg, size, size)
     return jnp.sum(out["rgb"])
+
   render_ms = median_ms(jax.jit(jax.grad(render_loss)), params, warmup=2, repeats=20)
   images = jax.random.uniform(jax.random.PRNGKey(3), (config.batch_size, size, size, 3))
   encode = jax.jit(jax.grad(lambda x, p: jnp.sum(g.encode(p, x))))
@@ -121,17 +123,28 @@ def main(argv):
   size = config.render.image_size
 
   result = dict(
-      device=device.device_kind, jax=jax.__version__, date=time.strftime("%Y-%m-%d"), dtype=FLAGS.dtype,
-      remat=FLAGS.remat, attention=FLAGS.attention, deterministic=FLAGS.deterministic, render_size=size,
-      encoder_size=config.guidance.sd.image_size,
-      samples_per_ray=config.render.num_coarse + config.render.num_fine, load_s=round(load_s, 1),
-      compile_s=round(compile_s, 1), step_ms=round(step_ms, 2), step_ms_min=round(min(times), 2),
-      peak_gb=None if peak is None else round(peak / 2**30, 3), finite=finite,
-      parts_ms=dict(render_fwd_bwd=round(render_ms, 2), encoder_fwd_bwd=round(encoder_ms, 2),
-                    unet_cfg_fwd=round(unet_ms, 2)),
-      parts_share={k: round(v / step_ms, 3) for k, v in
-                   dict(render=render_ms, encoder=encoder_ms, unet=unet_ms).items()},
-      preallocate=os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE", "true"))
+    device=device.device_kind,
+    jax=jax.__version__,
+    date=time.strftime("%Y-%m-%d"),
+    dtype=FLAGS.dtype,
+    remat=FLAGS.remat,
+    attention=FLAGS.attention,
+    deterministic=FLAGS.deterministic,
+    render_size=size,
+    encoder_size=config.guidance.sd.image_size,
+    samples_per_ray=config.render.num_coarse + config.render.num_fine,
+    load_s=round(load_s, 1),
+    compile_s=round(compile_s, 1),
+    step_ms=round(step_ms, 2),
+    step_ms_min=round(min(times), 2),
+    peak_gb=None if peak is None else round(peak / 2**30, 3),
+    finite=finite,
+    parts_ms=dict(
+      render_fwd_bwd=round(render_ms, 2), encoder_fwd_bwd=round(encoder_ms, 2), unet_cfg_fwd=round(unet_ms, 2)
+    ),
+    parts_share={k: round(v / step_ms, 3) for k, v in dict(render=render_ms, encoder=encoder_ms, unet=unet_ms).items()},
+    preallocate=os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE", "true"),
+  )
   logging.info("%s", result)
   print(json.dumps(result))
   if FLAGS.out:

@@ -23,6 +23,7 @@ Overall numbers weight every caption equally (the mean of per-caption means); th
 pools the seeds of the asymmetric captions (world.ASYMMETRIC). 'train' and 'held_out' rows split
 the captions by whether the prior saw the pair.
 """
+
 import datetime
 import json
 import os
@@ -37,13 +38,26 @@ sys.path.insert(0, ROOT)
 
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
+
 from dreamfusion_jax import files  # noqa: E402  (standard library only: --help stays free of JAX)
 
-METRICS = ("color_r_precision", "geo_r_precision", "iou", "color_error", "volume_ratio", "normal_error_deg", "fog",
-           "chamfer", "extent_error", "one_component_rate", "true_genus_rate")
+METRICS = (
+  "color_r_precision",
+  "geo_r_precision",
+  "iou",
+  "color_error",
+  "volume_ratio",
+  "normal_error_deg",
+  "fog",
+  "chamfer",
+  "extent_error",
+  "one_component_rate",
+  "true_genus_rate",
+)
 
-_CONFIG = config_flags.DEFINE_config_file("config", os.path.join(ROOT, "configs", "default.py"),
-                                          "Config of every seed.", lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+  "config", os.path.join(ROOT, "configs", "default.py"), "Config of every seed.", lock_config=True
+)
 flags.DEFINE_string("captions", "all", "all | heldout | N (random) | 'a red cube;a blue teardrop'.")
 flags.DEFINE_integer("caption_seed", 0, "Seed of the random caption choice (--captions=N).")
 flags.DEFINE_integer("seeds", 2, "Seeds per caption.")
@@ -52,15 +66,24 @@ flags.DEFINE_integer("group", 0, "Most seeds per compiled program (0: all pairs 
 flags.DEFINE_string("out", None, "Output folder: summary.md, summary.json, views/.")
 flags.DEFINE_bool("no_view_prompts", False, "Set camera.view_dependent_prompts=false.")
 flags.DEFINE_string("classifier_dir", None, "The judge's export (default: the package's assets).")
-flags.DEFINE_bool("save_params", False, "Also write each seed's field parameters to OUT/params/<caption>_seed<k>.msgpack "
-                  "(read back with flax.serialization.msgpack_restore) to re-score or export a result without retraining.")
-flags.DEFINE_list("levels", [], "Extra occupancy levels to report the IoU at (a diagnostic): numbers, or 'silhouette' "
-                  "(export.silhouette_level of each result).")
+flags.DEFINE_bool(
+  "save_params",
+  False,
+  "Also write each seed's field parameters to OUT/params/<caption>_seed<k>.msgpack "
+  "(read back with flax.serialization.msgpack_restore) to re-score or export a result without retraining.",
+)
+flags.DEFINE_list(
+  "levels",
+  [],
+  "Extra occupancy levels to report the IoU at (a diagnostic): numbers, or 'silhouette' "
+  "(export.silhouette_level of each result).",
+)
 FLAGS = flags.FLAGS
 
 
 def shapes_module():
   from dreamfusion_jax.shapes import world  # Imported late: --help needs no JAX.
+
   return world
 
 
@@ -73,6 +96,7 @@ def select_captions(spec: str, seed: int) -> list[str]:
     return [world.caption(c, s) for c, s in world.HELD_OUT]
   if spec.isdigit():
     import random
+
     return sorted(random.Random(seed).sample(every, min(int(spec), len(every))))
   captions = [c.strip() for c in spec.split(";") if c.strip()]
   for c in captions:
@@ -92,19 +116,27 @@ def mean(values):
 def caption_row(caption: str, evaluation: dict | None, error: str | None) -> dict:
   world = shapes_module()
   colour, shape = world.parse_caption(caption)
-  row = dict(caption=caption, held_out=(colour, shape) in world.HELD_OUT, asymmetric=shape in world.ASYMMETRIC,
-             error=error)
+  row = dict(
+    caption=caption, held_out=(colour, shape) in world.HELD_OUT, asymmetric=shape in world.ASYMMETRIC, error=error
+  )
   if evaluation is None:
     row.update({m: None for m in METRICS}, janus_rate=None, janus_count=None, num_seeds=0)
     return row
   row.update({m: evaluation["mean"].get(m) for m in METRICS})  # get: evaluations from before volume_ratio.
   seeds = evaluation["per_seed"].values()
   janus = [s["janus"] for s in seeds if s.get("janus") is not None]
-  row.update(janus_rate=evaluation["mean"]["janus_rate"], janus_count=sum(janus) if janus else None,
-             num_seeds=len(evaluation["per_seed"]), step=evaluation["step"])
+  row.update(
+    janus_rate=evaluation["mean"]["janus_rate"],
+    janus_count=sum(janus) if janus else None,
+    num_seeds=len(evaluation["per_seed"]),
+    step=evaluation["step"],
+  )
   levels = [s.get("iou_by_level", {}) for s in seeds]
-  row["iou_by_level"] = {lv: {k: mean([s[lv][k] for s in levels]) for k in ("level", "iou", "volume_ratio")}
-                         for lv in levels[0]} if levels else {}
+  row["iou_by_level"] = (
+    {lv: {k: mean([s[lv][k] for s in levels]) for k in ("level", "iou", "volume_ratio")} for lv in levels[0]}
+    if levels
+    else {}
+  )
   return row
 
 
@@ -115,8 +147,9 @@ def overall(rows: list[dict]) -> dict:
   seeds = sum(r["num_seeds"] for r in asym)
   out["janus_rate"] = sum(r["janus_count"] for r in asym) / seeds if seeds else None
   levels = ok[0]["iou_by_level"] if ok else {}
-  out["iou_by_level"] = {lv: {k: mean([r["iou_by_level"][lv][k] for r in ok]) for k in ("level", "iou", "volume_ratio")}
-                         for lv in levels}
+  out["iou_by_level"] = {
+    lv: {k: mean([r["iou_by_level"][lv][k] for r in ok]) for k in ("level", "iou", "volume_ratio")} for lv in levels
+  }
   out["num_captions"] = len(ok)
   out["num_failed"] = len(rows) - len(ok)
   return out
@@ -143,18 +176,37 @@ def markdown(rows: list[dict], summary: dict, header: str) -> str:
     lines.append("| " + " | ".join(cells) + " |")
   for name in ("overall", "train", "held_out"):
     s = summary[name]
-    lines.append("| " + " | ".join([f"**{name}** ({s['num_captions']} captions)", ""]
-                                   + [fmt(s[m]) for m in METRICS] + [fmt(s["janus_rate"]), ""]) + " |")
+    lines.append(
+      "| "
+      + " | ".join(
+        [f"**{name}** ({s['num_captions']} captions)", ""] + [fmt(s[m]) for m in METRICS] + [fmt(s["janus_rate"]), ""]
+      )
+      + " |"
+    )
   for group in ("per_shape", "per_colour"):
-    lines += ["", f"{group.replace('_', ' ').capitalize()} (means over its captions):", "",
-              "| " + " | ".join((group[4:], *METRICS, "janus_rate")) + " |", "|" + "---|" * (len(METRICS) + 2)]
-    lines += ["| " + " | ".join([name] + [fmt(v[m]) for m in METRICS] + [fmt(v["janus_rate"])]) + " |"
-              for name, v in summary[group].items()]
+    lines += [
+      "",
+      f"{group.replace('_', ' ').capitalize()} (means over its captions):",
+      "",
+      "| " + " | ".join((group[4:], *METRICS, "janus_rate")) + " |",
+      "|" + "---|" * (len(METRICS) + 2),
+    ]
+    lines += [
+      "| " + " | ".join([name] + [fmt(v[m]) for m in METRICS] + [fmt(v["janus_rate"])]) + " |"
+      for name, v in summary[group].items()
+    ]
   if summary["overall"]["iou_by_level"]:
-    lines += ["", "IoU at other occupancy levels (mean level, IoU, volume_ratio over all captions):", "",
-              "| level | mean level | IoU | volume_ratio |", "|---|---|---|---|"]
-    lines += [f"| {lv} | {fmt(v['level'])} | {fmt(v['iou'])} | {fmt(v['volume_ratio'])} |"
-              for lv, v in summary["overall"]["iou_by_level"].items()]
+    lines += [
+      "",
+      "IoU at other occupancy levels (mean level, IoU, volume_ratio over all captions):",
+      "",
+      "| level | mean level | IoU | volume_ratio |",
+      "|---|---|---|---|",
+    ]
+    lines += [
+      f"| {lv} | {fmt(v['level'])} | {fmt(v['iou'])} | {fmt(v['volume_ratio'])} |"
+      for lv, v in summary["overall"]["iou_by_level"].items()
+    ]
   return "\n".join(lines) + "\n"
 
 
@@ -164,6 +216,7 @@ def train_group(config, prior, captions: list[str], seeds: list[int], embeddings
   from tqdm import tqdm
 
   from dreamfusion_jax import train
+
   config = config.copy_and_resolve_references()
   with config.unlocked():
     config.num_seeds = len(captions)
@@ -172,8 +225,9 @@ def train_group(config, prior, captions: list[str], seeds: list[int], embeddings
   start = time.perf_counter()
   state = trainer.init(np.asarray(seeds, np.int32))
   first_step_done = None
-  for step in tqdm(range(1, config.num_steps + 1), desc=f"{len(captions)} seeds", unit="step",
-                   disable=not config.progress_bar):
+  for step in tqdm(
+    range(1, config.num_steps + 1), desc=f"{len(captions)} seeds", unit="step", disable=not config.progress_bar
+  ):
     state, _ = trainer.step(state, text)
     if step == 1:
       jax.block_until_ready(state)
@@ -192,6 +246,7 @@ def save_params(out: str, caption: str, seed: int, params) -> str:
   flax.serialization.msgpack_restore reads them back as the nested dict train.host_params gives.
   """
   from flax import serialization
+
   path = os.path.join(out, "params", f"{slug(caption)}_seed{seed}.msgpack")
   os.makedirs(os.path.dirname(path), exist_ok=True)
   return files.write_bytes(path, serialization.msgpack_serialize(params))
@@ -201,9 +256,11 @@ def judge_views(scorer, params_list: list) -> np.ndarray:
   """uint8 sheet: one row per seed, the judge's colour views then its textureless views."""
 
   from dreamfusion_jax.shapes import evaluate
+
   st = scorer.settings
-  return evaluate.judge_views_sheet([evaluate.render_views(scorer.render_view, p, st["num_views"], st["elevation"])
-                               for p in params_list])
+  return evaluate.judge_views_sheet(
+    [evaluate.render_views(scorer.render_view, p, st["num_views"], st["elevation"]) for p in params_list]
+  )
 
 
 def main(argv):
@@ -212,8 +269,9 @@ def main(argv):
   import jax
 
   from dreamfusion_jax import checks, export, train
-  from dreamfusion_jax.shapes import evaluate
   from dreamfusion_jax.errors import UserError
+  from dreamfusion_jax.shapes import evaluate
+
   if not FLAGS.out:
     raise app.UsageError("--out is required: the folder for summary.md, summary.json and views/.")
   try:
@@ -223,8 +281,9 @@ def main(argv):
   try:
     extra_levels = [lv if lv == "silhouette" else float(lv) for lv in FLAGS.levels]
   except ValueError:
-    raise app.UsageError(f"--levels={','.join(FLAGS.levels)}: each level is a density (a number such as 2 or "
-                         "2.5) or 'silhouette'.")
+    raise app.UsageError(
+      f"--levels={','.join(FLAGS.levels)}: each level is a density (a number such as 2 or 2.5) or 'silhouette'."
+    )
   config = _CONFIG.value
   with config.unlocked():
     if FLAGS.no_view_prompts:
@@ -248,7 +307,7 @@ def main(argv):
   group = FLAGS.group or len(pairs)
   params, timing = [], []
   for i in range(0, len(pairs), group):
-    chunk = pairs[i:i + group]
+    chunk = pairs[i : i + group]
     logging.info("Training %d seeds (%d steps) on %s.", len(chunk), config.num_steps, jax.devices()[0].device_kind)
     p, seconds, rate = train_group(config, prior, [c for c, _ in chunk], [s for _, s in chunk], embeddings)
     params += p
@@ -266,29 +325,51 @@ def main(argv):
     results[caption] = scorer.result(caption, config.num_steps, per_seed)
     rows.append(caption_row(caption, results[caption], None))
     if scorer.judge is not None:
-      export.write_png(os.path.join(FLAGS.out, "views", slug(caption) + ".png"),
-                       judge_views(scorer, [params[j] for j in idx]))
+      export.write_png(
+        os.path.join(FLAGS.out, "views", slug(caption) + ".png"), judge_views(scorer, [params[j] for j in idx])
+      )
   if diverged:
     logging.warning("Non-finite parameters (scored as they are): %s", "; ".join(diverged))
-  extra = dict(device=jax.devices()[0].device_kind, num_devices=jax.device_count(), training=timing,
-               num_steps=config.num_steps, diverged=diverged)
+  extra = dict(
+    device=jax.devices()[0].device_kind,
+    num_devices=jax.device_count(),
+    training=timing,
+    num_steps=config.num_steps,
+    diverged=diverged,
+  )
   summary = write_summary(rows, results, extra)
   print(json.dumps(summary["overall"]))
 
 
 def write_summary(rows: list[dict], results: dict, extra: dict) -> dict:
   summary = dict(
-      overall=overall(rows), train=overall([r for r in rows if not r["held_out"]]),
-      held_out=overall([r for r in rows if r["held_out"]]), captions=rows, evaluations=results,
-      per_shape=grouped(rows, 1), per_colour=grouped(rows, 0),
-      settings=dict(config=config_file(), captions=FLAGS.captions, seeds=FLAGS.seeds, first_seed=FLAGS.first_seed,
-                    view_dependent_prompts=not FLAGS.no_view_prompts, overrides=overrides(),
-                    classifier_dir=FLAGS.classifier_dir, date=datetime.date.today().isoformat(), **extra))
+    overall=overall(rows),
+    train=overall([r for r in rows if not r["held_out"]]),
+    held_out=overall([r for r in rows if r["held_out"]]),
+    captions=rows,
+    evaluations=results,
+    per_shape=grouped(rows, 1),
+    per_colour=grouped(rows, 0),
+    settings=dict(
+      config=config_file(),
+      captions=FLAGS.captions,
+      seeds=FLAGS.seeds,
+      first_seed=FLAGS.first_seed,
+      view_dependent_prompts=not FLAGS.no_view_prompts,
+      overrides=overrides(),
+      classifier_dir=FLAGS.classifier_dir,
+      date=datetime.date.today().isoformat(),
+      **extra,
+    ),
+  )
   time_s = sum(t["seconds"] for t in extra["training"])
-  header = (f"# Shapes sweep: {config_file()}, {len(rows)} captions x {FLAGS.seeds} seeds, view-dependent prompts "
-            f"{'off' if FLAGS.no_view_prompts else 'on'}" + (f", overrides {' '.join(overrides())}" if overrides() else "")
-            + f"\n\n{extra['num_steps']} steps; trained on {extra['num_devices']} x {extra['device']} in "
-            f"{time_s:.1f} s (compile included), {datetime.date.today().isoformat()}.")
+  header = (
+    f"# Shapes sweep: {config_file()}, {len(rows)} captions x {FLAGS.seeds} seeds, view-dependent prompts "
+    f"{'off' if FLAGS.no_view_prompts else 'on'}"
+    + (f", overrides {' '.join(overrides())}" if overrides() else "")
+    + f"\n\n{extra['num_steps']} steps; trained on {extra['num_devices']} x {extra['device']} in "
+    f"{time_s:.1f} s (compile included), {datetime.date.today().isoformat()}."
+  )
   files.write_bytes(os.path.join(FLAGS.out, "summary.json"), json.dumps(summary, indent=2).encode())
   files.write_bytes(os.path.join(FLAGS.out, "summary.md"), markdown(rows, summary, header).encode())
   return summary

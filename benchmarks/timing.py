@@ -1,4 +1,5 @@
 """Shared timing for the benchmark scripts."""
+
 import statistics
 import time
 

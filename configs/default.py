@@ -6,6 +6,7 @@ Any caption of the Shapes world works: --config.prompt="a {colour} {shape}" with
 dreamfusion_jax.shapes.world.COLOUR_NAMES and a shape of dreamfusion_jax.shapes.world.SHAPES. Then
 `python -m dreamfusion_jax.evaluate --workdir=/tmp/default` scores the result against the truth.
 """
+
 from dreamfusion_jax import base_config
 
 

@@ -7,6 +7,7 @@ The shipped judge adds --config.colour_jitter=0.07 --config.shade_min=0.5 --conf
 --config.bump_max=0.05 (BENCHMARKS.md). A call stops at --config.time_limit_min, checkpoints and exports;
 the same command resumes. `--config=configs/judge.py:tiny` is the variant of the tests (16x16, seconds on a CPU).
 """
+
 import ml_collections
 
 

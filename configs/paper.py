@@ -4,6 +4,7 @@ This is the base config unchanged; copy it to start an experiment of your own.
 
   python -m dreamfusion_jax.main --config=configs/paper.py --workdir=/tmp/df --config.prompt="a red cube"
 """
+
 from dreamfusion_jax import base_config
 
 

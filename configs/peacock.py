@@ -6,6 +6,7 @@ Needs the SD 2.1-base weights in the Hugging Face cache (see configs/sd21_base.p
 command; without them the run stops with that command). The paper's settings: guidance 100,
 64x64 renders, its camera, shading and regulariser schedule, 10,000 steps.
 """
+
 import os
 import sys
 

@@ -7,6 +7,7 @@
 
 SD 1.5 conditions on CLIP ViT-L/14 (768 wide, last layer); the loader reads that from the checkpoint.
 """
+
 import os
 import sys
 

@@ -10,6 +10,7 @@ scored by the UNet with classifier-free guidance 100. The weights are held in bf
 1.8 GB for the UNet and the VAE encoder); --config.guidance.sd.dtype=float32 for full precision.
 Step time and memory of each variant: BENCHMARKS.md, 'Stable Diffusion step'.
 """
+
 from dreamfusion_jax import base_config
 
 

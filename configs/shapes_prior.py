@@ -7,6 +7,7 @@ A run checkpoints, stops at --config.time_limit_min and resumes when started aga
 --workdir; at --config.steps it exports DIR/export/. `--config=configs/shapes_prior.py:tiny` is the
 variant of the tests: a tiny model at 16x16 that trains in seconds on a CPU.
 """
+
 import ml_collections
 
 

@@ -5,6 +5,7 @@ UNet, so the object it makes is meaningless: this config checks plumbing, not qu
 
   python -m dreamfusion_jax.main --config=configs/smoke.py --workdir=/tmp/smoke --config.num_seeds=2
 """
+
 from dreamfusion_jax import base_config
 
 

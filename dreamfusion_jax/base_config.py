@@ -4,6 +4,7 @@ Run with:
   python -m dreamfusion_jax.main --config=configs/paper.py --workdir=/tmp/df \
       --config.prompt="a red cube" --config.num_steps=2000 --config.num_seeds=2 --config.seed=0
 """
+
 import ml_collections
 
 
@@ -100,12 +101,20 @@ def get_config():
   c.guidance.sd.image_size = 512  # Renders are resized (bilinear) to this size before the VAE encoder.
   c.guidance.sd.attention = "xla"  # jax.nn.dot_product_attention implementation: 'xla' or 'cudnn' (GPU).
   # The random prior's UNet, in diffusers' UNet2DConditionModel config keys (model='random' only).
-  c.guidance.unet = ml_collections.ConfigDict(dict(
-      in_channels=3, out_channels=3, block_out_channels=(32, 64), layers_per_block=1,
+  c.guidance.unet = ml_collections.ConfigDict(
+    dict(
+      in_channels=3,
+      out_channels=3,
+      block_out_channels=(32, 64),
+      layers_per_block=1,
       # Attention only at the coarser level: full-resolution self-attention dominates a CPU step.
       down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
       up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-      attention_head_dim=4, cross_attention_dim=32, norm_num_groups=8))
+      attention_head_dim=4,
+      cross_attention_dim=32,
+      norm_num_groups=8,
+    )
+  )
   # The random prior's text encoder (model='random' only).
   c.guidance.text = ml_collections.ConfigDict(dict(width=32, num_layers=1, num_heads=2, max_length=16))
 

@@ -1,4 +1,5 @@
 """Orbax checkpoints of the multi-seed train state, with the config saved beside each one."""
+
 import os
 from typing import Any, Optional
 
@@ -15,8 +16,10 @@ class Checkpoints:
   def __init__(self, workdir: str, keep: int):
     self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
     self.manager = ocp.CheckpointManager(
-        self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
-        item_handlers={"state": ocp.StandardCheckpointHandler(), "config": ocp.JsonCheckpointHandler()})
+      self.directory,
+      options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+      item_handlers={"state": ocp.StandardCheckpointHandler(), "config": ocp.JsonCheckpointHandler()},
+    )
 
   def latest_step(self) -> Optional[int]:
     return self.manager.latest_step()
@@ -32,18 +35,21 @@ class Checkpoints:
     return step
 
   def save(self, step: int, state: Any, config_dict: dict) -> None:
-    self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                    config=ocp.args.JsonSave(config_dict)), force=True)
+    self.manager.save(
+      step,
+      args=ocp.args.Composite(state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config_dict)),
+      force=True,
+    )
 
   def restore(self, step: int, abstract_state: Any) -> Any:
     try:
-      return self.manager.restore(
-          step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))).state
+      return self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))).state
     except (ValueError, KeyError, TypeError) as e:
       raise WorkdirError(
-          f"The checkpoint at step {step} in '{self.directory}' does not fit this config's model ({e.__class__.__name__}: "
-          f"{str(e).splitlines()[0][:200]}). Nothing was changed there. Use a new --workdir, or the config the "
-          "checkpoint was made with.") from None
+        f"The checkpoint at step {step} in '{self.directory}' does not fit this config's model ({e.__class__.__name__}: "
+        f"{str(e).splitlines()[0][:200]}). Nothing was changed there. Use a new --workdir, or the config the "
+        "checkpoint was made with."
+      ) from None
 
   def restore_params(self, step: int) -> Any:
     """The field parameters [S, ...] (every seed's) at `step`, on this process's first device.

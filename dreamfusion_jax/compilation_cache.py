@@ -4,6 +4,7 @@ Compiling is most of a short run's time (the main job on an H200: 23 s for the t
 1,000 steps), and the same config compiles the same programs every time. The tools turn on JAX's own disk
 cache, so a second run of a config (another caption, another seed) skips those compiles.
 """
+
 import concurrent.futures
 import os
 
@@ -21,14 +22,18 @@ def default_dir() -> str:
 
 
 def define_flag() -> None:
-  flags.DEFINE_string("compilation_cache", default_dir(),
-                      "Directory of JAX's persistent compilation cache (later runs of a config skip its compiles); "
-                      "'' turns it off. Trusted: do not point it at a directory others can write to.")
+  flags.DEFINE_string(
+    "compilation_cache",
+    default_dir(),
+    "Directory of JAX's persistent compilation cache (later runs of a config skip its compiles); "
+    "'' turns it off. Trusted: do not point it at a directory others can write to.",
+  )
 
 
 def enable(directory: str) -> None:
   """Points JAX's persistent cache at directory ('' leaves it off); call before anything is compiled."""
   import jax
+
   if not directory:
     return
   try:
@@ -49,6 +54,7 @@ def compiler_options(config) -> dict | None:
   (BENCHMARKS.md). Other backends ignore both fields.
   """
   import jax
+
   if jax.default_backend() != "gpu":
     return None
   options = {}

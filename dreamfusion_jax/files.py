@@ -3,6 +3,7 @@
 Everything the package writes outside orbax's checkpoints goes through `atomic_write`: a temporary
 file in the target's directory, then `os.replace`, which POSIX makes atomic within a filesystem.
 """
+
 import json
 import os
 import tempfile
@@ -41,9 +42,11 @@ def atomic_write(path: str, write: Callable[[str], None]) -> str:
 
 def write_bytes(path: str, data: bytes) -> str:
   """Writes `data` to `path` atomically; returns path."""
+
   def write(tmp):
     with open(tmp, "wb") as f:
       f.write(data)
+
   return atomic_write(path, write)
 
 

@@ -1,4 +1,5 @@
 """Log set-up shared by the command-line tools."""
+
 import logging as std_logging
 
 from absl import logging

@@ -2,6 +2,7 @@
 
 Thin by design: the library (`dreamfusion_jax.train.train_and_evaluate`) is what tests and notebooks call.
 """
+
 import re
 import sys
 
@@ -23,10 +24,12 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   import jax  # Imported after flag parsing so that --help is fast.
+
   if FLAGS.jax_distributed:
     jax.distributed.initialize()
   compilation_cache.enable(FLAGS.compilation_cache)
   from dreamfusion_jax import train
+
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except UserError as e:
@@ -45,9 +48,11 @@ def parse_flags(argv: list[str]) -> list[str]:
     given = [a for a in argv if a.startswith("--config.") and name in a.split("=")[0].split(".")]
     shown = given[0].split("=")[0] if given else name
     suggestion = f" Did you mean '{hint.group(1)}'?" if hint else ""
-    _fail(f"The config has no field '{name}' ({shown}).{suggestion} Check its spelling against "
-          "dreamfusion_jax/base_config.py, which lists every field with a comment; fields are set with "
-          "--config.FIELD=VALUE, e.g. --config.num_steps=2000.")
+    _fail(
+      f"The config has no field '{name}' ({shown}).{suggestion} Check its spelling against "
+      "dreamfusion_jax/base_config.py, which lists every field with a comment; fields are set with "
+      "--config.FIELD=VALUE, e.g. --config.num_steps=2000."
+    )
   except flags.Error as e:
     _fail(f"{e}. Run with --helpshort to see the flags.")
 

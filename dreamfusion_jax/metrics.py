@@ -1,6 +1,7 @@
 """What every training loop of the package records, and how it stops on NaN: DreamFusion runs, the
 Shapes prior and the judge share these.
 """
+
 import json
 import os
 from typing import Any, Optional, Sequence
@@ -10,8 +11,14 @@ import numpy as np
 from dreamfusion_jax.errors import DivergenceError
 
 
-def check_finite(metrics: dict, step: int, last_checkpoint: Optional[int], advice: str,
-                 seeds: Optional[Sequence[int]] = None, keys: Sequence[str] = ("loss", "grad_norm")) -> None:
+def check_finite(
+  metrics: dict,
+  step: int,
+  last_checkpoint: Optional[int],
+  advice: str,
+  seeds: Optional[Sequence[int]] = None,
+  keys: Sequence[str] = ("loss", "grad_norm"),
+) -> None:
   """Raises DivergenceError when metrics[key] (a scalar, or one value per seed) is NaN or infinite.
 
   last_checkpoint: the step of the last checkpoint written (None: none yet); advice: what to change,
@@ -22,10 +29,14 @@ def check_finite(metrics: dict, step: int, last_checkpoint: Optional[int], advic
   if not bad.any():
     return
   which = f" for seed(s) {[int(s) for s, b in zip(seeds, bad) if b]}" if seeds is not None else ""
-  saved = (f"the last checkpoint (step {last_checkpoint}) is intact and the run resumes from it"
-           if last_checkpoint is not None else "no checkpoint was written yet")
-  raise DivergenceError(f"The loss or its gradient became NaN or infinite by step {step}{which}; the run stopped "
-                        f"and {saved}. {advice}")
+  saved = (
+    f"the last checkpoint (step {last_checkpoint}) is intact and the run resumes from it"
+    if last_checkpoint is not None
+    else "no checkpoint was written yet"
+  )
+  raise DivergenceError(
+    f"The loss or its gradient became NaN or infinite by step {step}{which}; the run stopped and {saved}. {advice}"
+  )
 
 
 def import_summary_writer():
@@ -36,8 +47,10 @@ def import_summary_writer():
   sys.modules['torch'] is None, `import torch` raises ImportError, which tensorboardX handles.
   """
   import sys
+
   if "torch" in sys.modules or "tensorboardX" in sys.modules:
     from tensorboardX import SummaryWriter
+
     return SummaryWriter
   sys.modules["torch"] = None
   try:

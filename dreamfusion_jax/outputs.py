@@ -1,4 +1,5 @@
 """What a run writes: metrics (JSONL + TensorBoard), validation renders, and per-seed exports."""
+
 import functools
 import os
 from typing import Any, Callable, Optional
@@ -19,8 +20,9 @@ from dreamfusion_jax.shapes import world
 VALIDATION_VIEWS = ((15.0, 0.0), (15.0, 90.0), (15.0, 180.0), (75.0, 0.0))
 
 
-def view_renderer(scene: Scene, config: ml_collections.ConfigDict, size: int,
-                  field_of: Optional[Callable] = None, rcfg=None):
+def view_renderer(
+  scene: Scene, config: ml_collections.ConfigDict, size: int, field_of: Optional[Callable] = None, rcfg=None
+):
   """A jitted (params, elevation, azimuth) -> dict(rgb, textureless, normals, opacity) for one seed.
 
   Renders are deterministic (no sampling noise): the same params give the same images. field_of(params)
@@ -37,11 +39,20 @@ def view_renderer(scene: Scene, config: ml_collections.ConfigDict, size: int,
       background = views.display_background(config, learned)
     else:
       field_fn, background = field_of(params), views.white
-    out = views.orbit_view(field_fn, {"albedo": background, "textureless": views.white},
-                           rcfg, elevation, azimuth, distance=config.export.distance, focal=focal, size=size)
+    out = views.orbit_view(
+      field_fn,
+      {"albedo": background, "textureless": views.white},
+      rcfg,
+      elevation,
+      azimuth,
+      distance=config.export.distance,
+      focal=focal,
+      size=size,
+    )
     colour = out["albedo"]
-    return dict(rgb=colour["rgb"], textureless=out["textureless"]["rgb"], normals=colour["normals"],
-                opacity=colour["opacity"])
+    return dict(
+      rgb=colour["rgb"], textureless=out["textureless"]["rgb"], normals=colour["normals"], opacity=colour["opacity"]
+    )
 
   return render_view
 
@@ -57,8 +68,13 @@ def truth_renderer(scene: Scene, config: ml_collections.ConfigDict, size: int):
     return None
   density, rgb = world.density_fn(world.SHAPES.index(shape)), jnp.asarray(world.COLOURS[colour], jnp.float32)
   # With the world's own samples: the run's few samples per ray alias on a surface this sharp.
-  return view_renderer(scene, config, size, field_of=lambda _: lambda x: (density(x), jnp.broadcast_to(rgb, x.shape)),
-                       rcfg=world.RENDER_CONFIG)
+  return view_renderer(
+    scene,
+    config,
+    size,
+    field_of=lambda _: lambda x: (density(x), jnp.broadcast_to(rgb, x.shape)),
+    rcfg=world.RENDER_CONFIG,
+  )
 
 
 def validation_sheet(render_view, params_per_seed: list[Any], truth_view=None) -> np.ndarray:
@@ -77,8 +93,7 @@ def _validation_row(render_view, params) -> np.ndarray:
   return np.concatenate(tiles, axis=1)
 
 
-def compile_in_background(render_view, preview, params: Any, text_emb: np.ndarray,
-                          prior_params: Any, truth_view=None):
+def compile_in_background(render_view, preview, params: Any, text_emb: np.ndarray, prior_params: Any, truth_view=None):
   """Compiles render_view (validation and export), preview and truth_view (each may be None) on a worker
   thread; returns its future.
 
@@ -88,6 +103,7 @@ def compile_in_background(render_view, preview, params: Any, text_emb: np.ndarra
   4 s and 11-18 s) run beside the train step's instead of after it. The caller waits on the
   future (`.result()`, which re-raises the worker's error) before it validates or exports.
   """
+
   def compile_all():
     elevation, azimuth = VALIDATION_VIEWS[0]
     jax.block_until_ready(render_view(params, jnp.float32(elevation), jnp.float32(azimuth)))
@@ -109,29 +125,42 @@ def guidance_previewer(scene: Scene, config: ml_collections.ConfigDict, guidance
   size = config.render.image_size
   rcfg = views.make_render_config(config)
   elevation, azimuth = VALIDATION_VIEWS[0]
-  t = min(int(round(config.guidance.preview_t * config.guidance.num_train_timesteps)),
-          config.guidance.num_train_timesteps - 1)
+  t = min(
+    int(round(config.guidance.preview_t * config.guidance.num_train_timesteps)), config.guidance.num_train_timesteps - 1
+  )
 
   @functools.partial(jax.jit, compiler_options=compilation_cache.compiler_options(config))
   def preview(params, text_emb, prior_params, key):
     view = text_lib.view_index(elevation, azimuth)
     field_fn, learned = views.field_fns(scene, params)
-    rgb = views.orbit_view(field_fn, {"albedo": views.display_background(config, learned)}, rcfg,
-                           jnp.float32(elevation), jnp.float32(azimuth), distance=config.export.distance,
-                           focal=size * 1.0, size=size)["albedo"]["rgb"][None]
+    rgb = views.orbit_view(
+      field_fn,
+      {"albedo": views.display_background(config, learned)},
+      rcfg,
+      jnp.float32(elevation),
+      jnp.float32(azimuth),
+      distance=config.export.distance,
+      focal=size * 1.0,
+      size=size,
+    )["albedo"]["rgb"][None]
     x0 = guidance.encode(prior_params, rgb)
-    x_t, x0_hat = sds.denoised(key, guidance, prior_params, x0, text_emb[1 + view][None], text_emb[0][None],
-                               scale=config.guidance.scale, t=t)
-    tiles = [guidance.decode(prior_params, x0), guidance.decode(prior_params, x_t),
-             guidance.decode(prior_params, x0_hat)]
+    x_t, x0_hat = sds.denoised(
+      key, guidance, prior_params, x0, text_emb[1 + view][None], text_emb[0][None], scale=config.guidance.scale, t=t
+    )
+    tiles = [
+      guidance.decode(prior_params, x0),
+      guidance.decode(prior_params, x_t),
+      guidance.decode(prior_params, x0_hat),
+    ]
     tiles = [jax.image.resize(x[0], (size, size, 3), "bilinear") for x in tiles]
     return jnp.concatenate(tiles, axis=1)
 
   return preview
 
 
-def guidance_preview_sheet(preview, params_per_seed: list[Any], text_emb: np.ndarray, prior_params: Any,
-                           step: int) -> np.ndarray:
+def guidance_preview_sheet(
+  preview, params_per_seed: list[Any], text_emb: np.ndarray, prior_params: Any, step: int
+) -> np.ndarray:
   """One row per seed (see guidance_previewer); text_emb [5,L,D], every seed's. uint8 [S * size, 3 * size, 3]."""
   rows = [np.asarray(preview(p, text_emb, prior_params, jax.random.PRNGKey(step))) for p in params_per_seed]
   return (np.clip(np.concatenate(rows, axis=0), 0, 1) * 255).round().astype(np.uint8)
@@ -144,8 +173,9 @@ def write_validation(workdir: str, step: int, sheet: np.ndarray, kind: str = "")
   export.write_png(os.path.join(workdir, "validation", name), sheet)
 
 
-def export_seed(directory: str, scene: Scene, params: Any, config: ml_collections.ConfigDict,
-                render_view, truth_view=None) -> dict[str, str]:
+def export_seed(
+  directory: str, scene: Scene, params: Any, config: ml_collections.ConfigDict, render_view, truth_view=None
+) -> dict[str, str]:
   """Writes turntable.mp4, mesh.glb, mesh.ply and views.png (the true object above the result when truth_view,
   a truth_renderer, is given) for one seed's params."""
   # params are an argument, not a closure: a closure would bake the hash tables into the program.
@@ -153,11 +183,24 @@ def export_seed(directory: str, scene: Scene, params: Any, config: ml_collection
   density_fn = lambda x: field(params, x)[0]
   albedo_fn = lambda x: field(params, x)[1]
   view_fn = lambda el, az: {k: np.asarray(v) for k, v in render_view(params, jnp.float32(el), jnp.float32(az)).items()}
-  truth_fn = None if truth_view is None else (
-      lambda el, az: {k: np.asarray(v) for k, v in truth_view(None, jnp.float32(el), jnp.float32(az)).items()})
+  truth_fn = (
+    None
+    if truth_view is None
+    else (lambda el, az: {k: np.asarray(v) for k, v in truth_view(None, jnp.float32(el), jnp.float32(az)).items()})
+  )
   e = config.export
   if os.path.exists(os.path.join(directory, "mesh.glb")):
     logging.info("Replacing the earlier export in %s with this run's.", directory)
-  return export.export_fields(directory, density_fn, albedo_fn, view_fn, bound=config.field.bound,
-                            mesh_resolution=e.mesh_resolution, mesh_threshold=e.mesh_threshold,
-                              num_frames=e.num_frames, fps=e.fps, elevation=e.elevation, truth_view_fn=truth_fn)
+  return export.export_fields(
+    directory,
+    density_fn,
+    albedo_fn,
+    view_fn,
+    bound=config.field.bound,
+    mesh_resolution=e.mesh_resolution,
+    mesh_threshold=e.mesh_threshold,
+    num_frames=e.num_frames,
+    fps=e.fps,
+    elevation=e.elevation,
+    truth_view_fn=truth_fn,
+  )

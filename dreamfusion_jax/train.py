@@ -5,6 +5,7 @@ and `jax.jit`ted with the axis sharded over a device mesh ('seeds'), so `num_see
 devices optimises 8 independent objects in one program, and seed k of a multi-seed run is the
 same computation as a single-seed run with `seed + k`.
 """
+
 import dataclasses
 import functools
 import os
@@ -19,18 +20,19 @@ import numpy as np
 import optax
 import tqdm
 from absl import logging
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from dreamfusion_jax import checks, compilation_cache, files, outputs, sds
 from dreamfusion_jax import metrics as metrics_lib
 from dreamfusion_jax.checkpointing import Checkpoints
 from dreamfusion_jax.errors import ConfigError, DivergenceError
 from dreamfusion_jax.export import EmptyMeshError
-from dreamfusion_jax.guidance import interface as guidance_lib, registry
+from dreamfusion_jax.guidance import interface as guidance_lib
+from dreamfusion_jax.guidance import registry
 from dreamfusion_jax.guidance import text as text_lib
 from dreamfusion_jax.nerf import cameras, render, views
 from dreamfusion_jax.nerf.field import Scene
-
 
 # What a diverged run's message advises (metrics.check_finite).
 DIVERGENCE_ADVICE = "Lower optim.lr or guidance.scale, or enable optim.grad_clip, then run again."
@@ -39,6 +41,7 @@ DIVERGENCE_ADVICE = "Lower optim.lr or guidance.scale, or enable optim.grad_clip
 @flax.struct.dataclass
 class TrainState:
   """One seed's optimisation state (a leading seed axis is added by vmap)."""
+
   step: jnp.ndarray  # [] int32, steps taken.
   params: Any  # Scene parameters (field and background).
   opt_state: Any  # optax state.
@@ -54,23 +57,28 @@ def learning_rate(config: ml_collections.ConfigDict, peak: float) -> optax.Sched
     return optax.constant_schedule(peak)
   # The paper: warm-up from 1e-9 to the peak, then cosine decay to a small fraction of it.
   warmup = min(o.warmup_steps, max(config.num_steps - 1, 1))
-  return optax.warmup_cosine_decay_schedule(1e-9, peak, warmup, max(config.num_steps, warmup + 1),
-                                            peak * o.final_lr_fraction)
+  return optax.warmup_cosine_decay_schedule(
+    1e-9, peak, warmup, max(config.num_steps, warmup + 1), peak * o.final_lr_fraction
+  )
 
 
 def param_labels(params: Any) -> Any:
   """'grid' for hash tables (sparse, high learning rate), 'net' for every MLP weight."""
+
   def label(path, _):
     names = [getattr(k, "key", str(k)) for k in path]
     return "grid" if any("encoding" in n or "hash" in n for n in names) else "net"
+
   return jax.tree_util.tree_map_with_path(label, params)
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
   o = config.optim
   make = optax.adamw if o.name == "adamw" else optax.adam
+
   def opt(lr):
     return make(learning_rate(config, lr), b1=o.b1, b2=o.b2, eps=o.eps)
+
   tx = optax.multi_transform({"grid": opt(o.lr), "net": opt(o.net_lr)}, param_labels)
   if o.grad_clip > 0:
     tx = optax.chain(optax.clip_by_global_norm(o.grad_clip), tx)
@@ -87,15 +95,20 @@ def orientation_weight(config: ml_collections.ConfigDict, step: jnp.ndarray) -> 
   return jnp.exp(jnp.log(start) + frac * (jnp.log(r.orientation) - jnp.log(start)))
 
 
-def sample_shading(key: jax.Array, step: jnp.ndarray, config: ml_collections.ConfigDict,
-                   light_pos: jnp.ndarray) -> dict:
+def sample_shading(
+  key: jax.Array, step: jnp.ndarray, config: ml_collections.ConfigDict, light_pos: jnp.ndarray
+) -> dict:
   """The paper's shading schedule for one view: albedo-only warm-up, then 75% shaded, half textureless."""
   s = config.shading
   k_shade, k_white = jax.random.split(key)
   shaded = (step >= s.albedo_warmup_steps) & (jax.random.uniform(k_shade) < s.shaded_prob)
   textureless = shaded & (jax.random.uniform(k_white) < s.textureless_prob)
-  out = dict(ambient=jnp.where(shaded, s.ambient, 1.0), diffuse=jnp.where(shaded, s.diffuse, 0.0),
-             textureless=textureless.astype(jnp.float32), light_pos=light_pos)
+  out = dict(
+    ambient=jnp.where(shaded, s.ambient, 1.0),
+    diffuse=jnp.where(shaded, s.diffuse, 0.0),
+    textureless=textureless.astype(jnp.float32),
+    light_pos=light_pos,
+  )
   if not s.colour_from_shaded:
     out["albedo_grad"] = 1.0 - shaded.astype(jnp.float32)  # Only albedo-only views train the albedo.
   return out
@@ -103,8 +116,12 @@ def sample_shading(key: jax.Array, step: jnp.ndarray, config: ml_collections.Con
 
 def build_prior(config: ml_collections.ConfigDict) -> guidance_lib.Prior:
   """The run's prior (guidance.registry) from config.guidance and what the prior needs of the run."""
-  return registry.build_prior(config.guidance, prompt=config.prompt, image_size=config.render.image_size,
-                              previews=bool(config.guidance.preview_t > 0 and config.val_every > 0))
+  return registry.build_prior(
+    config.guidance,
+    prompt=config.prompt,
+    image_size=config.render.image_size,
+    previews=bool(config.guidance.preview_t > 0 and config.val_every > 0),
+  )
 
 
 def embed_prompts(prior: guidance_lib.Prior, config: ml_collections.ConfigDict) -> np.ndarray:
@@ -138,18 +155,30 @@ def vmap_unless_one(fn, size: int, in_axes: tuple):
   def single(*args):
     args = [a if axis is None else jax.tree.map(lambda x: x[0], a) for a, axis in zip(args, in_axes)]
     return jax.tree.map(lambda x: x[None], fn(*args))
+
   return single
 
 
-def loss_fn(params: Any, key: jax.Array, step: jnp.ndarray, text_emb: jnp.ndarray, prior_params: Any, *,
-            config: ml_collections.ConfigDict, scene: Scene, guidance: guidance_lib.Guidance):
+def loss_fn(
+  params: Any,
+  key: jax.Array,
+  step: jnp.ndarray,
+  text_emb: jnp.ndarray,
+  prior_params: Any,
+  *,
+  config: ml_collections.ConfigDict,
+  scene: Scene,
+  guidance: guidance_lib.Guidance,
+):
   """Total loss of one seed at one step and its metrics. text_emb: [5, L, D] (see embed_prompts)."""
   k_cam, k_shade, k_render, k_sds = jax.random.split(jax.random.fold_in(key, 1), 4)
   batch, size = config.batch_size, config.render.image_size
   cams = jax.vmap(lambda k: cameras.sample_camera(k, cameras.from_config(config.camera), size))(
-      jax.random.split(k_cam, batch))
+    jax.random.split(k_cam, batch)
+  )
   shading = jax.vmap(lambda k, lp: sample_shading(k, step, config, lp))(
-      jax.random.split(k_shade, batch), cams["light_pos"])
+    jax.random.split(k_shade, batch), cams["light_pos"]
+  )
   field_fn, learned_background = views.field_fns(scene, params)
   rcfg = views.make_render_config(config)
 
@@ -165,28 +194,45 @@ def loss_fn(params: Any, key: jax.Array, step: jnp.ndarray, text_emb: jnp.ndarra
   cond, uncond = text_emb[1 + view_ids], jnp.broadcast_to(text_emb[0], (batch,) + text_emb.shape[1:])
   g = config.guidance
   sds_value, sds_aux = sds.sds_loss(
-      k_sds, guidance, prior_params, out["rgb"], cond, uncond, scale=g.scale,
-      t_range=sds.annealed_timestep_range(g.t_min, g.t_max, g.t_max_final, g.t_anneal_steps, g.num_train_timesteps,
-                                          step), weighting=g.weighting)
+    k_sds,
+    guidance,
+    prior_params,
+    out["rgb"],
+    cond,
+    uncond,
+    scale=g.scale,
+    t_range=sds.annealed_timestep_range(g.t_min, g.t_max, g.t_max_final, g.t_anneal_steps, g.num_train_timesteps, step),
+    weighting=g.weighting,
+  )
   opacity = out["opacity"]
   orient = jnp.mean(out["orientation"])
   opacity_reg = jnp.mean(jnp.sqrt(opacity**2 + 0.01))
   a = jnp.clip(opacity, 1e-5, 1 - 1e-5)
   entropy = jnp.mean(-a * jnp.log(a) - (1 - a) * jnp.log(1 - a))
   dist = jnp.mean(out["distortion"])
-  total = (sds_value + orientation_weight(config, step) * orient + config.reg.opacity * opacity_reg
-           + config.reg.entropy * entropy + config.reg.distortion * dist)
-  metrics = dict(loss=total, sds_residual_norm=jnp.mean(sds_aux["residual_norm"]), orientation=orient,
-                 opacity=jnp.mean(opacity), entropy=entropy, distortion=dist,
-                 textureless=jnp.mean(shading["textureless"]))
+  total = (
+    sds_value
+    + orientation_weight(config, step) * orient
+    + config.reg.opacity * opacity_reg
+    + config.reg.entropy * entropy
+    + config.reg.distortion * dist
+  )
+  metrics = dict(
+    loss=total,
+    sds_residual_norm=jnp.mean(sds_aux["residual_norm"]),
+    orientation=orient,
+    opacity=jnp.mean(opacity),
+    entropy=entropy,
+    distortion=dist,
+    textureless=jnp.mean(shading["textureless"]),
+  )
   return total, metrics
 
 
 def train_step(state: TrainState, text_emb: jnp.ndarray, prior_params: Any, *, config, scene, guidance, tx):
   """One SDS step of one seed: render, score, regularise, update. Pure; `Trainer` jits it over seeds."""
   key = jax.random.fold_in(state.key, state.step)
-  grad_fn = jax.value_and_grad(functools.partial(loss_fn, config=config, scene=scene, guidance=guidance),
-                               has_aux=True)
+  grad_fn = jax.value_and_grad(functools.partial(loss_fn, config=config, scene=scene, guidance=guidance), has_aux=True)
   (_, metrics), grads = grad_fn(state.params, key, state.step, text_emb, prior_params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
@@ -202,8 +248,10 @@ def seed_mesh(num_seeds: int) -> Mesh:
   devices = jax.devices()
   if jax.process_count() > 1:
     if num_seeds % len(devices):
-      raise ConfigError(f"num_seeds={num_seeds} must be a multiple of the {len(devices)} devices of this "
-                        "multi-host job, so that every host holds whole seeds.")
+      raise ConfigError(
+        f"num_seeds={num_seeds} must be a multiple of the {len(devices)} devices of this "
+        "multi-host job, so that every host holds whole seeds."
+      )
     return Mesh(np.array(devices), ("seeds",))
   n = max(d for d in range(1, len(devices) + 1) if num_seeds % d == 0)
   return Mesh(np.array(devices[:n]), ("seeds",))
@@ -222,11 +270,15 @@ class Trainer:
     self.replicated = NamedSharding(self.mesh, P())
     step = functools.partial(train_step, config=config, scene=self.scene, guidance=prior.guidance, tx=self.tx)
     per_device = config.num_seeds // self.mesh.size
-    self._step = jax.jit(self._over_seeds(step, per_device, (P("seeds"), P("seeds"), P())),
-                         donate_argnums=(0,), compiler_options=compilation_cache.compiler_options(config))
+    self._step = jax.jit(
+      self._over_seeds(step, per_device, (P("seeds"), P("seeds"), P())),
+      donate_argnums=(0,),
+      compiler_options=compilation_cache.compiler_options(config),
+    )
     self._compiling = None  # The train step compiling on a worker thread (compile_step_in_background).
-    self._init = jax.jit(self._over_seeds(functools.partial(init_state, scene=self.scene, tx=self.tx),
-                                          per_device, (P("seeds"),)))
+    self._init = jax.jit(
+      self._over_seeds(functools.partial(init_state, scene=self.scene, tx=self.tx), per_device, (P("seeds"),))
+    )
     self.prior_params = jax.device_put(prior.params, self.replicated)
 
   def _over_seeds(self, fn, per_device: int, in_specs: tuple):
@@ -271,7 +323,8 @@ class Trainer:
     """
     abstract = self.abstract_state()
     self._compiling = compilation_cache.in_background(
-        lambda: self._step.lower(abstract, text_emb, self.prior_params).compile(), "compile_step")
+      lambda: self._step.lower(abstract, text_emb, self.prior_params).compile(), "compile_step"
+    )
 
   def step(self, state: TrainState, text_emb: jax.Array):
     if self._compiling is not None:  # The compiled program takes the same (donated) arguments as the jit.
@@ -317,6 +370,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 @dataclasses.dataclass
 class Run:
   """One train_and_evaluate's bookkeeping: what the set-up made, and what the periodic actions update."""
+
   config: ml_collections.ConfigDict
   workdir: str
   config_dict: dict  # The config as saved in config.json and beside each checkpoint.
@@ -357,8 +411,9 @@ def set_up(config: ml_collections.ConfigDict, workdir: str) -> Run:
     logging.warning("The prior does not know the word(s) %s; they are ignored.", unknown)
   trainer = Trainer(config, prior)
   lead = jax.process_index() == 0
-  logging.info("Seeds %s on %d device(s) (%s).", trainer.seeds.tolist(), trainer.mesh.size,
-               jax.devices()[0].device_kind)
+  logging.info(
+    "Seeds %s on %d device(s) (%s).", trainer.seeds.tolist(), trainer.mesh.size, jax.devices()[0].device_kind
+  )
   t = now()
   captions = embed_prompts(prior, config)
   text_emb = trainer.text_embeddings(captions)
@@ -373,19 +428,38 @@ def set_up(config: ml_collections.ConfigDict, workdir: str) -> Run:
     files.write_json(os.path.join(workdir, "config.json"), config_dict)
   render_view = outputs.view_renderer(trainer.scene, config, config.export.image_size)
   truth_view = outputs.truth_renderer(trainer.scene, config, config.export.image_size)
-  preview = (outputs.guidance_previewer(trainer.scene, config, prior.guidance)
-             if config.guidance.preview_t > 0 else None)
+  preview = outputs.guidance_previewer(trainer.scene, config, prior.guidance) if config.guidance.preview_t > 0 else None
   compiling = None  # Validation's and the export's compiles, beside the first step's (outputs.compile_in_background).
   if config.val_every or config.export.enabled:
     first = host_params(state)  # Before the first step, which donates state; every process takes part.
     if lead:
-      compiling = outputs.compile_in_background(render_view, preview if config.val_every else None, first[0],
-                                                captions, trainer.prior_params, truth_view)
-  run = Run(config, workdir, config_dict, ckpts, start, trainer, captions, text_emb, state,
-            int(jax.device_get(state.step[0])), lead, metrics_lib.MetricsWriter(workdir, trainer.seeds, enabled=lead),
-            render_view, truth_view, preview, compiling, last_saved=start)
-  logging.info("Set up in %.1f s: %s.", now() - setup.pop("start"),
-               ", ".join(f"{name} {seconds:.1f} s" for name, seconds in setup.items()))
+      compiling = outputs.compile_in_background(
+        render_view, preview if config.val_every else None, first[0], captions, trainer.prior_params, truth_view
+      )
+  run = Run(
+    config,
+    workdir,
+    config_dict,
+    ckpts,
+    start,
+    trainer,
+    captions,
+    text_emb,
+    state,
+    int(jax.device_get(state.step[0])),
+    lead,
+    metrics_lib.MetricsWriter(workdir, trainer.seeds, enabled=lead),
+    render_view,
+    truth_view,
+    preview,
+    compiling,
+    last_saved=start,
+  )
+  logging.info(
+    "Set up in %.1f s: %s.",
+    now() - setup.pop("start"),
+    ", ".join(f"{name} {seconds:.1f} s" for name, seconds in setup.items()),
+  )
   return run
 
 
@@ -402,8 +476,13 @@ def initial_state(trainer: Trainer, ckpts: Checkpoints, start: int | None, workd
 def run_steps(run: Run) -> None:
   """The steps phase: train up to num_steps; log, checkpoint and validate on their schedules."""
   config = run.config
-  run.bar = tqdm.tqdm(total=config.num_steps, initial=min(run.step, config.num_steps), unit="step",
-                      dynamic_ncols=True, disable=not (config.progress_bar and run.lead))
+  run.bar = tqdm.tqdm(
+    total=config.num_steps,
+    initial=min(run.step, config.num_steps),
+    unit="step",
+    dynamic_ncols=True,
+    disable=not (config.progress_bar and run.lead),
+  )
   run.tick = (now(), run.step)
   run.timing = {"start": now(), "first_step": 0.0, "validation": 0.0, "checkpoints": 0.0}
   run.start_step = run.step
@@ -437,8 +516,10 @@ def save_checkpoint(run: Run) -> None:
   """Saves the state (asynchronously), unless it is broken."""
   if not bool(jax.device_get(params_finite(run.state.params))):  # Never checkpoint a broken state.
     saved = f"the last checkpoint (step {run.last_saved}) is intact" if run.last_saved else "nothing was saved"
-    raise DivergenceError(f"The parameters became NaN or infinite by step {run.step}; the run stopped and "
-                          f"{saved}. Lower optim.lr or guidance.scale, or enable optim.grad_clip.")
+    raise DivergenceError(
+      f"The parameters became NaN or infinite by step {run.step}; the run stopped and "
+      f"{saved}. Lower optim.lr or guidance.scale, or enable optim.grad_clip."
+    )
   t = now()
   run.ckpts.save(run.step, run.state, run.config_dict)
   run.timing["checkpoints"] += now() - t
@@ -475,9 +556,18 @@ def log_timing(timing: dict, steps: int, total: float) -> None:
   """One line on where a run's time went: the first step (compiling), the other steps, validation, checkpoints."""
   rest = total - timing["first_step"] - timing["validation"] - timing["checkpoints"]
   rate = f"{(steps - 1) / rest:.1f} steps/s" if steps > 1 and rest > 0 else "-"
-  logging.info("%d steps in %.1f s: the first (compiling) %.1f s, the other %d %.1f s (%s), validation %.1f s, "
-               "checkpoints %.1f s.", steps, total, timing["first_step"], steps - 1, rest, rate,
-               timing["validation"], timing["checkpoints"])
+  logging.info(
+    "%d steps in %.1f s: the first (compiling) %.1f s, the other %d %.1f s (%s), validation %.1f s, "
+    "checkpoints %.1f s.",
+    steps,
+    total,
+    timing["first_step"],
+    steps - 1,
+    rest,
+    rate,
+    timing["validation"],
+    timing["checkpoints"],
+  )
 
 
 def wait_for(future) -> None:
@@ -496,14 +586,16 @@ def host_params(state: TrainState) -> list[Any]:
   params = state.params
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
+
     params = multihost_utils.process_allgather(params, tiled=True)
   params = jax.device_get(params)
   num = jax.tree.leaves(params)[0].shape[0]
   return [jax.tree.map(lambda x: np.asarray(x[i]), params) for i in range(num)]
 
 
-def export_all(trainer: Trainer, per_seed: list[Any], config: ml_collections.ConfigDict, workdir: str,
-               render_view, truth_view=None) -> None:
+def export_all(
+  trainer: Trainer, per_seed: list[Any], config: ml_collections.ConfigDict, workdir: str, render_view, truth_view=None
+) -> None:
   for i, seed in enumerate(trainer.seeds):
     directory = os.path.join(workdir, f"seed_{seed}")
     try:

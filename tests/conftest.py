@@ -1,4 +1,5 @@
 """Shared test fixtures: a tiny config that trains in seconds on a CPU."""
+
 import os
 import sys
 import tempfile
@@ -7,7 +8,9 @@ import pytest
 
 # Many tests compile the same train step (resume runs, the CLI's subprocesses); JAX's persistent
 # cache turns every compile after the first into a disk read. Set before anything imports jax.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "dreamfusion_jax_test_xla_cache"))
+os.environ.setdefault(
+  "JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "dreamfusion_jax_test_xla_cache")
+)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -19,6 +22,7 @@ def tiny_config(**overrides):
   """The smoke config shrunk further: 16x16 renders, a 4-level hash grid, no export."""
   sys.path.insert(0, ROOT)
   from configs import smoke  # noqa: E402  (configs/ is a folder of files, not a package)
+
   c = smoke.get_config()
   c.num_steps = 4
   c.field.num_levels = 4

@@ -14,6 +14,7 @@ tensor hides near zero and a wrongly converted one shows in the outputs. Sizes: 
 16x16 image encodes to 8x8x4 latents, and a (32, 64) UNet on those latents (one downsample).
 `hub_cache` lays a folder out as a huggingface_hub cache.
 """
+
 import dataclasses
 import hashlib
 import json
@@ -29,28 +30,52 @@ MAX_LENGTH = 77  # Tokens per caption, as Stable Diffusion.
 UNET_FACTOR = 2  # 2 ** (len(block_out_channels) - 1) of the tiny UNet.
 
 _UNET_COMMON = dict(
-    sample_size=LATENT_SIZE, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
-    norm_num_groups=8, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+  sample_size=LATENT_SIZE,
+  in_channels=4,
+  out_channels=4,
+  block_out_channels=(32, 64),
+  layers_per_block=1,
+  norm_num_groups=8,
+  down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+  up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+)
 _TEXT_COMMON = dict(intermediate_size=40, num_hidden_layers=2, max_position_embeddings=MAX_LENGTH, projection_dim=16)
 LAYOUTS = {
-    "sd1": dict(
-        unet=dict(_UNET_COMMON, attention_head_dim=4, cross_attention_dim=32),
-        text=dict(_TEXT_COMMON, hidden_size=32, num_attention_heads=4, hidden_act="quick_gelu")),
-    "sd2": dict(
-        unet=dict(_UNET_COMMON, attention_head_dim=(2, 4), use_linear_projection=True, cross_attention_dim=48),
-        text=dict(_TEXT_COMMON, hidden_size=48, num_attention_heads=6, hidden_act="gelu", layer_norm_eps=1e-6)),
+  "sd1": dict(
+    unet=dict(_UNET_COMMON, attention_head_dim=4, cross_attention_dim=32),
+    text=dict(_TEXT_COMMON, hidden_size=32, num_attention_heads=4, hidden_act="quick_gelu"),
+  ),
+  "sd2": dict(
+    unet=dict(_UNET_COMMON, attention_head_dim=(2, 4), use_linear_projection=True, cross_attention_dim=48),
+    text=dict(_TEXT_COMMON, hidden_size=48, num_attention_heads=6, hidden_act="gelu", layer_norm_eps=1e-6),
+  ),
 }
-VAE = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32, 64), layers_per_block=1,
-           norm_num_groups=8, down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-           sample_size=IMAGE_SIZE)
-SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
-                 clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+VAE = dict(
+  in_channels=3,
+  out_channels=3,
+  latent_channels=4,
+  block_out_channels=(32, 64),
+  layers_per_block=1,
+  norm_num_groups=8,
+  down_block_types=("DownEncoderBlock2D",) * 2,
+  up_block_types=("UpDecoderBlock2D",) * 2,
+  sample_size=IMAGE_SIZE,
+)
+SCHEDULER = dict(
+  beta_start=0.00085,
+  beta_end=0.012,
+  beta_schedule="scaled_linear",
+  num_train_timesteps=1000,
+  clip_sample=False,
+  set_alpha_to_one=False,
+  steps_offset=1,
+)
 
 
 @dataclasses.dataclass
 class TinySD:
   """A saved tiny pipeline and its PyTorch components (eval mode, float32)."""
+
   layout: str
   folder: str
   unet: Any  # diffusers.UNet2DConditionModel
@@ -80,6 +105,7 @@ def byte_level_vocab() -> dict[str, int]:
 def make_tokenizer(directory: str):
   """A CLIPTokenizer from a vocab.json + merges.txt written into directory (no download)."""
   from transformers import CLIPTokenizer
+
   os.makedirs(directory, exist_ok=True)
   vocab, merges = os.path.join(directory, "vocab.json"), os.path.join(directory, "merges.txt")
   with open(vocab, "w") as f:
@@ -91,6 +117,7 @@ def make_tokenizer(directory: str):
 
 def _perturb(model, scale: float = 0.05):
   import torch
+
   with torch.no_grad():
     for p in model.parameters():
       p.add_(scale * torch.randn_like(p))
@@ -109,24 +136,41 @@ def build(layout: str, folder: str, *, seed: int = 0, prediction_type: str = "ep
   vae = _perturb(AutoencoderKL(**VAE))
   vocab = byte_level_vocab()
   bos, eos = vocab["<|startoftext|>"], vocab["<|endoftext|>"]
-  text_config = CLIPTextConfig(vocab_size=len(vocab), bos_token_id=bos, eos_token_id=eos, pad_token_id=eos,
-                               **spec["text"])
+  text_config = CLIPTextConfig(
+    vocab_size=len(vocab), bos_token_id=bos, eos_token_id=eos, pad_token_id=eos, **spec["text"]
+  )
   text_config._attn_implementation = "eager"
   text_encoder = _perturb(CLIPTextModel(text_config))
   source = folder + "_tokenizer_source"
   tokenizer = make_tokenizer(source)
   scheduler = DDIMScheduler(prediction_type=prediction_type, **SCHEDULER)
-  pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                 scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                 requires_safety_checker=False)
+  pipe = StableDiffusionPipeline(
+    vae=vae,
+    text_encoder=text_encoder,
+    tokenizer=tokenizer,
+    unet=unet,
+    scheduler=scheduler,
+    safety_checker=None,
+    feature_extractor=None,
+    requires_safety_checker=False,
+  )
   pipe.save_pretrained(folder, safe_serialization=True)
   if layout == "sd2":  # The Hub's SD 2.x tokenizer/: vocab.json, merges.txt and tokenizer_config.json only.
     tok_dir = os.path.join(folder, "tokenizer")
     shutil.rmtree(tok_dir)
     shutil.copytree(source, tok_dir)
     with open(os.path.join(tok_dir, "tokenizer_config.json"), "w") as f:
-      json.dump(dict(tokenizer_class="CLIPTokenizer", model_max_length=MAX_LENGTH, bos_token="<|startoftext|>",
-                     eos_token="<|endoftext|>", pad_token="<|endoftext|>", unk_token="<|endoftext|>"), f)
+      json.dump(
+        dict(
+          tokenizer_class="CLIPTokenizer",
+          model_max_length=MAX_LENGTH,
+          bos_token="<|startoftext|>",
+          eos_token="<|endoftext|>",
+          pad_token="<|endoftext|>",
+          unk_token="<|endoftext|>",
+        ),
+        f,
+      )
   shutil.rmtree(source)
   return TinySD(layout, folder, unet, vae, text_encoder, tokenizer, scheduler)
 
@@ -169,6 +213,7 @@ def hub_cache(folder: str, hub_dir: str, repo_id: str, *, revision: str = "main"
 def nchw(x: np.ndarray):
   """NHWC numpy -> NCHW torch tensor."""
   import torch
+
   return torch.from_numpy(np.ascontiguousarray(np.asarray(x, np.float32).transpose(0, 3, 1, 2)))
 
 
@@ -180,16 +225,22 @@ def nhwc(t) -> np.ndarray:
 def torch_unet(tiny: TinySD, x_t: np.ndarray, t: np.ndarray, context: np.ndarray) -> np.ndarray:
   """The PyTorch UNet's prediction, NHWC in and out."""
   import torch
+
   with torch.no_grad():
-    out = tiny.unet(nchw(x_t), torch.from_numpy(np.asarray(t, np.int64)),
-                    encoder_hidden_states=torch.from_numpy(np.asarray(context, np.float32))).sample
+    out = tiny.unet(
+      nchw(x_t),
+      torch.from_numpy(np.asarray(t, np.int64)),
+      encoder_hidden_states=torch.from_numpy(np.asarray(context, np.float32)),
+    ).sample
   return nhwc(out)
 
 
 def torch_embed(tiny: TinySD, texts: list[str]) -> np.ndarray:
   """last_hidden_state of captions tokenized as diffusers' StableDiffusionPipeline does."""
   import torch
-  ids = tiny.tokenizer(list(texts), padding="max_length", max_length=tiny.tokenizer.model_max_length,
-                       truncation=True).input_ids
+
+  ids = tiny.tokenizer(
+    list(texts), padding="max_length", max_length=tiny.tokenizer.model_max_length, truncation=True
+  ).input_ids
   with torch.no_grad():
     return tiny.text_encoder(torch.tensor(ids)).last_hidden_state.numpy()

@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dreamfusion_jax.nerf import cameras
 from dreamfusion_jax.guidance import text as text_lib
+from dreamfusion_jax.nerf import cameras
 
 N = 20_000
 IMAGE_SIZE = 64
@@ -72,9 +72,7 @@ def test_distance_focal_and_jitter(samples):
   assert abs(f.mean() - 1.025 * IMAGE_SIZE) < 4 * (0.65 * IMAGE_SIZE / math.sqrt(12 * N))
   # The origin is the nominal spherical position plus a U(-0.1, 0.1)^3 jitter.
   el, az = np.radians(cams["elevation"]), np.radians(cams["azimuth"])
-  nominal = d[:, None] * np.stack(
-      [np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], axis=-1
-  )
+  nominal = d[:, None] * np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], axis=-1)
   jitter = cams["origin"] - nominal
   assert np.abs(jitter).max() <= cfg.position_jitter + 1e-4
   assert np.abs(jitter).max() > 0.95 * cfg.position_jitter  # It is really used.
@@ -118,8 +116,8 @@ def test_light_distance_and_direction(samples):
 def _numpy_rays(origin, c2w, focal, height, width):
   rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
   d_cam = np.stack(
-      [(cols + 0.5 - width / 2) / focal, -(rows + 0.5 - height / 2) / focal, -np.ones(rows.shape)],
-      axis=-1,
+    [(cols + 0.5 - width / 2) / focal, -(rows + 0.5 - height / 2) / focal, -np.ones(rows.shape)],
+    axis=-1,
   )
   d = np.einsum("ij,hwj->hwi", c2w, d_cam)
   return np.broadcast_to(origin, d.shape), d / np.linalg.norm(d, axis=-1, keepdims=True)
@@ -161,25 +159,25 @@ def test_orbit_camera():
 
 
 @pytest.mark.parametrize(
-    "elevation,azimuth,expected",
-    [
-        (0.0, 0.0, 0),
-        (10.0, 350.0, 0),  # Wraps around: 350 is 10 deg from the front.
-        (0.0, -30.0, 0),
-        (0.0, 45.0, 0),  # Boundary: |az| = 45 counts as front (inclusive).
-        (0.0, 315.0, 0),
-        (0.0, 46.0, 1),
-        (0.0, 90.0, 1),
-        (0.0, 270.0, 1),
-        (0.0, 134.0, 1),
-        (0.0, 135.0, 2),  # Boundary: |az| = 180 - 45 counts as back (inclusive).
-        (0.0, 180.0, 2),
-        (-10.0, 225.0, 2),
-        (60.0, 0.0, 0),  # Overhead is strictly above 60 deg.
-        (70.0, 0.0, 3),
-        (90.0, 180.0, 3),
-        (0.0, 720.0, 0),
-    ],
+  "elevation,azimuth,expected",
+  [
+    (0.0, 0.0, 0),
+    (10.0, 350.0, 0),  # Wraps around: 350 is 10 deg from the front.
+    (0.0, -30.0, 0),
+    (0.0, 45.0, 0),  # Boundary: |az| = 45 counts as front (inclusive).
+    (0.0, 315.0, 0),
+    (0.0, 46.0, 1),
+    (0.0, 90.0, 1),
+    (0.0, 270.0, 1),
+    (0.0, 134.0, 1),
+    (0.0, 135.0, 2),  # Boundary: |az| = 180 - 45 counts as back (inclusive).
+    (0.0, 180.0, 2),
+    (-10.0, 225.0, 2),
+    (60.0, 0.0, 0),  # Overhead is strictly above 60 deg.
+    (70.0, 0.0, 3),
+    (90.0, 180.0, 3),
+    (0.0, 720.0, 0),
+  ],
 )
 def test_view_index(elevation, azimuth, expected):
   assert int(text_lib.view_index(elevation, azimuth)) == expected

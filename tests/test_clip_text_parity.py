@@ -21,25 +21,61 @@ transformers = pytest.importorskip("transformers")
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from dreamfusion_jax.guidance.clip_text import (ACTIVATIONS, CLIPTextModel, clip_params_from_torch,  # noqa: E402
-                                       load_tokenizer, tokenize)
+from dreamfusion_jax.guidance.clip_text import (
+  ACTIVATIONS,
+  CLIPTextModel,
+  clip_params_from_torch,  # noqa: E402
+  load_tokenizer,
+  tokenize,
+)
 from dreamfusion_jax.guidance.convert import CheckpointError, load_safetensors_numpy  # noqa: E402
 
 TOL = 1e-4  # max abs difference allowed between PyTorch and Flax in float32
 
 # Tiny CLIP BPE vocabulary (the style of transformers' tests/models/clip/test_tokenization_clip.py).
-VOCAB = ["l", "o", "w", "e", "r", "s", "t", "i", "d", "n", "lo", "l</w>", "w</w>", "r</w>", "t</w>", "low</w>",
-         "er</w>", "lowest</w>", "newer</w>", "wider", "<unk>", "<|startoftext|>", "<|endoftext|>"]
+VOCAB = [
+  "l",
+  "o",
+  "w",
+  "e",
+  "r",
+  "s",
+  "t",
+  "i",
+  "d",
+  "n",
+  "lo",
+  "l</w>",
+  "w</w>",
+  "r</w>",
+  "t</w>",
+  "low</w>",
+  "er</w>",
+  "lowest</w>",
+  "newer</w>",
+  "wider",
+  "<unk>",
+  "<|startoftext|>",
+  "<|endoftext|>",
+]
 MERGES = ["#version: 0.2", "l o", "lo w</w>", "e r</w>"]
 V = len(VOCAB)
 BOS, EOS = VOCAB.index("<|startoftext|>"), VOCAB.index("<|endoftext|>")
 
 COMMON = dict(vocab_size=V, max_position_embeddings=16, bos_token_id=BOS, eos_token_id=EOS, pad_token_id=EOS)
 CONFIGS = {
-    "sd1": dict(COMMON, hidden_act="quick_gelu", hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                num_attention_heads=4),
-    "sd2": dict(COMMON, hidden_act="gelu", hidden_size=48, intermediate_size=40, num_hidden_layers=3,
-                num_attention_heads=6, layer_norm_eps=1e-6),
+  "sd1": dict(
+    COMMON, hidden_act="quick_gelu", hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4
+  ),
+  "sd2": dict(
+    COMMON,
+    hidden_act="gelu",
+    hidden_size=48,
+    intermediate_size=40,
+    num_hidden_layers=3,
+    num_attention_heads=6,
+    layer_norm_eps=1e-6,
+  ),
 }
 B, L = 3, 16
 
@@ -66,7 +102,7 @@ def _ids(length: int = L, seed: int = 1) -> np.ndarray:
   ids = np.full((B, length), EOS, np.int64)
   for row, n in enumerate([length - 2, 3, length // 2][:B]):
     ids[row, 0] = BOS
-    ids[row, 1:1 + n] = rng.integers(0, V - 3, n)
+    ids[row, 1 : 1 + n] = rng.integers(0, V - 3, n)
   return ids
 
 
@@ -88,8 +124,9 @@ def _case(name: str) -> dict:
     fconfig = json.load(f)
   state = load_safetensors_numpy(os.path.join(folder, "model.safetensors"))
   fmodel = CLIPTextModel.from_config(fconfig)
-  return dict(name=name, torch=tmodel, state=state, config=fconfig, model=fmodel,
-              params=clip_params_from_torch(state, fmodel))
+  return dict(
+    name=name, torch=tmodel, state=state, config=fconfig, model=fmodel, params=clip_params_from_torch(state, fmodel)
+  )
 
 
 @pytest.fixture(params=sorted(CONFIGS))
@@ -216,5 +253,9 @@ def test_parity_tokenizer():
       np.testing.assert_array_equal(got, np.asarray(want))
       assert (got[:, 0] == BOS).all() and (got[:, -1] == EOS).all()  # truncation keeps <|endoftext|>
     assert tokenize(tok, "lower").shape == (1, 12)
-  assert tokenize(reference, ["lower"])[0, :4].tolist() == [BOS, VOCAB.index("lo"), VOCAB.index("w"),
-                                                            VOCAB.index("er</w>")]
+  assert tokenize(reference, ["lower"])[0, :4].tolist() == [
+    BOS,
+    VOCAB.index("lo"),
+    VOCAB.index("w"),
+    VOCAB.index("er</w>"),
+  ]

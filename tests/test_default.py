@@ -1,4 +1,5 @@
 """The embedded default: the shipped Shapes prior and judge, configs/default.py through the CLI, and the sweep."""
+
 import json
 import os
 import subprocess
@@ -6,15 +7,20 @@ import sys
 
 import jax
 import numpy as np
-
 from conftest import ROOT
 
 DEFAULT = os.path.join(ROOT, "configs", "default.py")
 # A default run cut to a few steps and a small export: it checks that the shipped prior, the
 # config and the exports fit together (the quality of a full run is BENCHMARKS.md's business).
-SHORT = ["--config.num_steps=3", "--config.val_every=0", "--config.checkpoint_every=3",
-         "--config.export.mesh_resolution=32", "--config.export.num_frames=4", "--config.export.image_size=32",
-         "--config.progress_bar=false"]
+SHORT = [
+  "--config.num_steps=3",
+  "--config.val_every=0",
+  "--config.checkpoint_every=3",
+  "--config.export.mesh_resolution=32",
+  "--config.export.num_frames=4",
+  "--config.export.image_size=32",
+  "--config.progress_bar=false",
+]
 
 
 def run(*cmd, timeout=900):
@@ -30,16 +36,22 @@ def colour_fraction(images, rgb, tol=0.2):
 def test_shipped_prior_draws_the_asked_colour():
   from dreamfusion_jax.guidance import shapes_prior
   from dreamfusion_jax.shapes import world
+
   unet, encoder, tokenizer, params, abar = shapes_prior.load_prior(shapes_prior.default_dir())
   embed = jax.jit(lambda p, ids: encoder.apply({"params": p}, ids))
   apply = lambda p, x, t, c: unet.apply({"params": p}, x, t, c)
   n = 6
   noise = jax.random.normal(jax.random.PRNGKey(0), (n, 64, 64, 3))
-  draw = jax.jit(lambda p, ctx, unc: shapes_prior.sample(None, apply, p, ctx, unc, abar, num_steps=20,
-                                                        guidance_scale=4.0, initial_noise=noise))
+  draw = jax.jit(
+    lambda p, ctx, unc: shapes_prior.sample(
+      None, apply, p, ctx, unc, abar, num_steps=20, guidance_scale=4.0, initial_noise=noise
+    )
+  )
   uncond = embed(params["text"], tokenizer([""]))
-  images = {c: np.asarray(draw(params["unet"], embed(params["text"], tokenizer([f"a {c} cube, front view"] * n)),
-                               uncond)) for c in ("red", "blue")}
+  images = {
+    c: np.asarray(draw(params["unet"], embed(params["text"], tokenizer([f"a {c} cube, front view"] * n)), uncond))
+    for c in ("red", "blue")
+  }
   # The same noise, two captions: each draws its own colour and not the other's. (Not every sample
   # shows much of its object: some are shaded or drawn small, part out of frame, or empty.)
   for asked, other in (("red", "blue"), ("blue", "red")):
@@ -52,6 +64,7 @@ def test_shipped_prior_draws_the_asked_colour():
 def test_shipped_model_card_and_judge_are_there():
   from dreamfusion_jax.guidance import shapes_prior
   from dreamfusion_jax.shapes import judge as judge_lib
+
   card = open(os.path.join(shapes_prior.default_dir(), "MODEL_CARD.md")).read()
   for fact in ("**steps**", "**batch**", "**device**", "**wall time**", "held-out pairs", "final training loss"):
     assert fact in card, fact
@@ -64,8 +77,10 @@ def test_default_config_renders_with_the_cameras_the_shipped_prior_learned():
   no camera pulls objects towards the apparent size of its training images)."""
   from dreamfusion_jax import checks
   from dreamfusion_jax.guidance import shapes_prior
+
   sys.path.insert(0, ROOT)
   from configs import default  # noqa: E402
+
   camera = shapes_prior.read_config(shapes_prior.default_dir())["camera"]
   config = default.get_config()
   assert camera["distance_range"] == list(config.camera.distance_range)
@@ -77,7 +92,9 @@ def test_default_config_renders_with_the_cameras_the_shipped_prior_learned():
   assert checks.camera_mismatch(camera, config.camera) is None
   card = open(os.path.join(shapes_prior.default_dir(), "MODEL_CARD.md")).read()
   assert "steps 23000-33000: distance U(1.25, 1.25), focal U(1, 1)" in card
-  assert "steps 33000-40900: distance U(1.25, 1.25), focal U(1, 1) x image size, look-at std 0, position jitter 0" in card
+  assert (
+    "steps 33000-40900: distance U(1.25, 1.25), focal U(1, 1) x image size, look-at std 0, position jitter 0" in card
+  )
   # The fine-tunes caption textureless renders as the white objects they show (prior_data.caption_colours).
   assert "steps 23000-33000: textureless renders say 'white'" in card
   assert "steps 33000-40900: textureless renders say 'white'" in card
@@ -102,8 +119,16 @@ def test_default_config_runs_and_is_scored(tmp_path):
 
 def test_sweep_trains_captions_as_seeds_of_one_run_and_writes_the_table(tmp_path):
   out = str(tmp_path / "sweep")
-  proc = run("benchmarks/shapes_sweep.py", f"--config={DEFAULT}", "--captions=a red cube;a blue teardrop",
-             "--seeds=1", f"--out={out}", "--levels=2,silhouette", "--save_params", *SHORT)
+  proc = run(
+    "benchmarks/shapes_sweep.py",
+    f"--config={DEFAULT}",
+    "--captions=a red cube;a blue teardrop",
+    "--seeds=1",
+    f"--out={out}",
+    "--levels=2,silhouette",
+    "--save_params",
+    *SHORT,
+  )
   assert proc.returncode == 0, proc.stderr[-4000:]
   summary = json.load(open(os.path.join(out, "summary.json")))
   rows = {r["caption"]: r for r in summary["captions"]}
@@ -111,18 +136,25 @@ def test_sweep_trains_captions_as_seeds_of_one_run_and_writes_the_table(tmp_path
   from flax import serialization
 
   from dreamfusion_jax.nerf import views
-  from dreamfusion_jax.shapes import evaluate, world
   from dreamfusion_jax.nerf.field import Scene
+  from dreamfusion_jax.shapes import evaluate, world
+
   sys.path.insert(0, ROOT)
   from configs import default  # noqa: E402
+
   config = default.get_config()
   scene = views.make_scene(config)
   field = jax.jit(lambda p, x: scene.apply({"params": p}, x, method=Scene.field))
   for caption, shape in (("a red cube", "cube"), ("a blue teardrop", "teardrop")):
     with open(os.path.join(out, "params", caption.replace(" ", "_") + "_seed0.msgpack"), "rb") as f:
       params = serialization.msgpack_restore(f.read())
-    again = evaluate.evaluate_params(field, params, world.SHAPES.index(shape), world.COLOURS[caption.split()[1]],
-                                     threshold=config.export.mesh_threshold)
+    again = evaluate.evaluate_params(
+      field,
+      params,
+      world.SHAPES.index(shape),
+      world.COLOURS[caption.split()[1]],
+      threshold=config.export.mesh_threshold,
+    )
     assert again["iou"] == summary["evaluations"][caption]["per_seed"]["seed_0"]["iou"]
   for row in rows.values():  # --levels: the IoU at level 2 and at each result's silhouette level.
     assert set(row["iou_by_level"]) == {"2.0", "silhouette"} and row["iou_by_level"]["2.0"]["level"] == 2.0
@@ -160,19 +192,21 @@ def test_judge_recognises_true_shapes_through_the_benchmarks_own_renders():
   shipped judge) scores the true shapes ~perfectly, so low scores of a run are the run's."""
   import jax.numpy as jnp
 
-  from dreamfusion_jax.shapes import judge as judge_lib, evaluate, world
   from dreamfusion_jax.nerf.field import Scene
+  from dreamfusion_jax.shapes import evaluate, world
+  from dreamfusion_jax.shapes import judge as judge_lib
+
   sys.path.insert(0, ROOT)
   from configs import default  # noqa: E402
+
   config = default.get_config()
   judge = judge_lib.load_classifier(judge_lib.default_classifier_dir())
   for name, colour in (("sphere", "blue"), ("cube", "red"), ("bird", "yellow")):
     index = world.SHAPES.index(name)
-    truth = lambda rgb, i=index: (lambda x: (world.density_fn(i)(x), jnp.broadcast_to(rgb, x.shape)))
+    truth = lambda rgb, i=index: lambda x: (world.density_fn(i)(x), jnp.broadcast_to(rgb, x.shape))
     render_view = evaluate.make_view_renderer(Scene(), config, judge.image_size, field_of=truth)
     views = evaluate.render_views(render_view, jnp.asarray(world.COLOURS[colour]), num_views=4)
-    scores = evaluate.r_precision(judge, views["colour"], views["textureless"],
-                                  world.COLOUR_NAMES.index(colour), index)
+    scores = evaluate.r_precision(judge, views["colour"], views["textureless"], world.COLOUR_NAMES.index(colour), index)
     # 3 of 4 views at least (all 110 true captions x 8 views: the shipped judge scores 0.966 / 0.977).
     assert scores["color_r_precision"] >= 0.75 and scores["geo_r_precision"] >= 0.75, (name, scores)
 
@@ -186,10 +220,13 @@ def test_judge_names_near_and_darker_colours_by_the_nearest_colour():
   them 'gray'). benchmarks/judge_colour_calibration.py has the full probe."""
   import jax.numpy as jnp
 
-  from dreamfusion_jax.shapes import judge as judge_lib, evaluate, world
   from dreamfusion_jax.nerf.field import Scene
+  from dreamfusion_jax.shapes import evaluate, world
+  from dreamfusion_jax.shapes import judge as judge_lib
+
   sys.path.insert(0, ROOT)
   from configs import default  # noqa: E402
+
   config = default.get_config()
   judge = judge_lib.load_classifier(judge_lib.default_classifier_dir())
   with open(os.path.join(judge_lib.default_classifier_dir(), judge_lib.CONFIG_FILE)) as f:
@@ -207,12 +244,21 @@ def test_judge_names_near_and_darker_colours_by_the_nearest_colour():
   bgs = evaluate.view_backgrounds(8)
   for name in ("sphere", "cube"):
     index = world.SHAPES.index(name)
-    truth = lambda rgb, i=index: (lambda x: (world.density_fn(i)(x), jnp.broadcast_to(rgb, x.shape)))
+    truth = lambda rgb, i=index: lambda x: (world.density_fn(i)(x), jnp.broadcast_to(rgb, x.shape))
     render_view = evaluate.make_view_renderer(Scene(), config, judge.image_size, field_of=truth)
-    images = np.stack([np.asarray(render_view(jnp.asarray(rgb), jnp.float32(evaluate.VIEW_ELEVATION),
-                                              jnp.float32(37.0 * n), jnp.asarray(bgs[n % 8]))["colour"])
-                       for n, rgb in enumerate(albedos)])
+    images = np.stack(
+      [
+        np.asarray(
+          render_view(
+            jnp.asarray(rgb), jnp.float32(evaluate.VIEW_ELEVATION), jnp.float32(37.0 * n), jnp.asarray(bgs[n % 8])
+          )["colour"]
+        )
+        for n, rgb in enumerate(albedos)
+      ]
+    )
     said = judge.logits(images)["colour"].argmax(-1)
-    wrong = [(albedos[n].round(2).tolist(), world.COLOUR_NAMES[expected[n]], world.COLOUR_NAMES[said[n]])
-             for n in np.nonzero(said != expected)[0]]
+    wrong = [
+      (albedos[n].round(2).tolist(), world.COLOUR_NAMES[expected[n]], world.COLOUR_NAMES[said[n]])
+      for n in np.nonzero(said != expected)[0]
+    ]
     assert not wrong, (name, wrong)

@@ -1,4 +1,5 @@
 """The Shapes benchmark: metrics on synthetic cases with known answers, the judge, and a run end to end."""
+
 import json
 import math
 import os
@@ -9,11 +10,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import ROOT, tiny_config
+
 from dreamfusion_jax import files
-from dreamfusion_jax.shapes import judge as judge_lib, evaluate as ev, world
 from dreamfusion_jax.errors import UserError, WorkdirError
+from dreamfusion_jax.shapes import evaluate as ev
+from dreamfusion_jax.shapes import judge as judge_lib
+from dreamfusion_jax.shapes import world
 
 BOUND, RES = 0.8, 32
 CUBE, SPHERE, TEARDROP = (world.SHAPES.index(s) for s in ("cube", "sphere", "teardrop"))
@@ -68,8 +71,17 @@ def test_perfect_red_cube_scores_iou_one_and_no_colour_error():
 def test_extra_levels_score_the_same_grid_at_other_levels():
   density = world.density_fn(CUBE)
   field = lambda params, x: (density(x), constant_albedo(RED)(x))
-  m = ev.evaluate_params(field, None, CUBE, RED, threshold=10.0, bound=BOUND, resolution=RES, num_rotations=4,
-                         extra_levels=(10.0, "silhouette", 1e9))
+  m = ev.evaluate_params(
+    field,
+    None,
+    CUBE,
+    RED,
+    threshold=10.0,
+    bound=BOUND,
+    resolution=RES,
+    num_rotations=4,
+    extra_levels=(10.0, "silhouette", 1e9),
+  )
   levels = m["iou_by_level"]
   assert levels["10.0"]["iou"] == m["iou"] and levels["10.0"]["volume_ratio"] == m["volume_ratio"]
   # The true cube is crisp, so the level matching its silhouettes lies between empty and solid
@@ -79,8 +91,9 @@ def test_extra_levels_score_the_same_grid_at_other_levels():
   assert levels["1000000000.0"]["iou"] == 0.0 and levels["1000000000.0"]["volume_ratio"] == 0.0
   # A near-empty result has no opaque ray to match: its silhouette level is infinite, not an error.
   faint = lambda params, x: (jnp.full(x.shape[:-1], 1e-3), constant_albedo(RED)(x))
-  m = ev.evaluate_params(faint, None, CUBE, RED, threshold=10.0, bound=BOUND, resolution=16, num_rotations=2,
-                         extra_levels=("silhouette",))
+  m = ev.evaluate_params(
+    faint, None, CUBE, RED, threshold=10.0, bound=BOUND, resolution=16, num_rotations=2, extra_levels=("silhouette",)
+  )
   assert m["iou_by_level"]["silhouette"] == dict(level=float("inf"), iou=0.0, volume_ratio=0.0)
 
 
@@ -178,8 +191,11 @@ def test_judge_training_rejects_a_colour_jitter_that_crosses_colour_names(tmp_pa
   y = 0.5 * yellow
   k = np.clip(y @ orange / (orange @ orange), 0.5, 1.0)
   assert judge_lib.colour_sets_distance(0.5) == pytest.approx(np.linalg.norm(y - k * orange), abs=2e-3)
-  for bad, says in ((dict(shade_min=0.0), "darkest shade"), (dict(shade_min=1.5), "darkest shade"),
-                    (dict(shade_min=0.5, colour_jitter=0.1), "colour_jitter=0.1 is outside")):
+  for bad, says in (
+    (dict(shade_min=0.0), "darkest shade"),
+    (dict(shade_min=1.5), "darkest shade"),
+    (dict(shade_min=0.5, colour_jitter=0.1), "colour_jitter=0.1 is outside"),
+  ):
     with pytest.raises(UserError, match=says):
       judge_lib.train_classifier(judge_config(**bad), str(tmp_path / "judge"))
   assert not os.path.exists(tmp_path / "judge")
@@ -200,10 +216,12 @@ def test_tiny_classifier_loss_goes_down_on_a_batch():
   # the judge's step must fit it.
   cfg = judge_lib.TrainConfig.of(judge_config())
   rng = np.random.default_rng(3)
-  batch = dict(images=jnp.asarray(rng.uniform(size=(8, 16, 16, 3)), jnp.float32),
-               shape=jnp.asarray(rng.integers(0, len(world.SHAPES), 8), jnp.int32),
-               colour=jnp.asarray(rng.integers(0, len(world.COLOUR_NAMES), 8), jnp.int32),
-               shading_mode=jnp.asarray([0, 1, 2, 0, 1, 2, 0, 1], jnp.int32))
+  batch = dict(
+    images=jnp.asarray(rng.uniform(size=(8, 16, 16, 3)), jnp.float32),
+    shape=jnp.asarray(rng.integers(0, len(world.SHAPES), 8), jnp.int32),
+    colour=jnp.asarray(rng.integers(0, len(world.COLOUR_NAMES), 8), jnp.int32),
+    shading_mode=jnp.asarray([0, 1, 2, 0, 1, 2, 0, 1], jnp.int32),
+  )
   step = judge_lib.make_step_fn(cfg)
   state = judge_lib.init_state(cfg)
   losses = []
@@ -261,9 +279,21 @@ def test_a_judge_checkpoint_of_another_model_is_refused_and_left_alone(tiny_judg
 def test_the_judge_command_line_loads_the_config_file_and_refuses_mistakes(tmp_path):
   """`python -m dreamfusion_jax.shapes.judge`: a bad value that only the loaded config file reaches ends in
   one 'error:' paragraph, status 2, and nothing written."""
-  done = subprocess.run([sys.executable, "-m", "dreamfusion_jax.shapes.judge", "--config=configs/judge.py:tiny",
-                         f"--workdir={tmp_path / 'judge'}", "--config.colour_jitter=0.2"], cwd=ROOT,
-                        capture_output=True, text=True, timeout=300, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  done = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "dreamfusion_jax.shapes.judge",
+      "--config=configs/judge.py:tiny",
+      f"--workdir={tmp_path / 'judge'}",
+      "--config.colour_jitter=0.2",
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env=dict(os.environ, JAX_PLATFORMS="cpu"),
+  )
   assert done.returncode == 2, done.stderr
   assert "error: --config.colour_jitter=0.2 is outside" in done.stderr and "Traceback" not in done.stderr
   assert not os.path.exists(tmp_path / "judge")
@@ -273,8 +303,9 @@ def write_untrained_run(workdir, config, step=2):
   """A run directory as train_and_evaluate leaves it (config.json, an orbax checkpoint of the seed-stacked
   TrainState), holding each seed's initial state: seconds instead of compiling a train step."""
   from dreamfusion_jax import checks, train
-  from dreamfusion_jax.nerf import views
   from dreamfusion_jax.checkpointing import Checkpoints
+  from dreamfusion_jax.nerf import views
+
   scene, tx = views.make_scene(config), train.make_optimizer(config)
   seeds = jnp.arange(config.num_seeds, dtype=jnp.int32) + config.seed
   state = jax.jit(jax.vmap(lambda s: train.init_state(s, scene, tx)))(seeds)
@@ -292,6 +323,7 @@ def tiny_run(tmp_path_factory):
   """A 2-seed run of 'a red cube'. DREAMFUSION_FULL_E2E=1 trains it for 2 steps with train.train_and_evaluate
   (about a minute of compiling on 2 CPU cores); by default its checkpoint is written directly."""
   from dreamfusion_jax import train
+
   workdir = str(tmp_path_factory.mktemp("run"))
   config = tiny_config(**{"prompt": "a red cube", "num_steps": 2, "num_seeds": 2})
   if os.environ.get("DREAMFUSION_FULL_E2E") == "1":
@@ -303,6 +335,7 @@ def tiny_run(tmp_path_factory):
 
 def test_evaluate_run_writes_per_seed_and_mean_entries(tiny_run, tiny_judge, tmp_path, monkeypatch):
   from dreamfusion_jax.shapes import judge as judge_lib
+
   monkeypatch.setattr(judge_lib, "default_classifier_dir", lambda: str(tmp_path / "no_judge"))  # No shipped judge.
   result = ev.evaluate_run(tiny_run, resolution=24, num_views=2)
   with open(os.path.join(tiny_run, "evaluation.json")) as f:
@@ -315,7 +348,9 @@ def test_evaluate_run_writes_per_seed_and_mean_entries(tiny_run, tiny_judge, tmp
     assert m["color_r_precision"] is None and m["janus"] is None
   assert saved["mean"]["num_seeds"] == 2 and saved["mean"]["color_r_precision"] is None
   assert saved["mean"]["iou"] == pytest.approx(np.mean([m["iou"] for m in saved["per_seed"].values()]))
-  assert saved["mean"]["volume_ratio"] == pytest.approx(np.mean([m["volume_ratio"] for m in saved["per_seed"].values()]))
+  assert saved["mean"]["volume_ratio"] == pytest.approx(
+    np.mean([m["volume_ratio"] for m in saved["per_seed"].values()])
+  )
   for m in saved["per_seed"].values():  # The surface metrics (tests/test_surface.py checks their math).
     assert m["fog"] is None or 0.0 <= m["fog"] <= 1.0
     assert m["mesh_components"] >= 0 and (m["chamfer"] is None or m["chamfer"] >= 0.0)
@@ -334,8 +369,13 @@ def test_cli_rejects_a_caption_outside_the_world(tmp_path):
   workdir = tmp_path / "run"
   workdir.mkdir()
   (workdir / "config.json").write_text(json.dumps(tiny_config(prompt="a photo of a corgi").to_dict()))
-  proc = subprocess.run([sys.executable, "-m", "dreamfusion_jax.evaluate", f"--workdir={workdir}"], cwd=ROOT,
-                        capture_output=True, text=True, timeout=120)
+  proc = subprocess.run(
+    [sys.executable, "-m", "dreamfusion_jax.evaluate", f"--workdir={workdir}"],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert proc.returncode == 2
   assert "not a caption of the Shapes world" in proc.stderr and "Traceback" not in proc.stderr
   assert not (workdir / "evaluation.json").exists()
@@ -351,8 +391,8 @@ def test_views_sheet_layout_and_its_inverse():
   expected = np.zeros((2 * s, 2 * k * s, 3))
   for r, v in enumerate(views):
     for j in range(k):
-      expected[r * s:(r + 1) * s, j * s:(j + 1) * s] = v["colour"][j]
-      expected[r * s:(r + 1) * s, (k + j) * s:(k + j + 1) * s] = v["textureless"][j]
+      expected[r * s : (r + 1) * s, j * s : (j + 1) * s] = v["colour"][j]
+      expected[r * s : (r + 1) * s, (k + j) * s : (k + j + 1) * s] = v["textureless"][j]
   np.testing.assert_array_equal(sheet, (expected * 255).astype(np.uint8))
   back = ev.split_judge_views_sheet(sheet, k, s)
   assert len(back) == 2

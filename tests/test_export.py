@@ -21,22 +21,22 @@ DX = 2 * BOUND / (RES - 1)  # grid spacing, world units
 
 
 def linear_ball(center=(0.0, 0.0, 0.0), radius=0.5, threshold=export.DEFAULT_MESH_THRESHOLD, slope=200.0):
-    """Density that equals `threshold` exactly on the sphere and is linear in the distance to it."""
-    center = np.asarray(center, np.float32)
+  """Density that equals `threshold` exactly on the sphere and is linear in the distance to it."""
+  center = np.asarray(center, np.float32)
 
-    def density(x):
-        r = np.linalg.norm(np.asarray(x) - center, axis=-1)
-        return np.maximum(0.0, threshold + slope * (radius - r))
+  def density(x):
+    r = np.linalg.norm(np.asarray(x) - center, axis=-1)
+    return np.maximum(0.0, threshold + slope * (radius - r))
 
-    return density
+  return density
 
 
 def union(*fns):
-    return lambda x: np.max(np.stack([f(x) for f in fns]), axis=0)
+  return lambda x: np.max(np.stack([f(x) for f in fns]), axis=0)
 
 
 def constant_albedo(color):
-    return lambda x: np.broadcast_to(np.asarray(color, np.float32), (x.shape[0], 3))
+  return lambda x: np.broadcast_to(np.asarray(color, np.float32), (x.shape[0], 3))
 
 
 ALBEDO = (0.2, 0.6, 0.8)
@@ -44,41 +44,41 @@ ALBEDO_U8 = np.round(np.asarray(ALBEDO) * 255).astype(np.uint8)
 
 
 def position_albedo(x):
-    """Albedo that differs per vertex, to check colours follow their vertices through files."""
-    return np.clip(np.asarray(x) * 0.5 + 0.5, 0, 1)
+  """Albedo that differs per vertex, to check colours follow their vertices through files."""
+  return np.clip(np.asarray(x) * 0.5 + 0.5, 0, 1)
 
 
 # ----------------------------------------------------------------------------- density grid
 
 
 def test_density_grid_matches_brute_force_and_is_chunk_independent():
-    def fn(x):  # jax output, not symmetric in the axes, so index order is checked
-        return jnp.asarray(x[:, 0] + 2 * x[:, 1] + 3 * x[:, 2] ** 2)
+  def fn(x):  # jax output, not symmetric in the axes, so index order is checked
+    return jnp.asarray(x[:, 0] + 2 * x[:, 1] + 3 * x[:, 2] ** 2)
 
-    res = 9
-    axis = np.linspace(-1.3, 1.3, res)
-    expected = np.array([[[a + 2 * b + 3 * c ** 2 for c in axis] for b in axis] for a in axis])
-    big = export.density_grid(fn, 1.3, res, chunk=10_000)
-    small = export.density_grid(fn, 1.3, res, chunk=7)  # 729 = 104 * 7 + 1: exercises tail padding
-    assert big.shape == (res, res, res)
-    np.testing.assert_allclose(big, expected, rtol=1e-5, atol=1e-5)
-    np.testing.assert_array_equal(big, small)
+  res = 9
+  axis = np.linspace(-1.3, 1.3, res)
+  expected = np.array([[[a + 2 * b + 3 * c**2 for c in axis] for b in axis] for a in axis])
+  big = export.density_grid(fn, 1.3, res, chunk=10_000)
+  small = export.density_grid(fn, 1.3, res, chunk=7)  # 729 = 104 * 7 + 1: exercises tail padding
+  assert big.shape == (res, res, res)
+  np.testing.assert_allclose(big, expected, rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(big, small)
 
 
 def test_density_grid_calls_with_fixed_chunk_size():
-    sizes = []
+  sizes = []
 
-    def fn(x):
-        sizes.append(x.shape[0])
-        return np.zeros(x.shape[0])
+  def fn(x):
+    sizes.append(x.shape[0])
+    return np.zeros(x.shape[0])
 
-    export.density_grid(fn, 1.0, 5, chunk=16)  # 125 points
-    assert set(sizes) == {16} and len(sizes) == math.ceil(125 / 16)
+  export.density_grid(fn, 1.0, 5, chunk=16)  # 125 points
+  assert set(sizes) == {16} and len(sizes) == math.ceil(125 / 16)
 
 
 def test_density_grid_rejects_nan():
-    with pytest.raises(ValueError, match="NaN"):
-        export.density_grid(lambda x: np.full(x.shape[0], np.nan), 1.0, 4)
+  with pytest.raises(ValueError, match="NaN"):
+    export.density_grid(lambda x: np.full(x.shape[0], np.nan), 1.0, 4)
 
 
 # ----------------------------------------------------------------------------- mesh
@@ -86,48 +86,48 @@ def test_density_grid_rejects_nan():
 
 @pytest.fixture(scope="module")
 def ball_mesh():
-    return export.extract_mesh(linear_ball(), constant_albedo(ALBEDO), bound=BOUND, resolution=RES)
+  return export.extract_mesh(linear_ball(), constant_albedo(ALBEDO), bound=BOUND, resolution=RES)
 
 
 def test_ball_mesh_geometry(ball_mesh):
-    mesh = ball_mesh
-    assert mesh.is_watertight
-    radii = np.linalg.norm(mesh.vertices, axis=1)
-    # Density is linear in r, so marching cubes' linear interpolation is exact up to the curvature of r
-    # along a voxel edge (~DX^2 / (2 r)); much tighter than one voxel.
-    assert np.abs(radii - 0.5).max() < 0.25 * DX
-    sphere_volume = 4 / 3 * math.pi * 0.5 ** 3
-    assert mesh.volume == pytest.approx(sphere_volume, rel=0.02)
+  mesh = ball_mesh
+  assert mesh.is_watertight
+  radii = np.linalg.norm(mesh.vertices, axis=1)
+  # Density is linear in r, so marching cubes' linear interpolation is exact up to the curvature of r
+  # along a voxel edge (~DX^2 / (2 r)); much tighter than one voxel.
+  assert np.abs(radii - 0.5).max() < 0.25 * DX
+  sphere_volume = 4 / 3 * math.pi * 0.5**3
+  assert mesh.volume == pytest.approx(sphere_volume, rel=0.02)
 
 
 def test_ball_mesh_normals_point_outward(ball_mesh):
-    mesh = ball_mesh
-    dots = np.sum(mesh.face_normals * mesh.triangles_center, axis=1)
-    assert dots.mean() > 0
-    assert (dots > 0).all()
-    assert mesh.volume > 0
+  mesh = ball_mesh
+  dots = np.sum(mesh.face_normals * mesh.triangles_center, axis=1)
+  assert dots.mean() > 0
+  assert (dots > 0).all()
+  assert mesh.volume > 0
 
 
 def test_ball_mesh_vertex_colours_are_the_albedo(ball_mesh):
-    colors = np.asarray(ball_mesh.visual.vertex_colors)
-    assert colors.dtype == np.uint8 and colors.shape == (len(ball_mesh.vertices), 4)
-    np.testing.assert_array_equal(colors[:, :3], np.broadcast_to(ALBEDO_U8, (len(colors), 3)))
-    assert (colors[:, 3] == 255).all()
+  colors = np.asarray(ball_mesh.visual.vertex_colors)
+  assert colors.dtype == np.uint8 and colors.shape == (len(ball_mesh.vertices), 4)
+  np.testing.assert_array_equal(colors[:, :3], np.broadcast_to(ALBEDO_U8, (len(colors), 3)))
+  assert (colors[:, 3] == 255).all()
 
 
 def test_hard_ball_radius_within_one_voxel():
-    def step(x):
-        return np.where(np.linalg.norm(x, axis=-1) < 0.5, 100.0, 0.0)
+  def step(x):
+    return np.where(np.linalg.norm(x, axis=-1) < 0.5, 100.0, 0.0)
 
-    mesh = export.extract_mesh(step, None, bound=BOUND, resolution=RES)
-    radii = np.linalg.norm(mesh.vertices, axis=1)
-    assert np.abs(radii - 0.5).max() < DX
+  mesh = export.extract_mesh(step, None, bound=BOUND, resolution=RES)
+  radii = np.linalg.norm(mesh.vertices, axis=1)
+  assert np.abs(radii - 0.5).max() < DX
 
 
 def test_threshold_selects_the_level_set():
-    # density = 10 + 200 (0.5 - r) crosses 30 at r = 0.4.
-    mesh = export.extract_mesh(linear_ball(), None, bound=BOUND, resolution=RES, threshold=30.0)
-    np.testing.assert_allclose(np.linalg.norm(mesh.vertices, axis=1), 0.4, atol=0.25 * DX)
+  # density = 10 + 200 (0.5 - r) crosses 30 at r = 0.4.
+  mesh = export.extract_mesh(linear_ball(), None, bound=BOUND, resolution=RES, threshold=30.0)
+  np.testing.assert_allclose(np.linalg.norm(mesh.vertices, axis=1), 0.4, atol=0.25 * DX)
 
 
 def _cell_centres(bound, resolution):
@@ -143,8 +143,9 @@ def test_silhouette_level_of_a_gaussian_blob_is_the_closed_form(peak, width):
   # whatever A.
   x = _cell_centres(0.8, 160)
   grid = peak * np.exp(-np.sum(x**2, axis=-1) / (2 * width**2))
-  np.testing.assert_allclose(export.silhouette_level(grid, 1.6 / 160), math.log(2) / (math.sqrt(2 * math.pi) * width),
-                             rtol=0.01)
+  np.testing.assert_allclose(
+    export.silhouette_level(grid, 1.6 / 160), math.log(2) / (math.sqrt(2 * math.pi) * width), rtol=0.01
+  )
 
 
 def test_silhouette_level_of_a_crisp_ball_lies_between_empty_and_solid():
@@ -156,148 +157,148 @@ def test_silhouette_level_of_a_crisp_ball_lies_between_empty_and_solid():
 
 
 def test_surface_touching_the_box_is_closed():
-    # A ball bigger than the box: padding closes it into a (rounded) cube, not an open shell.
-    mesh = export.extract_mesh(linear_ball(radius=1.2), None, bound=BOUND, resolution=16)
-    assert mesh.is_watertight and mesh.volume > 0
+  # A ball bigger than the box: padding closes it into a (rounded) cube, not an open shell.
+  mesh = export.extract_mesh(linear_ball(radius=1.2), None, bound=BOUND, resolution=16)
+  assert mesh.is_watertight and mesh.volume > 0
 
 
 def test_offcentre_ball_lands_in_world_coordinates():
-    center = (0.3, -0.2, 0.1)
-    mesh = export.extract_mesh(linear_ball(center, radius=0.3), None, bound=BOUND, resolution=RES)
-    np.testing.assert_allclose(np.linalg.norm(mesh.vertices - center, axis=1), 0.3, atol=0.25 * DX)
+  center = (0.3, -0.2, 0.1)
+  mesh = export.extract_mesh(linear_ball(center, radius=0.3), None, bound=BOUND, resolution=RES)
+  np.testing.assert_allclose(np.linalg.norm(mesh.vertices - center, axis=1), 0.3, atol=0.25 * DX)
 
 
 def test_extract_mesh_removes_small_far_floater():
-    big = linear_ball((-0.4, 0.0, 0.0), 0.4)
-    tiny = linear_ball((0.7, 0.6, 0.0), 0.1)
-    mesh = export.extract_mesh(union(big, tiny), None, bound=BOUND, resolution=RES)
-    assert len(mesh.split(only_watertight=False)) == 1
-    np.testing.assert_allclose(np.linalg.norm(mesh.vertices - (-0.4, 0, 0), axis=1), 0.4, atol=0.25 * DX)
+  big = linear_ball((-0.4, 0.0, 0.0), 0.4)
+  tiny = linear_ball((0.7, 0.6, 0.0), 0.1)
+  mesh = export.extract_mesh(union(big, tiny), None, bound=BOUND, resolution=RES)
+  assert len(mesh.split(only_watertight=False)) == 1
+  np.testing.assert_allclose(np.linalg.norm(mesh.vertices - (-0.4, 0, 0), axis=1), 0.4, atol=0.25 * DX)
 
 
 def test_extract_mesh_keeps_similar_sized_second_ball():
-    a = linear_ball((-0.45, 0.0, 0.0), 0.4)
-    b = linear_ball((0.5, 0.0, 0.0), 0.35)
-    mesh = export.extract_mesh(union(a, b), None, bound=BOUND, resolution=RES)
-    assert len(mesh.split(only_watertight=False)) == 2
-    expected = 4 / 3 * math.pi * (0.4 ** 3 + 0.35 ** 3)
-    assert mesh.volume == pytest.approx(expected, rel=0.03)
+  a = linear_ball((-0.45, 0.0, 0.0), 0.4)
+  b = linear_ball((0.5, 0.0, 0.0), 0.35)
+  mesh = export.extract_mesh(union(a, b), None, bound=BOUND, resolution=RES)
+  assert len(mesh.split(only_watertight=False)) == 2
+  expected = 4 / 3 * math.pi * (0.4**3 + 0.35**3)
+  assert mesh.volume == pytest.approx(expected, rel=0.03)
 
 
 def test_clean_floaters_keeps_components_by_face_fraction_and_colours():
-    big = trimesh.creation.icosphere(subdivisions=3)  # 1280 faces
-    similar = trimesh.creation.icosphere(subdivisions=3).apply_translation([3, 0, 0])
-    small = trimesh.creation.icosphere(subdivisions=1).apply_translation([0, 3, 0])  # 80 faces: 6%
-    mesh = trimesh.util.concatenate([big, similar, small])
-    colors = np.zeros((len(mesh.vertices), 4), np.uint8)
-    colors[:, 0] = np.arange(len(mesh.vertices)) % 251
-    colors[:, 3] = 255
-    mesh.visual.vertex_colors = colors
-    cleaned = export.clean_floaters(mesh, min_fraction=0.1)
-    assert len(cleaned.faces) == 2 * 1280
-    assert np.linalg.norm(cleaned.vertices - [0, 3, 0], axis=1).min() > 1.5  # the small one is gone
-    by_position = {tuple(np.round(v, 6)): c for v, c in zip(mesh.vertices, colors)}
-    for v, c in zip(cleaned.vertices, cleaned.visual.vertex_colors):
-        np.testing.assert_array_equal(c, by_position[tuple(np.round(v, 6))])
-    # A lower cutoff keeps the small component too.
-    assert len(export.clean_floaters(mesh, min_fraction=0.05).faces) == 2 * 1280 + 80
+  big = trimesh.creation.icosphere(subdivisions=3)  # 1280 faces
+  similar = trimesh.creation.icosphere(subdivisions=3).apply_translation([3, 0, 0])
+  small = trimesh.creation.icosphere(subdivisions=1).apply_translation([0, 3, 0])  # 80 faces: 6%
+  mesh = trimesh.util.concatenate([big, similar, small])
+  colors = np.zeros((len(mesh.vertices), 4), np.uint8)
+  colors[:, 0] = np.arange(len(mesh.vertices)) % 251
+  colors[:, 3] = 255
+  mesh.visual.vertex_colors = colors
+  cleaned = export.clean_floaters(mesh, min_fraction=0.1)
+  assert len(cleaned.faces) == 2 * 1280
+  assert np.linalg.norm(cleaned.vertices - [0, 3, 0], axis=1).min() > 1.5  # the small one is gone
+  by_position = {tuple(np.round(v, 6)): c for v, c in zip(mesh.vertices, colors)}
+  for v, c in zip(cleaned.vertices, cleaned.visual.vertex_colors):
+    np.testing.assert_array_equal(c, by_position[tuple(np.round(v, 6))])
+  # A lower cutoff keeps the small component too.
+  assert len(export.clean_floaters(mesh, min_fraction=0.05).faces) == 2 * 1280 + 80
 
 
 def test_clean_floaters_drops_unreferenced_and_degenerate():
-    box = trimesh.creation.box()
-    vertices = np.concatenate([box.vertices, [[5.0, 5.0, 5.0]]])  # unreferenced vertex
-    faces = np.concatenate([box.faces, [[0, 0, 1]]])  # degenerate face
-    mesh = trimesh.Trimesh(vertices, faces, process=False)
-    cleaned = export.clean_floaters(mesh)
-    assert len(cleaned.vertices) == 8 and len(cleaned.faces) == 12
+  box = trimesh.creation.box()
+  vertices = np.concatenate([box.vertices, [[5.0, 5.0, 5.0]]])  # unreferenced vertex
+  faces = np.concatenate([box.faces, [[0, 0, 1]]])  # degenerate face
+  mesh = trimesh.Trimesh(vertices, faces, process=False)
+  cleaned = export.clean_floaters(mesh)
+  assert len(cleaned.vertices) == 8 and len(cleaned.faces) == 12
 
 
 @pytest.mark.parametrize("value", [0.0, 50.0])
 def test_empty_mesh_error_is_clear(value):
-    with pytest.raises(export.EmptyMeshError) as info:
-        export.extract_mesh(lambda x: np.full(x.shape[0], value), None, bound=BOUND, resolution=8)
-    message = str(info.value)
-    assert "threshold" in message and "mesh_threshold" in message
-    assert f"{value:.4g}" in message  # reports the density range
-    assert isinstance(info.value, ValueError)
-    assert info.value.density_max == value and info.value.threshold == export.DEFAULT_MESH_THRESHOLD
+  with pytest.raises(export.EmptyMeshError) as info:
+    export.extract_mesh(lambda x: np.full(x.shape[0], value), None, bound=BOUND, resolution=8)
+  message = str(info.value)
+  assert "threshold" in message and "mesh_threshold" in message
+  assert f"{value:.4g}" in message  # reports the density range
+  assert isinstance(info.value, ValueError)
+  assert info.value.density_max == value and info.value.threshold == export.DEFAULT_MESH_THRESHOLD
 
 
 def test_nonpositive_threshold_rejected():
-    with pytest.raises(ValueError, match="threshold"):
-        export.extract_mesh(linear_ball(), None, bound=BOUND, resolution=8, threshold=0.0)
+  with pytest.raises(ValueError, match="threshold"):
+    export.extract_mesh(linear_ball(), None, bound=BOUND, resolution=8, threshold=0.0)
 
 
 # ----------------------------------------------------------------------------- files
 
 
 def test_write_mesh_round_trip(tmp_path):
-    mesh = export.extract_mesh(linear_ball(radius=0.45), position_albedo, bound=BOUND, resolution=32)
-    colors = np.asarray(mesh.visual.vertex_colors)
-    assert len(np.unique(colors, axis=0)) > 10  # per-vertex, not constant
-    paths = export.write_mesh(mesh, str(tmp_path))
-    assert set(paths) == {"glb", "ply"}
-    assert sorted(os.listdir(tmp_path)) == ["mesh.glb", "mesh.ply"]  # no temp files left
+  mesh = export.extract_mesh(linear_ball(radius=0.45), position_albedo, bound=BOUND, resolution=32)
+  colors = np.asarray(mesh.visual.vertex_colors)
+  assert len(np.unique(colors, axis=0)) > 10  # per-vertex, not constant
+  paths = export.write_mesh(mesh, str(tmp_path))
+  assert set(paths) == {"glb", "ply"}
+  assert sorted(os.listdir(tmp_path)) == ["mesh.glb", "mesh.ply"]  # no temp files left
 
-    ply = trimesh.load(paths["ply"], process=False)
-    assert len(ply.vertices) == len(mesh.vertices)
-    np.testing.assert_allclose(ply.vertices, mesh.vertices, atol=1e-6)
-    np.testing.assert_array_equal(ply.visual.vertex_colors, colors)
+  ply = trimesh.load(paths["ply"], process=False)
+  assert len(ply.vertices) == len(mesh.vertices)
+  np.testing.assert_allclose(ply.vertices, mesh.vertices, atol=1e-6)
+  np.testing.assert_array_equal(ply.visual.vertex_colors, colors)
 
-    glb = trimesh.load(paths["glb"], force="mesh", process=False)
-    assert len(glb.vertices) == len(mesh.vertices)
-    # glTF frame (X, Y, Z) = world (y, z, x): world z (up) is glTF Y.
-    np.testing.assert_allclose(glb.vertices[:, [2, 0, 1]], mesh.vertices, atol=1e-6)
-    np.testing.assert_array_equal(glb.visual.vertex_colors, colors)
-    assert glb.volume > 0  # the rotation kept the outward winding
+  glb = trimesh.load(paths["glb"], force="mesh", process=False)
+  assert len(glb.vertices) == len(mesh.vertices)
+  # glTF frame (X, Y, Z) = world (y, z, x): world z (up) is glTF Y.
+  np.testing.assert_allclose(glb.vertices[:, [2, 0, 1]], mesh.vertices, atol=1e-6)
+  np.testing.assert_array_equal(glb.visual.vertex_colors, colors)
+  assert glb.volume > 0  # the rotation kept the outward winding
 
 
 def test_write_png_round_trip(tmp_path):
-    image = np.random.default_rng(0).integers(0, 256, (7, 5, 3), dtype=np.uint8)
-    path = export.write_png(str(tmp_path / "a.png"), image)
-    np.testing.assert_array_equal(iio.imread(path), image)
-    assert os.listdir(tmp_path) == ["a.png"]
+  image = np.random.default_rng(0).integers(0, 256, (7, 5, 3), dtype=np.uint8)
+  path = export.write_png(str(tmp_path / "a.png"), image)
+  np.testing.assert_array_equal(iio.imread(path), image)
+  assert os.listdir(tmp_path) == ["a.png"]
 
 
 def _read_video(path):
-    reader = imageio_v2.get_reader(path, format="FFMPEG")
-    try:
-        # list(reader) would ask len(), which is inf for streams; iterate instead.
-        return np.stack([frame for frame in reader.iter_data()])
-    finally:
-        reader.close()
+  reader = imageio_v2.get_reader(path, format="FFMPEG")
+  try:
+    # list(reader) would ask len(), which is inf for streams; iterate instead.
+    return np.stack([frame for frame in reader.iter_data()])
+  finally:
+    reader.close()
 
 
 def test_write_video_upscales_small_frames(tmp_path):
-    t = np.linspace(0, 1, 6)[:, None, None, None]
-    frames = np.broadcast_to(t * np.array([1.0, 0.5, 0.25]), (6, 64, 64, 3)).astype(np.float32)
-    path = export.write_video(str(tmp_path / "v.mp4"), frames, fps=10)
-    decoded = _read_video(path)
-    assert decoded.shape == (6, 256, 256, 3)  # 64 px upscaled x4 to reach 256
-    # Flat colours survive H.264 up to compression error.
-    expected = np.round(frames[:, :1, :1] * 255)
-    np.testing.assert_allclose(decoded[:, 128:129, 128:129].astype(float), expected, atol=8)
-    assert os.listdir(tmp_path) == ["v.mp4"]
+  t = np.linspace(0, 1, 6)[:, None, None, None]
+  frames = np.broadcast_to(t * np.array([1.0, 0.5, 0.25]), (6, 64, 64, 3)).astype(np.float32)
+  path = export.write_video(str(tmp_path / "v.mp4"), frames, fps=10)
+  decoded = _read_video(path)
+  assert decoded.shape == (6, 256, 256, 3)  # 64 px upscaled x4 to reach 256
+  # Flat colours survive H.264 up to compression error.
+  expected = np.round(frames[:, :1, :1] * 255)
+  np.testing.assert_allclose(decoded[:, 128:129, 128:129].astype(float), expected, atol=8)
+  assert os.listdir(tmp_path) == ["v.mp4"]
 
 
 def test_write_video_pads_odd_sizes(tmp_path):
-    frames = np.zeros((3, 33, 45, 3), np.uint8)
-    path = export.write_video(str(tmp_path / "v.mp4"), frames, fps=5, min_height=0)
-    decoded = _read_video(path)
-    assert decoded.shape == (3, 34, 46, 3)
+  frames = np.zeros((3, 33, 45, 3), np.uint8)
+  path = export.write_video(str(tmp_path / "v.mp4"), frames, fps=5, min_height=0)
+  decoded = _read_video(path)
+  assert decoded.shape == (3, 34, 46, 3)
 
 
 def test_contact_sheet_layout():
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 255, (5, 4, 6, 3), dtype=np.uint8)
-    sheet = export.contact_sheet(images, ncols=3)
-    assert sheet.shape == (2 * 4, 3 * 6, 3) and sheet.dtype == np.uint8
-    for k in range(5):
-        r, c = divmod(k, 3)
-        np.testing.assert_array_equal(sheet[r * 4:(r + 1) * 4, c * 6:(c + 1) * 6], images[k])
-    assert (sheet[4:, 12:] == 255).all()  # the empty sixth cell
-    assert export.contact_sheet(images, ncols=5).shape == (4, 30, 3)
-    assert export.contact_sheet(images, ncols=8).shape == (4, 48, 3)
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 255, (5, 4, 6, 3), dtype=np.uint8)
+  sheet = export.contact_sheet(images, ncols=3)
+  assert sheet.shape == (2 * 4, 3 * 6, 3) and sheet.dtype == np.uint8
+  for k in range(5):
+    r, c = divmod(k, 3)
+    np.testing.assert_array_equal(sheet[r * 4 : (r + 1) * 4, c * 6 : (c + 1) * 6], images[k])
+  assert (sheet[4:, 12:] == 255).all()  # the empty sixth cell
+  assert export.contact_sheet(images, ncols=5).shape == (4, 30, 3)
+  assert export.contact_sheet(images, ncols=8).shape == (4, 48, 3)
 
 
 # ----------------------------------------------------------------------------- renders
@@ -306,87 +307,119 @@ H, W = 10, 12
 
 
 def fake_render_view(calls=None):
-    """Panels encode the azimuth so frame order can be checked; left half of the image is empty."""
+  """Panels encode the azimuth so frame order can be checked; left half of the image is empty."""
 
-    def render(elevation, azimuth):
-        if calls is not None:
-            calls.append((elevation, azimuth))
-        opacity = np.zeros((H, W), np.float32)
-        opacity[:, W // 2:] = 1.0
-        normals = np.zeros((H, W, 3), np.float32)
-        normals[..., 2] = 0.5 * opacity  # composited normals are shorter than 1; points up (+z)
-        return dict(rgb=np.full((H, W, 3), azimuth / 360.0, np.float32),
-                    textureless=np.full((H, W, 3), 0.5, np.float32),
-                    normals=normals, opacity=opacity)
+  def render(elevation, azimuth):
+    if calls is not None:
+      calls.append((elevation, azimuth))
+    opacity = np.zeros((H, W), np.float32)
+    opacity[:, W // 2 :] = 1.0
+    normals = np.zeros((H, W, 3), np.float32)
+    normals[..., 2] = 0.5 * opacity  # composited normals are shorter than 1; points up (+z)
+    return dict(
+      rgb=np.full((H, W, 3), azimuth / 360.0, np.float32),
+      textureless=np.full((H, W, 3), 0.5, np.float32),
+      normals=normals,
+      opacity=opacity,
+    )
 
-    return render
+  return render
 
 
 def test_turntable_frames_layout_and_azimuths():
-    calls = []
-    frames = export.turntable_frames(fake_render_view(calls), num_frames=4, elevation=20.0)
-    assert frames.shape == (4, H, 3 * W, 3) and frames.dtype == np.uint8
-    assert calls == [(20.0, 0.0), (20.0, 90.0), (20.0, 180.0), (20.0, 270.0)]
-    for k in range(4):
-        assert (frames[k, :, :W] == round(k * 90 / 360 * 255)).all()  # colour panel
-    assert (frames[:, :, W:2 * W] == 128).all()  # textureless panel
-    normals_panel = frames[0, :, 2 * W:]
-    assert (normals_panel[:, W // 2:] == [128, 128, 255]).all()  # +z -> (0.5, 0.5, 1)
-    assert (normals_panel[:, :W // 2] == 255).all()  # empty space -> white background
+  calls = []
+  frames = export.turntable_frames(fake_render_view(calls), num_frames=4, elevation=20.0)
+  assert frames.shape == (4, H, 3 * W, 3) and frames.dtype == np.uint8
+  assert calls == [(20.0, 0.0), (20.0, 90.0), (20.0, 180.0), (20.0, 270.0)]
+  for k in range(4):
+    assert (frames[k, :, :W] == round(k * 90 / 360 * 255)).all()  # colour panel
+  assert (frames[:, :, W : 2 * W] == 128).all()  # textureless panel
+  normals_panel = frames[0, :, 2 * W :]
+  assert (normals_panel[:, W // 2 :] == [128, 128, 255]).all()  # +z -> (0.5, 0.5, 1)
+  assert (normals_panel[:, : W // 2] == 255).all()  # empty space -> white background
 
 
 def test_normals_to_color_without_opacity():
-    n = np.array([[[-1.0, 0.0, 0.0], [0.0, 2.0, 0.0]]])
-    np.testing.assert_allclose(export.normals_to_color(n), [[[0.0, 0.5, 0.5], [0.5, 1.0, 0.5]]])
+  n = np.array([[[-1.0, 0.0, 0.0], [0.0, 2.0, 0.0]]])
+  np.testing.assert_allclose(export.normals_to_color(n), [[[0.0, 0.5, 0.5], [0.5, 1.0, 0.5]]])
 
 
 def test_views_sheet_rows_are_kinds_and_columns_views():
-    frames = export.turntable_frames(fake_render_view(), num_frames=16, elevation=0.0)
-    sheet = export.turntable_sheet(frames, num_views=8)
-    assert sheet.shape == (3 * H, 8 * W, 3)
-    for v in range(8):  # every other frame: azimuth 45 v
-        assert (sheet[:H, v * W:(v + 1) * W] == round(45 * v / 360 * 255)).all()
-    assert export.turntable_sheet(frames[:3], num_views=8).shape == (3 * H, 3 * W, 3)
+  frames = export.turntable_frames(fake_render_view(), num_frames=16, elevation=0.0)
+  sheet = export.turntable_sheet(frames, num_views=8)
+  assert sheet.shape == (3 * H, 8 * W, 3)
+  for v in range(8):  # every other frame: azimuth 45 v
+    assert (sheet[:H, v * W : (v + 1) * W] == round(45 * v / 360 * 255)).all()
+  assert export.turntable_sheet(frames[:3], num_views=8).shape == (3 * H, 3 * W, 3)
 
 
 def test_export_seed_writes_all_files(tmp_path):
-    out = export.export_fields(str(tmp_path), linear_ball(), constant_albedo(ALBEDO), fake_render_view(),
-                             bound=BOUND, mesh_resolution=24, mesh_threshold=export.DEFAULT_MESH_THRESHOLD,
-                             num_frames=8, fps=8, elevation=10.0)
-    assert set(out) == {"video", "views", "glb", "ply"}
-    assert sorted(os.listdir(tmp_path)) == ["mesh.glb", "mesh.ply", "turntable.mp4", "views.png"]
-    assert _read_video(out["video"]).shape[0] == 8
-    assert iio.imread(out["views"]).shape == (3 * H, 8 * W, 3)
-    assert len(trimesh.load(out["ply"]).vertices) > 0
+  out = export.export_fields(
+    str(tmp_path),
+    linear_ball(),
+    constant_albedo(ALBEDO),
+    fake_render_view(),
+    bound=BOUND,
+    mesh_resolution=24,
+    mesh_threshold=export.DEFAULT_MESH_THRESHOLD,
+    num_frames=8,
+    fps=8,
+    elevation=10.0,
+  )
+  assert set(out) == {"video", "views", "glb", "ply"}
+  assert sorted(os.listdir(tmp_path)) == ["mesh.glb", "mesh.ply", "turntable.mp4", "views.png"]
+  assert _read_video(out["video"]).shape[0] == 8
+  assert iio.imread(out["views"]).shape == (3 * H, 8 * W, 3)
+  assert len(trimesh.load(out["ply"]).vertices) > 0
 
 
 def test_views_png_shows_the_truth_above_the_result_from_the_same_cameras(tmp_path):
-    calls, truth_calls = [], []
-    out = export.export_fields(str(tmp_path), linear_ball(), constant_albedo(ALBEDO), fake_render_view(calls),
-                               bound=BOUND, mesh_resolution=24, num_frames=16, fps=8, elevation=10.0,
-                               truth_view_fn=fake_truth_view(truth_calls))
-    sheet = iio.imread(out["views"])
-    assert sheet.shape == (6 * H, 8 * W, 3)  # The truth's colour, textureless and normals rows, then the result's.
-    assert truth_calls == [(10.0, a) for a in np.arange(8) * 45.0]  # The 8 views of the sheet, not all 16 frames.
-    assert set(truth_calls) <= set(calls)  # The same cameras as the result's frames.
-    assert (sheet[:H] == 0).all() and (sheet[3 * H:4 * H] != 0).any()  # Truth rows first (its colour: black).
-    np.testing.assert_array_equal(sheet[3 * H:], export.turntable_sheet(export.turntable_frames(
-        fake_render_view(), 16, 10.0), 8))
+  calls, truth_calls = [], []
+  out = export.export_fields(
+    str(tmp_path),
+    linear_ball(),
+    constant_albedo(ALBEDO),
+    fake_render_view(calls),
+    bound=BOUND,
+    mesh_resolution=24,
+    num_frames=16,
+    fps=8,
+    elevation=10.0,
+    truth_view_fn=fake_truth_view(truth_calls),
+  )
+  sheet = iio.imread(out["views"])
+  assert sheet.shape == (6 * H, 8 * W, 3)  # The truth's colour, textureless and normals rows, then the result's.
+  assert truth_calls == [(10.0, a) for a in np.arange(8) * 45.0]  # The 8 views of the sheet, not all 16 frames.
+  assert set(truth_calls) <= set(calls)  # The same cameras as the result's frames.
+  assert (sheet[:H] == 0).all() and (sheet[3 * H : 4 * H] != 0).any()  # Truth rows first (its colour: black).
+  np.testing.assert_array_equal(
+    sheet[3 * H :], export.turntable_sheet(export.turntable_frames(fake_render_view(), 16, 10.0), 8)
+  )
 
 
 def fake_truth_view(calls):
-    """A 'true object' that renders black, with the result's normals and opacity."""
-    result = fake_render_view(calls)
+  """A 'true object' that renders black, with the result's normals and opacity."""
+  result = fake_render_view(calls)
 
-    def render(elevation, azimuth):
-        return {**result(elevation, azimuth), "rgb": np.zeros((H, W, 3), np.float32)}
+  def render(elevation, azimuth):
+    return {**result(elevation, azimuth), "rgb": np.zeros((H, W, 3), np.float32)}
 
-    return render
+  return render
 
 
 def test_export_seed_empty_mesh_still_writes_renders(tmp_path):
-    with pytest.raises(export.EmptyMeshError) as info:
-        export.export_fields(str(tmp_path), lambda x: np.zeros(x.shape[0]), None, fake_render_view(),
-                           bound=BOUND, mesh_resolution=8, mesh_threshold=10.0, num_frames=4, fps=4, elevation=0.0)
-    assert sorted(os.listdir(tmp_path)) == ["turntable.mp4", "views.png"]
-    assert set(info.value.written) == {"video", "views"}
+  with pytest.raises(export.EmptyMeshError) as info:
+    export.export_fields(
+      str(tmp_path),
+      lambda x: np.zeros(x.shape[0]),
+      None,
+      fake_render_view(),
+      bound=BOUND,
+      mesh_resolution=8,
+      mesh_threshold=10.0,
+      num_frames=4,
+      fps=4,
+      elevation=0.0,
+    )
+  assert sorted(os.listdir(tmp_path)) == ["turntable.mp4", "views.png"]
+  assert set(info.value.written) == {"video", "views"}

@@ -81,12 +81,17 @@ def test_normals_of_tilted_slab_and_zero_gradient():
 
 
 @pytest.mark.parametrize(
-    "activation,blob_type",
-    [("exp", "gaussian"), ("softplus", "gaussian"), ("exp", "magic3d"), ("softplus", "none")],
+  "activation,blob_type",
+  [("exp", "gaussian"), ("softplus", "gaussian"), ("exp", "magic3d"), ("softplus", "none")],
 )
 def test_density_with_zeroed_mlp_is_activation_of_blob(activation, blob_type):
-  scene = fld.Scene(**SMALL, density_activation=activation, blob_type=blob_type,
-                    blob_density=5.0, blob_radius=0.5 if blob_type == "magic3d" else 0.2)
+  scene = fld.Scene(
+    **SMALL,
+    density_activation=activation,
+    blob_type=blob_type,
+    blob_density=5.0,
+    blob_radius=0.5 if blob_type == "magic3d" else 0.2,
+  )
   params = _zero_mlp_output(_init(scene))
   rng = np.random.default_rng(2)
   x = np.concatenate([_points_in_ball(rng, 40, 1.4), [[0, 0, 0], [0.1, 0, 0], [0, 0, 1.39]]])
@@ -95,7 +100,7 @@ def test_density_with_zeroed_mlp_is_activation_of_blob(activation, blob_type):
 
   r = np.linalg.norm(x.astype(np.float64), axis=-1)
   if blob_type == "gaussian":
-    blob = 5.0 * np.exp(-r**2 / (2 * 0.2**2))
+    blob = 5.0 * np.exp(-(r**2) / (2 * 0.2**2))
   elif blob_type == "magic3d":
     blob = 5.0 * (1 - r / 0.5)
   else:
@@ -132,7 +137,8 @@ def test_zero_density_outside_sphere_and_ranges():
     assert albedo.shape == (64, 3) and np.all((albedo > 0) & (albedo < 1))
 
   rgb = jax.jit(lambda v: scene.apply({"params": params}, v, method=fld.Scene.background))(
-      d.astype(np.float32).reshape(8, 8, 3))
+    d.astype(np.float32).reshape(8, 8, 3)
+  )
   assert rgb.shape == (8, 8, 3)
   assert np.all((np.asarray(rgb) > 0) & (np.asarray(rgb) < 1))
   assert np.std(np.asarray(rgb)) > 0  # depends on the direction
@@ -197,8 +203,7 @@ def test_second_order_gradient_through_normals():
 
 
 def test_magic3d_blob_gradient_finite_at_origin():
-  g = jax.jit(jax.grad(lambda p: fld.density_blob(p, "magic3d", 10.0, 0.5).sum()))(
-      jnp.zeros((1, 3)))
+  g = jax.jit(jax.grad(lambda p: fld.density_blob(p, "magic3d", 10.0, 0.5).sum()))(jnp.zeros((1, 3)))
   assert np.all(np.isfinite(g))
 
 

@@ -20,9 +20,7 @@ def _reference_rows(corner: np.ndarray, n: int, table_size: int) -> np.ndarray:
   if (n + 1) ** 3 <= table_size:
     return (c[:, 0] + c[:, 1] * (n + 1) + c[:, 2] * (n + 1) ** 2).astype(np.int64)
   # uint64 products (< 2^44 here) then reduce mod 2^32 to mimic the paper's uint32 wrap.
-  h = (c[:, 0] * np.uint64(_PRIMES[0])) ^ (c[:, 1] * np.uint64(_PRIMES[1])) ^ (
-      c[:, 2] * np.uint64(_PRIMES[2])
-  )
+  h = (c[:, 0] * np.uint64(_PRIMES[0])) ^ (c[:, 1] * np.uint64(_PRIMES[1])) ^ (c[:, 2] * np.uint64(_PRIMES[2]))
   h = h % np.uint64(2**32)
   return (h % np.uint64(table_size)).astype(np.int64)
 
@@ -66,8 +64,8 @@ def _test_points(rng, resolutions, num_random=64):
 
 
 @pytest.mark.parametrize(
-    "resolutions,log2_t,num_features",
-    [((2, 3, 5, 8, 13, 17), 10, 2), ((4, 9, 31), 12, 4), ((6, 7, 11), 9, 1)],
+  "resolutions,log2_t,num_features",
+  [((2, 3, 5, 8, 13, 17), 10, 2), ((4, 9, 31), 12, 4), ((6, 7, 11), 9, 1)],
 )
 def test_matches_numpy_reference(resolutions, log2_t, num_features):
   rng = np.random.default_rng(0)

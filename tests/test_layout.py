@@ -5,11 +5,11 @@
 - nothing below the root imports `train`, and of the root only `main` does;
 - there are no import circles.
 """
+
 import ast
 import os
 
 import pytest
-
 from conftest import ROOT
 
 PACKAGE = "dreamfusion_jax"
@@ -64,20 +64,29 @@ def test_the_graph_is_read_right():
   assert {"nerf", "guidance", "shapes", "root"} == {wing(m) for m in g}
 
 
-@pytest.mark.parametrize("source,forbidden", [
+@pytest.mark.parametrize(
+  "source,forbidden",
+  [
     ("nerf", {"guidance", "shapes", "root"}),
     ("guidance", {"nerf", "shapes"}),
-])
+  ],
+)
 def test_wings_import_only_what_lies_below_them(source, forbidden):
-  bad = sorted(f"{m} imports {t}" for m, targets in graph().items() if wing(m) == source
-               for t in targets if wing(t) in forbidden)
+  bad = sorted(
+    f"{m} imports {t}" for m, targets in graph().items() if wing(m) == source for t in targets if wing(t) in forbidden
+  )
   assert not bad, bad
 
 
 def test_the_guidance_wing_uses_only_errors_and_files_of_the_root():
   allowed = {"dreamfusion_jax.errors", "dreamfusion_jax.files"}
-  bad = sorted(f"{m} imports {t}" for m, targets in graph().items() if wing(m) == "guidance"
-               for t in targets if wing(t) == "root" and t not in allowed)
+  bad = sorted(
+    f"{m} imports {t}"
+    for m, targets in graph().items()
+    if wing(m) == "guidance"
+    for t in targets
+    if wing(t) == "root" and t not in allowed
+  )
   assert not bad, bad
 
 
@@ -95,7 +104,7 @@ def find_cycle(g: dict[str, set[str]]):
     stack.append(u)
     for v in sorted(g[u]):
       if state.get(v) == "open":
-        return stack[stack.index(v):] + [v]
+        return stack[stack.index(v) :] + [v]
       if v not in state:
         found = visit(v)
         if found:

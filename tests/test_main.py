@@ -1,11 +1,11 @@
 """The command line end to end: the smoke config with two seeds, resume, and every bad input."""
+
 import json
 import os
 import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
 
 SMOKE = os.path.join(ROOT, "configs", "smoke.py")
@@ -47,15 +47,18 @@ def test_smoke_config_two_seeds_trains_exports_and_resumes(tmp_path):
   validation = sorted(os.listdir(os.path.join(workdir, "validation")))
   assert validation == ["step_000020.png", "step_000020_guidance.png", "step_000040.png", "step_000040_guidance.png"]
   import imageio.v3 as iio
+
   preview = iio.imread(os.path.join(workdir, "validation", "step_000040_guidance.png"))
   assert preview.shape == (2 * 32, 3 * 32, 3)  # One row per seed: render, noised, denoised at 32x32.
 
   import trimesh
+
   mesh = trimesh.load(os.path.join(workdir, "seed_0", "mesh.ply"))
   assert len(mesh.vertices) > 0 and mesh.visual.vertex_colors.shape[1] == 4
 
-  second = run_main(f"--workdir={workdir}", "--config.num_seeds=2", "--config.num_steps=50",
-                    "--config.export.enabled=false")
+  second = run_main(
+    f"--workdir={workdir}", "--config.num_seeds=2", "--config.num_steps=50", "--config.export.enabled=false"
+  )
   assert second.returncode == 0, second.stderr[-4000:]
   assert "Resuming from the checkpoint at step 40" in second.stderr
   records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
@@ -63,11 +66,18 @@ def test_smoke_config_two_seeds_trains_exports_and_resumes(tmp_path):
   assert "50" in os.listdir(os.path.join(workdir, "checkpoints"))
 
 
-QUICK = ["--config.num_steps=2", "--config.export.enabled=false", "--config.val_every=0",
-         "--config.render.image_size=16", "--config.checkpoint_every=1"]
+QUICK = [
+  "--config.num_steps=2",
+  "--config.export.enabled=false",
+  "--config.val_every=0",
+  "--config.render.image_size=16",
+  "--config.checkpoint_every=1",
+]
 
 
-@pytest.mark.parametrize("args, expected", [
+@pytest.mark.parametrize(
+  "args, expected",
+  [
     (["--config.field.bogus=1"], "has no field 'bogus'"),
     (["--config.num_step=5"], "has no field 'num_step'"),
     (["--config.num_steps=0"], "num_steps is 0 but must be a positive integer"),
@@ -80,7 +90,8 @@ QUICK = ["--config.num_steps=2", "--config.export.enabled=false", "--config.val_
     (["--config.camera.distance_range=(0.0, 1.0)"], "camera.distance_range=(0, 1): MIN must be positive"),
     (["--config.camera.look_at_std=-0.1"], "camera.look_at_std=-0.1 must be >= 0"),
     (["--config.camera.focal_range=(1.0,)"], "camera.focal_range=(1.0,) must be two numbers (MIN, MAX)"),
-])
+  ],
+)
 def test_bad_config_gets_one_clear_error(tmp_path, args, expected):
   result = run_main(f"--workdir={tmp_path / 'w'}", *args)
   assert result.returncode == 2
@@ -116,6 +127,7 @@ def test_resume_accepts_a_checkpoint_without_fields_added_later_at_their_default
   import copy
 
   from dreamfusion_jax import base_config, checks
+
   current = checks.config_to_dict(base_config.get_config())
   saved = copy.deepcopy(current)
   del saved["camera"]["look_at_std"]

@@ -5,6 +5,7 @@ Compiling is the cost on a 2-core CPU, so every test uses ONE tiny model (prior_
 16x16) and ONE step configuration (configs/shapes_prior.py:tiny): prior_step caches its compiled programs
 per process, and the training run of the module fixture compiles them for the other tests.
 """
+
 import json
 import os
 import re
@@ -28,8 +29,12 @@ SIZE = 16
 # The one step configuration of this file (see the module docstring).
 CONFIG = prior_configs.get_config("tiny")
 # The second run of the fixture fine-tunes on one fixed zoom (focal / distance = 0.8).
-CAMERA_FLAGS = ("--config.distance_range=1.25,1.25", "--config.focal_range=1.0,1.0", "--config.look_at_std=0.05",
-                "--config.position_jitter=0.02")
+CAMERA_FLAGS = (
+  "--config.distance_range=1.25,1.25",
+  "--config.focal_range=1.0,1.0",
+  "--config.look_at_std=0.05",
+  "--config.position_jitter=0.02",
+)
 
 
 def run_cli(workdir, *extra):
@@ -83,6 +88,7 @@ def test_cli_trains_checkpoints_resumes_and_exports(trained):
   assert "validation loss, held-out pairs" in text
   # samples.png: 12 caption rows (6 training, 6 held-out) x 4 views of 16x16 tiles, 2-pixel gaps.
   import imageio.v3 as iio
+
   grid = iio.imread(os.path.join(export, "samples.png"))
   rows = len(prior_card.PREVIEW_TRAIN_PAIRS) + len(world.HELD_OUT)
   assert grid.shape == (rows * (SIZE + 2) + 2, 4 * (SIZE + 2) + 2, 3) and grid.dtype == np.uint8
@@ -125,8 +131,9 @@ def test_textureless_renders_are_captioned_white_and_each_run_records_its_rule(t
   i = int(np.flatnonzero(mode == 2)[0])
   cam = jax.tree.map(lambda x: x[i], batch["camera"])
   shading = {k: v[i] for k, v in batch["shading"].items()}
-  as_white = world.render_example(None, int(batch["shape"][i]), (1.0, 1.0, 1.0), cam, shading,
-                                   batch["background"][i], SIZE)
+  as_white = world.render_example(
+    None, int(batch["shape"][i]), (1.0, 1.0, 1.0), cam, shading, batch["background"][i], SIZE
+  )
   np.testing.assert_allclose(as_white, batch["images"][i], atol=1e-4)
   # Runs from before the rule was recorded used the albedo's colour; the last recorded rule wins.
   old = {"start_step": 0, "end_step": 9}
@@ -135,9 +142,17 @@ def test_textureless_renders_are_captioned_white_and_each_run_records_its_rule(t
   assert "steps 0-9: textureless renders name the albedo's colour" in prior_card.describe_captions([old])
 
 
-@pytest.mark.parametrize("flag", ["--config.distance_range=1.5", "--config.focal_range=1.2,0.8",
-                                  "--config.focal_range=a,b", "--config.look_at_std=-1",
-                                  "--config.textureless_caption=red", "--config.pool_size=6"])
+@pytest.mark.parametrize(
+  "flag",
+  [
+    "--config.distance_range=1.5",
+    "--config.focal_range=1.2,0.8",
+    "--config.focal_range=a,b",
+    "--config.look_at_std=-1",
+    "--config.textureless_caption=red",
+    "--config.pool_size=6",
+  ],
+)
 def test_bad_world_flags_are_refused_before_training(tmp_path, flag):
   with pytest.raises(UserError, match=re.escape(flag.split("=")[0])):
     run_cli(str(tmp_path), "--config.steps=1", flag)
@@ -147,12 +162,20 @@ def test_bad_world_flags_are_refused_before_training(tmp_path, flag):
 def test_the_command_line_loads_the_config_file_and_refuses_mistakes_in_one_paragraph(tmp_path):
   """`python -m dreamfusion_jax.shapes.train_prior`: an unknown field and a bad value (which only the loaded
   config file can reach) each end in one 'error:' paragraph, status 2, and nothing written."""
-  command = [sys.executable, "-m", "dreamfusion_jax.shapes.train_prior", "--config=configs/shapes_prior.py:tiny",
-             f"--workdir={tmp_path}"]
-  for extra, says in ((["--config.stepz=3"], "error: The config has no field 'stepz' (--config.stepz)."),
-                      (["--config.textureless_caption=red"], "error: --config.textureless_caption='red' is not one")):
-    done = subprocess.run(command + extra, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  command = [
+    sys.executable,
+    "-m",
+    "dreamfusion_jax.shapes.train_prior",
+    "--config=configs/shapes_prior.py:tiny",
+    f"--workdir={tmp_path}",
+  ]
+  for extra, says in (
+    (["--config.stepz=3"], "error: The config has no field 'stepz' (--config.stepz)."),
+    (["--config.textureless_caption=red"], "error: --config.textureless_caption='red' is not one"),
+  ):
+    done = subprocess.run(
+      command + extra, cwd=ROOT, capture_output=True, text=True, timeout=300, env=dict(os.environ, JAX_PLATFORMS="cpu")
+    )
     assert done.returncode == 2, done.stderr
     assert says in done.stderr and "Traceback" not in done.stderr, done.stderr
   assert not os.listdir(tmp_path)
@@ -266,7 +289,8 @@ def test_non_finite_loss_stops_with_a_clear_error_and_is_not_recorded(tmp_path):
     trainer.record(writer, dict(finite, grad_norm=jnp.float32(np.inf)), 8, 5, train_prior.DIVERGENCE_ADVICE, {})
   writer.close()
   assert [json.loads(line) for line in open(tmp_path / "metrics.jsonl")] == [
-      {"step": 6, "loss": 0.5, "grad_norm": 2.0, "wall_s": 1.0}]
+    {"step": 6, "loss": 0.5, "grad_norm": 2.0, "wall_s": 1.0}
+  ]
 
 
 def test_every_config_field_has_a_comment_and_the_variant_adds_none():
@@ -316,9 +340,9 @@ def test_save_load_round_trip(tmp_path):
 
 def test_png_writer_round_trips():
   import imageio.v3 as iio
+
   image = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
-  path = shapes_prior.write_png(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"prior_png_{os.getpid()}.png"),
-                               image)
+  path = shapes_prior.write_png(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"prior_png_{os.getpid()}.png"), image)
   np.testing.assert_array_equal(iio.imread(path), image)
   os.remove(path)
 
@@ -351,8 +375,17 @@ def test_ddim_with_the_exact_denoiser_returns_the_data(scale):
   y_u = rng.uniform(-0.3, 0.3, (2, 8, 8, 3)).astype(np.float32)
   y_c = y_u + rng.uniform(-0.2, 0.2, (2, 8, 8, 3)).astype(np.float32)
   ctx, unctx = jnp.ones((2, 3, 4)), jnp.zeros((1, 3, 4))
-  out = shapes_prior.sample(jax.random.PRNGKey(0), _analytic_denoiser(abar, y_u, y_c), None, ctx, unctx, abar,
-                           num_steps=20, guidance_scale=scale, image_size=8)
+  out = shapes_prior.sample(
+    jax.random.PRNGKey(0),
+    _analytic_denoiser(abar, y_u, y_c),
+    None,
+    ctx,
+    unctx,
+    abar,
+    num_steps=20,
+    guidance_scale=scale,
+    image_size=8,
+  )
   # CFG of two exact denoisers is the exact denoiser of y_u + w (y_c - y_u).
   target = y_u + scale * (y_c - y_u)
   np.testing.assert_allclose(out, (target + 1) / 2, atol=1e-4)
@@ -371,9 +404,23 @@ def test_ddim_with_the_exact_denoiser_of_three_images_returns_one_of_them():
     x0 = jnp.sum(w * images[None], axis=1)
     return (x - jnp.sqrt(a[:, 0]) * x0) / jnp.sqrt(1.0 - a[:, 0])
 
-  out = 2 * np.asarray(shapes_prior.sample(jax.random.PRNGKey(3), apply, None, jnp.zeros((8, 1, 1)),
-                                          jnp.zeros((1, 1, 1)), abar, num_steps=25, guidance_scale=1.0,
-                                          image_size=8)) - 1
+  out = (
+    2
+    * np.asarray(
+      shapes_prior.sample(
+        jax.random.PRNGKey(3),
+        apply,
+        None,
+        jnp.zeros((8, 1, 1)),
+        jnp.zeros((1, 1, 1)),
+        abar,
+        num_steps=25,
+        guidance_scale=1.0,
+        image_size=8,
+      )
+    )
+    - 1
+  )
   distance = np.abs(out[:, None] - images[None]).max(axis=(2, 3, 4))  # [samples, images]
   assert np.all(distance.min(axis=1) < 1e-3), distance
   assert len(set(distance.argmin(axis=1).tolist())) >= 2  # Not one image for every noise.
@@ -394,11 +441,29 @@ def test_ddim_matches_diffusers():
     del params
     return model(x, t[:, None, None, None], context[:, :1, :1, None])
 
-  ours = shapes_prior.sample(None, jax_model, None, jnp.ones((2, 1, 1)), jnp.zeros((1, 1, 1)), abar,
-                            num_steps=steps, guidance_scale=scale, image_size=4, initial_noise=noise)
-  sched = diffusers.DDIMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
-                                  clip_sample=True, set_alpha_to_one=True, steps_offset=0,
-                                  prediction_type="epsilon", timestep_spacing="trailing")
+  ours = shapes_prior.sample(
+    None,
+    jax_model,
+    None,
+    jnp.ones((2, 1, 1)),
+    jnp.zeros((1, 1, 1)),
+    abar,
+    num_steps=steps,
+    guidance_scale=scale,
+    image_size=4,
+    initial_noise=noise,
+  )
+  sched = diffusers.DDIMScheduler(
+    num_train_timesteps=1000,
+    beta_start=1e-4,
+    beta_end=0.02,
+    beta_schedule="linear",
+    clip_sample=True,
+    set_alpha_to_one=True,
+    steps_offset=0,
+    prediction_type="epsilon",
+    timestep_spacing="trailing",
+  )
   sched.set_timesteps(steps)
   np.testing.assert_array_equal(sched.timesteps.numpy(), shapes_prior.ddim_timesteps(1000, steps)[0])
   x = torch.from_numpy(noise).double()

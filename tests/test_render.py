@@ -27,14 +27,20 @@ def _safe_norm(x):
 
 def field_params(const=0.0, ball_radius=0.6, ball_stiffness=0.0, inverted=False, slab_sigma=0.0, slab_h=0.0):
   """Parameters of one analytic density family, so that every closed-form test shares one compile:
-    sigma(x) = const                                           (constant medium)
-             + ball_stiffness * max(0, +-(ball_radius - |x|))  (opaque ball: n = x/|x|; inverted:
-                                                                dense shell, normals point inward)
-             + slab_sigma * [|x_0| < slab_h]                   (slab)
+  sigma(x) = const                                           (constant medium)
+           + ball_stiffness * max(0, +-(ball_radius - |x|))  (opaque ball: n = x/|x|; inverted:
+                                                              dense shell, normals point inward)
+           + slab_sigma * [|x_0| < slab_h]                   (slab)
   """
   f = lambda v: np.float32(v)
-  return dict(const=f(const), ball_radius=f(ball_radius), ball_stiffness=f(ball_stiffness),
-              ball_sign=f(-1.0 if inverted else 1.0), slab_sigma=f(slab_sigma), slab_h=f(slab_h))
+  return dict(
+    const=f(const),
+    ball_radius=f(ball_radius),
+    ball_stiffness=f(ball_stiffness),
+    ball_sign=f(-1.0 if inverted else 1.0),
+    slab_sigma=f(slab_sigma),
+    slab_h=f(slab_h),
+  )
 
 
 def analytic_field(p):
@@ -63,7 +69,7 @@ _PAD_RAYS = 96  # Every call is padded to this many rays so it reuses one compil
 @functools.partial(jax.jit, static_argnames=("cfg", "deterministic"))
 def _render_padded(key, params, origins, directions, shading, cfg, deterministic):
   return render.render_rays(
-      None if deterministic else key, analytic_field(params), background, origins, directions, shading, cfg
+    None if deterministic else key, analytic_field(params), background, origins, directions, shading, cfg
   )
 
 
@@ -75,8 +81,13 @@ def _render(key, params, origins, directions, shading=None, cfg=render.RenderCon
   pad = lambda v: np.concatenate([v, np.broadcast_to(v[-1:], (_PAD_RAYS - n, 3))])
   shading = {k: np.asarray(v, np.float32) for k, v in shading.items()}
   out = _render_padded(
-      jax.random.PRNGKey(0) if key is None else key, params, pad(origins), pad(directions),
-      shading, cfg, key is None,
+    jax.random.PRNGKey(0) if key is None else key,
+    params,
+    pad(origins),
+    pad(directions),
+    shading,
+    cfg,
+    key is None,
   )
   return {k: np.asarray(v)[:n] for k, v in out.items()}
 
@@ -143,14 +154,18 @@ def test_distortion_matches_double_sum_and_closed_forms():
   w = rng.uniform(0, 0.3, (3, 12)).astype(np.float32)
   edges = np.sort(rng.uniform(0, 2, (3, 13)), axis=-1).astype(np.float32)
   mid = 0.5 * (edges[:, 1:] + edges[:, :-1])
-  brute = [sum(w[r, i] * w[r, j] * abs(mid[r, i] - mid[r, j]) for i in range(12) for j in range(12))
-           + sum(w[r, i] ** 2 * (edges[r, i + 1] - edges[r, i]) for i in range(12)) / 3 for r in range(3)]
+  brute = [
+    sum(w[r, i] * w[r, j] * abs(mid[r, i] - mid[r, j]) for i in range(12) for j in range(12))
+    + sum(w[r, i] ** 2 * (edges[r, i + 1] - edges[r, i]) for i in range(12)) / 3
+    for r in range(3)
+  ]
   np.testing.assert_allclose(jax.jit(render.distortion)(w, edges), brute, rtol=1e-5)
   # All weight in one interval of width 0.3: w^2 * 0.3 / 3. A fog of density s (weights
   # s exp(-s t) dt) has E|t - t'| = 1/s for independent exponential depths: 0.25 at s = 4.
   one = np.array([[0.0, 0.0, 0.8, 0.0]], np.float32)
-  np.testing.assert_allclose(render.distortion(one, np.array([[0.0, 0.5, 1.0, 1.3, 2.0]], np.float32)),
-                             [0.64 * 0.3 / 3], rtol=1e-5)
+  np.testing.assert_allclose(
+    render.distortion(one, np.array([[0.0, 0.5, 1.0, 1.3, 2.0]], np.float32)), [0.64 * 0.3 / 3], rtol=1e-5
+  )
   fog_edges = np.linspace(0.0, 10.0, 4001, dtype=np.float64)[None]
   fog_w, _, _ = render.composite(np.full((1, 4000), 4.0), fog_edges)
   np.testing.assert_allclose(render.distortion(fog_w, fog_edges), [0.25], rtol=2e-3)
@@ -266,8 +281,9 @@ def ball_image():
   t, disc, hit_points = numpy_sphere_hit(origins, dirs, r0)
   # Keep clear of grazing rays: perpendicular distance below 0.9 r0 (hit) or above 1.05 r0 (miss).
   perp2 = r0**2 - disc
-  return dict(out=out, t=t, hit=perp2 < (0.9 * r0) ** 2, miss=perp2 > (1.05 * r0) ** 2,
-              points=hit_points, light=np.asarray(light))
+  return dict(
+    out=out, t=t, hit=perp2 < (0.9 * r0) ** 2, miss=perp2 > (1.05 * r0) ** 2, points=hit_points, light=np.asarray(light)
+  )
 
 
 def test_opaque_ball_depth_and_opacity(ball_image):
@@ -339,9 +355,9 @@ def test_render_image_vmap_and_chunks():
   cfg = render.RenderConfig(chunk_size=7)  # 16 rays: 3 chunks, the last one padded.
   params = field_params(ball_radius=0.5, ball_stiffness=20.0)
   cams = jax.jit(jax.vmap(lambda a: cameras.orbit_camera(10.0, a, 2.5, 5.0)))(np.array([0.0, 120.0], np.float32))
-  batched = jax.jit(jax.vmap(
-      lambda cam: render.render_image(None, analytic_field(params), background, cam, ALBEDO_ONLY, cfg, 4, 4)
-  ))(cams)
+  batched = jax.jit(
+    jax.vmap(lambda cam: render.render_image(None, analytic_field(params), background, cam, ALBEDO_ONLY, cfg, 4, 4))
+  )(cams)
   assert batched["rgb"].shape == (2, 4, 4, 3) and batched["weights"].shape == (2, 4, 4, cfg.num_fine)
   for i in range(2):
     origins, dirs = _camera_rays(jax.tree.map(lambda v: v[i], cams), 4, 4)
@@ -363,8 +379,10 @@ def _param_field(params):
 
 def test_gradients_finite_and_albedo_exact():
   params = dict(
-      centre=np.array([0.1, -0.05, 0.0], np.float32), log_scale=np.float32(3.0),
-      albedo_w=np.eye(3, dtype=np.float32) * 0.5, albedo_b=np.zeros(3, np.float32),
+    centre=np.array([0.1, -0.05, 0.0], np.float32),
+    log_scale=np.float32(3.0),
+    albedo_w=np.eye(3, dtype=np.float32) * 0.5,
+    albedo_b=np.zeros(3, np.float32),
   )
   light = np.array([1.0, 1.0, 1.0], np.float32)
   shading = dict(ambient=0.1, diffuse=0.9, textureless=0.0, light_pos=light)

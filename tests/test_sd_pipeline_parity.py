@@ -5,6 +5,7 @@ test_clip_text_parity.py; here tiny random pipelines saved in the diffusers fold
 go through `stable_diffusion.load` / `build_prior`, the huggingface_hub cache lookup, the command line's
 error messages for missing or damaged checkpoints, v-prediction, and one SDS step.
 """
+
 import json
 import os
 import subprocess
@@ -17,15 +18,16 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
+import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import flax.linen as nn  # noqa: E402
-
 import sd_tiny  # noqa: E402
 from conftest import ROOT, set_fields, tiny_config  # noqa: E402
+
 from dreamfusion_jax import sds, train  # noqa: E402
-from dreamfusion_jax.guidance import clip_text, interface as guidance_lib, stable_diffusion
 from dreamfusion_jax.errors import ConfigError  # noqa: E402
+from dreamfusion_jax.guidance import clip_text, stable_diffusion
+from dreamfusion_jax.guidance import interface as guidance_lib
 
 TOL = 1e-4  # max abs difference allowed between PyTorch and Flax in float32
 PROMPTS = ["a DSLR photo of a peacock on a surfboard", "", "a hamburger, side view"]
@@ -49,6 +51,7 @@ def _check(name: str, got: np.ndarray, want: np.ndarray, tol: float = TOL) -> No
 def sd_config(folder: str, **overrides):
   """configs/sd21_base.py made tiny: the tiny pipeline at float32, 16x16 renders, a small field, 2 steps."""
   from configs import sd21_base  # noqa: E402  (configs/ is a folder of files on sys.path via conftest)
+
   c = sd21_base.get_config()
   small = tiny_config()
   for group in ("field", "render"):
@@ -72,8 +75,14 @@ def offline_env(**extra) -> dict:
 
 def start_main(*args, **env) -> subprocess.Popen:
   """Starts the command line in a subprocess with offline_env(**env)."""
-  return subprocess.Popen([sys.executable, "-m", "dreamfusion_jax.main", *args], cwd=ROOT, env=offline_env(**env),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  return subprocess.Popen(
+    [sys.executable, "-m", "dreamfusion_jax.main", *args],
+    cwd=ROOT,
+    env=offline_env(**env),
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
 
 
 def finish(proc: subprocess.Popen, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -87,7 +96,7 @@ def _error_line(result) -> str:
   assert "Traceback" not in result.stderr + result.stdout, result.stderr[-3000:]
   errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
   assert len(errors) == 1, result.stderr[-3000:]
-  return result.stderr[result.stderr.index("error: "):]
+  return result.stderr[result.stderr.index("error: ") :]
 
 
 def _no_checkpoint(workdir) -> bool:
@@ -142,8 +151,9 @@ def test_load_parity_with_pytorch_components(pipelines, layout):
 
   np.testing.assert_allclose(model.alphas_cumprod, tiny.scheduler.alphas_cumprod.numpy(), rtol=1e-6, atol=1e-7)
   assert model.prediction_type == "epsilon" and model.scaling_factor == tiny.vae.config.scaling_factor
-  assert model.unet.cross_attention_dim == model.text_encoder.hidden_size == sd_tiny.LAYOUTS[layout]["text"][
-      "hidden_size"]
+  assert (
+    model.unet.cross_attention_dim == model.text_encoder.hidden_size == sd_tiny.LAYOUTS[layout]["text"]["hidden_size"]
+  )
 
 
 @pytest.mark.parametrize("layout", sorted(sd_tiny.LAYOUTS))
@@ -186,12 +196,20 @@ def test_hub_cache_resolution_parity(pipelines, tmp_path):
   hf_home = tmp_path / "hf"
   snapshot = sd_tiny.hub_cache(pipelines["sd2"].folder, str(hf_home / "hub"), "tiny-owner/tiny-sd2")
   assert os.path.islink(os.path.join(snapshot, "unet", "diffusion_pytorch_model.safetensors"))
-  code = ("from dreamfusion_jax.guidance import stable_diffusion as s\n"
-          "print(s.resolve_model('tiny-owner/tiny-sd2'))\n"
-          "try:\n  s.resolve_model('tiny-owner/not-cached')\n"
-          "except s.WeightsNotFoundError as e:\n  print(e)\n")
-  result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=offline_env(HF_HOME=str(hf_home)),
-                          capture_output=True, text=True, timeout=120)
+  code = (
+    "from dreamfusion_jax.guidance import stable_diffusion as s\n"
+    "print(s.resolve_model('tiny-owner/tiny-sd2'))\n"
+    "try:\n  s.resolve_model('tiny-owner/not-cached')\n"
+    "except s.WeightsNotFoundError as e:\n  print(e)\n"
+  )
+  result = subprocess.run(
+    [sys.executable, "-c", code],
+    cwd=ROOT,
+    env=offline_env(HF_HOME=str(hf_home)),
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   found, message = result.stdout.strip().split("\n", 1)
   assert found == snapshot
@@ -204,12 +222,14 @@ def test_download_and_fp16_variant_parity(pipelines, tmp_path, monkeypatch):
   stubbed here: no network); a folder holding the `.fp16.safetensors` variants loads the same weights."""
   import huggingface_hub
   from safetensors.numpy import load_file, save_file
+
   tiny = pipelines["sd2"]
   variant = sd_tiny.copy(tiny.folder, str(tmp_path / "fp16"))
   for name in stable_diffusion.WEIGHT_FILES:
     path = os.path.join(variant, name)
-    save_file({k: v.astype(np.float16) for k, v in load_file(path).items()},
-              path.replace(".safetensors", ".fp16.safetensors"))
+    save_file(
+      {k: v.astype(np.float16) for k, v in load_file(path).items()}, path.replace(".safetensors", ".fp16.safetensors")
+    )
     os.remove(path)
   calls = []
 
@@ -225,8 +245,9 @@ def test_download_and_fp16_variant_parity(pipelines, tmp_path, monkeypatch):
     stable_diffusion.resolve_model("tiny-owner/tiny-sd2")  # download=False: no network call.
   assert [c["local_files_only"] for c in calls] == [True]
   assert stable_diffusion.resolve_model("tiny-owner/tiny-sd2", download=True) == variant
-  assert calls[-1] == dict(repo_id="tiny-owner/tiny-sd2", local_files_only=False,
-                           allow_patterns=list(stable_diffusion.DOWNLOAD_PATTERNS))
+  assert calls[-1] == dict(
+    repo_id="tiny-owner/tiny-sd2", local_files_only=False, allow_patterns=list(stable_diffusion.DOWNLOAD_PATTERNS)
+  )
   full, half = stable_diffusion.load(tiny.folder), stable_diffusion.load(variant)
   for a, b in zip(jax.tree.leaves(full.unet_params), jax.tree.leaves(half.unet_params)):
     np.testing.assert_allclose(a, b, atol=2e-3 * max(1.0, float(np.abs(a).max())))
@@ -253,6 +274,7 @@ def test_missing_weights_parity_one_clear_error(pipelines, tmp_path):
 def test_corrupt_checkpoint_parity_cli_names_the_tensor_and_the_file(pipelines, tmp_path):
   """A tensor of the wrong shape is named by key; a truncated weights file is named by path; no traceback."""
   from safetensors.numpy import load_file, save_file
+
   mismatched = sd_tiny.copy(pipelines["sd2"].folder, str(tmp_path / "mismatched"))
   path = os.path.join(mismatched, "unet", "diffusion_pytorch_model.safetensors")
   tensors = load_file(path)
@@ -266,9 +288,12 @@ def test_corrupt_checkpoint_parity_cli_names_the_tensor_and_the_file(pipelines, 
   with open(weights, "r+b") as f:
     f.truncate(os.path.getsize(weights) // 2)
 
-  procs = {name: start_main("--config=configs/peacock.py", f"--workdir={tmp_path / (name + '_run')}",
-                            f"--config.guidance.sd.model={folder}")
-           for name, folder in (("mismatched", mismatched), ("truncated", truncated))}  # Both at once.
+  procs = {
+    name: start_main(
+      "--config=configs/peacock.py", f"--workdir={tmp_path / (name + '_run')}", f"--config.guidance.sd.model={folder}"
+    )
+    for name, folder in (("mismatched", mismatched), ("truncated", truncated))
+  }  # Both at once.
   results = {name: finish(proc) for name, proc in procs.items()}
 
   message = _error_line(results["mismatched"])
@@ -328,6 +353,7 @@ def test_v_prediction_parity_closed_form(pipelines, tmp_path):
 
 class StubOracle(nn.Module):
   """A 'UNet' that returns a fixed array whatever its inputs."""
+
   v: np.ndarray
 
   def __call__(self, x_t, t, context):
@@ -345,8 +371,9 @@ def test_sds_residual_parity_with_pytorch_unet(pipelines, sd2_prior):
   cond = sd_tiny.torch_embed(tiny, [PROMPTS[0], PROMPTS[2]])
   uncond = sd_tiny.torch_embed(tiny, ["", ""])
   key, t_range, scale = jax.random.PRNGKey(7), (20, 980), 7.5
-  fn = lambda p, k, x, c, u: sds.sds_residual(k, prior.guidance, p, x, c, u, scale=scale, t_range=t_range,
-                                               weighting="sds")
+  fn = lambda p, k, x, c, u: sds.sds_residual(
+    k, prior.guidance, p, x, c, u, scale=scale, t_range=t_range, weighting="sds"
+  )
   residual, aux = _run(fn, prior.params, key, x0, cond, uncond)
 
   k_t, k_eps = jax.random.split(key)  # The same draws as sds_residual.
@@ -375,8 +402,10 @@ def test_sds_step_parity_end_to_end(pipelines, tmp_path, monkeypatch):
   (prior,) = built
   assert int(state.step[0]) == 2
   initial = train.Trainer(config, prior).init().params  # The same jitted init as the run's (XLA-cached).
-  moved = [float(np.abs(np.asarray(a) - np.asarray(b)).max())
-           for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(initial))]
+  moved = [
+    float(np.abs(np.asarray(a) - np.asarray(b)).max())
+    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(initial))
+  ]
   assert max(moved) > 0 and all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
   records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
   assert [r["step"] for r in records] == [1, 2]

@@ -1,4 +1,5 @@
 """SDS against an independent computation of its residual, and the DDPM schedule against diffusers."""
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -9,16 +10,25 @@ from dreamfusion_jax import sds
 from dreamfusion_jax.guidance import interface as guidance_lib
 from dreamfusion_jax.guidance.unet import UNet2DConditionModel
 
-UNET = dict(in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
-            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-            attention_head_dim=2, cross_attention_dim=8, norm_num_groups=4)
+UNET = dict(
+  in_channels=3,
+  out_channels=3,
+  block_out_channels=(8, 16),
+  layers_per_block=1,
+  down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+  up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+  attention_head_dim=2,
+  cross_attention_dim=8,
+  norm_num_groups=4,
+)
 
 
 def _setup(batch=2, size=8):
   unet = UNet2DConditionModel.from_config(UNET)
   k = jax.random.split(jax.random.PRNGKey(0), 4)
-  params = {"unet": unet.init(k[0], jnp.zeros((1, size, size, 3)), jnp.zeros((1,), jnp.int32),
-                              jnp.zeros((1, 4, 8)))["params"]}
+  params = {
+    "unet": unet.init(k[0], jnp.zeros((1, size, size, 3)), jnp.zeros((1,), jnp.int32), jnp.zeros((1, 4, 8)))["params"]
+  }
   g = guidance_lib.Guidance(unet, guidance_lib.alphas_cumprod("scaled_linear", 0.00085, 0.012, 1000))
   x0 = jax.random.uniform(k[1], (batch, size, size, 3), minval=-1, maxval=1)
   cond = jax.random.normal(k[2], (batch, 4, 8))
@@ -30,8 +40,11 @@ def _setup(batch=2, size=8):
 def test_sds_gradient_equals_residual(weighting):
   g, params, x0, cond, uncond = _setup()
   key, scale, t_range = jax.random.PRNGKey(7), 100.0, (20, 980)
-  grad = jax.jit(jax.grad(lambda x: sds.sds_loss_x0(key, g, params, x, cond, uncond, scale=scale, t_range=t_range,
-                                            weighting=weighting)[0]))(x0)
+  grad = jax.jit(
+    jax.grad(
+      lambda x: sds.sds_loss_x0(key, g, params, x, cond, uncond, scale=scale, t_range=t_range, weighting=weighting)[0]
+    )
+  )(x0)
   # Independent computation: the same draws of t and eps, the UNet called per branch, numpy arithmetic.
   k_t, k_eps = jax.random.split(key)
   t = np.asarray(jax.random.randint(k_t, (2,), 20, 981))
@@ -49,8 +62,11 @@ def test_sds_gradient_equals_residual(weighting):
 
 def test_no_gradient_through_the_unet():
   g, params, x0, cond, uncond = _setup()
-  grads = jax.jit(jax.grad(lambda p: sds.sds_loss_x0(jax.random.PRNGKey(1), g, p, x0, cond, uncond, scale=100.0,
-                                                     t_range=(20, 980))[0]))(params)
+  grads = jax.jit(
+    jax.grad(
+      lambda p: sds.sds_loss_x0(jax.random.PRNGKey(1), g, p, x0, cond, uncond, scale=100.0, t_range=(20, 980))[0]
+    )
+  )(params)
   assert all(float(jnp.abs(leaf).max()) == 0.0 for leaf in jax.tree.leaves(grads))
 
 
@@ -66,8 +82,9 @@ def test_pixel_guidance_chains_through_the_image_map():
 def test_timesteps_stay_in_range():
   assert sds.timestep_range(0.02, 0.98, 1000) == (20, 980)
   g, params, x0, cond, uncond = _setup(batch=64, size=8)
-  residual = jax.jit(lambda p, x, c, u: sds.sds_residual(jax.random.PRNGKey(0), g, p, x, c, u, scale=1.0,
-                                                         t_range=(20, 980)))
+  residual = jax.jit(
+    lambda p, x, c, u: sds.sds_residual(jax.random.PRNGKey(0), g, p, x, c, u, scale=1.0, t_range=(20, 980))
+  )
   _, aux = residual(params, x0, cond, uncond)
   t = np.asarray(aux["t"])
   assert t.min() >= 20 and t.max() <= 980 and len(np.unique(t)) > 40
@@ -93,8 +110,9 @@ def test_annealed_t_max_falls_linearly_and_bounds_the_sampled_timesteps():
 @pytest.mark.parametrize("schedule", ["linear", "scaled_linear"])
 def test_alphas_cumprod_match_diffusers(schedule):
   diffusers = pytest.importorskip("diffusers")
-  ref = diffusers.DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule=schedule,
-                                num_train_timesteps=1000).alphas_cumprod.numpy()
+  ref = diffusers.DDPMScheduler(
+    beta_start=0.00085, beta_end=0.012, beta_schedule=schedule, num_train_timesteps=1000
+  ).alphas_cumprod.numpy()
   np.testing.assert_allclose(guidance_lib.alphas_cumprod(schedule, 0.00085, 0.012, 1000), ref, rtol=1e-5)
 
 
@@ -110,10 +128,17 @@ def test_latent_guidance_carries_the_residual_back_through_the_encoder():
   unet = UNet2DConditionModel.from_config(dict(UNET, in_channels=4, out_channels=4))
   enc = _TinyEncoder()
   k = jax.random.split(jax.random.PRNGKey(5), 4)
-  params = {"unet": unet.init(k[0], jnp.zeros((1, 4, 4, 4)), jnp.zeros((1,), jnp.int32), jnp.zeros((1, 4, 8)))["params"],
-            "encoder": enc.init(k[1], jnp.zeros((1, 16, 16, 3)))["params"]}
-  g = guidance_lib.Guidance(unet, guidance_lib.alphas_cumprod("scaled_linear", 0.00085, 0.012, 1000), encoder=enc,
-                            encoder_size=16, latent_scale=0.5)
+  params = {
+    "unet": unet.init(k[0], jnp.zeros((1, 4, 4, 4)), jnp.zeros((1,), jnp.int32), jnp.zeros((1, 4, 8)))["params"],
+    "encoder": enc.init(k[1], jnp.zeros((1, 16, 16, 3)))["params"],
+  }
+  g = guidance_lib.Guidance(
+    unet,
+    guidance_lib.alphas_cumprod("scaled_linear", 0.00085, 0.012, 1000),
+    encoder=enc,
+    encoder_size=16,
+    latent_scale=0.5,
+  )
   images = jax.random.uniform(k[2], (1, 8, 8, 3))  # Rendered at 8x8, upsampled to 16 for the encoder.
   cond, uncond = jax.random.normal(k[3], (2, 1, 4, 8))
   kw = dict(scale=100.0, t_range=(20, 980))
@@ -142,8 +167,9 @@ def test_denoised_preview_matches_the_closed_form():
   x0 = np.random.default_rng(0).uniform(-1, 1, (2, 4, 4, 3)).astype(np.float32)
   cond, uncond = np.full((2, 3, 5), 0.3, np.float32), np.full((2, 3, 5), 0.1, np.float32)
   key, t, w = jax.random.PRNGKey(4), 600, 7.5
-  x_t, x0_hat = sds.denoised(key, g, {"unet": {}}, jnp.asarray(x0), jnp.asarray(cond), jnp.asarray(uncond),
-                             scale=w, t=t)
+  x_t, x0_hat = sds.denoised(
+    key, g, {"unet": {}}, jnp.asarray(x0), jnp.asarray(cond), jnp.asarray(uncond), scale=w, t=t
+  )
   eps = np.asarray(jax.random.normal(key, x0.shape))  # The noise `denoised` draws from the same key.
   a, s = np.sqrt(np.float64(abar[t])), np.sqrt(1 - np.float64(abar[t]))
   want_xt = a * x0 + s * eps

@@ -12,9 +12,9 @@ import jax
 import numpy as np
 import pytest
 
+from dreamfusion_jax.guidance import text as text_lib
 from dreamfusion_jax.nerf import cameras
 from dreamfusion_jax.shapes import world
-from dreamfusion_jax.guidance import text as text_lib
 
 SIZE = 32
 FOCAL = 32.0
@@ -143,14 +143,23 @@ def test_sdf_sphere_cube_torus_capsule_closed_forms():
   z = rng.uniform(-0.3, 0.3, 100)
   p = np.stack([rho[:100] * np.cos(theta[:100]), rho[:100] * np.sin(theta[:100]), z], -1)
   np.testing.assert_allclose(sdf("capsule", p), rho[:100] - 0.2, atol=1e-5)
-  np.testing.assert_allclose(sdf("capsule", [[0, 0, 0.6], [0, 0, -0.55], [0.1, 0, 0.4]]),
-                             [0.1, 0.05, math.hypot(0.1, 0.1) - 0.2], atol=1e-5)
+  np.testing.assert_allclose(
+    sdf("capsule", [[0, 0, 0.6], [0, 0, -0.55], [0.1, 0, 0.4]]), [0.1, 0.05, math.hypot(0.1, 0.1) - 0.2], atol=1e-5
+  )
 
 
 def test_sdf_cylinder_caps_and_rim():
   r, h = 0.34, 0.36
-  pts = [[0.1, 0.0, h + 0.07], [0.0, 0.2, -h - 0.03], [r + 0.05, 0.0, 0.1], [0.0, -r - 0.1, -0.2],
-         [r + 0.03, 0.0, h + 0.04], [0.0, 0.0, 0.0], [0.0, 0.0, h - 0.05], [0.3, 0.0, 0.0]]
+  pts = [
+    [0.1, 0.0, h + 0.07],
+    [0.0, 0.2, -h - 0.03],
+    [r + 0.05, 0.0, 0.1],
+    [0.0, -r - 0.1, -0.2],
+    [r + 0.03, 0.0, h + 0.04],
+    [0.0, 0.0, 0.0],
+    [0.0, 0.0, h - 0.05],
+    [0.3, 0.0, 0.0],
+  ]
   want = [0.07, 0.03, 0.05, 0.1, 0.05, -r, -0.05, -0.04]
   np.testing.assert_allclose(sdf("cylinder", pts), want, atol=1e-5)
 
@@ -173,14 +182,24 @@ def test_sdf_pyramid_octahedron_teardrop_closed_forms():
   a, h, z0 = 0.35, 0.74, -0.36
   face_n = np.array([h, 0.0, a]) / math.hypot(h, a)  # the +x face's outward normal
   mid = np.array([a / 2, 0.0, z0 + h / 2])
-  got = sdf("pyramid", [[0, 0, z0 + h + 0.05], [0.1, -0.1, z0 - 0.08], mid + 0.03 * face_n,
-                        mid - 0.02 * face_n, [a + 0.03, a + 0.04, z0]])
+  got = sdf(
+    "pyramid",
+    [[0, 0, z0 + h + 0.05], [0.1, -0.1, z0 - 0.08], mid + 0.03 * face_n, mid - 0.02 * face_n, [a + 0.03, a + 0.04, z0]],
+  )
   np.testing.assert_allclose(got, [0.05, 0.08, 0.03, -0.02, 0.05], atol=1e-5)
   # Octahedron |x|+|y|+|z| <= 0.55: past a vertex, off a face centre along its normal.
   s = 0.55
   n = np.array([1.0, -1.0, 1.0]) / math.sqrt(3)
-  got = sdf("octahedron", [[s + 0.05, 0, 0], [0, 0, -s - 0.1], s / 3 * n * math.sqrt(3) + 0.04 * n,
-                           s / 3 * n * math.sqrt(3) - 0.03 * n, [0, 0, 0]])
+  got = sdf(
+    "octahedron",
+    [
+      [s + 0.05, 0, 0],
+      [0, 0, -s - 0.1],
+      s / 3 * n * math.sqrt(3) + 0.04 * n,
+      s / 3 * n * math.sqrt(3) - 0.03 * n,
+      [0, 0, 0],
+    ],
+  )
   np.testing.assert_allclose(got, [0.05, 0.1, 0.04, -0.03, -s / math.sqrt(3)], atol=1e-5)
   # Teardrop: the tip at +x (0.48 + 0.03), the round back at -x (-0.14 - 0.34).
   got = sdf("teardrop", [[0.51 + 0.05, 0, 0], [-0.48 - 0.02, 0, 0], [-0.14, 0, 0.34 + 0.1], [-0.14, 0, 0]])
@@ -203,16 +222,16 @@ def test_sdf_eikonal_and_finite_gradients():
 
 # Closed-form volumes (world units^3).
 VOLUMES = {
-    "sphere": 4 / 3 * math.pi * 0.45**3,
-    "cube": 0.64**3,
-    "cylinder": math.pi * 0.34**2 * 0.72,
-    "cone": math.pi * 0.4**2 * 0.8 / 3,
-    "torus": 2 * math.pi**2 * 0.32 * 0.13**2,
-    "capsule": math.pi * 0.2**2 * (0.6 + 4 / 3 * 0.2),
-    "pyramid": 0.7**2 * 0.74 / 3,
-    "octahedron": 4 / 3 * 0.55**3,
-    # Disjoint boxes: seat, backrest, four legs.
-    "chair": 0.54 * 0.54 * 0.1 + 0.1 * 0.54 * 0.44 + 4 * 0.09 * 0.09 * 0.35,
+  "sphere": 4 / 3 * math.pi * 0.45**3,
+  "cube": 0.64**3,
+  "cylinder": math.pi * 0.34**2 * 0.72,
+  "cone": math.pi * 0.4**2 * 0.8 / 3,
+  "torus": 2 * math.pi**2 * 0.32 * 0.13**2,
+  "capsule": math.pi * 0.2**2 * (0.6 + 4 / 3 * 0.2),
+  "pyramid": 0.7**2 * 0.74 / 3,
+  "octahedron": 4 / 3 * 0.55**3,
+  # Disjoint boxes: seat, backrest, four legs.
+  "chair": 0.54 * 0.54 * 0.1 + 0.1 * 0.54 * 0.44 + 4 * 0.09 * 0.09 * 0.35,
 }
 
 
@@ -418,6 +437,7 @@ def test_bumpy_surfaces_change_the_images_but_not_the_labels():
   import numpy as np
 
   from dreamfusion_jax.shapes import world
+
   x = jax.random.normal(jax.random.PRNGKey(0), (5, 3))
   np.testing.assert_array_equal(world.bumpy(x, 0.0, 40.0, np.zeros(3)), x)
   moved = np.linalg.norm(world.bumpy(x, 0.05, 40.0, np.ones(3)) - x, axis=-1) / np.linalg.norm(x, axis=-1)
@@ -437,6 +457,7 @@ def test_colour_jitter_moves_albedos_within_its_radius_and_keeps_the_labels():
   import numpy as np
 
   from dreamfusion_jax.shapes import world
+
   key = jax.random.PRNGKey(5)
   plain = world.sample_batch(key, 64, 16, shading_mix=(1.0, 0.0, 0.0))
   np.testing.assert_allclose(plain["albedo"], world.COLOUR_TABLE[np.asarray(plain["colour"])])
@@ -464,6 +485,7 @@ def test_shade_min_darkens_chromatic_albedos_only():
   import numpy as np
 
   from dreamfusion_jax.shapes import world
+
   key = jax.random.PRNGKey(8)
   plain = world.sample_batch(key, 128, 8, shading_mix=(1.0, 0.0, 0.0))
   shaded = world.sample_batch(key, 128, 8, shading_mix=(1.0, 0.0, 0.0), shade_min=0.5)

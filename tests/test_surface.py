@@ -1,6 +1,7 @@
 """The surface metrics (dreamfusion_jax.shapes.surface) against closed forms: rotated normal maps, fogs of known
 opacity (a constant-density ball, whose opacity along a ray is 1 - exp(-sigma * chord)), spheres offset by a
 known distance, and meshes of known genus and extent."""
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -33,7 +34,8 @@ def test_normal_error_is_the_angle_between_the_maps_over_pixels_both_opaque():
   mask = np.broadcast_to(np.arange(6)[None, None, :] < 3, opacity.shape).astype(np.float64)
   assert surface.normal_error_deg(normals, mask, mixed, opacity) == pytest.approx(30.0, abs=1e-6)
   assert surface.normal_error_deg(normals, opacity, mixed, mask * 0.4) != surface.normal_error_deg(
-      normals, opacity, mixed, opacity)
+    normals, opacity, mixed, opacity
+  )
   assert np.isnan(surface.normal_error_deg(normals, 0 * opacity, turned, opacity))
   assert surface.normal_error_deg(normals, opacity, -normals, opacity) == pytest.approx(180.0)
 
@@ -54,8 +56,9 @@ def test_fog_of_a_constant_density_ball_matches_its_closed_form(sigma):
   radius, size = 0.5, 48
   field_fn = lambda x: (jnp.where(jnp.sum(x**2, -1) < radius**2, sigma, 0.0), jnp.ones_like(x))
   rcfg = render.RenderConfig(bound=1.0, num_coarse=256, num_fine=64)
-  out = views.orbit_view(field_fn, {"albedo": views.white}, rcfg, 20.0, 30.0, distance=2.0, focal=float(size),
-                         size=size)["albedo"]
+  out = views.orbit_view(
+    field_fn, {"albedo": views.white}, rcfg, 20.0, 30.0, distance=2.0, focal=float(size), size=size
+  )["albedo"]
   cam = cameras.orbit_camera(20.0, 30.0, 2.0, float(size))
   origins, directions = (np.asarray(a, np.float64) for a in cameras.generate_rays(cam, size, size))
   b2 = np.sum(np.cross(-origins, directions) ** 2, -1)  # Squared distance of each ray from the centre.
@@ -80,7 +83,7 @@ def test_chamfer_of_a_noisy_sphere_against_brute_force():
   truth = trimesh.creation.icosphere(subdivisions=5, radius=0.45)
   rng = np.random.default_rng(1)
   noisy = trimesh.creation.icosphere(subdivisions=4, radius=0.45)
-  noisy.vertices *= (1.0 + rng.uniform(-0.05, 0.05, size=(len(noisy.vertices), 1)))
+  noisy.vertices *= 1.0 + rng.uniform(-0.05, 0.05, size=(len(noisy.vertices), 1))
   points = surface.sample_surface(noisy, 5000)
   brute = np.abs(np.linalg.norm(points, axis=-1) - 0.45)  # Distance to the sphere, exactly.
   np.testing.assert_allclose(surface.distance_to_mesh(points, truth), brute, atol=2e-4)
@@ -118,16 +121,25 @@ def test_the_truth_as_a_result_scores_a_solid_surface():
   surface, and the true object's renders against themselves: the metrics' floor."""
   index = world.SHAPES.index("torus")
   density = world.density_fn(index)
-  mesh = export.extract_mesh(lambda x: np.asarray(density(jnp.asarray(x))), None, bound=1.0, resolution=96,
-                             threshold=3.0)
+  mesh = export.extract_mesh(
+    lambda x: np.asarray(density(jnp.asarray(x))), None, bound=1.0, resolution=96, threshold=3.0
+  )
   m = surface.mesh_metrics(mesh, surface.true_mesh(index))
   # Marching cubes interpolates linearly across a density that saturates within 2 mm of the surface, so
   # vertices sit up to half a cell (1 cm at 96^3 over [-1, 1]^3) off it: the floor is ~0.006 of the diagonal.
   assert m["chamfer"] < 0.01 and m["mesh_components"] == 1 and m["mesh_genus"] == m["true_genus"] == 1
   assert m["extent_error"] < 0.08  # The same half cells on a 0.26-thick torus: ~5% of its height.
   field_fn = lambda x: (density(x), jnp.ones_like(x))
-  out = views.orbit_view(field_fn, {"albedo": views.white}, render.RenderConfig(bound=1.0, num_coarse=32,
-                         num_fine=16), 20.0, 0.0, distance=1.25, focal=64.0, size=64)["albedo"]
+  out = views.orbit_view(
+    field_fn,
+    {"albedo": views.white},
+    render.RenderConfig(bound=1.0, num_coarse=32, num_fine=16),
+    20.0,
+    0.0,
+    distance=1.25,
+    focal=64.0,
+    size=64,
+  )["albedo"]
   assert surface.fog(np.asarray(out["opacity"])) < 0.1
 
 
@@ -137,10 +149,13 @@ def test_the_scorer_gives_the_truth_a_solid_surface():
   import sys
 
   from conftest import ROOT
+
   from dreamfusion_jax.nerf.field import Scene
   from dreamfusion_jax.shapes import evaluate
+
   sys.path.insert(0, ROOT)
   from configs import default  # noqa: E402
+
   config = default.get_config()
   index = world.SHAPES.index("torus")
   truth = evaluate.true_field((jnp.int32(index), jnp.float32(0.0)))

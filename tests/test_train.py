@@ -1,4 +1,5 @@
 """Training: the loss falls toward a known target, resume is exact, multi-seed equals single-seed runs."""
+
 import functools
 import os
 import subprocess
@@ -10,8 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import ROOT, tiny_config
+
 from dreamfusion_jax import train
 from dreamfusion_jax.guidance import interface as guidance_lib
 from dreamfusion_jax.nerf import cameras, render, views
@@ -23,6 +24,7 @@ class TargetDenoiser(nn.Module):
   For it, SDS's residual is sqrt(abar (1 - abar)) (x0 - y): a weighted pull of every render toward y,
   so training must reduce the renders' distance to y. No parameters; the caption is ignored.
   """
+
   alphas_cumprod: tuple
   target: tuple  # RGB of the target image in [0, 1].
 
@@ -52,8 +54,15 @@ def render_error(trainer, state, rgb, config):
 
 
 def test_train_steps_reduce_the_loss_toward_a_target_image():
-  config = tiny_config(**{"num_steps": 40, "optim.net_lr": 1e-2, "shading.albedo_warmup_steps": 1000,
-                          "reg.entropy": 0.0, "reg.orientation": 0.0})
+  config = tiny_config(
+    **{
+      "num_steps": 40,
+      "optim.net_lr": 1e-2,
+      "shading.albedo_warmup_steps": 1000,
+      "reg.entropy": 0.0,
+      "reg.orientation": 0.0,
+    }
+  )
   rgb = (0.9, 0.2, 0.1)
   trainer = train.Trainer(config, target_prior(config, rgb))
   state = trainer.init()
@@ -77,7 +86,8 @@ def test_distortion_weight_adds_its_term_to_the_loss():
     scene = views.make_scene(config)
     params = train.init_state(jnp.int32(0), scene, train.make_optimizer(config)).params
     loss, metrics = jax.jit(functools.partial(train.loss_fn, config=config, scene=scene, guidance=prior.guidance))(
-        params, jax.random.key(0), jnp.int32(3), jnp.zeros((5, 2, 4)), prior.params)
+      params, jax.random.key(0), jnp.int32(3), jnp.zeros((5, 2, 4)), prior.params
+    )
     out[weight] = float(loss), float(metrics["distortion"])
   assert out[1000.0][1] > 0 and out[1000.0][1] == pytest.approx(out[0.0][1], rel=1e-6)
   assert out[1000.0][0] - out[0.0][0] == pytest.approx(1000.0 * out[0.0][1], rel=1e-3)
@@ -128,6 +138,7 @@ def test_the_train_step_compiled_in_the_background_equals_the_jitted_one():
 
 def test_the_renderers_compiled_in_the_background_serve_validation_without_another_compile():
   from dreamfusion_jax import outputs
+
   config = tiny_config(**{"num_seeds": 2, "export.image_size": 16})
   prior = target_prior(config)
   trainer = train.Trainer(config, prior)
@@ -136,8 +147,7 @@ def test_the_renderers_compiled_in_the_background_serve_validation_without_anoth
   render_view = outputs.view_renderer(trainer.scene, config, config.export.image_size)
   truth_view = outputs.truth_renderer(trainer.scene, config, config.export.image_size)
   preview = outputs.guidance_previewer(trainer.scene, config, prior.guidance)
-  outputs.compile_in_background(render_view, preview, per_seed[0], captions, trainer.prior_params,
-                                truth_view).result()
+  outputs.compile_in_background(render_view, preview, per_seed[0], captions, trainer.prior_params, truth_view).result()
   assert render_view._cache_size() == 1 and preview._cache_size() == 1 and truth_view._cache_size() == 1
   outputs.validation_sheet(render_view, per_seed, truth_view)  # What validation and the export call.
   outputs.guidance_preview_sheet(preview, per_seed, captions, trainer.prior_params, 7)
@@ -148,6 +158,7 @@ def test_the_renderers_compiled_in_the_background_serve_validation_without_anoth
 def test_validation_sheets_show_the_true_object_of_a_shapes_caption_above_the_seeds():
   from dreamfusion_jax import outputs
   from dreamfusion_jax.shapes import world
+
   config = tiny_config(**{"num_seeds": 2, "export.image_size": 24, "prompt": "a blue cube"})
   trainer = train.Trainer(config, target_prior(config))
   per_seed = train.host_params(trainer.init())
@@ -157,7 +168,7 @@ def test_validation_sheets_show_the_true_object_of_a_shapes_caption_above_the_se
   assert sheet.shape == (3 * 24, 8 * 24, 3)  # The truth's row, then one per seed.
   np.testing.assert_array_equal(sheet[24:], outputs.validation_sheet(render_view, per_seed))
   # The truth's colour tiles hold the caption's albedo (unshaded) on white, and nothing else.
-  colour = np.concatenate([sheet[:24, k * 48:k * 48 + 24] for k in range(4)]).reshape(-1, 3) / 255.0
+  colour = np.concatenate([sheet[:24, k * 48 : k * 48 + 24] for k in range(4)]).reshape(-1, 3) / 255.0
   blue = np.abs(colour - world.COLOURS["blue"]).max(-1) < 0.02
   white = np.abs(colour - 1.0).max(-1) < 0.02
   assert blue.mean() > 0.1 and white.mean() > 0.3 and (blue | white).mean() > 0.9
@@ -168,6 +179,7 @@ def test_validation_sheets_show_the_true_object_of_a_shapes_caption_above_the_se
 
 def test_the_gpu_fields_set_xla_options_on_gpus_only(monkeypatch):
   from dreamfusion_jax import compilation_cache
+
   options = lambda **kw: compilation_cache.compiler_options(tiny_config(**kw))
   assert options(gpu_triton_gemm=False) is None  # This CPU.
   monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
@@ -190,8 +202,9 @@ METRICS_WITHOUT_TORCH = textwrap.dedent("""
 
 
 def test_the_metrics_writer_does_not_import_torch(tmp_path):
-  result = subprocess.run([sys.executable, "-c", METRICS_WITHOUT_TORCH, str(tmp_path)], capture_output=True,
-                          text=True, timeout=300, cwd=ROOT)
+  result = subprocess.run(
+    [sys.executable, "-c", METRICS_WITHOUT_TORCH, str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=ROOT
+  )
   assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
   assert "tensorboard" in os.listdir(tmp_path) and "metrics.jsonl" in os.listdir(tmp_path)
 
@@ -247,10 +260,12 @@ class NaNDenoiser(nn.Module):
 
 def test_nan_stops_the_run_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
   from dreamfusion_jax.errors import DivergenceError
+
   config = tiny_config(**{"num_steps": 4, "checkpoint_every": 1})
   abar = guidance_lib.alphas_cumprod("scaled_linear", 0.00085, 0.012, 1000)
-  broken = guidance_lib.Prior(guidance_lib.Guidance(NaNDenoiser(), abar), {"unet": {}},
-                              lambda texts: np.zeros((len(texts), 2, 4), np.float32))
+  broken = guidance_lib.Prior(
+    guidance_lib.Guidance(NaNDenoiser(), abar), {"unet": {}}, lambda texts: np.zeros((len(texts), 2, 4), np.float32)
+  )
   monkeypatch.setattr(train, "build_prior", lambda cfg: broken)
   with pytest.raises(DivergenceError, match=r"NaN or infinite by step 1 .*no checkpoint was written"):
     train.train_and_evaluate(config, str(tmp_path / "run"))

@@ -18,22 +18,40 @@ diffusers = pytest.importorskip("diffusers")
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from dreamfusion_jax.guidance.convert import (CheckpointError, load_safetensors_numpy, torch_to_flax,  # noqa: E402
-                                     unet_params_from_torch)
+from dreamfusion_jax.guidance.convert import (
+  CheckpointError,
+  load_safetensors_numpy,
+  torch_to_flax,  # noqa: E402
+  unet_params_from_torch,
+)
 from dreamfusion_jax.guidance.unet import UNet2DConditionModel  # noqa: E402
 
 TOL = 2e-5  # max abs difference allowed between PyTorch and Flax in float32 (observed ~4e-6)
 
 COMMON = dict(
-    in_channels=4, out_channels=4, block_out_channels=(32, 64), norm_num_groups=8, cross_attention_dim=32,
-    down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+  in_channels=4,
+  out_channels=4,
+  block_out_channels=(32, 64),
+  norm_num_groups=8,
+  cross_attention_dim=32,
+  down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+  up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+)
 CONFIGS = {
-    # SD 1.x: conv proj_in/proj_out, attention_head_dim is the (int) number of heads.
-    "sd1": dict(COMMON, layers_per_block=1, attention_head_dim=4),
-    # SD 2.x: linear proj_in/proj_out, per-block heads, plus non-default options.
-    "sd2": dict(COMMON, layers_per_block=2, attention_head_dim=(2, 4), use_linear_projection=True,
-                transformer_layers_per_block=(1, 2), flip_sin_to_cos=False, freq_shift=1, downsample_padding=0,
-                mid_block_scale_factor=1.5),
+  # SD 1.x: conv proj_in/proj_out, attention_head_dim is the (int) number of heads.
+  "sd1": dict(COMMON, layers_per_block=1, attention_head_dim=4),
+  # SD 2.x: linear proj_in/proj_out, per-block heads, plus non-default options.
+  "sd2": dict(
+    COMMON,
+    layers_per_block=2,
+    attention_head_dim=(2, 4),
+    use_linear_projection=True,
+    transformer_layers_per_block=(1, 2),
+    flip_sin_to_cos=False,
+    freq_shift=1,
+    downsample_padding=0,
+    mid_block_scale_factor=1.5,
+  ),
 }
 B, H, W, L = 2, 16, 16, 7
 
@@ -58,8 +76,11 @@ def _inputs(seed: int = 1):
 
 def _torch_out(model, sample, t, context) -> np.ndarray:
   with torch.no_grad():
-    out = model(torch.from_numpy(sample.transpose(0, 3, 1, 2)), torch.from_numpy(t),
-                encoder_hidden_states=torch.from_numpy(context)).sample
+    out = model(
+      torch.from_numpy(sample.transpose(0, 3, 1, 2)),
+      torch.from_numpy(t),
+      encoder_hidden_states=torch.from_numpy(context),
+    ).sample
   return out.numpy().transpose(0, 2, 3, 1)
 
 
@@ -91,8 +112,15 @@ def _case(name: str) -> dict:
   tmodel = _torch_unet(config)
   inputs = _inputs()
   fmodel = UNet2DConditionModel.from_config(config)
-  return dict(name=name, config=config, torch=tmodel, inputs=inputs, expected=_torch_out(tmodel, *inputs),
-              model=fmodel, params=unet_params_from_torch(_state_dict(tmodel), fmodel))
+  return dict(
+    name=name,
+    config=config,
+    torch=tmodel,
+    inputs=inputs,
+    expected=_torch_out(tmodel, *inputs),
+    model=fmodel,
+    params=unet_params_from_torch(_state_dict(tmodel), fmodel),
+  )
 
 
 @pytest.fixture(params=sorted(CONFIGS))
@@ -183,10 +211,14 @@ def test_num_attention_heads_overrides_attention_head_dim():
   """
   config = CONFIGS["sd2"]
   base = UNet2DConditionModel.from_config(config)
-  same = UNet2DConditionModel.from_config(config, num_attention_heads=config["attention_head_dim"],
-                                          attention_head_dim=999)
-  args = (jax.ShapeDtypeStruct((B, H, W, 4), jnp.float32), jax.ShapeDtypeStruct((B,), jnp.int32),
-          jax.ShapeDtypeStruct((B, L, 32), jnp.float32))
+  same = UNet2DConditionModel.from_config(
+    config, num_attention_heads=config["attention_head_dim"], attention_head_dim=999
+  )
+  args = (
+    jax.ShapeDtypeStruct((B, H, W, 4), jnp.float32),
+    jax.ShapeDtypeStruct((B,), jnp.int32),
+    jax.ShapeDtypeStruct((B, L, 32), jnp.float32),
+  )
   params = jax.eval_shape(base.init, jax.random.PRNGKey(0), *args)["params"]
   trace = lambda m: str(jax.make_jaxpr(lambda p, *a: m.apply({"params": p}, *a))(params, *args))
   assert same._heads() == (2, 4)
@@ -195,11 +227,24 @@ def test_num_attention_heads_overrides_attention_head_dim():
 
 # The real Stable Diffusion UNet configs (unet/config.json of SD 1.5 and SD 2.1, abridged to the
 # keys that differ from the defaults).
-SD15 = dict(attention_head_dim=8, block_out_channels=[320, 640, 1280, 1280], cross_attention_dim=768,
-            down_block_types=["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"], layers_per_block=2,
-            up_block_types=["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3, sample_size=64, act_fn="silu")
-SD21 = dict(SD15, attention_head_dim=[5, 10, 20, 20], cross_attention_dim=1024, use_linear_projection=True,
-            upcast_attention=True, sample_size=96)
+SD15 = dict(
+  attention_head_dim=8,
+  block_out_channels=[320, 640, 1280, 1280],
+  cross_attention_dim=768,
+  down_block_types=["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
+  layers_per_block=2,
+  up_block_types=["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3,
+  sample_size=64,
+  act_fn="silu",
+)
+SD21 = dict(
+  SD15,
+  attention_head_dim=[5, 10, 20, 20],
+  cross_attention_dim=1024,
+  use_linear_projection=True,
+  upcast_attention=True,
+  sample_size=96,
+)
 
 
 # Published parameter counts of the SD 1.5 and SD 2.1 UNets.
@@ -244,8 +289,9 @@ def test_wrong_shape_missing_and_unexpected_keys_are_reported(case):
 
 def test_each_leaf_filled_once():
   """Two checkpoint keys that name the same Flax leaf are an error, not a silent overwrite."""
-  target = {"to_out_0": {"kernel": jax.ShapeDtypeStruct((2, 3), jnp.float32),
-                         "bias": jax.ShapeDtypeStruct((3,), jnp.float32)}}
+  target = {
+    "to_out_0": {"kernel": jax.ShapeDtypeStruct((2, 3), jnp.float32), "bias": jax.ShapeDtypeStruct((3,), jnp.float32)}
+  }
   state = {"to_out.0.weight": np.ones((3, 2)), "to_out_0.weight": np.ones((3, 2)), "to_out.0.bias": np.ones(3)}
   with pytest.raises(CheckpointError, match="both map to"):
     torch_to_flax(state, target)
@@ -264,6 +310,7 @@ def test_from_config_rejects_unsupported_features():
 
 def test_load_safetensors_numpy_upcasts(tmp_path):
   from safetensors.numpy import save_file
+
   path = str(tmp_path / "x.safetensors")
   bf16 = np.array([1.5, -2.25], dtype=jnp.bfloat16)
   save_file({"a": bf16, "b": np.array([0.5], np.float16), "i": np.arange(3, dtype=np.int64)}, path)

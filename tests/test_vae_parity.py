@@ -25,12 +25,24 @@ from dreamfusion_jax.guidance.vae import AutoencoderKL, rename_legacy_attention_
 TOL = 1e-4  # max abs difference allowed between PyTorch and Flax in float32
 
 CONFIGS = {
-    "2level": dict(block_out_channels=(32, 64), layers_per_block=1, norm_num_groups=8, latent_channels=4,
-                   down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                   sample_size=16),
-    "3level": dict(block_out_channels=(16, 32, 32), layers_per_block=2, norm_num_groups=8, latent_channels=8,
-                   down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
-                   sample_size=32),
+  "2level": dict(
+    block_out_channels=(32, 64),
+    layers_per_block=1,
+    norm_num_groups=8,
+    latent_channels=4,
+    down_block_types=("DownEncoderBlock2D",) * 2,
+    up_block_types=("UpDecoderBlock2D",) * 2,
+    sample_size=16,
+  ),
+  "3level": dict(
+    block_out_channels=(16, 32, 32),
+    layers_per_block=2,
+    norm_num_groups=8,
+    latent_channels=8,
+    down_block_types=("DownEncoderBlock2D",) * 3,
+    up_block_types=("UpDecoderBlock2D",) * 3,
+    sample_size=32,
+  ),
 }
 IMAGE_SIZE = {"2level": (16, 16), "3level": (24, 16)}
 B = 2
@@ -87,8 +99,19 @@ def _case(name: str, tmp_dir: str) -> dict:
   with torch.no_grad():
     posterior = tmodel.encode(_nchw(x)).latent_dist
     decoded = tmodel.decode(_nchw(z)).sample
-  return dict(config=config, file_config=file_config, torch=tmodel, state=state, model=model, params=params,
-              x=x, z=z, mean=_nhwc(posterior.mean), logvar=_nhwc(posterior.logvar), decoded=_nhwc(decoded))
+  return dict(
+    config=config,
+    file_config=file_config,
+    torch=tmodel,
+    state=state,
+    model=model,
+    params=params,
+    x=x,
+    z=z,
+    mean=_nhwc(posterior.mean),
+    logvar=_nhwc(posterior.logvar),
+    decoded=_nhwc(decoded),
+  )
 
 
 @pytest.fixture(scope="session")
@@ -113,8 +136,11 @@ def test_parity_encode_decode_with_diffusers(case):
   mean, logvar = _run(model, params, "encode_moments", case["x"])
   decoded = _run(model, params, "decode", case["z"])
   assert mean.shape == case["mean"].shape and decoded.shape == case["decoded"].shape
-  for label, got, want in (("mean", mean, case["mean"]), ("logvar", logvar, case["logvar"]),
-                           ("decoded", decoded, case["decoded"])):
+  for label, got, want in (
+    ("mean", mean, case["mean"]),
+    ("logvar", logvar, case["logvar"]),
+    ("decoded", decoded, case["decoded"]),
+  ):
     err = np.abs(np.asarray(got) - want).max()
     print(f"{label}: max|flax - torch| = {err:.2e}, max|torch| = {np.abs(want).max():.2f}")
     assert err < TOL, label
@@ -192,8 +218,9 @@ def test_parity_remat_gradient(tmp_dir):
     grad = jax.grad(loss, argnums=1)
     jaxpr = str(jax.make_jaxpr(grad)(case["params"], jnp.asarray(case["x"])))
     assert (("checkpoint" in jaxpr) or ("remat" in jaxpr)) == remat
-    grads[remat] = np.asarray(_compile(grad, case["params"], jnp.asarray(case["x"]))(case["params"],
-                                                                                       jnp.asarray(case["x"])))
+    grads[remat] = np.asarray(
+      _compile(grad, case["params"], jnp.asarray(case["x"]))(case["params"], jnp.asarray(case["x"]))
+    )
   scale = np.abs(want).max()
   remat_err = np.abs(grads[True] - grads[False]).max() / scale
   torch_err = np.abs(grads[True] - want).max() / scale
@@ -207,9 +234,18 @@ def test_parity_full_size_stable_diffusion_layout_converts():
   Shapes only: the PyTorch model lives on the meta device and its tensors become zero-stride numpy
   views, and the Flax target comes from jax.eval_shape, so nothing of the ~335 MB is allocated.
   """
-  config = dict(block_out_channels=[128, 256, 512, 512], down_block_types=["DownEncoderBlock2D"] * 4,
-                up_block_types=["UpDecoderBlock2D"] * 4, layers_per_block=2, latent_channels=4, norm_num_groups=32,
-                in_channels=3, out_channels=3, act_fn="silu", sample_size=512)
+  config = dict(
+    block_out_channels=[128, 256, 512, 512],
+    down_block_types=["DownEncoderBlock2D"] * 4,
+    up_block_types=["UpDecoderBlock2D"] * 4,
+    layers_per_block=2,
+    latent_channels=4,
+    norm_num_groups=32,
+    in_channels=3,
+    out_channels=3,
+    act_fn="silu",
+    sample_size=512,
+  )
   with torch.device("meta"):
     tmodel = diffusers.AutoencoderKL(**config)
   zero = np.zeros((), np.float32)
@@ -230,8 +266,9 @@ def test_parity_from_config_rejects_unsupported_options():
   with pytest.raises(ValueError, match="some_new_option"):
     AutoencoderKL.from_config(dict(base, some_new_option=1))
   # Keys that do not change the forward pass are accepted; swish is silu.
-  model = AutoencoderKL.from_config(dict(base, act_fn="swish", force_upcast=False, latents_mean=None,
-                                         _class_name="AutoencoderKL"))
+  model = AutoencoderKL.from_config(
+    dict(base, act_fn="swish", force_upcast=False, latents_mean=None, _class_name="AutoencoderKL")
+  )
   assert model.block_out_channels == (32, 64)
 
 

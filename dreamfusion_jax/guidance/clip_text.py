@@ -41,33 +41,60 @@ CHECKPOINT_IGNORE = (r"position_ids$", r"^text_projection\.")
 
 # transformers `hidden_act` names this port implements.
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),  # OpenAI CLIP (SD 1.x)
-    "gelu": lambda x: jax.nn.gelu(x, approximate=False),  # exact erf GELU (OpenCLIP, SD 2.x)
-    "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),  # tanh approximation
-    "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),  # same formula as gelu_new
+  "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),  # OpenAI CLIP (SD 1.x)
+  "gelu": lambda x: jax.nn.gelu(x, approximate=False),  # exact erf GELU (OpenCLIP, SD 2.x)
+  "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),  # tanh approximation
+  "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),  # same formula as gelu_new
 }
 
 # Config keys that do not change the forward pass (token ids, initialisers, dropout, bookkeeping). `dtype`
 # (transformers 5.x; `torch_dtype` in 4.x) is the storage dtype of the PyTorch weights, not this module's field.
-_IGNORED_KEYS = frozenset({
-    "architectures", "model_type", "transformers_version", "torch_dtype", "dtype", "projection_dim",
-    "attention_dropout", "dropout", "initializer_range", "initializer_factor",
-    "pad_token_id", "bos_token_id", "eos_token_id",
-})
+_IGNORED_KEYS = frozenset(
+  {
+    "architectures",
+    "model_type",
+    "transformers_version",
+    "torch_dtype",
+    "dtype",
+    "projection_dim",
+    "attention_dropout",
+    "dropout",
+    "initializer_range",
+    "initializer_factor",
+    "pad_token_id",
+    "bos_token_id",
+    "eos_token_id",
+  }
+)
 
 # Text encoder configs of the Stable Diffusion releases (their `text_encoder/config.json`, relevant keys).
 SD1_TEXT_CONFIG: dict[str, Any] = dict(  # openai/clip-vit-large-patch14 text tower
-    vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-    max_position_embeddings=77, hidden_act="quick_gelu", layer_norm_eps=1e-5)
+  vocab_size=49408,
+  hidden_size=768,
+  intermediate_size=3072,
+  num_hidden_layers=12,
+  num_attention_heads=12,
+  max_position_embeddings=77,
+  hidden_act="quick_gelu",
+  layer_norm_eps=1e-5,
+)
 SD2_TEXT_CONFIG: dict[str, Any] = dict(  # OpenCLIP ViT-H/14 text tower, penultimate layer
-    vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=23, num_attention_heads=16,
-    max_position_embeddings=77, hidden_act="gelu", layer_norm_eps=1e-5)
+  vocab_size=49408,
+  hidden_size=1024,
+  intermediate_size=4096,
+  num_hidden_layers=23,
+  num_attention_heads=16,
+  max_position_embeddings=77,
+  hidden_act="gelu",
+  layer_norm_eps=1e-5,
+)
 
 
 def _layer_norm(x: jax.Array, eps: float, param_dtype: Dtype, name: str) -> jax.Array:
   """LayerNorm over the last axis with float32 statistics (call inside a compact method)."""
-  y = nn.LayerNorm(epsilon=eps, use_fast_variance=False, dtype=jnp.float32, param_dtype=param_dtype,
-                   name=name)(x.astype(jnp.float32))
+  y = nn.LayerNorm(epsilon=eps, use_fast_variance=False, dtype=jnp.float32, param_dtype=param_dtype, name=name)(
+    x.astype(jnp.float32)
+  )
   return y.astype(x.dtype)
 
 
@@ -94,8 +121,9 @@ class CLIPAttention(nn.Module):
     v = dense("v_proj")(x).reshape(b, l, self.num_heads, head_dim)
     mask = None if key_mask is None else key_mask[:, None, None, :]  # [B,1,1,L] broadcast over heads, queries
     # The XLA path computes the logits with float32 accumulation and the softmax in float32.
-    o = jax.nn.dot_product_attention(q, k, v, mask=mask, scale=head_dim ** -0.5, is_causal=True,
-                                     implementation=self.implementation)
+    o = jax.nn.dot_product_attention(
+      q, k, v, mask=mask, scale=head_dim**-0.5, is_causal=True, implementation=self.implementation
+    )
     return dense("out_proj")(o.reshape(b, l, d))
 
 
@@ -130,11 +158,23 @@ class CLIPEncoderLayer(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
     h = _layer_norm(x, self.layer_norm_eps, self.param_dtype, "layer_norm1")
-    x = x + CLIPAttention(self.hidden_size, self.num_heads, dtype=self.dtype, param_dtype=self.param_dtype,
-                          implementation=self.attention_implementation, name="self_attn")(h, key_mask)
+    x = x + CLIPAttention(
+      self.hidden_size,
+      self.num_heads,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      implementation=self.attention_implementation,
+      name="self_attn",
+    )(h, key_mask)
     h = _layer_norm(x, self.layer_norm_eps, self.param_dtype, "layer_norm2")
-    return x + CLIPMLP(self.hidden_size, self.intermediate_size, self.hidden_act, dtype=self.dtype,
-                       param_dtype=self.param_dtype, name="mlp")(h)
+    return x + CLIPMLP(
+      self.hidden_size,
+      self.intermediate_size,
+      self.hidden_act,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      name="mlp",
+    )(h)
 
 
 class CLIPTextEmbeddings(nn.Module):
@@ -176,9 +216,17 @@ class CLIPEncoder(nn.Module):
     num_run = self.num_hidden_layers if num_run is None else num_run
     out = x
     for i in range(self.num_hidden_layers if self.is_initializing() else num_run):
-      x = CLIPEncoderLayer(self.hidden_size, self.intermediate_size, self.num_attention_heads, self.hidden_act,
-                           self.layer_norm_eps, dtype=self.dtype, param_dtype=self.param_dtype,
-                           attention_implementation=self.attention_implementation, name=f"layers_{i}")(x, key_mask)
+      x = CLIPEncoderLayer(
+        self.hidden_size,
+        self.intermediate_size,
+        self.num_attention_heads,
+        self.hidden_act,
+        self.layer_norm_eps,
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        attention_implementation=self.attention_implementation,
+        name=f"layers_{i}",
+      )(x, key_mask)
       if i == num_run - 1:
         out = x
     return out
@@ -201,11 +249,26 @@ class CLIPTextTransformer(nn.Module):
 
   @nn.compact
   def __call__(self, input_ids: jax.Array, key_mask: jax.Array | None, num_run: int) -> jax.Array:
-    x = CLIPTextEmbeddings(self.vocab_size, self.hidden_size, self.max_position_embeddings, dtype=self.dtype,
-                           param_dtype=self.param_dtype, name="embeddings")(input_ids)
-    x = CLIPEncoder(self.num_hidden_layers, self.hidden_size, self.intermediate_size, self.num_attention_heads,
-                    self.hidden_act, self.layer_norm_eps, dtype=self.dtype, param_dtype=self.param_dtype,
-                    attention_implementation=self.attention_implementation, name="encoder")(x, key_mask, num_run)
+    x = CLIPTextEmbeddings(
+      self.vocab_size,
+      self.hidden_size,
+      self.max_position_embeddings,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      name="embeddings",
+    )(input_ids)
+    x = CLIPEncoder(
+      self.num_hidden_layers,
+      self.hidden_size,
+      self.intermediate_size,
+      self.num_attention_heads,
+      self.hidden_act,
+      self.layer_norm_eps,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      attention_implementation=self.attention_implementation,
+      name="encoder",
+    )(x, key_mask, num_run)
     return _layer_norm(x, self.layer_norm_eps, self.param_dtype, "final_layer_norm")
 
 
@@ -247,8 +310,10 @@ class CLIPTextModel(nn.Module):
       config = config["text_config"]
     model_type = config.get("model_type", "clip_text_model")
     if model_type != "clip_text_model":
-      raise ValueError(f"CLIPTextModel.from_config: model_type={model_type!r}; expected a 'clip_text_model' "
-                       "config (a Stable Diffusion text_encoder/config.json).")
+      raise ValueError(
+        f"CLIPTextModel.from_config: model_type={model_type!r}; expected a 'clip_text_model' "
+        "config (a Stable Diffusion text_encoder/config.json)."
+      )
     fields = set(cls.__dataclass_fields__) - {"parent", "name"}
     kwargs = {k: v for k, v in config.items() if k in fields and not k.startswith("_") and k not in _IGNORED_KEYS}
     kwargs.update(overrides)
@@ -260,17 +325,20 @@ class CLIPTextModel(nn.Module):
     """Raises ValueError for settings this port cannot build (`skip_last_layers` overrides the field)."""
     skip = self.skip_last_layers if skip_last_layers is None else skip_last_layers
     if self.hidden_act not in ACTIVATIONS:
-      raise ValueError(f"unsupported hidden_act={self.hidden_act!r} in the CLIP text config; "
-                       f"implemented: {sorted(ACTIVATIONS)}.")
+      raise ValueError(
+        f"unsupported hidden_act={self.hidden_act!r} in the CLIP text config; implemented: {sorted(ACTIVATIONS)}."
+      )
     if self.hidden_size % self.num_attention_heads:
-      raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
-                       f"{self.num_attention_heads}.")
+      raise ValueError(
+        f"hidden_size {self.hidden_size} is not divisible by num_attention_heads {self.num_attention_heads}."
+      )
     if not 0 <= skip < self.num_hidden_layers:
       raise ValueError(f"skip_last_layers={skip} must be in [0, {self.num_hidden_layers}).")
 
   @nn.compact
-  def __call__(self, input_ids: jax.Array, attention_mask: jax.Array | None = None,
-               skip_last_layers: int | None = None) -> jax.Array:
+  def __call__(
+    self, input_ids: jax.Array, attention_mask: jax.Array | None = None, skip_last_layers: int | None = None
+  ) -> jax.Array:
     """Encodes token ids.
 
     Args:
@@ -286,14 +354,24 @@ class CLIPTextModel(nn.Module):
     self.check_config(skip)
     length = input_ids.shape[-1]
     if input_ids.ndim != 2 or length > self.max_position_embeddings:
-      raise ValueError(f"input_ids must be [batch, length] with length <= {self.max_position_embeddings}, "
-                       f"got shape {input_ids.shape}.")
+      raise ValueError(
+        f"input_ids must be [batch, length] with length <= {self.max_position_embeddings}, got shape {input_ids.shape}."
+      )
     key_mask = None if attention_mask is None else jnp.asarray(attention_mask).astype(bool)
-    return CLIPTextTransformer(self.vocab_size, self.hidden_size, self.intermediate_size, self.num_hidden_layers,
-                               self.num_attention_heads, self.max_position_embeddings, self.hidden_act,
-                               self.layer_norm_eps, dtype=self.dtype, param_dtype=self.param_dtype,
-                               attention_implementation=self.attention_implementation,
-                               name="text_model")(input_ids, key_mask, self.num_hidden_layers - skip)
+    return CLIPTextTransformer(
+      self.vocab_size,
+      self.hidden_size,
+      self.intermediate_size,
+      self.num_hidden_layers,
+      self.num_attention_heads,
+      self.max_position_embeddings,
+      self.hidden_act,
+      self.layer_norm_eps,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      attention_implementation=self.attention_implementation,
+      name="text_model",
+    )(input_ids, key_mask, self.num_hidden_layers - skip)
 
 
 def _canonical_key(key: str) -> str:
@@ -303,8 +381,9 @@ def _canonical_key(key: str) -> str:
   return "text_model." + key
 
 
-def clip_params_from_torch(state_dict: Mapping[str, np.ndarray], model: CLIPTextModel, *,
-                           ignore: Iterable[str] = CHECKPOINT_IGNORE) -> dict:
+def clip_params_from_torch(
+  state_dict: Mapping[str, np.ndarray], model: CLIPTextModel, *, ignore: Iterable[str] = CHECKPOINT_IGNORE
+) -> dict:
   """Converts a transformers CLIPTextModel state dict (e.g. `text_encoder/model.safetensors`) for `model`.
 
   Args:
@@ -327,6 +406,7 @@ def clip_params_from_torch(state_dict: Mapping[str, np.ndarray], model: CLIPText
 def load_tokenizer(folder: str) -> Any:
   """Loads the CLIP BPE tokenizer of a Stable Diffusion `tokenizer/` folder (transformers `CLIPTokenizer`)."""
   from transformers import CLIPTokenizer  # local: optional dependency of the Stable Diffusion path only
+
   return CLIPTokenizer.from_pretrained(folder)
 
 

@@ -81,8 +81,9 @@ def _listing(title: str, items: list[str]) -> str:
   return f"  {title} ({len(items)}):\n" + "\n".join(f"    {s}" for s in shown) + more
 
 
-def torch_to_flax(state_dict: Mapping[str, np.ndarray], target: Any, *, name: str = "model",
-                  ignore: Iterable[str] = ()) -> dict:
+def torch_to_flax(
+  state_dict: Mapping[str, np.ndarray], target: Any, *, name: str = "model", ignore: Iterable[str] = ()
+) -> dict:
   """Converts a PyTorch state dict into a Flax params tree shaped like `target`.
 
   Args:
@@ -119,18 +120,22 @@ def torch_to_flax(state_dict: Mapping[str, np.ndarray], target: Any, *, name: st
     expected = tuple(leaves[path].shape)
     converted = _convert_weight(value, path[-1], expected) if key.endswith("weight") else value
     if converted is None or tuple(converted.shape) != expected:
-      mismatched.append(f"{key} -> {'/'.join(path)}: expected shape {expected} (Flax), found {tuple(value.shape)} "
-                        f"(checkpoint){'' if converted is None else f', {tuple(converted.shape)} after conversion'}")
+      mismatched.append(
+        f"{key} -> {'/'.join(path)}: expected shape {expected} (Flax), found {tuple(value.shape)} "
+        f"(checkpoint){'' if converted is None else f', {tuple(converted.shape)} after conversion'}"
+      )
       continue
     dtype = getattr(leaves[path], "dtype", None)
     out[path] = np.asarray(converted, dtype=dtype) if dtype is not None else np.array(converted)
   missing = ["/".join(p) for p in leaves if p not in source]
   if mismatched or missing or unexpected or duplicated:
     parts = [f"checkpoint does not match {name}:"]
-    problems = (("shape mismatches", mismatched),
-                ("missing parameters (no checkpoint tensor maps to them)", missing),
-                ("unexpected checkpoint keys", unexpected),
-                ("duplicate sources", duplicated))
+    problems = (
+      ("shape mismatches", mismatched),
+      ("missing parameters (no checkpoint tensor maps to them)", missing),
+      ("unexpected checkpoint keys", unexpected),
+      ("duplicate sources", duplicated),
+    )
     for title, items in problems:
       if items:
         parts.append(_listing(title, items))
@@ -145,6 +150,7 @@ def load_safetensors_numpy(path: str, dtype: Any = np.float32) -> dict[str, np.n
   dtype; bfloat16 then comes back as an ml_dtypes array); integer tensors are left alone.
   """
   from safetensors.numpy import load_file  # local: optional dependency of the checkpoint path only
+
   tensors = load_file(path)
   if dtype is None:
     return dict(tensors)

@@ -5,6 +5,7 @@ pixel-space model, VAE latents for a latent-space one) and predicts noise (`pred
 Both are pure functions of an explicit `params` pytree, so the train step stays pure and the
 prior's weights are an argument of the jitted step, not a constant baked into it.
 """
+
 import dataclasses
 from typing import Any, Callable, Optional
 
@@ -45,6 +46,7 @@ class Guidance:
     prediction_type: what the UNet predicts: 'epsilon', or 'v_prediction' (v = alpha_t eps - sigma_t x_0,
       SD 2.x at 768), which `predict_noise` turns into eps = alpha_t v + sigma_t x_t.
   """
+
   unet: nn.Module
   alphas_cumprod: np.ndarray
   encoder: Optional[nn.Module] = None
@@ -87,6 +89,7 @@ class Guidance:
 @dataclasses.dataclass(frozen=True, eq=False)
 class Prior:
   """What a run needs from a prior: the guidance, its weights, and a host-side text encoder."""
+
   guidance: Guidance
   params: Any  # {'unet': ..., 'encoder': ...}, the frozen weights.
   embed: Callable[[list[str]], np.ndarray]  # captions -> [N, L, D] float32 embeddings.

@@ -3,6 +3,7 @@
 Each builder takes the `config.guidance` block plus what it needs of the run as explicit
 arguments, so no prior reads the run's config. Adding a prior is adding one builder here.
 """
+
 from typing import Any, Callable
 
 import jax
@@ -25,13 +26,16 @@ def random_prior(g: Any, *, prompt: str, image_size: int, previews: bool) -> Pri
   unet_cfg = dict(g.unet.to_dict())
   unet = UNet2DConditionModel.from_config(unet_cfg)
   tok = text_lib.WordTokenizer(prompt.split(), g.text.max_length)
-  encoder = text_lib.TextEncoder(len(tok.vocab), g.text.max_length, g.text.width, g.text.num_layers,
-                                 g.text.num_heads)
+  encoder = text_lib.TextEncoder(len(tok.vocab), g.text.max_length, g.text.width, g.text.num_layers, g.text.num_heads)
   k_unet, k_text = jax.random.split(jax.random.PRNGKey(g.seed))
   size = image_size
   # Jitted: Flax's init run op by op took ~30 s on a 2-core CPU; compiled (and then cached) it takes a few.
-  unet_params = jax.jit(unet.init)(k_unet, jnp.zeros((1, size, size, unet_cfg["in_channels"])),
-                                   jnp.zeros((1,), jnp.int32), jnp.zeros((1, g.text.max_length, g.text.width)))["params"]
+  unet_params = jax.jit(unet.init)(
+    k_unet,
+    jnp.zeros((1, size, size, unet_cfg["in_channels"])),
+    jnp.zeros((1,), jnp.int32),
+    jnp.zeros((1, g.text.max_length, g.text.width)),
+  )["params"]
   text_params = jax.jit(encoder.init)(k_text, jnp.zeros((1, g.text.max_length), jnp.int32))["params"]
   apply = jax.jit(lambda p, ids: encoder.apply({"params": p}, ids))
   guidance = Guidance(unet, alphas_cumprod(g.beta_schedule, g.beta_start, g.beta_end, g.num_train_timesteps))
@@ -49,7 +53,10 @@ def _stable_diffusion(g: Any, *, prompt: str, image_size: int, previews: bool) -
 
 
 PRIORS: dict[str, Callable[..., Prior]] = {
-    "random": random_prior, "shapes": _shapes, "stable_diffusion": _stable_diffusion}
+  "random": random_prior,
+  "shapes": _shapes,
+  "stable_diffusion": _stable_diffusion,
+}
 
 
 def build_prior(g: Any, *, prompt: str, image_size: int, previews: bool) -> Prior:
@@ -62,6 +69,7 @@ def build_prior(g: Any, *, prompt: str, image_size: int, previews: bool) -> Prio
     make = PRIORS[g.model]
   except KeyError:
     raise ConfigError(
-        f"guidance.model={g.model!r} is not available; choose one of "
-        f"{sorted(PRIORS)} (e.g. --config.guidance.model=random).") from None
+      f"guidance.model={g.model!r} is not available; choose one of "
+      f"{sorted(PRIORS)} (e.g. --config.guidance.model=random)."
+    ) from None
   return make(g, prompt=prompt, image_size=image_size, previews=previews)

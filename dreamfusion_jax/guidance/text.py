@@ -3,6 +3,7 @@
 Stable Diffusion's CLIP encoders live in `clip_text`; the word encoder here serves priors whose
 vocabulary is a closed, small set of words (the smoke test's random prior, the embedded Shapes prior).
 """
+
 import re
 from typing import Sequence
 
@@ -48,6 +49,7 @@ class WordTokenizer:
 
 class TextEncoder(nn.Module):
   """Token + position embeddings and pre-LayerNorm transformer layers; returns all hidden states."""
+
   vocab_size: int  # Number of token ids.
   max_length: int  # Tokens per caption.
   width: int = 64  # Hidden size (the UNet's cross_attention_dim).

@@ -32,8 +32,9 @@ UP_BLOCK_TYPES = ("CrossAttnUpBlock2D", "UpBlock2D")
 MID_BLOCK_TYPES = ("UNetMidBlock2DCrossAttn", None)
 
 
-def timestep_embedding(timesteps: jax.Array, dim: int, flip_sin_to_cos: bool, freq_shift: float,
-                       max_period: float = 10000.0) -> jax.Array:
+def timestep_embedding(
+  timesteps: jax.Array, dim: int, flip_sin_to_cos: bool, freq_shift: float, max_period: float = 10000.0
+) -> jax.Array:
   """Sinusoidal DDPM timestep features, as diffusers' `get_timestep_embedding`.
 
   Args:
@@ -57,24 +58,34 @@ def timestep_embedding(timesteps: jax.Array, dim: int, flip_sin_to_cos: bool, fr
 
 def _group_norm(x: jax.Array, num_groups: int, eps: float, param_dtype: Dtype, name: str) -> jax.Array:
   """GroupNorm with float32 statistics and output cast back to x.dtype (call inside a compact method)."""
-  y = nn.GroupNorm(num_groups=num_groups, epsilon=eps, use_fast_variance=False, dtype=jnp.float32,
-                   param_dtype=param_dtype, name=name)(x.astype(jnp.float32))
+  y = nn.GroupNorm(
+    num_groups=num_groups, epsilon=eps, use_fast_variance=False, dtype=jnp.float32, param_dtype=param_dtype, name=name
+  )(x.astype(jnp.float32))
   return y.astype(x.dtype)
 
 
 def _layer_norm(x: jax.Array, eps: float, param_dtype: Dtype, name: str) -> jax.Array:
   """LayerNorm over the last axis with float32 statistics (call inside a compact method)."""
-  y = nn.LayerNorm(epsilon=eps, use_fast_variance=False, dtype=jnp.float32, param_dtype=param_dtype,
-                   name=name)(x.astype(jnp.float32))
+  y = nn.LayerNorm(epsilon=eps, use_fast_variance=False, dtype=jnp.float32, param_dtype=param_dtype, name=name)(
+    x.astype(jnp.float32)
+  )
   return y.astype(x.dtype)
 
 
-def _conv(features: int, kernel: int, dtype: Dtype, param_dtype: Dtype, name: str, stride: int = 1,
-          padding: int | None = None) -> nn.Conv:
+def _conv(
+  features: int, kernel: int, dtype: Dtype, param_dtype: Dtype, name: str, stride: int = 1, padding: int | None = None
+) -> nn.Conv:
   """kxk conv with PyTorch-style symmetric zero padding ((k-1)//2 unless given)."""
   pad = (kernel - 1) // 2 if padding is None else padding
-  return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
-                 dtype=dtype, param_dtype=param_dtype, name=name)
+  return nn.Conv(
+    features,
+    (kernel, kernel),
+    strides=(stride, stride),
+    padding=((pad, pad), (pad, pad)),
+    dtype=dtype,
+    param_dtype=param_dtype,
+    name=name,
+  )
 
 
 class ResnetBlock2D(nn.Module):
@@ -91,8 +102,7 @@ class ResnetBlock2D(nn.Module):
   def __call__(self, x: jax.Array, temb: jax.Array) -> jax.Array:
     h = nn.silu(_group_norm(x, self.groups, self.eps, self.param_dtype, "norm1"))
     h = _conv(self.out_channels, 3, self.dtype, self.param_dtype, "conv1")(h)
-    t = nn.Dense(self.out_channels, dtype=self.dtype, param_dtype=self.param_dtype,
-                 name="time_emb_proj")(nn.silu(temb))
+    t = nn.Dense(self.out_channels, dtype=self.dtype, param_dtype=self.param_dtype, name="time_emb_proj")(nn.silu(temb))
     h = h + t[:, None, None, :]
     h = nn.silu(_group_norm(h, self.groups, self.eps, self.param_dtype, "norm2"))
     h = _conv(self.out_channels, 3, self.dtype, self.param_dtype, "conv2")(h)
@@ -113,8 +123,7 @@ class Downsample2D(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     if self.padding == 0:
       x = jnp.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)))
-    return _conv(self.out_channels, 3, self.dtype, self.param_dtype, "conv", stride=2,
-                 padding=self.padding)(x)
+    return _conv(self.out_channels, 3, self.dtype, self.param_dtype, "conv", stride=2, padding=self.padding)(x)
 
 
 class Upsample2D(nn.Module):
@@ -148,16 +157,16 @@ class Attention(nn.Module):
   def __call__(self, x: jax.Array, context: jax.Array | None = None) -> jax.Array:
     context = x if context is None else context
     inner = self.heads * self.dim_head
-    dense = lambda feats, bias, name: nn.Dense(feats, use_bias=bias, dtype=self.dtype,
-                                               param_dtype=self.param_dtype, name=name)
+    dense = lambda feats, bias, name: nn.Dense(
+      feats, use_bias=bias, dtype=self.dtype, param_dtype=self.param_dtype, name=name
+    )
     b, t, s = x.shape[0], x.shape[1], context.shape[1]
     q = dense(inner, False, "to_q")(x).reshape(b, t, self.heads, self.dim_head)
     k = dense(inner, False, "to_k")(context).reshape(b, s, self.heads, self.dim_head)
     v = dense(inner, False, "to_v")(context).reshape(b, s, self.heads, self.dim_head)
     # The XLA path computes logits with float32 accumulation and the softmax in float32 for any
     # input dtype; in float32 it matches a hand-written softmax attention bit for bit on CPU.
-    o = jax.nn.dot_product_attention(q, k, v, scale=self.dim_head ** -0.5,
-                                     implementation=self.implementation)
+    o = jax.nn.dot_product_attention(q, k, v, scale=self.dim_head**-0.5, implementation=self.implementation)
     return dense(x.shape[-1], True, "to_out_0")(o.reshape(b, t, inner))
 
 
@@ -201,8 +210,14 @@ class BasicTransformerBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, context: jax.Array) -> jax.Array:
-    attn = lambda name: Attention(self.heads, self.dim_head, dtype=self.dtype, param_dtype=self.param_dtype,
-                                  implementation=self.attention_implementation, name=name)
+    attn = lambda name: Attention(
+      self.heads,
+      self.dim_head,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      implementation=self.attention_implementation,
+      name=name,
+    )
     x = x + attn("attn1")(_layer_norm(x, self.norm_eps, self.param_dtype, "norm1"))
     x = x + attn("attn2")(_layer_norm(x, self.norm_eps, self.param_dtype, "norm2"), context)
     h = _layer_norm(x, self.norm_eps, self.param_dtype, "norm3")
@@ -235,9 +250,14 @@ class Transformer2DModel(nn.Module):
     h = proj(inner, "proj_in")(h).reshape(b, hgt * wid, inner)
     block_cls = nn.remat(BasicTransformerBlock) if self.remat else BasicTransformerBlock
     for i in range(self.num_layers):
-      h = block_cls(self.heads, self.dim_head, dtype=self.dtype, param_dtype=self.param_dtype,
-                    attention_implementation=self.attention_implementation,
-                    name=f"transformer_blocks_{i}")(h, context)
+      h = block_cls(
+        self.heads,
+        self.dim_head,
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        attention_implementation=self.attention_implementation,
+        name=f"transformer_blocks_{i}",
+      )(h, context)
     h = proj(c, "proj_out")(h.reshape(b, hgt, wid, inner))
     return h + x
 
@@ -256,8 +276,15 @@ class _BlockBase(nn.Module):
 
   def _resnet(self, name: str, output_scale_factor: float = 1.0) -> nn.Module:
     cls = nn.remat(ResnetBlock2D) if self.remat else ResnetBlock2D
-    return cls(self.out_channels, groups=self.groups, eps=self.eps, output_scale_factor=output_scale_factor,
-               dtype=self.dtype, param_dtype=self.param_dtype, name=name)
+    return cls(
+      self.out_channels,
+      groups=self.groups,
+      eps=self.eps,
+      output_scale_factor=output_scale_factor,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      name=name,
+    )
 
 
 class _CrossAttnMixin(_BlockBase):
@@ -268,11 +295,18 @@ class _CrossAttnMixin(_BlockBase):
   use_linear_projection: bool = False  # Dense proj_in/proj_out (SD 2.x) instead of 1x1 conv (SD 1.x)
 
   def _transformer(self, index: int) -> nn.Module:
-    return Transformer2DModel(self.heads, self.out_channels // self.heads, num_layers=self.transformer_layers[index],
-                              groups=self.groups, use_linear_projection=self.use_linear_projection,
-                              dtype=self.dtype, param_dtype=self.param_dtype,
-                              attention_implementation=self.attention_implementation, remat=self.remat,
-                              name=f"attentions_{index}")
+    return Transformer2DModel(
+      self.heads,
+      self.out_channels // self.heads,
+      num_layers=self.transformer_layers[index],
+      groups=self.groups,
+      use_linear_projection=self.use_linear_projection,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      attention_implementation=self.attention_implementation,
+      remat=self.remat,
+      name=f"attentions_{index}",
+    )
 
 
 class DownBlock2D(_BlockBase):
@@ -282,16 +316,22 @@ class DownBlock2D(_BlockBase):
   downsample_padding: int = 1  # padding of the downsampling conv
 
   @nn.compact
-  def __call__(self, x: jax.Array, temb: jax.Array, context: jax.Array | None = None
-               ) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+  def __call__(
+    self, x: jax.Array, temb: jax.Array, context: jax.Array | None = None
+  ) -> tuple[jax.Array, tuple[jax.Array, ...]]:
     del context  # same signature as the cross-attention block
     skips = []
     for i in range(self.num_layers):
       x = self._resnet(f"resnets_{i}")(x, temb)
       skips.append(x)
     if self.add_downsample:
-      x = Downsample2D(self.out_channels, self.downsample_padding, dtype=self.dtype,
-                       param_dtype=self.param_dtype, name="downsamplers_0")(x)
+      x = Downsample2D(
+        self.out_channels,
+        self.downsample_padding,
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        name="downsamplers_0",
+      )(x)
       skips.append(x)
     return x, tuple(skips)
 
@@ -303,16 +343,20 @@ class CrossAttnDownBlock2D(_CrossAttnMixin):
   downsample_padding: int = 1  # padding of the downsampling conv
 
   @nn.compact
-  def __call__(self, x: jax.Array, temb: jax.Array, context: jax.Array
-               ) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+  def __call__(self, x: jax.Array, temb: jax.Array, context: jax.Array) -> tuple[jax.Array, tuple[jax.Array, ...]]:
     skips = []
     for i in range(self.num_layers):
       x = self._resnet(f"resnets_{i}")(x, temb)
       x = self._transformer(i)(x, context)
       skips.append(x)
     if self.add_downsample:
-      x = Downsample2D(self.out_channels, self.downsample_padding, dtype=self.dtype,
-                       param_dtype=self.param_dtype, name="downsamplers_0")(x)
+      x = Downsample2D(
+        self.out_channels,
+        self.downsample_padding,
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        name="downsamplers_0",
+      )(x)
       skips.append(x)
     return x, tuple(skips)
 
@@ -337,8 +381,9 @@ class UpBlock2D(_BlockBase):
   add_upsample: bool = True  # False for the last (full-resolution) block
 
   @nn.compact
-  def __call__(self, x: jax.Array, skips: Sequence[jax.Array], temb: jax.Array,
-               context: jax.Array | None = None) -> jax.Array:
+  def __call__(
+    self, x: jax.Array, skips: Sequence[jax.Array], temb: jax.Array, context: jax.Array | None = None
+  ) -> jax.Array:
     del context  # same signature as the cross-attention block
     skips = list(skips)
     for i in range(self.num_layers):
@@ -395,8 +440,11 @@ def check_config_keys(model: str, part: str, unsupported: Sequence[str], unknown
     msg.append(f"unsupported {part} features: " + ", ".join(unsupported))
   if unknown:
     msg.append("unknown config keys: " + ", ".join(sorted(unknown)))
-  raise ValueError(f"{model}.from_config: " + "; ".join(msg)
-                   + f". Only the Stable Diffusion 1.x/2.x {part} architecture is implemented.")
+  raise ValueError(
+    f"{model}.from_config: "
+    + "; ".join(msg)
+    + f". Only the Stable Diffusion 1.x/2.x {part} architecture is implemented."
+  )
 
 
 def _to_tuple(value: Any) -> Any:
@@ -408,31 +456,35 @@ def _to_tuple(value: Any) -> Any:
 
 # Config keys with the only value this port implements. Anything else is rejected by from_config.
 _REQUIRED_VALUES: dict[str, Any] = {
-    "class_embed_type": None,
-    "num_class_embeds": None,
-    "projection_class_embeddings_input_dim": None,
-    "class_embeddings_concat": False,
-    "addition_embed_type": None,
-    "addition_time_embed_dim": None,
-    "encoder_hid_dim": None,
-    "encoder_hid_dim_type": None,
-    "time_cond_proj_dim": None,
-    "time_embedding_type": "positional",
-    "time_embedding_act_fn": None,
-    "timestep_post_act": None,
-    "resnet_time_scale_shift": "default",
-    "dual_cross_attention": False,
-    "attention_type": "default",
+  "class_embed_type": None,
+  "num_class_embeds": None,
+  "projection_class_embeddings_input_dim": None,
+  "class_embeddings_concat": False,
+  "addition_embed_type": None,
+  "addition_time_embed_dim": None,
+  "encoder_hid_dim": None,
+  "encoder_hid_dim_type": None,
+  "time_cond_proj_dim": None,
+  "time_embedding_type": "positional",
+  "time_embedding_act_fn": None,
+  "timestep_post_act": None,
+  "resnet_time_scale_shift": "default",
+  "dual_cross_attention": False,
+  "attention_type": "default",
 }
 # Config keys that do not change the forward pass of the supported architecture.
-_IGNORED_KEYS = frozenset({
+_IGNORED_KEYS = frozenset(
+  {
     "sample_size",  # the model is fully convolutional
     "dropout",  # inference only (PyTorch eval() semantics)
     "upcast_attention",  # the softmax is always float32 here, with float32 logits
-    "resnet_skip_time_act", "resnet_out_scale_factor",  # only used by ResnetDownsample/Upsample blocks
-    "cross_attention_norm", "mid_block_only_cross_attention",  # only used by SimpleCrossAttn blocks
+    "resnet_skip_time_act",
+    "resnet_out_scale_factor",  # only used by ResnetDownsample/Upsample blocks
+    "cross_attention_norm",
+    "mid_block_only_cross_attention",  # only used by SimpleCrossAttn blocks
     "addition_embed_type_num_heads",  # only used by addition_embed_type='text'
-})
+  }
+)
 
 
 class UNet2DConditionModel(nn.Module):
@@ -449,11 +501,19 @@ class UNet2DConditionModel(nn.Module):
 
   in_channels: int = 4  # latent channels of `sample`
   out_channels: int = 4  # predicted channels (epsilon or v)
-  down_block_types: tuple[str, ...] = ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D",
-                                       "CrossAttnDownBlock2D", "DownBlock2D")  # encoder blocks, high to low res
+  down_block_types: tuple[str, ...] = (
+    "CrossAttnDownBlock2D",
+    "CrossAttnDownBlock2D",
+    "CrossAttnDownBlock2D",
+    "DownBlock2D",
+  )  # encoder blocks, high to low res
   mid_block_type: str | None = "UNetMidBlock2DCrossAttn"  # bottleneck block (None skips it)
-  up_block_types: tuple[str, ...] = ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D",
-                                     "CrossAttnUpBlock2D")  # decoder blocks, low to high res
+  up_block_types: tuple[str, ...] = (
+    "UpBlock2D",
+    "CrossAttnUpBlock2D",
+    "CrossAttnUpBlock2D",
+    "CrossAttnUpBlock2D",
+  )  # decoder blocks, low to high res
   block_out_channels: tuple[int, ...] = (320, 640, 1280, 1280)  # channels per resolution level
   layers_per_block: int | tuple[int, ...] = 2  # resnets per down block (up blocks get one more)
   transformer_layers_per_block: int | tuple = 1  # BasicTransformerBlocks per attention: int, or per block
@@ -520,15 +580,19 @@ class UNet2DConditionModel(nn.Module):
     if self.norm_num_groups is None:
       raise ValueError("norm_num_groups=None (no output norm) is not supported by this UNet port.")
     if len(self.down_block_types) != n or len(self.up_block_types) != n:
-      raise ValueError(f"down_block_types {self.down_block_types} and up_block_types {self.up_block_types} "
-                       f"need one entry per block_out_channels {self.block_out_channels}.")
+      raise ValueError(
+        f"down_block_types {self.down_block_types} and up_block_types {self.up_block_types} "
+        f"need one entry per block_out_channels {self.block_out_channels}."
+      )
     bad = [t for t in self.down_block_types if t not in DOWN_BLOCK_TYPES]
     bad += [t for t in self.up_block_types if t not in UP_BLOCK_TYPES]
     if self.mid_block_type not in MID_BLOCK_TYPES:
       bad.append(self.mid_block_type)
     if bad:
-      raise ValueError(f"unsupported UNet block types {bad}; implemented: {DOWN_BLOCK_TYPES + UP_BLOCK_TYPES} "
-                       f"and mid block {MID_BLOCK_TYPES[0]!r} or None.")
+      raise ValueError(
+        f"unsupported UNet block types {bad}; implemented: {DOWN_BLOCK_TYPES + UP_BLOCK_TYPES} "
+        f"and mid block {MID_BLOCK_TYPES[0]!r} or None."
+      )
     for name in ("layers_per_block", "transformer_layers_per_block", "attention_head_dim", "num_attention_heads"):
       _per_block(getattr(self, name), n, name)
     for c, h in zip(self.block_out_channels, self._heads()):
@@ -542,8 +606,9 @@ class UNet2DConditionModel(nn.Module):
     return _per_block(heads, n, "num_attention_heads")
 
   @nn.compact
-  def __call__(self, sample: jax.Array, timesteps: jax.Array | float | int,
-               encoder_hidden_states: jax.Array) -> jax.Array:
+  def __call__(
+    self, sample: jax.Array, timesteps: jax.Array | float | int, encoder_hidden_states: jax.Array
+  ) -> jax.Array:
     """sample [B,H,W,in_channels], timesteps [B] or scalar, encoder_hidden_states [B,L,D] -> [B,H,W,out_channels]."""
     self.check_config()
     n = len(self.block_out_channels)
@@ -556,10 +621,19 @@ class UNet2DConditionModel(nn.Module):
     heads = self._heads()
     layers = _per_block(self.layers_per_block, n, "layers_per_block")
     tlayers = _per_block(self.transformer_layers_per_block, n, "transformer_layers_per_block")
-    up_tlayers = (tuple(reversed(tlayers)) if self.reverse_transformer_layers_per_block is None
-                  else _per_block(self.reverse_transformer_layers_per_block, n, "reverse_transformer_layers_per_block"))
-    common = dict(groups=self.norm_num_groups, eps=self.norm_eps, dtype=self.dtype, param_dtype=self.param_dtype,
-                  remat=self.remat, attention_implementation=self.attention_implementation)
+    up_tlayers = (
+      tuple(reversed(tlayers))
+      if self.reverse_transformer_layers_per_block is None
+      else _per_block(self.reverse_transformer_layers_per_block, n, "reverse_transformer_layers_per_block")
+    )
+    common = dict(
+      groups=self.norm_num_groups,
+      eps=self.norm_eps,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      remat=self.remat,
+      attention_implementation=self.attention_implementation,
+    )
 
     x = sample.astype(self.dtype)
     context = encoder_hidden_states.astype(self.dtype)
@@ -570,31 +644,46 @@ class UNet2DConditionModel(nn.Module):
     t = jnp.broadcast_to(jnp.asarray(timesteps).reshape(-1), (b,))
     t_feat = timestep_embedding(t, self.block_out_channels[0], self.flip_sin_to_cos, self.freq_shift)
     time_dim = self.time_embedding_dim or 4 * self.block_out_channels[0]
-    temb = _TimestepEmbedding(time_dim, dtype=self.dtype, param_dtype=self.param_dtype,
-                              name="time_embedding")(t_feat.astype(self.dtype))
+    temb = _TimestepEmbedding(time_dim, dtype=self.dtype, param_dtype=self.param_dtype, name="time_embedding")(
+      t_feat.astype(self.dtype)
+    )
 
     x = _conv(self.block_out_channels[0], self.conv_in_kernel, self.dtype, self.param_dtype, "conv_in")(x)
 
     skips: list[jax.Array] = [x]
     for i, block_type in enumerate(self.down_block_types):
       last = i == n - 1
-      kw = dict(common, num_layers=layers[i], add_downsample=not last,
-                downsample_padding=self.downsample_padding, name=f"down_blocks_{i}")
+      kw = dict(
+        common,
+        num_layers=layers[i],
+        add_downsample=not last,
+        downsample_padding=self.downsample_padding,
+        name=f"down_blocks_{i}",
+      )
       if block_type == "CrossAttnDownBlock2D":
-        block = CrossAttnDownBlock2D(self.block_out_channels[i], heads=heads[i],
-                                     transformer_layers=_per_layer(tlayers[i], layers[i]),
-                                     use_linear_projection=self.use_linear_projection, **kw)
+        block = CrossAttnDownBlock2D(
+          self.block_out_channels[i],
+          heads=heads[i],
+          transformer_layers=_per_layer(tlayers[i], layers[i]),
+          use_linear_projection=self.use_linear_projection,
+          **kw,
+        )
       else:
         block = DownBlock2D(self.block_out_channels[i], **kw)
       x, res = block(x, temb, context)
       skips.extend(res)
 
     if self.mid_block_type is not None:
-      x = UNetMidBlock2DCrossAttn(self.block_out_channels[-1], num_layers=1, heads=heads[-1],
-                                  transformer_layers=_per_layer(tlayers[-1], 1),
-                                  use_linear_projection=self.use_linear_projection,
-                                  output_scale_factor=self.mid_block_scale_factor, name="mid_block",
-                                  **common)(x, temb, context)
+      x = UNetMidBlock2DCrossAttn(
+        self.block_out_channels[-1],
+        num_layers=1,
+        heads=heads[-1],
+        transformer_layers=_per_layer(tlayers[-1], 1),
+        use_linear_projection=self.use_linear_projection,
+        output_scale_factor=self.mid_block_scale_factor,
+        name="mid_block",
+        **common,
+      )(x, temb, context)
 
     rev_channels = tuple(reversed(self.block_out_channels))
     rev_heads, rev_layers = tuple(reversed(heads)), tuple(reversed(layers))
@@ -603,9 +692,13 @@ class UNet2DConditionModel(nn.Module):
       res, skips = skips[-num:], skips[:-num]
       kw = dict(common, num_layers=num, add_upsample=i < n - 1, name=f"up_blocks_{i}")
       if block_type == "CrossAttnUpBlock2D":
-        block = CrossAttnUpBlock2D(rev_channels[i], heads=rev_heads[i],
-                                   transformer_layers=_per_layer(up_tlayers[i], num),
-                                   use_linear_projection=self.use_linear_projection, **kw)
+        block = CrossAttnUpBlock2D(
+          rev_channels[i],
+          heads=rev_heads[i],
+          transformer_layers=_per_layer(up_tlayers[i], num),
+          use_linear_projection=self.use_linear_projection,
+          **kw,
+        )
       else:
         block = UpBlock2D(rev_channels[i], **kw)
       x = block(x, res, temb, context)

@@ -81,7 +81,7 @@ class VAEAttention(nn.Module):
     h = _group_norm(x, self.groups, self.eps, self.param_dtype, "group_norm").reshape(b, hgt * wid, 1, c)
     q, k, v = dense("to_q")(h), dense("to_k")(h), dense("to_v")(h)
     # XLA path: float32 logits accumulation and float32 softmax for any input dtype.
-    o = jax.nn.dot_product_attention(q, k, v, scale=c ** -0.5, implementation=self.implementation)
+    o = jax.nn.dot_product_attention(q, k, v, scale=c**-0.5, implementation=self.implementation)
     o = dense("to_out_0")(o.reshape(b, hgt * wid, c))
     return o.reshape(b, hgt, wid, c) + x
 
@@ -112,8 +112,9 @@ class DownEncoderBlock2D(_VAEBlockBase):
     for i in range(self.num_layers):
       x = self._resnet(f"resnets_{i}")(x)
     if self.add_downsample:
-      x = Downsample2D(self.out_channels, padding=0, dtype=self.dtype, param_dtype=self.param_dtype,
-                       name="downsamplers_0")(x)
+      x = Downsample2D(
+        self.out_channels, padding=0, dtype=self.dtype, param_dtype=self.param_dtype, name="downsamplers_0"
+      )(x)
     return x
 
 
@@ -142,8 +143,13 @@ class UNetMidBlock2D(_VAEBlockBase):
     x = self._resnet("resnets_0")(x)
     for i in range(self.num_layers):
       if self.add_attention:
-        x = attn_cls(self.groups, dtype=self.dtype, param_dtype=self.param_dtype,
-                     implementation=self.attention_implementation, name=f"attentions_{i}")(x)
+        x = attn_cls(
+          self.groups,
+          dtype=self.dtype,
+          param_dtype=self.param_dtype,
+          implementation=self.attention_implementation,
+          name=f"attentions_{i}",
+        )(x)
       x = self._resnet(f"resnets_{i + 1}")(x)
     return x
 
@@ -169,14 +175,21 @@ class Encoder(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     n = len(self.block_out_channels)
-    common = dict(groups=self.norm_num_groups, dtype=self.dtype, param_dtype=self.param_dtype, remat=self.remat,
-                  attention_implementation=self.attention_implementation)
+    common = dict(
+      groups=self.norm_num_groups,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      remat=self.remat,
+      attention_implementation=self.attention_implementation,
+    )
     x = _conv(self.block_out_channels[0], 3, self.dtype, self.param_dtype, "conv_in")(x.astype(self.dtype))
     for i, channels in enumerate(self.block_out_channels):
-      x = DownEncoderBlock2D(channels, num_layers=self.layers_per_block, add_downsample=i < n - 1,
-                             name=f"down_blocks_{i}", **common)(x)
-    x = UNetMidBlock2D(self.block_out_channels[-1], add_attention=self.mid_block_add_attention, name="mid_block",
-                       **common)(x)
+      x = DownEncoderBlock2D(
+        channels, num_layers=self.layers_per_block, add_downsample=i < n - 1, name=f"down_blocks_{i}", **common
+      )(x)
+    x = UNetMidBlock2D(
+      self.block_out_channels[-1], add_attention=self.mid_block_add_attention, name="mid_block", **common
+    )(x)
     x = nn.silu(_group_norm(x, self.norm_num_groups, _EPS, self.param_dtype, "conv_norm_out"))
     out = 2 * self.latent_channels if self.double_z else self.latent_channels
     return _conv(out, 3, self.dtype, self.param_dtype, "conv_out")(x)
@@ -199,24 +212,34 @@ class Decoder(nn.Module):
   @nn.compact
   def __call__(self, z: jax.Array) -> jax.Array:
     n = len(self.block_out_channels)
-    common = dict(groups=self.norm_num_groups, dtype=self.dtype, param_dtype=self.param_dtype, remat=self.remat,
-                  attention_implementation=self.attention_implementation)
+    common = dict(
+      groups=self.norm_num_groups,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      remat=self.remat,
+      attention_implementation=self.attention_implementation,
+    )
     x = _conv(self.block_out_channels[-1], 3, self.dtype, self.param_dtype, "conv_in")(z.astype(self.dtype))
-    x = UNetMidBlock2D(self.block_out_channels[-1], add_attention=self.mid_block_add_attention, name="mid_block",
-                       **common)(x)
+    x = UNetMidBlock2D(
+      self.block_out_channels[-1], add_attention=self.mid_block_add_attention, name="mid_block", **common
+    )(x)
     for i, channels in enumerate(reversed(self.block_out_channels)):
-      x = UpDecoderBlock2D(channels, num_layers=self.layers_per_block + 1, add_upsample=i < n - 1,
-                           name=f"up_blocks_{i}", **common)(x)
+      x = UpDecoderBlock2D(
+        channels, num_layers=self.layers_per_block + 1, add_upsample=i < n - 1, name=f"up_blocks_{i}", **common
+      )(x)
     x = nn.silu(_group_norm(x, self.norm_num_groups, _EPS, self.param_dtype, "conv_norm_out"))
     return _conv(self.out_channels, 3, self.dtype, self.param_dtype, "conv_out")(x)
 
 
 # Config keys that do not change the forward pass (or that the caller applies outside the model).
-_IGNORED_KEYS = frozenset({
+_IGNORED_KEYS = frozenset(
+  {
     "sample_size",  # the model is fully convolutional (diffusers only uses it for tiling)
     "force_upcast",  # precision is chosen with `dtype` here
-    "latents_mean", "latents_std",  # latent normalisation statistics, applied by the caller if at all
-})
+    "latents_mean",
+    "latents_std",  # latent normalisation statistics, applied by the caller if at all
+  }
+)
 
 
 class AutoencoderKL(nn.Module):
@@ -277,8 +300,10 @@ class AutoencoderKL(nn.Module):
   def check_config(self) -> None:
     """Raises ValueError (naming the config key) for block layouts this port cannot build."""
     n = len(self.block_out_channels)
-    for key, types, allowed in (("down_block_types", self.down_block_types, DOWN_BLOCK_TYPES),
-                                ("up_block_types", self.up_block_types, UP_BLOCK_TYPES)):
+    for key, types, allowed in (
+      ("down_block_types", self.down_block_types, DOWN_BLOCK_TYPES),
+      ("up_block_types", self.up_block_types, UP_BLOCK_TYPES),
+    ):
       if len(types) != n:
         raise ValueError(f"{key} {types} needs one entry per block_out_channels {self.block_out_channels}.")
       bad = [t for t in types if t not in allowed]
@@ -292,10 +317,16 @@ class AutoencoderKL(nn.Module):
 
   def setup(self) -> None:
     self.check_config()
-    common = dict(block_out_channels=self.block_out_channels, layers_per_block=self.layers_per_block,
-                  norm_num_groups=self.norm_num_groups, mid_block_add_attention=self.mid_block_add_attention,
-                  dtype=self.dtype, param_dtype=self.param_dtype, remat=self.remat,
-                  attention_implementation=self.attention_implementation)
+    common = dict(
+      block_out_channels=self.block_out_channels,
+      layers_per_block=self.layers_per_block,
+      norm_num_groups=self.norm_num_groups,
+      mid_block_add_attention=self.mid_block_add_attention,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      remat=self.remat,
+      attention_implementation=self.attention_implementation,
+    )
     self.encoder = Encoder(self.in_channels, self.latent_channels, double_z=True, **common)
     self.decoder = Decoder(self.latent_channels, self.out_channels, **common)
     if self.use_quant_conv:
@@ -361,8 +392,9 @@ def rename_legacy_attention_keys(state_dict: Mapping[str, Any]) -> dict[str, Any
   return out
 
 
-def vae_params_from_torch(state_dict: Mapping[str, np.ndarray], model: AutoencoderKL, *,
-                          ignore: Iterable[str] = ()) -> dict:
+def vae_params_from_torch(
+  state_dict: Mapping[str, np.ndarray], model: AutoencoderKL, *, ignore: Iterable[str] = ()
+) -> dict:
   """Converts a diffusers AutoencoderKL state dict (new or legacy attention names) for `model`.
 
   The target shapes come from `jax.eval_shape(model.init, ...)` on the smallest valid input, so no
@@ -372,5 +404,6 @@ def vae_params_from_torch(state_dict: Mapping[str, np.ndarray], model: Autoencod
   size = 2 ** (len(model.block_out_channels) - 1)
   image = jax.ShapeDtypeStruct((1, size, size, model.in_channels), jnp.float32)
   shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), image)
-  return torch_to_flax(rename_legacy_attention_keys(state_dict), shapes["params"], name=type(model).__name__,
-                       ignore=ignore)
+  return torch_to_flax(
+    rename_legacy_attention_keys(state_dict), shapes["params"], name=type(model).__name__, ignore=ignore
+  )

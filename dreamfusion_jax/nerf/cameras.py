@@ -60,9 +60,10 @@ def spherical_to_cartesian(elevation, azimuth, distance):
   """Position on a sphere. elevation, azimuth: [...] degrees; distance: [...]. Returns [..., 3]."""
   el = jnp.deg2rad(elevation)
   az = jnp.deg2rad(azimuth)
-  return jnp.stack(
-      [jnp.cos(el) * jnp.cos(az), jnp.cos(el) * jnp.sin(az), jnp.sin(el)], axis=-1
-  ) * jnp.asarray(distance)[..., None]
+  return (
+    jnp.stack([jnp.cos(el) * jnp.cos(az), jnp.cos(el) * jnp.sin(az), jnp.sin(el)], axis=-1)
+    * jnp.asarray(distance)[..., None]
+  )
 
 
 def _normalize(v, eps=_EPS):
@@ -111,22 +112,26 @@ def orbit_camera(elevation, azimuth, distance, focal, light_pos=None) -> Camera:
   origin = spherical_to_cartesian(elevation, azimuth, distance)
   light_pos = origin if light_pos is None else jnp.asarray(light_pos, jnp.float32)
   return dict(
-      origin=origin,
-      c2w=_orbit_c2w(elevation, azimuth),
-      focal=jnp.asarray(focal, jnp.float32),
-      elevation=elevation,
-      azimuth=azimuth,
-      distance=distance,
-      light_pos=light_pos,
-      target=jnp.zeros(3, jnp.float32),
+    origin=origin,
+    c2w=_orbit_c2w(elevation, azimuth),
+    focal=jnp.asarray(focal, jnp.float32),
+    elevation=elevation,
+    azimuth=azimuth,
+    distance=distance,
+    light_pos=light_pos,
+    target=jnp.zeros(3, jnp.float32),
   )
 
 
 def from_config(c) -> CameraConfig:
   """The CameraConfig of a run config's `camera` section (ml_collections; see base_config)."""
-  return CameraConfig(elevation_range=tuple(c.elevation_range), distance_range=tuple(c.distance_range),
-                      focal_range=tuple(c.focal_range), look_at_std=c.look_at_std,
-                      position_jitter=c.position_jitter)
+  return CameraConfig(
+    elevation_range=tuple(c.elevation_range),
+    distance_range=tuple(c.distance_range),
+    focal_range=tuple(c.focal_range),
+    look_at_std=c.look_at_std,
+    position_jitter=c.position_jitter,
+  )
 
 
 def problem(cfg: CameraConfig) -> Optional[str]:
@@ -164,29 +169,23 @@ def sample_camera(key, cfg: CameraConfig, image_size: int) -> Camera:
   elevation = sample_elevation(keys[0], cfg)
   azimuth = jax.random.uniform(keys[1], minval=cfg.azimuth_range[0], maxval=cfg.azimuth_range[1])
   distance = jax.random.uniform(keys[2], minval=cfg.distance_range[0], maxval=cfg.distance_range[1])
-  jitter = jax.random.uniform(
-      keys[3], (3,), minval=-cfg.position_jitter, maxval=cfg.position_jitter
-  )
+  jitter = jax.random.uniform(keys[3], (3,), minval=-cfg.position_jitter, maxval=cfg.position_jitter)
   origin = spherical_to_cartesian(elevation, azimuth, distance) + jitter
   target = cfg.look_at_std * jax.random.normal(keys[4], (3,))
   up = jnp.array([0.0, 0.0, 1.0]) + cfg.up_std * jax.random.normal(keys[5], (3,))
-  focal = image_size * jax.random.uniform(
-      keys[6], minval=cfg.focal_range[0], maxval=cfg.focal_range[1]
-  )
+  focal = image_size * jax.random.uniform(keys[6], minval=cfg.focal_range[0], maxval=cfg.focal_range[1])
   k_dir, k_dist = jax.random.split(keys[7])
   light_dir = _normalize(origin + cfg.light_std * jax.random.normal(k_dir, (3,)))
-  light_dist = jax.random.uniform(
-      k_dist, minval=cfg.light_distance_range[0], maxval=cfg.light_distance_range[1]
-  )
+  light_dist = jax.random.uniform(k_dist, minval=cfg.light_distance_range[0], maxval=cfg.light_distance_range[1])
   return dict(
-      origin=origin,
-      c2w=look_at(origin, target, up),
-      focal=focal,
-      elevation=elevation,
-      azimuth=azimuth,
-      distance=distance,
-      light_pos=light_dir * light_dist,
-      target=target,
+    origin=origin,
+    c2w=look_at(origin, target, up),
+    focal=focal,
+    elevation=elevation,
+    azimuth=azimuth,
+    distance=distance,
+    light_pos=light_dir * light_dist,
+    target=target,
   )
 
 

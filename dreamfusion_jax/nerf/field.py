@@ -45,9 +45,7 @@ def _safe_norm(x: jax.Array, axis: int = -1) -> jax.Array:
   return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
 
 
-def density_blob(
-    x: jax.Array, blob_type: str, blob_density: float, blob_radius: float
-) -> jax.Array:
+def density_blob(x: jax.Array, blob_type: str, blob_density: float, blob_radius: float) -> jax.Array:
   """Pre-activation density bias that makes the initial scene a soft ball.
 
   Args:
@@ -72,12 +70,12 @@ def density_blob(
 
 
 def _mlp(
-    h: jax.Array,
-    width: int,
-    num_hidden: int,
-    out_dim: int,
-    dtype: Any,
-    param_dtype: Any,
+  h: jax.Array,
+  width: int,
+  num_hidden: int,
+  out_dim: int,
+  dtype: Any,
+  param_dtype: Any,
 ) -> jax.Array:
   """ReLU MLP with explicitly named layers (hidden_0.., output); call inside a compact module."""
   for i in range(num_hidden):
@@ -119,29 +117,24 @@ class NeRFField(nn.Module):
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     """x: [..., 3] world units -> density [...] (>= 0, 1/world units), albedo [..., 3]."""
     if self.density_activation not in DENSITY_ACTIVATIONS:
-      raise ValueError(
-          f"density_activation must be one of {DENSITY_ACTIVATIONS}, "
-          f"got {self.density_activation!r}."
-      )
+      raise ValueError(f"density_activation must be one of {DENSITY_ACTIVATIONS}, got {self.density_activation!r}.")
     # Positions stay in >= float32 even for a bfloat16 MLP: at N_max = 512 a
     # bfloat16 coordinate (8 mantissa bits) could not even pick the right cell.
     x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
     # The bounding sphere's enclosing cube [-bound, bound]^3 maps to [0, 1]^3.
     x01 = (x / self.bound + 1.0) * 0.5
     features = HashEncoding(
-        num_levels=self.num_levels,
-        features_per_level=self.features_per_level,
-        log2_hashmap_size=self.log2_hashmap_size,
-        base_resolution=self.base_resolution,
-        max_resolution=self.max_resolution,
-        init_scale=self.hash_init_scale,
-        dtype=x.dtype,
-        param_dtype=self.param_dtype,
-        name="encoding",
+      num_levels=self.num_levels,
+      features_per_level=self.features_per_level,
+      log2_hashmap_size=self.log2_hashmap_size,
+      base_resolution=self.base_resolution,
+      max_resolution=self.max_resolution,
+      init_scale=self.hash_init_scale,
+      dtype=x.dtype,
+      param_dtype=self.param_dtype,
+      name="encoding",
     )(x01)
-    out = _mlp(
-        features, self.mlp_width, self.mlp_num_hidden, 4, self.dtype, self.param_dtype
-    )
+    out = _mlp(features, self.mlp_width, self.mlp_num_hidden, 4, self.dtype, self.param_dtype)
     out = out.astype(x.dtype)
     raw_density, albedo_logits = out[..., 0], out[..., 1:]
 
@@ -219,30 +212,30 @@ class Scene(nn.Module):
 
   def setup(self):
     self.nerf = NeRFField(
-        bound=self.bound,
-        num_levels=self.num_levels,
-        features_per_level=self.features_per_level,
-        log2_hashmap_size=self.log2_hashmap_size,
-        base_resolution=self.base_resolution,
-        max_resolution=self.max_resolution,
-        hash_init_scale=self.hash_init_scale,
-        mlp_width=self.mlp_width,
-        mlp_num_hidden=self.mlp_num_hidden,
-        density_activation=self.density_activation,
-        density_clip=self.density_clip,
-        blob_type=self.blob_type,
-        blob_density=self.blob_density,
-        blob_radius=self.blob_radius,
-        albedo_bias=self.albedo_bias,
-        dtype=self.dtype,
-        param_dtype=self.param_dtype,
+      bound=self.bound,
+      num_levels=self.num_levels,
+      features_per_level=self.features_per_level,
+      log2_hashmap_size=self.log2_hashmap_size,
+      base_resolution=self.base_resolution,
+      max_resolution=self.max_resolution,
+      hash_init_scale=self.hash_init_scale,
+      mlp_width=self.mlp_width,
+      mlp_num_hidden=self.mlp_num_hidden,
+      density_activation=self.density_activation,
+      density_clip=self.density_clip,
+      blob_type=self.blob_type,
+      blob_density=self.blob_density,
+      blob_radius=self.blob_radius,
+      albedo_bias=self.albedo_bias,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
     )
     self.bg = Background(
-        num_frequencies=self.bg_num_frequencies,
-        mlp_width=self.bg_mlp_width,
-        mlp_num_hidden=self.bg_mlp_num_hidden,
-        dtype=self.dtype,
-        param_dtype=self.param_dtype,
+      num_frequencies=self.bg_num_frequencies,
+      mlp_width=self.bg_mlp_width,
+      mlp_num_hidden=self.bg_mlp_num_hidden,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
     )
 
   def __call__(self, x: jax.Array, d: jax.Array):
@@ -259,9 +252,9 @@ class Scene(nn.Module):
 
 
 def density_albedo_normals(
-    field_fn: Callable[[jax.Array], tuple[jax.Array, jax.Array]],
-    x: jax.Array,
-    eps: float = 1e-10,
+  field_fn: Callable[[jax.Array], tuple[jax.Array, jax.Array]],
+  x: jax.Array,
+  eps: float = 1e-10,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Density, albedo and normals n = -grad(density) / ||grad(density)||.
 

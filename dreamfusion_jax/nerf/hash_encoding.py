@@ -40,10 +40,7 @@ import numpy as np
 HASH_PRIMES = (1, 2654435761, 805459861)
 
 
-
-def level_resolutions(
-    num_levels: int, base_resolution: int, max_resolution: int
-) -> tuple[int, ...]:
+def level_resolutions(num_levels: int, base_resolution: int, max_resolution: int) -> tuple[int, ...]:
   """Cells per axis N_l = floor(N_min * b^l) for l = 0..L-1 (Instant-NGP eq. 2-3).
 
   Computed in float64 with a 1e-9 relative nudge so that the last level is
@@ -55,17 +52,11 @@ def level_resolutions(
   if num_levels < 1:
     raise ValueError(f"num_levels must be >= 1, got {num_levels}.")
   if not 1 <= base_resolution <= max_resolution:
-    raise ValueError(
-        "Need 1 <= base_resolution <= max_resolution, got "
-        f"{base_resolution} and {max_resolution}."
-    )
+    raise ValueError(f"Need 1 <= base_resolution <= max_resolution, got {base_resolution} and {max_resolution}.")
   if num_levels == 1:
     return (int(base_resolution),)
   log_b = (math.log(max_resolution) - math.log(base_resolution)) / (num_levels - 1)
-  return tuple(
-      int(math.floor(base_resolution * math.exp(l * log_b) * (1 + 1e-9)))
-      for l in range(num_levels)
-  )
+  return tuple(int(math.floor(base_resolution * math.exp(l * log_b) * (1 + 1e-9))) for l in range(num_levels))
 
 
 def dense_levels(resolutions: Sequence[int], table_size: int) -> tuple[bool, ...]:
@@ -108,15 +99,16 @@ def corner_weights(frac: jax.Array) -> jax.Array:
   (1 - frac, frac) for the low and high vertex, in corner_rows' corner order."""
   num_levels = frac.shape[1]
   w_axis = jnp.stack([1.0 - frac, frac], axis=-1)  # [P, L, 3, 2]
-  return (w_axis[:, :, 2, :, None, None] * w_axis[:, :, 1, None, :, None]
-          * w_axis[:, :, 0, None, None, :]).reshape(-1, num_levels, 8)
+  return (w_axis[:, :, 2, :, None, None] * w_axis[:, :, 1, None, :, None] * w_axis[:, :, 0, None, None, :]).reshape(
+    -1, num_levels, 8
+  )
 
 
 def hash_encode(
-    tables: jax.Array,
-    x01: jax.Array,
-    resolutions: Sequence[int],
-    dtype: Any = None,
+  tables: jax.Array,
+  x01: jax.Array,
+  resolutions: Sequence[int],
+  dtype: Any = None,
 ) -> jax.Array:
   """Encodes points with a multi-resolution hash grid.
 
@@ -135,9 +127,7 @@ def hash_encode(
   num_levels, table_size, num_features = tables.shape
   resolutions = tuple(int(n) for n in resolutions)
   if len(resolutions) != num_levels:
-    raise ValueError(
-        f"tables has {num_levels} levels but {len(resolutions)} resolutions were given."
-    )
+    raise ValueError(f"tables has {num_levels} levels but {len(resolutions)} resolutions were given.")
   if x01.shape[-1] != 3:
     raise ValueError(f"x01 must have a trailing axis of 3, got shape {x01.shape}.")
   if num_levels * table_size >= 2**31:
@@ -154,9 +144,7 @@ def hash_encode(
   pos = x[:, None, :] * jnp.asarray(res, dtype)[None, :, None]  # [P, L, 3]
   # Cell index: clamp to N-1 so x = 1 is the far face of the last cell
   # (fraction 1) rather than a cell that does not exist.
-  cell = jnp.clip(
-      jnp.floor(pos).astype(jnp.int32), 0, jnp.asarray(res - 1, jnp.int32)[None, :, None]
-  )
+  cell = jnp.clip(jnp.floor(pos).astype(jnp.int32), 0, jnp.asarray(res - 1, jnp.int32)[None, :, None])
   # The floor has zero derivative, so d(frac)/dx = N_l: this carries the x-gradient.
   frac = pos - cell.astype(dtype)  # [P, L, 3]
 
@@ -166,9 +154,13 @@ def hash_encode(
   # One scalar gather per feature, each summed over the corners on its own: on the CPU this is
   # ~3x faster forward and ~2x backward than gathering [P, L, 8, F] rows and reducing axis 2.
   flat_tables = tables.reshape(num_levels * table_size, num_features)
-  out = jnp.stack([
+  out = jnp.stack(
+    [
       jnp.sum(weights * flat_tables[:, f].at[flat_row].get(mode="promise_in_bounds").astype(dtype), axis=2)
-      for f in range(num_features)], axis=-1)  # [P, L, F]
+      for f in range(num_features)
+    ],
+    axis=-1,
+  )  # [P, L, F]
   return out.reshape(*batch_shape, num_levels * num_features)
 
 
@@ -209,9 +201,9 @@ class HashEncoding(nn.Module):
       return jax.random.uniform(key, shape, dtype, minval=-scale, maxval=scale)
 
     tables = self.param(
-        "hash_tables",
-        init,
-        (self.num_levels, table_size, self.features_per_level),
-        self.param_dtype,
+      "hash_tables",
+      init,
+      (self.num_levels, table_size, self.features_per_level),
+      self.param_dtype,
     )
     return hash_encode(tables, x01, self.resolutions, dtype=self.dtype)

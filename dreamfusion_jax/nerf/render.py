@@ -121,9 +121,7 @@ def _sample_pdf(jitter, bins, weights):
   w = jnp.maximum(weights, 0.0) + 1e-5
   pdf = w / jnp.sum(w, axis=-1, keepdims=True)
   cdf = jnp.minimum(1.0, jnp.cumsum(pdf[..., :-1], axis=-1))
-  cdf = jnp.concatenate(
-      [jnp.zeros_like(cdf[..., :1]), cdf, jnp.ones_like(cdf[..., :1])], axis=-1
-  )  # [..., B + 1]
+  cdf = jnp.concatenate([jnp.zeros_like(cdf[..., :1]), cdf, jnp.ones_like(cdf[..., :1])], axis=-1)  # [..., B + 1]
   u = jnp.clip((jnp.arange(n, dtype=jnp.float32) + jitter) / n, 0.0, 1.0 - 1e-6)
   # Bin of u = number of interior CDF knots <= u. A brute-force compare is small here
   # (n x B per ray) and maps better to accelerators than a binary search.
@@ -148,9 +146,7 @@ def composite(densities, edges):
   tau = densities * delta
   alpha = 1.0 - jnp.exp(-tau)
   # Exclusive cumulative optical depth: T_0 = 1.
-  tau_before = jnp.concatenate(
-      [jnp.zeros_like(tau[..., :1]), jnp.cumsum(tau[..., :-1], axis=-1)], axis=-1
-  )
+  tau_before = jnp.concatenate([jnp.zeros_like(tau[..., :1]), jnp.cumsum(tau[..., :-1], axis=-1)], axis=-1)
   transmittance = jnp.exp(-tau_before)
   return transmittance * alpha, transmittance, alpha
 
@@ -245,9 +241,7 @@ def render_rays(key, field_fn, background_fn, origins, directions, shading, cfg:
   w_coarse, _, _ = composite(sigma_coarse, edges_coarse)
 
   # Fine pass: importance-sampled interval edges that tile [near, far].
-  inner = _sample_pdf(
-      jitter[:, cfg.num_coarse :], edges_coarse, _resample_weights(w_coarse, cfg.resample_padding)
-  )
+  inner = _sample_pdf(jitter[:, cfg.num_coarse :], edges_coarse, _resample_weights(w_coarse, cfg.resample_padding))
   edges = jnp.concatenate([near[:, None], inner, far[:, None]], axis=-1)
   edges = jax.lax.stop_gradient(edges)
   t_mid = 0.5 * (edges[:, 1:] + edges[:, :-1])
@@ -270,14 +264,14 @@ def render_rays(key, field_fn, background_fn, origins, directions, shading, cfg:
   rgb = jnp.sum(w3 * colour, axis=-2) + (1.0 - opacity)[:, None] * background
   facing = jnp.maximum(jnp.sum(normals * directions[:, None, :], axis=-1), 0.0)
   return dict(
-      rgb=rgb,
-      opacity=opacity,
-      depth=jnp.sum(weights * t_mid, axis=-1),
-      normals=jnp.sum(w3 * normals, axis=-2),
-      weights=weights,
-      orientation=jnp.sum(jax.lax.stop_gradient(weights) * facing**2, axis=-1),
-      albedo=jnp.sum(w3 * albedo, axis=-2),
-      distortion=distortion(weights, edges),
+    rgb=rgb,
+    opacity=opacity,
+    depth=jnp.sum(weights * t_mid, axis=-1),
+    normals=jnp.sum(w3 * normals, axis=-2),
+    weights=weights,
+    orientation=jnp.sum(jax.lax.stop_gradient(weights) * facing**2, axis=-1),
+    albedo=jnp.sum(w3 * albedo, axis=-2),
+    distortion=distortion(weights, edges),
   )
 
 
@@ -301,9 +295,7 @@ def render_image(key, field_fn, background_fn, camera, shading, cfg: RenderConfi
     pad = num_chunks * chunk - num_rays
     # Padded rays repeat the last ray; they are dropped after rendering.
     o = jnp.concatenate([origins, jnp.repeat(origins[-1:], pad, axis=0)]).reshape(num_chunks, chunk, 3)
-    d = jnp.concatenate([directions, jnp.repeat(directions[-1:], pad, axis=0)]).reshape(
-        num_chunks, chunk, 3
-    )
+    d = jnp.concatenate([directions, jnp.repeat(directions[-1:], pad, axis=0)]).reshape(num_chunks, chunk, 3)
 
     def one_chunk(args):
       i, o_i, d_i = args

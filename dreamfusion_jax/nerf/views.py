@@ -5,6 +5,7 @@ The run config's `field` and `render` blocks become a `Scene` and a `RenderConfi
 turntables, guidance previews and the Shapes benchmark's views). Renders made here take no key:
 the same params give the same images.
 """
+
 from typing import Any, Callable, Mapping, Optional
 
 import jax.numpy as jnp
@@ -20,15 +21,17 @@ def make_scene(config) -> Scene:
 
 def make_render_config(config) -> render.RenderConfig:
   """The renderer's settings of a run config (`field.bound`, `render.num_coarse`, `render.num_fine`)."""
-  return render.RenderConfig(bound=config.field.bound, num_coarse=config.render.num_coarse,
-                             num_fine=config.render.num_fine)
+  return render.RenderConfig(
+    bound=config.field.bound, num_coarse=config.render.num_coarse, num_fine=config.render.num_fine
+  )
 
 
 def fixed_shading(mode: str, light_pos: jnp.ndarray) -> dict:
   """'albedo', 'shaded' or 'textureless' shading with a given light (validation and export)."""
   ambient, diffuse, white = render.SHADING_MODES[mode]
-  return dict(ambient=jnp.float32(ambient), diffuse=jnp.float32(diffuse), textureless=jnp.float32(white),
-              light_pos=light_pos)
+  return dict(
+    ambient=jnp.float32(ambient), diffuse=jnp.float32(diffuse), textureless=jnp.float32(white), light_pos=light_pos
+  )
 
 
 def field_fns(scene: Scene, params: Any):
@@ -52,9 +55,18 @@ def display_background(config, learned: Callable) -> Callable:
   return white if config.render.background == "random" else learned
 
 
-def orbit_view(field_fn: Callable, backgrounds: Mapping[str, Callable], rcfg: render.RenderConfig, elevation,
-               azimuth, *, distance: float, focal: float, size: int,
-               light_pos: Optional[jnp.ndarray] = None) -> dict:
+def orbit_view(
+  field_fn: Callable,
+  backgrounds: Mapping[str, Callable],
+  rcfg: render.RenderConfig,
+  elevation,
+  azimuth,
+  *,
+  distance: float,
+  focal: float,
+  size: int,
+  light_pos: Optional[jnp.ndarray] = None,
+) -> dict:
   """Renders one orbit view of a field in each shading mode of `backgrounds` (mode -> background_fn).
 
   elevation, azimuth: degrees; distance: world units; focal: pixels; size: the square image's side.
@@ -63,5 +75,7 @@ def orbit_view(field_fn: Callable, backgrounds: Mapping[str, Callable], rcfg: re
   """
   cam = cameras.orbit_camera(elevation, azimuth, distance, focal)
   light = cam["light_pos"] if light_pos is None else light_pos
-  return {mode: render.render_image(None, field_fn, background_fn, cam, fixed_shading(mode, light), rcfg, size, size)
-          for mode, background_fn in backgrounds.items()}
+  return {
+    mode: render.render_image(None, field_fn, background_fn, cam, fixed_shading(mode, light), rcfg, size, size)
+    for mode, background_fn in backgrounds.items()
+  }

@@ -35,6 +35,7 @@ not the run's learned background, so the judge sees the object alone. Without ju
 'mean' averages each metric over the seeds that have it; 'janus_rate' is the fraction of seeds
 that are Janus (null for symmetric shapes).
 """
+
 import functools
 import json
 import math
@@ -48,13 +49,13 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from dreamfusion_jax import compilation_cache, files, logs
+from dreamfusion_jax import compilation_cache, export, files, logs
 from dreamfusion_jax.checkpointing import Checkpoints
 from dreamfusion_jax.errors import UserError, WorkdirError
 from dreamfusion_jax.nerf import cameras, views
 from dreamfusion_jax.nerf.field import Scene
-from dreamfusion_jax import export
-from dreamfusion_jax.shapes import judge as judge_lib, surface, world
+from dreamfusion_jax.shapes import judge as judge_lib
+from dreamfusion_jax.shapes import surface, world
 
 # Cube half-size of the evaluation grids: every true shape lies inside WORLD_RADIUS = 0.65, also
 # after a rotation about z; density beyond 0.8 (floaters far from the object) is not scored.
@@ -69,8 +70,17 @@ VIEW_ELEVATION = 20.0  # Elevation of those renders, degrees.
 # stretched along x score b < 0.6 against the bird and the chair. The teardrop's one-sided part is
 # a broad cone, so a lemon-like ellipsoid (b = 0.87) and a radius-0.4 ball (0.69) pass as Janus.
 # Per-seed metrics that evaluation.json's 'mean' averages over seeds.
-MEAN_METRICS = ("color_r_precision", "geo_r_precision", "iou", "color_error", "volume_ratio", "normal_error_deg",
-                "fog", "chamfer", "extent_error")
+MEAN_METRICS = (
+  "color_r_precision",
+  "geo_r_precision",
+  "iou",
+  "color_error",
+  "volume_ratio",
+  "normal_error_deg",
+  "fog",
+  "chamfer",
+  "extent_error",
+)
 SURFACE_VIEW_SIZE = 64  # Render size of the normal and fog views when no judge fixes it.
 JANUS_MARGIN = 0.1
 JANUS_MIN_IOU = 0.6
@@ -100,12 +110,11 @@ def density_values(density_fn: Fn, bound: float, resolution: int, chunk: int = 1
   n = len(pts)
   if n > chunk:  # Equal chunks (the last one padded), so a jitted density_fn compiles once.
     pts = np.concatenate([pts, np.zeros((-n % chunk, 3), np.float32)])
-  out = [np.asarray(density_fn(jnp.asarray(pts[i:i + chunk])), np.float32) for i in range(0, len(pts), chunk)]
+  out = [np.asarray(density_fn(jnp.asarray(pts[i : i + chunk])), np.float32) for i in range(0, len(pts), chunk)]
   return np.concatenate(out)[:n].reshape((resolution,) * 3)
 
 
-def occupancy_grid(density_fn: Fn, bound: float, resolution: int, threshold: float,
-                   chunk: int = 1 << 18) -> np.ndarray:
+def occupancy_grid(density_fn: Fn, bound: float, resolution: int, threshold: float, chunk: int = 1 << 18) -> np.ndarray:
   """bool [R, R, R]: density_fn(x [N, 3]) -> [N] (per world unit) > threshold at cell_centres."""
   return density_values(density_fn, bound, resolution, chunk) > threshold
 
@@ -159,8 +168,9 @@ def _rotation_iou_fn(template_sdf: Fn):
   return jax.jit(lambda angles, pts, occ: jax.lax.map(lambda a: one(a, pts, occ), angles))
 
 
-def best_rotation(occ: np.ndarray, template_sdf: Fn, bound: float,
-                  num_rotations: int = NUM_ROTATIONS) -> tuple[float, float]:
+def best_rotation(
+  occ: np.ndarray, template_sdf: Fn, bound: float, num_rotations: int = NUM_ROTATIONS
+) -> tuple[float, float]:
   """(best IoU, its angle in degrees) of occ against template_sdf turned by k * 360 / num_rotations."""
   angles = np.arange(num_rotations) * (360.0 / num_rotations)
   ious = rotation_ious(occ, template_sdf, bound, angles)
@@ -174,9 +184,15 @@ def shape_sdf(shape_index: int) -> Fn:
   return lambda x: world.sdf(int(shape_index), x)
 
 
-def best_iou_over_rotations(density_fn: Fn, shape_index: int, *, bound: float = EVAL_BOUND,
-                            resolution: int = RESOLUTION, threshold: float = 10.0,
-                            num_rotations: int = NUM_ROTATIONS) -> tuple[float, float]:
+def best_iou_over_rotations(
+  density_fn: Fn,
+  shape_index: int,
+  *,
+  bound: float = EVAL_BOUND,
+  resolution: int = RESOLUTION,
+  threshold: float = 10.0,
+  num_rotations: int = NUM_ROTATIONS,
+) -> tuple[float, float]:
   """(IoU, best_angle_deg) of density_fn's occupancy against the true shape, best over rotations about z.
 
   density_fn: x [N, 3] -> density [N] (per world unit); occupied where density > threshold.
@@ -210,8 +226,9 @@ def color_error(albedo_fn: Fn, points: np.ndarray, rgb) -> float:
   if len(points) == 0:
     return float("nan")
   chunk = 1 << 16
-  albedo = np.concatenate([np.asarray(albedo_fn(jnp.asarray(points[i:i + chunk])))
-                           for i in range(0, len(points), chunk)])
+  albedo = np.concatenate(
+    [np.asarray(albedo_fn(jnp.asarray(points[i : i + chunk]))) for i in range(0, len(points), chunk)]
+  )
   return float(np.mean(np.linalg.norm(albedo - np.asarray(rgb, np.float32), axis=-1)))
 
 
@@ -228,9 +245,15 @@ def _windowed_iou(a: np.ndarray, b: np.ndarray, window: np.ndarray) -> float:
   return iou(a & window, b & window)
 
 
-def janus(occ: np.ndarray, shape_index: int, bound: float, num_rotations: int = NUM_ROTATIONS,
-          margin: float = JANUS_MARGIN, min_iou: float = JANUS_MIN_IOU,
-          best: Optional[tuple[float, float]] = None) -> tuple[bool, dict]:
+def janus(
+  occ: np.ndarray,
+  shape_index: int,
+  bound: float,
+  num_rotations: int = NUM_ROTATIONS,
+  margin: float = JANUS_MARGIN,
+  min_iou: float = JANUS_MIN_IOU,
+  best: Optional[tuple[float, float]] = None,
+) -> tuple[bool, dict]:
   """Whether the result occ [R, R, R] (on cell_centres(bound, R)) has more than one front.
 
   The true shape T is placed at its best rotation about z (the `iou` match). T turned 180
@@ -251,6 +274,7 @@ def janus(occ: np.ndarray, shape_index: int, bound: float, num_rotations: int = 
   best_rotation(occ, shape_sdf(shape_index), bound, num_rotations) when the caller has it.
   """
   from scipy import ndimage  # A dependency of scikit-image, which export.py uses.
+
   name = world.SHAPES[int(shape_index)]
   if name not in world.ASYMMETRIC:
     raise ValueError(f"Janus is defined for the asymmetric shapes {world.ASYMMETRIC}, not {name!r}.")
@@ -267,8 +291,13 @@ def janus(occ: np.ndarray, shape_index: int, bound: float, num_rotations: int = 
   w_mirror, w_feature = near(mirror), near(feature)
   a = _windowed_iou(occ, one, w_mirror)
   b = _windowed_iou(occ, one | turned, w_mirror)
-  evidence = dict(iou_one_front=iou_t, front_azimuth_deg=angle, mirror_iou_one_front=a, mirror_iou_two_front=b,
-                  feature_iou=_windowed_iou(occ, one, w_feature))
+  evidence = dict(
+    iou_one_front=iou_t,
+    front_azimuth_deg=angle,
+    mirror_iou_one_front=a,
+    mirror_iou_two_front=b,
+    feature_iou=_windowed_iou(occ, one, w_feature),
+  )
   return bool(b > a and b >= min_iou), evidence
 
 
@@ -280,8 +309,9 @@ def view_backgrounds(num_views: int, seed: int = 0) -> np.ndarray:
   return np.random.default_rng(seed).uniform(size=(num_views, 3)).astype(np.float32)
 
 
-def make_view_renderer(scene, config: ml_collections.ConfigDict, size: int, field_of: Optional[Callable] = None,
-                       rcfg=None):
+def make_view_renderer(
+  scene, config: ml_collections.ConfigDict, size: int, field_of: Optional[Callable] = None, rcfg=None
+):
   """jitted (params, elevation, azimuth, background [3]) -> dict(colour, textureless, normals [size, size, 3],
   opacity [size, size]).
 
@@ -299,11 +329,23 @@ def make_view_renderer(scene, config: ml_collections.ConfigDict, size: int, fiel
     light = cameras.spherical_to_cartesian(elevation + 30.0, azimuth + 30.0, distance)
     field_fn = views.field_fns(scene, params)[0] if field_of is None else field_of(params)
     bg_fn = lambda d: jnp.broadcast_to(background, d.shape)
-    out = views.orbit_view(field_fn, {"albedo": bg_fn, "textureless": bg_fn}, rcfg, elevation, azimuth,
-                           distance=distance, focal=focal, size=size, light_pos=light)
-    return dict(colour=jnp.clip(out["albedo"]["rgb"], 0.0, 1.0),
-                textureless=jnp.clip(out["textureless"]["rgb"], 0.0, 1.0),
-                normals=out["albedo"]["normals"], opacity=out["albedo"]["opacity"])
+    out = views.orbit_view(
+      field_fn,
+      {"albedo": bg_fn, "textureless": bg_fn},
+      rcfg,
+      elevation,
+      azimuth,
+      distance=distance,
+      focal=focal,
+      size=size,
+      light_pos=light,
+    )
+    return dict(
+      colour=jnp.clip(out["albedo"]["rgb"], 0.0, 1.0),
+      textureless=jnp.clip(out["textureless"]["rgb"], 0.0, 1.0),
+      normals=out["albedo"]["normals"],
+      opacity=out["albedo"]["opacity"],
+    )
 
   return render_view
 
@@ -315,12 +357,15 @@ def true_field(shape_and_angle):
   return lambda x: (world.density_fn(shape_index)(rotate_z(x, -angle)), jnp.ones_like(x))
 
 
-def render_views(render_view, params, num_views: int = NUM_VIEWS,
-                 elevation: float = VIEW_ELEVATION) -> dict[str, np.ndarray]:
+def render_views(
+  render_view, params, num_views: int = NUM_VIEWS, elevation: float = VIEW_ELEVATION
+) -> dict[str, np.ndarray]:
   """dict(colour, textureless, normals) [K, S, S, 3] and opacity [K, S, S] of K views at azimuths k * 360 / K."""
   bgs = view_backgrounds(num_views)
-  outs = [render_view(params, jnp.float32(elevation), jnp.float32(k * 360.0 / num_views), jnp.asarray(bgs[k]))
-          for k in range(num_views)]
+  outs = [
+    render_view(params, jnp.float32(elevation), jnp.float32(k * 360.0 / num_views), jnp.asarray(bgs[k]))
+    for k in range(num_views)
+  ]
   return {name: np.stack([np.asarray(o[name]) for o in outs]) for name in outs[0]}
 
 
@@ -342,17 +387,18 @@ def split_judge_views_sheet(sheet: np.ndarray, num_views: int, size: int) -> lis
   return out
 
 
-def r_precision(judge, colour_images: np.ndarray, textureless_images: np.ndarray, colour_index: int,
-                shape_index: int) -> dict:
+def r_precision(
+  judge, colour_images: np.ndarray, textureless_images: np.ndarray, colour_index: int, shape_index: int
+) -> dict:
   """R-Precisions of one result's renders [K, S, S, 3] (see the module docstring) and the top answers."""
   lc = judge.logits(colour_images)
   top_c, top_s = judge_lib.top_caption(lc["shape"], lc["colour"])
   geo_s = judge.logits(textureless_images)["shape"].argmax(-1)
   return dict(
-      color_r_precision=float(np.mean((top_c == colour_index) & (top_s == shape_index))),
-      geo_r_precision=float(np.mean(geo_s == shape_index)),
-      top_captions=[world.caption(world.COLOUR_NAMES[c], world.SHAPES[s]) for c, s in zip(top_c, top_s)],
-      top_shapes_geo=[world.SHAPES[s] for s in geo_s],
+    color_r_precision=float(np.mean((top_c == colour_index) & (top_s == shape_index))),
+    geo_r_precision=float(np.mean(geo_s == shape_index)),
+    top_captions=[world.caption(world.COLOUR_NAMES[c], world.SHAPES[s]) for c, s in zip(top_c, top_s)],
+    top_shapes_geo=[world.SHAPES[s] for s in geo_s],
   )
 
 
@@ -365,16 +411,19 @@ def parse_run_caption(prompt: str) -> tuple[str, str]:
     return world.parse_caption(prompt)
   except ValueError:
     raise UserError(
-        f"The run's prompt {prompt!r} is not a caption of the Shapes world, so it has no ground truth to score "
-        f"against. The benchmark takes prompts 'a {{colour}} {{shape}}' with a colour in "
-        f"{', '.join(world.COLOUR_NAMES)} and a shape in {', '.join(world.SHAPES)}, e.g. 'a red cube'.") from None
+      f"The run's prompt {prompt!r} is not a caption of the Shapes world, so it has no ground truth to score "
+      f"against. The benchmark takes prompts 'a {{colour}} {{shape}}' with a colour in "
+      f"{', '.join(world.COLOUR_NAMES)} and a shape in {', '.join(world.SHAPES)}, e.g. 'a red cube'."
+    ) from None
 
 
 def read_run_config(workdir: str) -> ml_collections.ConfigDict:
   path = os.path.join(workdir, "config.json")
   if not os.path.isfile(path):
-    raise WorkdirError(f"'{workdir}' holds no config.json, so it is not a finished run. Pass the --workdir of "
-                       "a run made by python -m dreamfusion_jax.main.")
+    raise WorkdirError(
+      f"'{workdir}' holds no config.json, so it is not a finished run. Pass the --workdir of "
+      "a run made by python -m dreamfusion_jax.main."
+    )
   with open(path) as f:
     return ml_collections.ConfigDict(json.load(f))
 
@@ -394,8 +443,18 @@ def restore_params(workdir: str, config: ml_collections.ConfigDict) -> tuple[int
   return int(step), [jax.tree.map(lambda x: np.asarray(x[i]), params) for i in range(config.num_seeds)]
 
 
-def evaluate_params(field, params, shape_index: int, rgb, *, threshold: float, bound: float = EVAL_BOUND,
-                    resolution: int = RESOLUTION, num_rotations: int = NUM_ROTATIONS, extra_levels=()) -> dict:
+def evaluate_params(
+  field,
+  params,
+  shape_index: int,
+  rgb,
+  *,
+  threshold: float,
+  bound: float = EVAL_BOUND,
+  resolution: int = RESOLUTION,
+  num_rotations: int = NUM_ROTATIONS,
+  extra_levels=(),
+) -> dict:
   """The geometric and colour metrics of one seed (see the module docstring).
 
   field: (params, x [N, 3]) -> (density [N], albedo [N, 3]); threshold: occupancy density level.
@@ -406,9 +465,16 @@ def evaluate_params(field, params, shape_index: int, rgb, *, threshold: float, b
   occ = density > threshold
   best, angle = best_rotation(occ, shape_sdf(shape_index), bound, num_rotations)
   pts = surface_points(occ, bound)
-  out = dict(iou=best, best_angle_deg=angle, color_error=color_error(lambda x: field(params, x)[1], pts, rgb),
-             volume_ratio=volume_ratio(occ, shape_index, bound), occupied_fraction=float(occ.mean()),
-             num_surface_points=int(len(pts)), janus=None, janus_evidence=None)
+  out = dict(
+    iou=best,
+    best_angle_deg=angle,
+    color_error=color_error(lambda x: field(params, x)[1], pts, rgb),
+    volume_ratio=volume_ratio(occ, shape_index, bound),
+    occupied_fraction=float(occ.mean()),
+    num_surface_points=int(len(pts)),
+    janus=None,
+    janus_evidence=None,
+  )
   if world.SHAPES[shape_index] in world.ASYMMETRIC:
     out["janus"], out["janus_evidence"] = janus(occ, shape_index, bound, num_rotations, best=(best, angle))
   if extra_levels:
@@ -421,9 +487,11 @@ def evaluate_params(field, params, shape_index: int, rgb, *, threshold: float, b
         except ValueError:  # A (near-)empty result: nothing to match, nothing occupied.
           value = float("inf")
       o = density > value
-      out["iou_by_level"][str(level)] = dict(level=float(value), iou=best_rotation(o, shape_sdf(shape_index), bound,
-                                                                                  num_rotations)[0],
-                                             volume_ratio=volume_ratio(o, shape_index, bound))
+      out["iou_by_level"][str(level)] = dict(
+        level=float(value),
+        iou=best_rotation(o, shape_sdf(shape_index), bound, num_rotations)[0],
+        volume_ratio=volume_ratio(o, shape_index, bound),
+      )
   return out
 
 
@@ -446,9 +514,11 @@ def find_classifier(classifier_dir: Optional[str]) -> Optional[str]:
   """The judge's directory: classifier_dir (must hold weights) or the package asset if it exists."""
   if classifier_dir:
     if not judge_lib.has_classifier(classifier_dir):
-      raise UserError(f"--classifier_dir='{classifier_dir}' holds no judge weights ({judge_lib.PARAMS_FILE} and "
-                      f"{judge_lib.CONFIG_FILE}); pass the export/ folder written by "
-                      "python -m dreamfusion_jax.shapes.judge.")
+      raise UserError(
+        f"--classifier_dir='{classifier_dir}' holds no judge weights ({judge_lib.PARAMS_FILE} and "
+        f"{judge_lib.CONFIG_FILE}); pass the export/ folder written by "
+        "python -m dreamfusion_jax.shapes.judge."
+      )
     return classifier_dir
   default = judge_lib.default_classifier_dir()
   return default if judge_lib.has_classifier(default) else None
@@ -461,15 +531,26 @@ class Scorer:
   weights (see find_classifier) both R-Precisions are None.
   """
 
-  def __init__(self, config: ml_collections.ConfigDict, classifier_dir: Optional[str] = None, *,
-               bound: float = EVAL_BOUND, resolution: int = RESOLUTION, threshold: Optional[float] = None,
-               num_rotations: int = NUM_ROTATIONS, num_views: int = NUM_VIEWS, elevation: float = VIEW_ELEVATION,
-               extra_levels=()):
+  def __init__(
+    self,
+    config: ml_collections.ConfigDict,
+    classifier_dir: Optional[str] = None,
+    *,
+    bound: float = EVAL_BOUND,
+    resolution: int = RESOLUTION,
+    threshold: Optional[float] = None,
+    num_rotations: int = NUM_ROTATIONS,
+    num_views: int = NUM_VIEWS,
+    elevation: float = VIEW_ELEVATION,
+    extra_levels=(),
+  ):
     self.judge_dir = find_classifier(classifier_dir)
     if self.judge_dir is None:
-      logging.warning("No judge weights (dreamfusion_jax/assets/classifier/ is empty and no --classifier_dir was "
-                      "given): color_r_precision and geo_r_precision are null. Train one with "
-                      "python -m dreamfusion_jax.shapes.judge.")
+      logging.warning(
+        "No judge weights (dreamfusion_jax/assets/classifier/ is empty and no --classifier_dir was "
+        "given): color_r_precision and geo_r_precision are null. Train one with "
+        "python -m dreamfusion_jax.shapes.judge."
+      )
     scene = views.make_scene(config)
     # params are an argument, not a closure: a closure would bake the hash tables into the program.
     self.field = jax.jit(lambda p, x: scene.apply({"params": p}, x, method=Scene.field))
@@ -481,43 +562,71 @@ class Scorer:
     self.mesh_settings = dict(bound=config.field.bound, resolution=config.export.mesh_resolution)
     self.threshold = config.export.mesh_threshold if threshold is None else threshold
     self.extra_levels = tuple(extra_levels)
-    self.settings = dict(bound=bound, resolution=resolution, threshold=self.threshold, num_rotations=num_rotations,
-                         num_views=num_views, elevation=elevation, image_size=size,
-                         mesh_resolution=config.export.mesh_resolution)
+    self.settings = dict(
+      bound=bound,
+      resolution=resolution,
+      threshold=self.threshold,
+      num_rotations=num_rotations,
+      num_views=num_views,
+      elevation=elevation,
+      image_size=size,
+      mesh_resolution=config.export.mesh_resolution,
+    )
 
   def score(self, params: Any, caption: str) -> dict:
     """The metrics of one seed's params against a caption 'a {colour} {shape}'."""
     colour, shape = parse_run_caption(caption)
     shape_index, colour_index = world.SHAPES.index(shape), world.COLOUR_NAMES.index(colour)
     st = self.settings
-    m = evaluate_params(self.field, params, shape_index, world.COLOURS[colour], threshold=self.threshold,
-                        bound=st["bound"], resolution=st["resolution"], num_rotations=st["num_rotations"],
-                        extra_levels=self.extra_levels)
+    m = evaluate_params(
+      self.field,
+      params,
+      shape_index,
+      world.COLOURS[colour],
+      threshold=self.threshold,
+      bound=st["bound"],
+      resolution=st["resolution"],
+      num_rotations=st["num_rotations"],
+      extra_levels=self.extra_levels,
+    )
     views = render_views(self.render_view, params, st["num_views"], st["elevation"])
     if self.judge is not None:
       m.update(r_precision(self.judge, views["colour"], views["textureless"], colour_index, shape_index))
     else:
       m.update(color_r_precision=None, geo_r_precision=None)
-    truth = render_views(self.render_truth, (jnp.int32(shape_index), jnp.float32(m["best_angle_deg"])),
-                         st["num_views"], st["elevation"])
-    m.update(normal_error_deg=surface.normal_error_deg(views["normals"], views["opacity"], truth["normals"],
-                                                       truth["opacity"]),
-             fog=surface.fog(views["opacity"]))
+    truth = render_views(
+      self.render_truth, (jnp.int32(shape_index), jnp.float32(m["best_angle_deg"])), st["num_views"], st["elevation"]
+    )
+    m.update(
+      normal_error_deg=surface.normal_error_deg(views["normals"], views["opacity"], truth["normals"], truth["opacity"]),
+      fog=surface.fog(views["opacity"]),
+    )
     m.update(self.mesh_metrics(params, shape_index, m["best_angle_deg"]))
-    logging.info("%s: IoU %.2f, normal error %.1f deg, fog %.2f, chamfer %s, colour error %.2f, R-Precision colour "
-                 "%s geo %s%s", caption, m["iou"], m["normal_error_deg"], m["fog"], m["chamfer"], m["color_error"],
-                 m["color_r_precision"], m["geo_r_precision"], "" if m["janus"] is None else f", Janus {m['janus']}")
+    logging.info(
+      "%s: IoU %.2f, normal error %.1f deg, fog %.2f, chamfer %s, colour error %.2f, R-Precision colour %s geo %s%s",
+      caption,
+      m["iou"],
+      m["normal_error_deg"],
+      m["fog"],
+      m["chamfer"],
+      m["color_error"],
+      m["color_r_precision"],
+      m["geo_r_precision"],
+      "" if m["janus"] is None else f", Janus {m['janus']}",
+    )
     return m
 
   def mesh_metrics(self, params: Any, shape_index: int, angle_deg: float) -> dict:
     """surface.mesh_metrics of the mesh the run exports (export.extract_mesh at the export's resolution and
     this scorer's threshold); all None when that mesh is empty."""
     try:
-      mesh = export.extract_mesh(lambda x: self.field(params, x)[0], None, threshold=self.threshold,
-                                 **self.mesh_settings)
+      mesh = export.extract_mesh(
+        lambda x: self.field(params, x)[0], None, threshold=self.threshold, **self.mesh_settings
+      )
     except export.EmptyMeshError:
-      return dict(chamfer=None, mesh_components=0, mesh_genus=None, true_genus=None, extent_ratio=None,
-                  extent_error=None)
+      return dict(
+        chamfer=None, mesh_components=0, mesh_genus=None, true_genus=None, extent_ratio=None, extent_error=None
+      )
     return surface.mesh_metrics(mesh, surface.true_mesh(shape_index), angle_deg)
 
   def result(self, caption: str, step: int, per_seed: dict) -> dict:
@@ -529,10 +638,20 @@ class Scorer:
     mean["true_genus_rate"] = _mean([float(r["mesh_genus"] == r["true_genus"]) for r in rows])
     mean["janus_rate"] = _mean([float(r["janus"]) for r in rows]) if shape in world.ASYMMETRIC else None
     mean["num_seeds"] = len(rows)
-    return _nan_to_none(dict(
-        caption=world.caption(colour, shape), colour=colour, shape=shape, asymmetric=shape in world.ASYMMETRIC,
-        held_out=(colour, shape) in world.HELD_OUT, step=step, classifier=self.judge_dir, settings=self.settings,
-        per_seed=per_seed, mean=mean))
+    return _nan_to_none(
+      dict(
+        caption=world.caption(colour, shape),
+        colour=colour,
+        shape=shape,
+        asymmetric=shape in world.ASYMMETRIC,
+        held_out=(colour, shape) in world.HELD_OUT,
+        step=step,
+        classifier=self.judge_dir,
+        settings=self.settings,
+        per_seed=per_seed,
+        mean=mean,
+      )
+    )
 
 
 def evaluate_run(workdir: str, classifier_dir: Optional[str] = None, **settings) -> dict:
@@ -556,8 +675,11 @@ def evaluate_run(workdir: str, classifier_dir: Optional[str] = None, **settings)
 
 def _define_flags():
   from absl import flags
+
   flags.DEFINE_string("workdir", None, "A finished run's directory (python -m dreamfusion_jax.main --workdir).")
-  flags.DEFINE_string("classifier_dir", None, "The judge's export folder (default: dreamfusion_jax/assets/classifier/).")
+  flags.DEFINE_string(
+    "classifier_dir", None, "The judge's export folder (default: dreamfusion_jax/assets/classifier/)."
+  )
   flags.DEFINE_integer("resolution", RESOLUTION, "Cells per axis of the IoU grid.")
   flags.DEFINE_float("bound", EVAL_BOUND, "Half-size of the IoU grid's cube (world units).")
   flags.DEFINE_integer("num_views", NUM_VIEWS, "Renders per seed for the R-Precisions.")
@@ -568,13 +690,15 @@ def _define_flags():
 
 def _main(argv):
   from absl import app, flags
+
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   f = flags.FLAGS
   compilation_cache.enable(f.compilation_cache)
   try:
-    result = evaluate_run(f.workdir, f.classifier_dir, bound=f.bound, resolution=f.resolution,
-                          threshold=f.threshold, num_views=f.num_views)
+    result = evaluate_run(
+      f.workdir, f.classifier_dir, bound=f.bound, resolution=f.resolution, threshold=f.threshold, num_views=f.num_views
+    )
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
@@ -584,6 +708,7 @@ def _main(argv):
 def run() -> None:
   """The command line (python -m dreamfusion_jax.evaluate)."""
   from absl import app
+
   _define_flags()
   logs.quiet_orbax()
   app.run(_main)

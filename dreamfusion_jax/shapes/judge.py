@@ -34,6 +34,7 @@ export). Weights are exported to DIR/export (params.msgpack + config.json, ~2 MB
 `load_classifier(DIR/export)` reads them back. Copy the export to dreamfusion_jax/assets/classifier/
 to make it the default judge of `python -m dreamfusion_jax.evaluate`.
 """
+
 import dataclasses
 import functools
 import json
@@ -86,8 +87,9 @@ class ShapesClassifier(nn.Module):
         x = nn.GroupNorm(num_groups=math.gcd(8, c), name=f"norm_{i}_{j}")(x)
         x = nn.gelu(x)
     h = nn.gelu(nn.Dense(self.hidden, name="hidden")(jnp.mean(x, axis=(1, 2))))
-    return dict(shape=nn.Dense(self.num_shapes, name="shape_head")(h),
-                colour=nn.Dense(self.num_colours, name="colour_head")(h))
+    return dict(
+      shape=nn.Dense(self.num_shapes, name="shape_head")(h), colour=nn.Dense(self.num_colours, name="colour_head")(h)
+    )
 
 
 def caption_logprobs(logits_shape: jax.Array, logits_colour: jax.Array) -> jax.Array:
@@ -142,8 +144,7 @@ class TrainConfig:
     return ShapesClassifier(channels=tuple(self.channels), hidden=self.hidden)
 
   def render_config(self) -> render.RenderConfig:
-    return render.RenderConfig(bound=world.RENDER_CONFIG.bound, num_coarse=self.num_coarse,
-                               num_fine=self.num_fine)
+    return render.RenderConfig(bound=world.RENDER_CONFIG.bound, num_coarse=self.num_coarse, num_fine=self.num_fine)
 
   def to_dict(self) -> dict:
     d = dataclasses.asdict(self)
@@ -163,10 +164,13 @@ def colour_sets_distance(shade_min: float = 1.0) -> float:
   k * colour, k in [shade_min, 1] (segments towards black), white and gray are points. Brute force
   over 101 shades per colour. 0.354 (orange-yellow) at shade_min 1; 0.156 at 0.5 (orange-yellow)."""
   ks = np.linspace(shade_min, 1.0, 101)
-  sets = [np.outer(ks if name not in world.ACHROMATIC else np.ones(1), rgb)
-          for name, rgb in zip(world.COLOUR_NAMES, world.COLOUR_TABLE)]
-  return float(min(np.linalg.norm(a[:, None] - b[None], axis=-1).min()
-                   for i, a in enumerate(sets) for b in sets[i + 1:]))
+  sets = [
+    np.outer(ks if name not in world.ACHROMATIC else np.ones(1), rgb)
+    for name, rgb in zip(world.COLOUR_NAMES, world.COLOUR_TABLE)
+  ]
+  return float(
+    min(np.linalg.norm(a[:, None] - b[None], axis=-1).min() for i, a in enumerate(sets) for b in sets[i + 1 :])
+  )
 
 
 def max_colour_jitter(shade_min: float = 1.0) -> float:
@@ -195,33 +199,58 @@ def init_state(cfg: TrainConfig) -> ClassifierState:
   return ClassifierState(step=jnp.zeros((), jnp.int32), params=params, opt_state=make_optimizer(cfg).init(params))
 
 
-@functools.partial(jax.jit, static_argnames=("batch", "image_size", "noise_max", "render_cfg", "bump_max",
-                                             "colour_jitter", "shade_min"))
-def make_batch(key: jax.Array, *, batch: int, image_size: int, noise_max: float,
-               render_cfg: render.RenderConfig = world.RENDER_CONFIG, bump_max: float = 0.0,
-               colour_jitter: float = 0.0, shade_min: float = 1.0) -> dict:
+@functools.partial(
+  jax.jit, static_argnames=("batch", "image_size", "noise_max", "render_cfg", "bump_max", "colour_jitter", "shade_min")
+)
+def make_batch(
+  key: jax.Array,
+  *,
+  batch: int,
+  image_size: int,
+  noise_max: float,
+  render_cfg: render.RenderConfig = world.RENDER_CONFIG,
+  bump_max: float = 0.0,
+  colour_jitter: float = 0.0,
+  shade_min: float = 1.0,
+) -> dict:
   """A batch of training renders (every pair, held-out ones included) with pixel noise.
 
   Returns world.sample_batch's dict; images [B, S, S, 3] carry Gaussian noise of a per-image
   std U(0, noise_max) (clipped to [0, 1]).
   """
   k_data, k_std, k_noise = jax.random.split(key, 3)
-  out = world.sample_batch(k_data, batch, image_size, exclude_held_out=False, shading_mix=SHADING_MIX,
-                            render_cfg=render_cfg, bump_max=bump_max, colour_jitter=colour_jitter,
-                            shade_min=shade_min)
+  out = world.sample_batch(
+    k_data,
+    batch,
+    image_size,
+    exclude_held_out=False,
+    shading_mix=SHADING_MIX,
+    render_cfg=render_cfg,
+    bump_max=bump_max,
+    colour_jitter=colour_jitter,
+    shade_min=shade_min,
+  )
   std = jax.random.uniform(k_std, (batch, 1, 1, 1), maxval=noise_max)
   out["images"] = jnp.clip(out["images"] + std * jax.random.normal(k_noise, out["images"].shape), 0.0, 1.0)
   return out
 
 
 def batch_for(key: jax.Array, cfg: TrainConfig) -> dict:
-  return make_batch(key, batch=cfg.batch, image_size=cfg.image_size, noise_max=cfg.noise_max,
-                    render_cfg=cfg.render_config(), bump_max=cfg.bump_max, colour_jitter=cfg.colour_jitter,
-                    shade_min=cfg.shade_min)
+  return make_batch(
+    key,
+    batch=cfg.batch,
+    image_size=cfg.image_size,
+    noise_max=cfg.noise_max,
+    render_cfg=cfg.render_config(),
+    bump_max=cfg.bump_max,
+    colour_jitter=cfg.colour_jitter,
+    shade_min=cfg.shade_min,
+  )
 
 
-def losses(logits: dict, shape: jax.Array, colour: jax.Array, shading_mode: jax.Array,
-           colour_from_shaded: bool = True) -> dict:
+def losses(
+  logits: dict, shape: jax.Array, colour: jax.Array, shading_mode: jax.Array, colour_from_shaded: bool = True
+) -> dict:
   """Cross-entropies and accuracies; textureless renders (shading_mode 2) carry no colour label.
 
   logits: the model's dict; shape, colour, shading_mode: [B] int32. colour_from_shaded=False
@@ -234,12 +263,12 @@ def losses(logits: dict, shape: jax.Array, colour: jax.Array, shading_mode: jax.
   shape_ok = jnp.argmax(logits["shape"], -1) == shape
   colour_ok = jnp.argmax(logits["colour"], -1) == colour
   return dict(
-      loss=jnp.mean(ce_shape) + jnp.sum(ce_colour * has_colour) / n_colour,
-      shape_ce=jnp.mean(ce_shape),
-      colour_ce=jnp.sum(ce_colour * has_colour) / n_colour,
-      shape_acc=jnp.mean(shape_ok),
-      colour_acc=jnp.sum(colour_ok * has_colour) / n_colour,
-      caption_acc=jnp.sum(shape_ok * colour_ok * has_colour) / n_colour,
+    loss=jnp.mean(ce_shape) + jnp.sum(ce_colour * has_colour) / n_colour,
+    shape_ce=jnp.mean(ce_shape),
+    colour_ce=jnp.sum(ce_colour * has_colour) / n_colour,
+    shape_acc=jnp.mean(shape_ok),
+    colour_acc=jnp.sum(colour_ok * has_colour) / n_colour,
+    caption_acc=jnp.sum(shape_ok * colour_ok * has_colour) / n_colour,
   )
 
 
@@ -248,8 +277,13 @@ def train_step(state: ClassifierState, batch: dict, cfg: TrainConfig):
   model = cfg.model()
 
   def loss_fn(params):
-    m = losses(model.apply({"params": params}, batch["images"]), batch["shape"], batch["colour"],
-               batch["shading_mode"], cfg.colour_from_shaded)
+    m = losses(
+      model.apply({"params": params}, batch["images"]),
+      batch["shape"],
+      batch["colour"],
+      batch["shading_mode"],
+      cfg.colour_from_shaded,
+    )
     return m["loss"], m
 
   (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -267,8 +301,11 @@ def make_step_fn(cfg: TrainConfig):
 def make_eval_fn(cfg: TrainConfig):
   """(params, batch) -> the metrics of `losses`, jitted."""
   model = cfg.model()
-  return jax.jit(lambda params, b: losses(model.apply({"params": params}, b["images"]), b["shape"], b["colour"],
-                                          b["shading_mode"], cfg.colour_from_shaded))
+  return jax.jit(
+    lambda params, b: losses(
+      model.apply({"params": params}, b["images"]), b["shape"], b["colour"], b["shading_mode"], cfg.colour_from_shaded
+    )
+  )
 
 
 # ----------------------------------------------------------------------------- the run
@@ -283,15 +320,19 @@ DIVERGENCE_ADVICE = "Lower --config.lr, then run again."  # metrics.check_finite
 def check_config(config: ml_collections.ConfigDict) -> None:
   """Raises UserError naming the first bad field, before anything is compiled or written."""
   if not 0.0 < config.shade_min <= 1.0:
-    raise UserError(f"--config.shade_min={config.shade_min} is outside (0, 1]: it is the darkest shade of a "
-                    "chromatic colour that keeps its name, as a fraction of the colour (1: no darker shades; 0.5: "
-                    "half bright).")
+    raise UserError(
+      f"--config.shade_min={config.shade_min} is outside (0, 1]: it is the darkest shade of a "
+      "chromatic colour that keeps its name, as a fraction of the colour (1: no darker shades; 0.5: "
+      "half bright)."
+    )
   limit = max_colour_jitter(config.shade_min)
   if not 0.0 <= config.colour_jitter < limit:
-    raise UserError(f"--config.colour_jitter={config.colour_jitter} is outside [0, {limit:.3f}) for "
-                    f"--config.shade_min={config.shade_min}: at or beyond half the smallest distance between two "
-                    "colour names' albedos a jittered albedo can lie nearer another name than the one it is "
-                    "labelled with. Use a smaller radius (0.15 without shades, 0.07 with --config.shade_min=0.5).")
+    raise UserError(
+      f"--config.colour_jitter={config.colour_jitter} is outside [0, {limit:.3f}) for "
+      f"--config.shade_min={config.shade_min}: at or beyond half the smallest distance between two "
+      "colour names' albedos a jittered albedo can lie nearer another name than the one it is "
+      "labelled with. Use a smaller radius (0.15 without shades, 0.07 with --config.shade_min=0.5)."
+    )
   for name in ("steps", "batch", "log_every", "checkpoint_every", "num_eval_batches"):
     if config[name] <= 0:
       raise UserError(f"--config.{name}={config[name]} must be positive.")
@@ -302,6 +343,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 @dataclasses.dataclass
 class Run:
   """One train_classifier's bookkeeping: what the set-up made, and what the periodic actions update."""
+
   config: ml_collections.ConfigDict
   cfg: TrainConfig  # The config's fields that the model, data and step depend on.
   workdir: str
@@ -344,11 +386,16 @@ def set_up(config: ml_collections.ConfigDict, workdir: str, started: float) -> R
       state = init_state(cfg)
     else:
       saved = ckpts.saved_config(latest)
-      diffs = [f"{k}: checkpoint {saved[k]!r}, now {getattr(cfg, k)!r}" for k in FIXED_ON_RESUME
-               if (tuple(saved[k]) if k == "channels" else saved[k]) != getattr(cfg, k)]
+      diffs = [
+        f"{k}: checkpoint {saved[k]!r}, now {getattr(cfg, k)!r}"
+        for k in FIXED_ON_RESUME
+        if (tuple(saved[k]) if k == "channels" else saved[k]) != getattr(cfg, k)
+      ]
       if diffs:
-        raise WorkdirError(f"'{workdir}' holds a judge checkpoint of another model ({'; '.join(diffs)}). "
-                           "Use a new --workdir, or the checkpoint's settings.")
+        raise WorkdirError(
+          f"'{workdir}' holds a judge checkpoint of another model ({'; '.join(diffs)}). "
+          "Use a new --workdir, or the checkpoint's settings."
+        )
       state = ckpts.restore(latest, jax.eval_shape(lambda: init_state(cfg)))
       logging.info("Resumed the judge from step %d in %s.", latest, workdir)
   except BaseException:
@@ -377,8 +424,9 @@ def run_steps(run: Run) -> None:
       if run.step % config.checkpoint_every == 0:
         save_checkpoint(run)
       if time.time() >= deadline:
-        logging.info("Time limit reached at step %d of %d; run the same command again to continue.", run.step,
-                     cfg.steps)
+        logging.info(
+          "Time limit reached at step %d of %d; run the same command again to continue.", run.step, cfg.steps
+        )
         break
     if run.ckpts.latest_step() != run.step:
       save_checkpoint(run)
@@ -391,10 +439,18 @@ def record_metrics(run: Run, metrics: dict) -> None:
   now = time.time()
   rate = (run.step - run.tick[1]) / max(now - run.tick[0], 1e-9)
   run.tick = (now, run.step)
-  m = trainer.record(run.writer, metrics, run.step, run.last_saved, DIVERGENCE_ADVICE, {"steps_per_sec": rate},
-                     keys=("loss",))
-  logging.info("step %d/%d: loss %.4f shape_acc %.3f colour_acc %.3f (%.1f steps/s)", run.step, run.cfg.steps,
-               m["loss"], m["shape_acc"], m["colour_acc"], rate)
+  m = trainer.record(
+    run.writer, metrics, run.step, run.last_saved, DIVERGENCE_ADVICE, {"steps_per_sec": rate}, keys=("loss",)
+  )
+  logging.info(
+    "step %d/%d: loss %.4f shape_acc %.3f colour_acc %.3f (%.1f steps/s)",
+    run.step,
+    run.cfg.steps,
+    m["loss"],
+    m["shape_acc"],
+    m["colour_acc"],
+    rate,
+  )
 
 
 def save_checkpoint(run: Run) -> None:
@@ -414,17 +470,22 @@ def export_run(run: Run) -> dict:
   logging.info("Fixed evaluation set: %s", ", ".join(f"{k} {v:.4f}" for k, v in held.items()))
   export_dir = os.path.join(run.workdir, "export")
   export_classifier(export_dir, jax.device_get(run.state.params), cfg, step, held)
-  logging.info("Judge at step %d (%s); exported to %s.", step, "done" if step >= cfg.steps else "not done",
-               export_dir)
+  logging.info("Judge at step %d (%s); exported to %s.", step, "done" if step >= cfg.steps else "not done", export_dir)
   return dict(step=step, done=step >= cfg.steps, metrics=held, export=export_dir)
 
 
 def export_classifier(directory: str, params: Any, cfg: TrainConfig, step: int, metrics: dict) -> None:
   """Writes params.msgpack and config.json (model, vocabulary, training step and metrics)."""
   os.makedirs(directory, exist_ok=True)
-  meta = dict(model=dict(channels=list(cfg.channels), hidden=cfg.hidden), image_size=cfg.image_size,
-              shapes=list(world.SHAPES), colours=list(world.COLOUR_NAMES), step=int(step),
-              train_config=cfg.to_dict(), eval_metrics=metrics)
+  meta = dict(
+    model=dict(channels=list(cfg.channels), hidden=cfg.hidden),
+    image_size=cfg.image_size,
+    shapes=list(world.SHAPES),
+    colours=list(world.COLOUR_NAMES),
+    step=int(step),
+    train_config=cfg.to_dict(),
+    eval_metrics=metrics,
+  )
   files.write_bytes(os.path.join(directory, PARAMS_FILE), flax.serialization.to_bytes(params))
   files.write_json(os.path.join(directory, CONFIG_FILE), meta)
 
@@ -464,14 +525,18 @@ def has_classifier(directory: str) -> bool:
 def load_classifier(directory: str) -> Classifier:
   """Loads an export (params.msgpack + config.json); raises UserError if missing or of another world."""
   if not has_classifier(directory):
-    raise UserError(f"No judge weights in '{directory}' (expected {PARAMS_FILE} and {CONFIG_FILE}). Train one "
-                    "with python -m dreamfusion_jax.shapes.judge --config=configs/judge.py --workdir=DIR and pass "
-                    "--classifier_dir=DIR/export.")
+    raise UserError(
+      f"No judge weights in '{directory}' (expected {PARAMS_FILE} and {CONFIG_FILE}). Train one "
+      "with python -m dreamfusion_jax.shapes.judge --config=configs/judge.py --workdir=DIR and pass "
+      "--classifier_dir=DIR/export."
+    )
   with open(os.path.join(directory, CONFIG_FILE)) as f:
     meta = json.load(f)
   if meta["shapes"] != list(world.SHAPES) or meta["colours"] != list(world.COLOUR_NAMES):
-    raise UserError(f"The judge in '{directory}' was trained on another Shapes world (other shape or colour "
-                    "names); retrain it with python -m dreamfusion_jax.shapes.judge --config=configs/judge.py.")
+    raise UserError(
+      f"The judge in '{directory}' was trained on another Shapes world (other shape or colour "
+      "names); retrain it with python -m dreamfusion_jax.shapes.judge --config=configs/judge.py."
+    )
   model = ShapesClassifier(channels=tuple(meta["model"]["channels"]), hidden=meta["model"]["hidden"])
   size = meta["image_size"]
   target = jax.eval_shape(lambda: model.init(rng_key(0), jnp.zeros((1, size, size, 3))))["params"]

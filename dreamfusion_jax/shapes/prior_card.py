@@ -5,6 +5,7 @@ and samples.png from the EMA weights. Every fact of the card is measured or read
 (the checkpoint's 'config' item: one entry per run of the training, `chunks`, with its steps, device, wall
 time, cameras and caption rule), so the card of a prior trained in many chunks and fine-tunes stays true.
 """
+
 import os
 from typing import Any
 
@@ -20,15 +21,22 @@ from dreamfusion_jax.nerf import cameras
 from dreamfusion_jax.shapes import prior_data, prior_step, world
 
 # Preview captions: six training pairs, each sharing a colour or a shape with a held-out pair.
-PREVIEW_TRAIN_PAIRS = (("red", "sphere"), ("green", "torus"), ("blue", "cube"), ("yellow", "bird"),
-                       ("purple", "cone"), ("cyan", "chair"))
+PREVIEW_TRAIN_PAIRS = (
+  ("red", "sphere"),
+  ("green", "torus"),
+  ("blue", "cube"),
+  ("yellow", "bird"),
+  ("purple", "cone"),
+  ("cyan", "chair"),
+)
 
 
 # ----------------------------------------------------------------------------- validation and samples
 
 
-def collect_validation(key: jax.Array, config: ml_collections.ConfigDict, camera_cfg: cameras.CameraConfig,
-                       textureless_caption: str) -> dict:
+def collect_validation(
+  key: jax.Array, config: ml_collections.ConfigDict, camera_cfg: cameras.CameraConfig, textureless_caption: str
+) -> dict:
   """Renders of held-out pairs and of training pairs, config.val_examples each (numpy dict).
 
   Drawn by sample_batch over ALL pairs (the training compile, exclude_held_out=False) and split
@@ -89,8 +97,9 @@ def preview_captions() -> tuple[list[str], list[bool]]:
   return [world.caption(c, s) for c, s in pairs], [False] * len(PREVIEW_TRAIN_PAIRS) + [True] * len(world.HELD_OUT)
 
 
-def preview_samples(key: jax.Array, params: Any, models: prior_step.Models,
-                    config: ml_collections.ConfigDict) -> np.ndarray:
+def preview_samples(
+  key: jax.Array, params: Any, models: prior_step.Models, config: ml_collections.ConfigDict
+) -> np.ndarray:
   """DDIM samples [rows * 4, S, S, 3]: each preview caption with the four view suffixes."""
   rows, _ = preview_captions()
   views = len(text_lib.VIEW_SUFFIXES)
@@ -133,22 +142,25 @@ def last_textureless_caption(meta: dict) -> str:
 
 def describe_captions(chunks: list) -> str:
   """The model card's caption line, with each run's colour word for textureless renders."""
-  rules = {"white": "textureless renders say 'white' (what they show)",
-           "albedo": "textureless renders name the albedo's colour (which they do not show)"}
+  rules = {
+    "white": "textureless renders say 'white' (what they show)",
+    "albedo": "textureless renders name the albedo's colour (which they do not show)",
+  }
   rule = lambda c: rules[c.get("textureless_caption") or _UNRECORDED_TEXTURELESS_CAPTION]
-  return ("'a {colour} {shape}, {front|side|back|overhead} view' (the view from the camera's angles); "
-          + "; ".join(f"steps {c['start_step']}-{c['end_step']}: {rule(c)}" for c in chunks))
+  return "'a {colour} {shape}, {front|side|back|overhead} view' (the view from the camera's angles); " + "; ".join(
+    f"steps {c['start_step']}-{c['end_step']}: {rule(c)}" for c in chunks
+  )
 
 
 def describe_cameras(record) -> str:
   """One line for a camera_record (None: a run from before cameras were recorded, DreamFusion's)."""
   c = prior_data.camera_record(cameras.CameraConfig()) if record is None else record
   paper = c == prior_data.camera_record(cameras.CameraConfig())
-  return (f"distance U({c['distance_range'][0]:g}, {c['distance_range'][1]:g}), focal U({c['focal_range'][0]:g}, "
-          f"{c['focal_range'][1]:g}) x image size, look-at std {c['look_at_std']:g}, position jitter "
-          f"{c['position_jitter']:g}" + (" (DreamFusion's)" if paper else ""))
-
-
+  return (
+    f"distance U({c['distance_range'][0]:g}, {c['distance_range'][1]:g}), focal U({c['focal_range'][0]:g}, "
+    f"{c['focal_range'][1]:g}) x image size, look-at std {c['look_at_std']:g}, position jitter "
+    f"{c['position_jitter']:g}" + (" (DreamFusion's)" if paper else "")
+  )
 
 
 # ----------------------------------------------------------------------------- the card
@@ -165,35 +177,46 @@ def _attention_resolutions(cfg: dict) -> list[int]:
 def _model_facts(cfg: dict, counts: dict) -> dict:
   unet = cfg["unet"]
   return {
-      "UNet": (f"dreamfusion_jax.guidance.unet.UNet2DConditionModel, block_out_channels {unet['block_out_channels']}, "
-               f"layers_per_block {unet['layers_per_block']}, self- and cross-attention at "
-               f"{' and '.join(f'{r}x{r}' for r in _attention_resolutions(cfg))}, "
-               f"{counts['unet']:,} parameters"),
-      "text encoder": (f"dreamfusion_jax.guidance.text.TextEncoder, width {cfg['text']['width']}, "
-                       f"{cfg['text']['num_layers']} layers, {counts['text']:,} parameters, a "
-                       f"{len(cfg['text']['vocabulary'])}-word vocabulary, {cfg['text']['max_length']} tokens"),
-      "input": f"{cfg['image_size']}x{cfg['image_size']} RGB in [-1, 1], prediction: epsilon",
-      "schedule": (f"{cfg['schedule']['beta_schedule']} betas {cfg['schedule']['beta_start']}.."
-                   f"{cfg['schedule']['beta_end']} over {cfg['schedule']['num_train_timesteps']} steps"),
-      "weights": "EMA of the training weights, stored float16, loaded as float32",
+    "UNet": (
+      f"dreamfusion_jax.guidance.unet.UNet2DConditionModel, block_out_channels {unet['block_out_channels']}, "
+      f"layers_per_block {unet['layers_per_block']}, self- and cross-attention at "
+      f"{' and '.join(f'{r}x{r}' for r in _attention_resolutions(cfg))}, "
+      f"{counts['unet']:,} parameters"
+    ),
+    "text encoder": (
+      f"dreamfusion_jax.guidance.text.TextEncoder, width {cfg['text']['width']}, "
+      f"{cfg['text']['num_layers']} layers, {counts['text']:,} parameters, a "
+      f"{len(cfg['text']['vocabulary'])}-word vocabulary, {cfg['text']['max_length']} tokens"
+    ),
+    "input": f"{cfg['image_size']}x{cfg['image_size']} RGB in [-1, 1], prediction: epsilon",
+    "schedule": (
+      f"{cfg['schedule']['beta_schedule']} betas {cfg['schedule']['beta_start']}.."
+      f"{cfg['schedule']['beta_end']} over {cfg['schedule']['num_train_timesteps']} steps"
+    ),
+    "weights": "EMA of the training weights, stored float16, loaded as float32",
   }
 
 
 def _data_facts(meta: dict, config: ml_collections.ConfigDict) -> dict:
   chunks = meta["chunks"]
   return {
-      "source": ("the procedural Shapes world (dreamfusion_jax.shapes.world), rendered on the fly by "
-                 f"world.sample_batch: {len(world.SHAPES)} shapes x {len(world.COLOURS)} colours, "
-                 "DreamFusion's camera sampler (see cameras), {:.1%} albedo-only / {:.1%} shaded / {:.1%} textureless "
-                 "shading, uniform random solid backgrounds".format(*world.DREAMFUSION_SHADING_MIX)),
-      "cameras": "; ".join(f"steps {c['start_step']}-{c['end_step']}: {describe_cameras(c.get('camera'))}"
-                           for c in chunks),
-      "captions": describe_captions(chunks),
-      "caption dropout": f"{config.caption_dropout:.0%} of captions replaced by the empty caption",
-      "held-out pairs (never trained on)": ", ".join(world.caption(c, s) for c, s in world.HELD_OUT),
-      "training pairs": f"{world.NUM_TRAIN_PAIRS} of {len(world.PAIRS)}",
-      "renders": (f"a pool of {config.pool_size} on the device, {config.fresh_per_step} new per step "
-                  f"(about {meta.get('renders', 0):,} renders in all)"),
+    "source": (
+      "the procedural Shapes world (dreamfusion_jax.shapes.world), rendered on the fly by "
+      f"world.sample_batch: {len(world.SHAPES)} shapes x {len(world.COLOURS)} colours, "
+      "DreamFusion's camera sampler (see cameras), {:.1%} albedo-only / {:.1%} shaded / {:.1%} textureless "
+      "shading, uniform random solid backgrounds".format(*world.DREAMFUSION_SHADING_MIX)
+    ),
+    "cameras": "; ".join(
+      f"steps {c['start_step']}-{c['end_step']}: {describe_cameras(c.get('camera'))}" for c in chunks
+    ),
+    "captions": describe_captions(chunks),
+    "caption dropout": f"{config.caption_dropout:.0%} of captions replaced by the empty caption",
+    "held-out pairs (never trained on)": ", ".join(world.caption(c, s) for c, s in world.HELD_OUT),
+    "training pairs": f"{world.NUM_TRAIN_PAIRS} of {len(world.PAIRS)}",
+    "renders": (
+      f"a pool of {config.pool_size} on the device, {config.fresh_per_step} new per step "
+      f"(about {meta.get('renders', 0):,} renders in all)"
+    ),
   }
 
 
@@ -202,39 +225,49 @@ def _training_facts(meta: dict, config: ml_collections.ConfigDict) -> dict:
   devices = sorted({c["device"] for c in chunks}) or ["unknown"]
   train_s = sum(c["wall_s"] for c in chunks)
   return {
-      "steps": f"{step:,}",
-      "batch": config.batch,
-      "images seen": f"{step * config.batch:,}",
-      "loss": (f"epsilon MSE, Min-SNR-{config.snr_gamma:g} weighted" if config.snr_gamma > 0
-               else "epsilon MSE (L_simple)"),
-      "optimiser": (f"AdamW, lr {config.lr:g} after {config.warmup_steps} warm-up steps, weight decay "
-                    f"{config.weight_decay:g}, gradient clipping {config.grad_clip:g}; EMA decay "
-                    f"{config.ema_decay:g}"),
-      "compute": f"{meta.get('compute_dtype', '?')} compute, float32 weights",
-      "device": ", ".join(devices),
-      "wall time": (f"{_minutes(train_s)} in {len(chunks)} run(s) (each from process start to its last "
-                    "checkpoint, compiles included)"),
-      "runs": "; ".join(f"steps {c['start_step']}-{c['end_step']} on {c['device']} in {_minutes(c['wall_s'])}"
-                        for c in chunks),
+    "steps": f"{step:,}",
+    "batch": config.batch,
+    "images seen": f"{step * config.batch:,}",
+    "loss": (
+      f"epsilon MSE, Min-SNR-{config.snr_gamma:g} weighted" if config.snr_gamma > 0 else "epsilon MSE (L_simple)"
+    ),
+    "optimiser": (
+      f"AdamW, lr {config.lr:g} after {config.warmup_steps} warm-up steps, weight decay "
+      f"{config.weight_decay:g}, gradient clipping {config.grad_clip:g}; EMA decay "
+      f"{config.ema_decay:g}"
+    ),
+    "compute": f"{meta.get('compute_dtype', '?')} compute, float32 weights",
+    "device": ", ".join(devices),
+    "wall time": (
+      f"{_minutes(train_s)} in {len(chunks)} run(s) (each from process start to its last checkpoint, compiles included)"
+    ),
+    "runs": "; ".join(
+      f"steps {c['start_step']}-{c['end_step']} on {c['device']} in {_minutes(c['wall_s'])}" for c in chunks
+    ),
   }
 
 
 def _results_facts(meta: dict, config: ml_collections.ConfigDict, losses: dict, losses_f32: dict) -> dict:
   return {
-      "final training loss": (f"{meta.get('loss_ema', float('nan')):.4f} (unweighted epsilon MSE, EMA over "
-                              "the last ~100 steps, training weights)"),
-      "validation loss, held-out pairs": f"{losses['held_out']:.4f}",
-      "validation loss, training pairs": f"{losses['train']:.4f}",
-      "validation loss, held-out pairs, float32 EMA before float16 rounding": f"{losses_f32['held_out']:.4f}",
-      "validation loss per held-out pair": ", ".join(f"{k}: {v:.4f}" for k, v in losses["per_pair"].items()),
-      "validation protocol": (f"unweighted epsilon MSE on {config.val_examples} fresh renders per set, "
-                              "timesteps stratified over [0, T), the same noise for both sets, shipped "
-                              "(float16-rounded) EMA weights"),
+    "final training loss": (
+      f"{meta.get('loss_ema', float('nan')):.4f} (unweighted epsilon MSE, EMA over "
+      "the last ~100 steps, training weights)"
+    ),
+    "validation loss, held-out pairs": f"{losses['held_out']:.4f}",
+    "validation loss, training pairs": f"{losses['train']:.4f}",
+    "validation loss, held-out pairs, float32 EMA before float16 rounding": f"{losses_f32['held_out']:.4f}",
+    "validation loss per held-out pair": ", ".join(f"{k}: {v:.4f}" for k, v in losses["per_pair"].items()),
+    "validation protocol": (
+      f"unweighted epsilon MSE on {config.val_examples} fresh renders per set, "
+      "timesteps stratified over [0, T), the same noise for both sets, shipped "
+      "(float16-rounded) EMA weights"
+    ),
   }
 
 
-def make_card(meta: dict, config: ml_collections.ConfigDict, cfg: dict, losses: dict, losses_f32: dict,
-              counts: dict) -> dict:
+def make_card(
+  meta: dict, config: ml_collections.ConfigDict, cfg: dict, losses: dict, losses_f32: dict, counts: dict
+) -> dict:
   """The model card's facts (all measured or read from the run's records).
 
   meta: the checkpoint's record of the training (chunks, step, renders, loss_ema, compute_dtype);
@@ -244,27 +277,31 @@ def make_card(meta: dict, config: ml_collections.ConfigDict, cfg: dict, losses: 
   rows, held_rows = preview_captions()
   size = cfg["image_size"]
   return {
-      "title": f"Shapes prior: a {size}x{size} pixel-space text-to-image diffusion model of the Shapes world",
-      "summary": ("The diffusion prior of dreamfusion_jax's Shapes experiments, in the role Imagen's 64x64 base "
-                  "model plays in DreamFusion. Epsilon prediction, DDPM linear schedule, classifier-free "
-                  "guidance. Trained from scratch by `python -m dreamfusion_jax.shapes.train_prior "
-                  "--config=configs/shapes_prior.py`; loaded by `--config.guidance.model=shapes`."),
-      "Model": _model_facts(cfg, counts),
-      "Data": _data_facts(meta, config),
-      "Training": _training_facts(meta, config),
-      "Results": _results_facts(meta, config, losses, losses_f32),
-      "Samples (samples.png)": (
-          f"DDIM, {config.sample_steps} steps, guidance scale {config.guidance_scale:g}. Rows (top to bottom): "
-          + "; ".join(f"{r}{' (HELD OUT)' if h else ''}" for r, h in zip(rows, held_rows))
-          + ". Columns: front, side, back, overhead view."),
+    "title": f"Shapes prior: a {size}x{size} pixel-space text-to-image diffusion model of the Shapes world",
+    "summary": (
+      "The diffusion prior of dreamfusion_jax's Shapes experiments, in the role Imagen's 64x64 base "
+      "model plays in DreamFusion. Epsilon prediction, DDPM linear schedule, classifier-free "
+      "guidance. Trained from scratch by `python -m dreamfusion_jax.shapes.train_prior "
+      "--config=configs/shapes_prior.py`; loaded by `--config.guidance.model=shapes`."
+    ),
+    "Model": _model_facts(cfg, counts),
+    "Data": _data_facts(meta, config),
+    "Training": _training_facts(meta, config),
+    "Results": _results_facts(meta, config, losses, losses_f32),
+    "Samples (samples.png)": (
+      f"DDIM, {config.sample_steps} steps, guidance scale {config.guidance_scale:g}. Rows (top to bottom): "
+      + "; ".join(f"{r}{' (HELD OUT)' if h else ''}" for r, h in zip(rows, held_rows))
+      + ". Columns: front, side, back, overhead view."
+    ),
   }
 
 
 # ----------------------------------------------------------------------------- the export
 
 
-def export(state: prior_step.TrainState, progs: prior_step.Programs, config: ml_collections.ConfigDict,
-           workdir: str, meta: dict) -> dict:
+def export(
+  state: prior_step.TrainState, progs: prior_step.Programs, config: ml_collections.ConfigDict, workdir: str, meta: dict
+) -> dict:
   """Writes DIR/export/ (shapes_prior.save_prior + samples.png) from the EMA weights; returns the card."""
   directory = os.path.join(workdir, "export")
   key = prior_step.rng_key(config.seed + 12345)  # Fixed: the same validation data at every export.
@@ -283,8 +320,13 @@ def export(state: prior_step.TrainState, progs: prior_step.Programs, config: ml_
   shapes_prior.save_prior(directory, shipped, cfg, card)
   logging.info("Export: sampling the preview grid.")
   images = preview_samples(jax.random.fold_in(key, 2), shipped, f32, config)
-  shapes_prior.write_png(os.path.join(directory, "samples.png"),
-                        shapes_prior.image_grid(images, len(text_lib.VIEW_SUFFIXES)))
-  logging.info("Exported the prior to %s (held-out loss %.4f, training-pair loss %.4f).", directory,
-               losses["held_out"], losses["train"])
+  shapes_prior.write_png(
+    os.path.join(directory, "samples.png"), shapes_prior.image_grid(images, len(text_lib.VIEW_SUFFIXES))
+  )
+  logging.info(
+    "Exported the prior to %s (held-out loss %.4f, training-pair loss %.4f).",
+    directory,
+    losses["held_out"],
+    losses["train"],
+  )
   return card

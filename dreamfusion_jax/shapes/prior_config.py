@@ -1,4 +1,5 @@
 """The Shapes prior's model configs (JSON-able dicts that guidance.shapes_prior builds and saves)."""
+
 from dreamfusion_jax.errors import UserError
 from dreamfusion_jax.guidance import shapes_prior
 from dreamfusion_jax.shapes import world
@@ -13,20 +14,23 @@ def default_config(image_size: int = 64) -> dict:
   block), where the 256 and 64 tokens are cheap; heads 32 channels wide.
   """
   return {
-      "format": shapes_prior.FORMAT,
-      "image_size": image_size,  # Training resolution (the UNet is convolutional; other sizes are off-distribution).
-      "prediction_type": "epsilon",
-      "unet": {
-          "in_channels": 3, "out_channels": 3, "sample_size": image_size,
-          "block_out_channels": [64, 64, 64, 96], "layers_per_block": 1,
-          "down_block_types": ["DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
-          "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"],
-          "attention_head_dim": [2, 2, 2, 3],  # diffusers' quirk: the NUMBER of heads per block.
-          "cross_attention_dim": 64, "norm_num_groups": 32,
-      },
-      "text": {"width": 64, "num_layers": 2, "num_heads": 4, "max_length": 12,
-               "vocabulary": list(world.vocabulary())},
-      "schedule": {"beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02, "num_train_timesteps": 1000},
+    "format": shapes_prior.FORMAT,
+    "image_size": image_size,  # Training resolution (the UNet is convolutional; other sizes are off-distribution).
+    "prediction_type": "epsilon",
+    "unet": {
+      "in_channels": 3,
+      "out_channels": 3,
+      "sample_size": image_size,
+      "block_out_channels": [64, 64, 64, 96],
+      "layers_per_block": 1,
+      "down_block_types": ["DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+      "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"],
+      "attention_head_dim": [2, 2, 2, 3],  # diffusers' quirk: the NUMBER of heads per block.
+      "cross_attention_dim": 64,
+      "norm_num_groups": 32,
+    },
+    "text": {"width": 64, "num_layers": 2, "num_heads": 4, "max_length": 12, "vocabulary": list(world.vocabulary())},
+    "schedule": {"beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02, "num_train_timesteps": 1000},
   }
 
 
@@ -36,9 +40,14 @@ def tiny_config(image_size: int = 16) -> dict:
   ~48k parameters; what costs on CPU is compiling, which grows with the number of weight arrays.
   """
   cfg = default_config(image_size)
-  cfg["unet"].update(block_out_channels=[8, 16], down_block_types=["DownBlock2D", "DownBlock2D"],
-                     up_block_types=["UpBlock2D", "UpBlock2D"], attention_head_dim=[1, 2],
-                     cross_attention_dim=8, norm_num_groups=4)
+  cfg["unet"].update(
+    block_out_channels=[8, 16],
+    down_block_types=["DownBlock2D", "DownBlock2D"],
+    up_block_types=["UpBlock2D", "UpBlock2D"],
+    attention_head_dim=[1, 2],
+    cross_attention_dim=8,
+    norm_num_groups=4,
+  )
   cfg["text"].update(width=8, num_layers=1, num_heads=2)
   return cfg
 

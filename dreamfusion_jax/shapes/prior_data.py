@@ -7,6 +7,7 @@ rendering (~0.17 ms per image on an H200, sequential inside `sample_batch`) cost
 step. The pool is not checkpointed: a resumed run renders a fresh one. Every render's key is folded from
 the run's key, a stream number and a step (`data_key`), so the data stream is a function of the seed.
 """
+
 import dataclasses
 from typing import Sequence
 
@@ -32,9 +33,12 @@ def caption_table(tokenizer: text_lib.WordTokenizer) -> np.ndarray:
   'a {colour} {shape}, {view suffix}', so a jitted step can look captions up instead of
   tokenizing strings on the host.
   """
-  texts = [text_lib.view_prompt(world.caption(colour, shape), v)
-           for shape in world.SHAPES for colour in world.COLOUR_NAMES
-           for v in range(len(text_lib.VIEW_SUFFIXES))]
+  texts = [
+    text_lib.view_prompt(world.caption(colour, shape), v)
+    for shape in world.SHAPES
+    for colour in world.COLOUR_NAMES
+    for v in range(len(text_lib.VIEW_SUFFIXES))
+  ]
   ids = tokenizer(texts)
   return ids.reshape(len(world.SHAPES), len(world.COLOUR_NAMES), len(text_lib.VIEW_SUFFIXES), -1)
 
@@ -50,8 +54,9 @@ def caption_colours(batch: dict, textureless_caption: str):
 def pool_entry(batch: dict, textureless_caption: str) -> dict:
   """A sample_batch result -> the pool's compact form: images uint8, labels int32 (colour: the caption's)."""
   images = jnp.round(jnp.clip(batch["images"], 0.0, 1.0) * 255.0).astype(jnp.uint8)
-  return dict(images=images, shape=batch["shape"], colour=caption_colours(batch, textureless_caption),
-              view=batch["view"])
+  return dict(
+    images=images, shape=batch["shape"], colour=caption_colours(batch, textureless_caption), view=batch["view"]
+  )
 
 
 def _range(value: Sequence[float], name: str) -> tuple[float, float]:
@@ -60,16 +65,20 @@ def _range(value: Sequence[float], name: str) -> tuple[float, float]:
   try:
     lo, hi = (float(v) for v in value)
   except (TypeError, ValueError):
-    raise UserError(f"--config.{name}={shown} is not a range: give MIN,MAX, two numbers, e.g. "
-                    f"--config.{name}=1.0,1.5.") from None
+    raise UserError(
+      f"--config.{name}={shown} is not a range: give MIN,MAX, two numbers, e.g. --config.{name}=1.0,1.5."
+    ) from None
   return lo, hi
 
 
 def camera_config(config: ml_collections.ConfigDict) -> cameras.CameraConfig:
   """The world's training cameras of a training config (raises UserError for ranges that are not two numbers)."""
-  return cameras.CameraConfig(distance_range=_range(config.distance_range, "distance_range"),
-                              focal_range=_range(config.focal_range, "focal_range"),
-                              look_at_std=config.look_at_std, position_jitter=config.position_jitter)
+  return cameras.CameraConfig(
+    distance_range=_range(config.distance_range, "distance_range"),
+    focal_range=_range(config.focal_range, "focal_range"),
+    look_at_std=config.look_at_std,
+    position_jitter=config.position_jitter,
+  )
 
 
 def camera_record(camera_cfg: cameras.CameraConfig) -> dict:
@@ -77,8 +86,13 @@ def camera_record(camera_cfg: cameras.CameraConfig) -> dict:
   return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(camera_cfg).items()}
 
 
-def render(key: jax.Array, count: int, size: int, exclude_held_out: bool = True,
-           camera_cfg: cameras.CameraConfig = cameras.CameraConfig()) -> dict:
+def render(
+  key: jax.Array,
+  count: int,
+  size: int,
+  exclude_held_out: bool = True,
+  camera_cfg: cameras.CameraConfig = cameras.CameraConfig(),
+) -> dict:
   """`count` fresh examples (world.sample_batch, one compile per (count, size, cameras) per process)."""
   return world.sample_batch(key, count, size, exclude_held_out, camera_cfg=camera_cfg)
 

@@ -6,6 +6,7 @@ The UNet and the text encoder are trained jointly from scratch with DDPM's epsil
 of the time so the model also learns the unconditional score (classifier-free guidance). AdamW with
 warm-up, an EMA of the weights (exported), bfloat16 compute on GPU.
 """
+
 import dataclasses
 import functools
 import json
@@ -27,6 +28,7 @@ LOSS_EMA_DECAY = 0.99  # Of the logged training loss: averages the t-dependence 
 @flax.struct.dataclass
 class TrainState:
   """Everything that a resumed run needs (the data pool is rebuilt)."""
+
   step: jnp.ndarray  # [] int32, steps taken.
   params: jnp.ndarray  # float32 [P]: {'unet': ..., 'text': ...} flattened (see Layout).
   ema_params: jnp.ndarray  # float32 [P]: EMA of params (exported).
@@ -39,6 +41,7 @@ class TrainState:
 @dataclasses.dataclass(frozen=True)
 class StepConfig:
   """The training config fields the compiled train step depends on (hashable: compiled programs are cached on it)."""
+
   batch: int  # Images per step.
   lr: float  # Peak learning rate.
   warmup_steps: int  # Linear warm-up steps.
@@ -89,8 +92,9 @@ class Layout:
 
   def unravel(self, flat: jnp.ndarray) -> Any:
     """float32 [size] -> params pytree (works on device arrays and numpy arrays)."""
-    return self.treedef.unflatten([flat[o:o + n].reshape(shape)
-                                   for o, n, shape in zip(self.offsets, self.sizes, self.shapes)])
+    return self.treedef.unflatten(
+      [flat[o : o + n].reshape(shape) for o, n, shape in zip(self.offsets, self.sizes, self.shapes)]
+    )
 
   def counts(self) -> tuple[int, int]:
     """(UNet parameters, text-encoder parameters)."""
@@ -99,23 +103,28 @@ class Layout:
 
   def decay_mask(self) -> jnp.ndarray:
     """1 for matrices (kernels, embeddings), 0 for norms' scales and biases, which decay only hurts."""
-    return jnp.concatenate([jnp.full((n,), float(len(shape) >= 2), jnp.float32)
-                            for n, shape in zip(self.sizes, self.shapes)])
+    return jnp.concatenate(
+      [jnp.full((n,), float(len(shape) >= 2), jnp.float32) for n, shape in zip(self.sizes, self.shapes)]
+    )
 
 
 def _decoupled_weight_decay(rate: float, mask_fn) -> optax.GradientTransformation:
   """updates + rate * mask * params: AdamW's decay with an element-wise mask over the flat vector."""
+
   def update(updates, state, params):
     return updates + rate * mask_fn() * params, state
+
   return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
 def make_optimizer(step_config: StepConfig, layout: Layout) -> optax.GradientTransformation:
   """AdamW (optax.adamw's chain: adam, decoupled decay, learning rate) on the flat vector, clipped first."""
   parts = [optax.clip_by_global_norm(step_config.grad_clip)] if step_config.grad_clip > 0 else []
-  parts += [optax.scale_by_adam(b1=0.9, b2=0.99, eps=1e-8),
-            _decoupled_weight_decay(step_config.weight_decay, layout.decay_mask),
-            optax.scale_by_learning_rate(learning_rate(step_config))]
+  parts += [
+    optax.scale_by_adam(b1=0.9, b2=0.99, eps=1e-8),
+    _decoupled_weight_decay(step_config.weight_decay, layout.decay_mask),
+    optax.scale_by_learning_rate(learning_rate(step_config)),
+  ]
   return optax.chain(*parts)
 
 
@@ -151,12 +160,16 @@ class Models:
   def jit_sample(self, num_steps: int, guidance_scale: float, image_size: int):
     """jit of shapes_prior.sample(key, unet_params, context, uncond_context) with these settings."""
     unet_apply = lambda p, x, t, c: self.unet.apply({"params": p}, x, t, c)
-    return jax.jit(lambda key, p, c, u: shapes_prior.sample(key, unet_apply, p, c, u, self.alphas_cumprod,
-                                                           num_steps, guidance_scale, image_size))
+    return jax.jit(
+      lambda key, p, c, u: shapes_prior.sample(
+        key, unet_apply, p, c, u, self.alphas_cumprod, num_steps, guidance_scale, image_size
+      )
+    )
 
 
-def diffusion_loss(params: Any, models: Models, images: jnp.ndarray, ids: jnp.ndarray, t: jnp.ndarray,
-                   eps: jnp.ndarray) -> jnp.ndarray:
+def diffusion_loss(
+  params: Any, models: Models, images: jnp.ndarray, ids: jnp.ndarray, t: jnp.ndarray, eps: jnp.ndarray
+) -> jnp.ndarray:
   """Per-example epsilon MSE [B] of clean images [B,S,S,3] in [0,1] at timesteps t [B] with noise eps."""
   abar = jnp.asarray(models.alphas_cumprod)[t][:, None, None, None]
   x_t = jnp.sqrt(abar) * (images * 2.0 - 1.0) + jnp.sqrt(1.0 - abar) * eps
@@ -167,14 +180,27 @@ def init_state(seed: int, cfg: dict, layout: Layout, tx: optax.GradientTransform
   key = rng_key(seed)
   params = layout.ravel(shapes_prior.init_params(jax.random.fold_in(key, 0), cfg))
   # The EMA starts as a copy: params and EMA are donated to the step as separate buffers.
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, ema_params=jnp.copy(params),
-                    opt_state=tx.init(params),
-                    key=jax.random.key_data(key), loss_ema=jnp.zeros((), jnp.float32),
-                    loss_ema_weight=jnp.zeros((), jnp.float32))
+  return TrainState(
+    step=jnp.zeros((), jnp.int32),
+    params=params,
+    ema_params=jnp.copy(params),
+    opt_state=tx.init(params),
+    key=jax.random.key_data(key),
+    loss_ema=jnp.zeros((), jnp.float32),
+    loss_ema_weight=jnp.zeros((), jnp.float32),
+  )
 
 
-def train_step(state: TrainState, pool: dict, fresh: dict, *, models: Models, layout: Layout,
-               tx: optax.GradientTransformation, step_config: StepConfig):
+def train_step(
+  state: TrainState,
+  pool: dict,
+  fresh: dict,
+  *,
+  models: Models,
+  layout: Layout,
+  tx: optax.GradientTransformation,
+  step_config: StepConfig,
+):
   """One step: put `fresh` renders in the pool, draw a batch, update params and EMA. Pure (jitted).
 
   Returns (state, pool, metrics); metrics hold scalars.
@@ -215,10 +241,21 @@ def train_step(state: TrainState, pool: dict, fresh: dict, *, models: Models, la
   # The logged and reported loss is the plain epsilon MSE, comparable with the validation loss.
   loss_ema = LOSS_EMA_DECAY * state.loss_ema + (1.0 - LOSS_EMA_DECAY) * mse
   ema_weight = LOSS_EMA_DECAY * state.loss_ema_weight + (1.0 - LOSS_EMA_DECAY)
-  new = state.replace(step=state.step + 1, params=params, ema_params=ema, opt_state=opt_state,
-                      loss_ema=loss_ema, loss_ema_weight=ema_weight)
-  metrics = dict(loss=mse, weighted_loss=loss, loss_ema=loss_ema / ema_weight, grad_norm=jnp.sqrt(jnp.sum(grads**2)),
-                 lr=learning_rate(step_config)(state.step))
+  new = state.replace(
+    step=state.step + 1,
+    params=params,
+    ema_params=ema,
+    opt_state=opt_state,
+    loss_ema=loss_ema,
+    loss_ema_weight=ema_weight,
+  )
+  metrics = dict(
+    loss=mse,
+    weighted_loss=loss,
+    loss_ema=loss_ema / ema_weight,
+    grad_norm=jnp.sqrt(jnp.sum(grads**2)),
+    lr=learning_rate(step_config)(state.step),
+  )
   return new, pool, metrics
 
 
@@ -232,8 +269,10 @@ class Programs:
     self.layout = Layout(jax.eval_shape(lambda: shapes_prior.init_params(rng_key(0), cfg)))
     self.tx = make_optimizer(step_config, self.layout)
     self.init = jax.jit(functools.partial(init_state, cfg=cfg, layout=self.layout, tx=self.tx), static_argnums=0)
-    self.step = jax.jit(functools.partial(train_step, models=self.models, layout=self.layout, tx=self.tx,
-                                          step_config=step_config), donate_argnums=(0, 1))
+    self.step = jax.jit(
+      functools.partial(train_step, models=self.models, layout=self.layout, tx=self.tx, step_config=step_config),
+      donate_argnums=(0, 1),
+    )
 
 
 @functools.lru_cache(maxsize=4)

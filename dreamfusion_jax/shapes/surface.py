@@ -14,6 +14,7 @@ The Shapes world knows every object's exact SDF, so each metric compares the res
   extent_ratio      the result's bounding-box extents over the truth's, per axis (x, y, z), in the truth's
                     frame; extent_error is the largest |ratio - 1|.
 """
+
 import functools
 from typing import Callable
 
@@ -42,8 +43,9 @@ def unit(v: np.ndarray) -> np.ndarray:
   return np.where(norm > 0, v / np.maximum(norm, 1e-12), 0.0)
 
 
-def normal_error_deg(normals: np.ndarray, opacity: np.ndarray, true_normals: np.ndarray, true_opacity: np.ndarray,
-                     opaque: float = OPAQUE) -> float:
+def normal_error_deg(
+  normals: np.ndarray, opacity: np.ndarray, true_normals: np.ndarray, true_opacity: np.ndarray, opaque: float = OPAQUE
+) -> float:
   """Mean angle (degrees) between two normal maps [..., 3] over pixels where both opacities [...] exceed
   `opaque`; NaN when no pixel does. Rendered normals are composited (sum of w_i n_i), so they are
   renormalised first."""
@@ -117,16 +119,22 @@ def mesh_of_sdf(sdf: Callable, bound: float = TRUTH_BOUND, resolution: int = TRU
   return trimesh.Trimesh(vertices=verts - (bound + spacing), faces=faces, process=True)
 
 
-def mesh_metrics(mesh: trimesh.Trimesh, truth: trimesh.Trimesh, angle_deg: float = 0.0,
-                 count: int = NUM_POINTS) -> dict:
+def mesh_metrics(
+  mesh: trimesh.Trimesh, truth: trimesh.Trimesh, angle_deg: float = 0.0, count: int = NUM_POINTS
+) -> dict:
   """chamfer, mesh_components, mesh_genus, true_genus, extent_ratio and extent_error of a result's mesh
   against the true surface, the result being the truth turned by angle_deg about z (evaluate's
   best_angle_deg); the mesh is turned back into the truth's frame first."""
   aligned = trimesh.Trimesh(vertices=rotate_z(mesh.vertices, -angle_deg), faces=mesh.faces, process=False)
   ratio = aligned.extents / truth.extents
-  return dict(chamfer=chamfer(aligned, truth, count), mesh_components=len(aligned.split(only_watertight=False)),
-              mesh_genus=genus(aligned), true_genus=genus(truth), extent_ratio=[float(r) for r in ratio],
-              extent_error=float(np.abs(ratio - 1.0).max()))
+  return dict(
+    chamfer=chamfer(aligned, truth, count),
+    mesh_components=len(aligned.split(only_watertight=False)),
+    mesh_genus=genus(aligned),
+    true_genus=genus(truth),
+    extent_ratio=[float(r) for r in ratio],
+    extent_error=float(np.abs(ratio - 1.0).max()),
+  )
 
 
 @functools.lru_cache(maxsize=64)

@@ -29,6 +29,7 @@ later machine needs: unpack it into an empty DIR and run the same command again.
 Compiled programs are cached per process (`prior_step.programs`), so tests and notebooks that
 train twice compile once.
 """
+
 import dataclasses
 import json
 import os
@@ -74,20 +75,22 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     if config[name] <= 0:
       raise UserError(f"--config.{name}={config[name]} must be positive.")
   if config.pool_size % config.fresh_per_step:
-    raise UserError(f"--config.pool_size={config.pool_size} must be a multiple of --config.fresh_per_step="
-                    f"{config.fresh_per_step}.")
+    raise UserError(
+      f"--config.pool_size={config.pool_size} must be a multiple of --config.fresh_per_step={config.fresh_per_step}."
+    )
   if not 0.0 <= config.caption_dropout < 1.0:
     raise UserError(f"--config.caption_dropout={config.caption_dropout} must be in [0, 1).")
   if config.textureless_caption not in prior_data.TEXTURELESS_CAPTIONS:
-    raise UserError(f"--config.textureless_caption={config.textureless_caption!r} is not one of "
-                    f"{', '.join(prior_data.TEXTURELESS_CAPTIONS)}.")
+    raise UserError(
+      f"--config.textureless_caption={config.textureless_caption!r} is not one of "
+      f"{', '.join(prior_data.TEXTURELESS_CAPTIONS)}."
+    )
   if config.snr_gamma < 0:
     raise UserError(f"--config.snr_gamma={config.snr_gamma} must be >= 0 (0 turns the weighting off).")
   if not 0.0 <= config.ema_decay < 1.0:
     raise UserError(f"--config.ema_decay={config.ema_decay} must be in [0, 1).")
   if config.lr <= 0 or config.time_limit_min < 0 or config.checkpoint_every_min <= 0:
-    raise UserError("--config.lr and --config.checkpoint_every_min must be positive and --config.time_limit_min "
-                    ">= 0.")
+    raise UserError("--config.lr and --config.checkpoint_every_min must be positive and --config.time_limit_min >= 0.")
   compute_dtype(config)
   wrong = cameras.problem(prior_data.camera_config(config))
   if wrong:
@@ -110,11 +113,13 @@ def _to_saved(state: prior_step.TrainState) -> prior_step.TrainState:
 def restore_state(ckpts: Checkpoints, step: int, template: prior_step.TrainState) -> prior_step.TrainState:
   """The state at `step`, Adam moments back in float32; template: jax.eval_shape of Programs.init."""
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-                          jax.eval_shape(_to_saved, template))
+  abstract = jax.tree.map(
+    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), jax.eval_shape(_to_saved, template)
+  )
   saved = ckpts.restore(step, abstract)
-  return saved.replace(opt_state=jax.tree.map(lambda x, t: jnp.asarray(x, t.dtype), saved.opt_state,
-                                              template.opt_state))
+  return saved.replace(
+    opt_state=jax.tree.map(lambda x, t: jnp.asarray(x, t.dtype), saved.opt_state, template.opt_state)
+  )
 
 
 def _saved_record(ckpts: Checkpoints, step: int) -> dict:
@@ -141,8 +146,10 @@ def _open(config: ml_collections.ConfigDict, workdir: str, ckpts: Checkpoints):
   meta = _saved_record(ckpts, latest)
   for name in FIXED_ON_RESUME:
     if meta["config"][name] != config[name]:
-      raise WorkdirError(f"'{workdir}' holds a run with --config.{name}={meta['config'][name]!r}, not "
-                         f"{config[name]!r}. Use that value to resume it, or a new --workdir.")
+      raise WorkdirError(
+        f"'{workdir}' holds a run with --config.{name}={meta['config'][name]!r}, not "
+        f"{config[name]!r}. Use that value to resume it, or a new --workdir."
+      )
   # The saved model config, not today's defaults: a resume trains the model it started.
   return latest, meta, meta["model_config"]
 
@@ -153,6 +160,7 @@ def _open(config: ml_collections.ConfigDict, workdir: str, ckpts: Checkpoints):
 @dataclasses.dataclass
 class Run:
   """One train()'s bookkeeping: what the set-up made, and what the periodic actions update."""
+
   config: ml_collections.ConfigDict
   workdir: str
   ckpts: Checkpoints
@@ -184,8 +192,12 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
       stopped_by_time = run_steps(run)
       save_checkpoint(run)
       if stopped_by_time:
-        logging.info("Time limit of %.1f min reached at step %d of %d; checkpointed. Run again to resume.",
-                     config.time_limit_min, run.step, config.steps)
+        logging.info(
+          "Time limit of %.1f min reached at step %d of %d; checkpointed. Run again to resume.",
+          config.time_limit_min,
+          run.step,
+          config.steps,
+        )
   finally:
     run.ckpts.wait()
     run.ckpts.close()
@@ -218,13 +230,23 @@ def set_up(config: ml_collections.ConfigDict, workdir: str, started: float) -> R
   step = int(jax.device_get(state.step))
   chunk = None
   if not config.export_only and step < config.steps:
-    chunk = {"device": jax.devices()[0].device_kind, "start_step": step, "end_step": step, "wall_s": 0.0,
-             "camera": prior_data.camera_record(prior_data.camera_config(config)),
-             "textureless_caption": config.textureless_caption}
+    chunk = {
+      "device": jax.devices()[0].device_kind,
+      "start_step": step,
+      "end_step": step,
+      "wall_s": 0.0,
+      "camera": prior_data.camera_record(prior_data.camera_config(config)),
+      "textureless_caption": config.textureless_caption,
+    }
     meta["chunks"].append(chunk)
-  logging.info("%s at step %d on %s (%s compute); %d UNet + %d text parameters.",
-               "Resuming" if latest is not None else "Starting", step, jax.devices()[0].device_kind, dtype.name,
-               *progs.layout.counts())
+  logging.info(
+    "%s at step %d on %s (%s compute); %d UNet + %d text parameters.",
+    "Resuming" if latest is not None else "Starting",
+    step,
+    jax.devices()[0].device_kind,
+    dtype.name,
+    *progs.layout.counts(),
+  )
   return Run(config, workdir, ckpts, progs, state, step, meta, chunk, started, last_saved=latest)
 
 
@@ -238,15 +260,22 @@ def run_steps(run: Run) -> bool:
   cams = prior_data.camera_config(config)
   pool = prior_data.fill_pool(prior_data.data_key(base_key, prior_data.POOL, run.step), config)
   run.meta["renders"] += config.pool_size
-  run.bar = tqdm(total=config.steps, initial=run.step, unit="step", dynamic_ncols=True,
-                 disable=not config.progress_bar, mininterval=1.0 if sys.stderr.isatty() else 30.0)
+  run.bar = tqdm(
+    total=config.steps,
+    initial=run.step,
+    unit="step",
+    dynamic_ncols=True,
+    disable=not config.progress_bar,
+    mininterval=1.0 if sys.stderr.isatty() else 30.0,
+  )
   run.writer = metrics_lib.MetricsWriter(run.workdir)
   run.tick, run.saved_at = (time.time(), run.step), time.time()
   deadline = trainer.deadline(run.started, config.time_limit_min)
   try:
     while run.step < config.steps:
-      fresh = prior_data.render(prior_data.data_key(base_key, prior_data.FRESH, run.step), config.fresh_per_step,
-                                config.image_size, True, cams)
+      fresh = prior_data.render(
+        prior_data.data_key(base_key, prior_data.FRESH, run.step), config.fresh_per_step, config.image_size, True, cams
+      )
       run.state, pool, metrics = run.progs.step(run.state, pool, fresh)
       run.step += 1
       run.meta["renders"] += config.fresh_per_step
@@ -269,9 +298,14 @@ def record_metrics(run: Run, metrics: dict) -> None:
   now = time.time()
   rate = (run.step - run.tick[1]) / max(now - run.tick[0], 1e-9)
   run.tick = (now, run.step)
-  host = trainer.record(run.writer, metrics, run.step, run.last_saved, DIVERGENCE_ADVICE,
-                        {"steps_per_sec": rate, "images_per_sec": rate * run.config.batch,
-                         "wall_s": now - run.started})
+  host = trainer.record(
+    run.writer,
+    metrics,
+    run.step,
+    run.last_saved,
+    DIVERGENCE_ADVICE,
+    {"steps_per_sec": rate, "images_per_sec": rate * run.config.batch, "wall_s": now - run.started},
+  )
   run.bar.set_postfix(loss=f"{host['loss_ema']:.4f}", refresh=False)
 
 

@@ -5,6 +5,7 @@ The command line is dreamfusion_jax.main's: --config=FILE[:VARIANT] (an ml_colle
 --workdir=DIR and --config.FIELD=VALUE overrides; a user mistake prints one 'error: ...' paragraph and
 exits with status 2.
 """
+
 import math
 import re
 import sys
@@ -26,10 +27,12 @@ def define_flags(example: str, flag_values: flags.FlagValues = flags.FLAGS, argv
   Called by a trainer's command line only (other modules' command lines define --workdir too); `parse` uses
   its own FlagValues. argv: where the --config.FIELD overrides are read from (None: sys.argv).
   """
-  config_flags.DEFINE_config_file("config", None, f"Config file, e.g. {example}.", flag_values=flag_values,
-                                  lock_config=True, sys_argv=argv)
-  flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and the export; a run there resumes.",
-                      flag_values=flag_values)
+  config_flags.DEFINE_config_file(
+    "config", None, f"Config file, e.g. {example}.", flag_values=flag_values, lock_config=True, sys_argv=argv
+  )
+  flags.DEFINE_string(
+    "workdir", None, "Directory for checkpoints, metrics and the export; a run there resumes.", flag_values=flag_values
+  )
   flags.mark_flags_as_required(["config", "workdir"], flag_values=flag_values)
 
 
@@ -41,17 +44,21 @@ def parse_flags(argv: list[str], example: str, flag_values: flags.FlagValues = f
     return rest
   except OSError as e:  # ml_collections could not read the config file.
     why = str(e).strip().splitlines()[-1].strip()
-    raise UserError(f"The config file could not be loaded ({why}). Give --config=PATH[:VARIANT], e.g. "
-                    f"--config={example}, relative to the current directory.") from None
+    raise UserError(
+      f"The config file could not be loaded ({why}). Give --config=PATH[:VARIANT], e.g. "
+      f"--config={example}, relative to the current directory."
+    ) from None
   except (AttributeError, KeyError) as e:  # ml_collections raises these for an unknown field.
     text = str(e.args[0] if e.args else e)
     found = re.search(r"[A-Za-z_][A-Za-z0-9_]*", text)  # The message starts with the quoted name.
     name = found.group(0) if found else text
     hint = re.search(r'Did you mean "([^"]+)"', text)
     suggestion = f" Did you mean '{hint.group(1)}'?" if hint else ""
-    raise UserError(f"The config has no field '{name}' (--config.{name}).{suggestion} Check its spelling against "
-                    f"{example}, which lists every field with a comment; fields are set with --config.FIELD=VALUE, "
-                    "e.g. --config.steps=2000.") from None
+    raise UserError(
+      f"The config has no field '{name}' (--config.{name}).{suggestion} Check its spelling against "
+      f"{example}, which lists every field with a comment; fields are set with --config.FIELD=VALUE, "
+      "e.g. --config.steps=2000."
+    ) from None
   except flags.Error as e:
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
     if "Traceback (most recent call last):" in lines:  # The config file's get_config raised: its last line says why.
@@ -103,8 +110,15 @@ def deadline(started: float, time_limit_min: float) -> float:
   return started + 60.0 * time_limit_min if time_limit_min > 0 else math.inf
 
 
-def record(writer: metrics_lib.MetricsWriter, metrics: dict, step: int, last_saved: Optional[int], advice: str,
-           extra: dict, keys: Sequence[str] = ("loss", "grad_norm")) -> dict:
+def record(
+  writer: metrics_lib.MetricsWriter,
+  metrics: dict,
+  step: int,
+  last_saved: Optional[int],
+  advice: str,
+  extra: dict,
+  keys: Sequence[str] = ("loss", "grad_norm"),
+) -> dict:
   """Fetches a step's metrics (waiting for the device), stops on NaN (metrics.check_finite: nothing of the
   diverged step is written) and appends them with `extra` to metrics.jsonl; returns them as floats."""
   host = {k: float(v) for k, v in jax.device_get(metrics).items()}

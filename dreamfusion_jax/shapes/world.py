@@ -42,8 +42,17 @@ from dreamfusion_jax.nerf import cameras, render
 # Names.
 
 SHAPES = (
-    "sphere", "cube", "cylinder", "cone", "torus", "capsule", "pyramid", "octahedron",
-    "teardrop", "bird", "chair",
+  "sphere",
+  "cube",
+  "cylinder",
+  "cone",
+  "torus",
+  "capsule",
+  "pyramid",
+  "octahedron",
+  "teardrop",
+  "bird",
+  "chair",
 )
 # Shapes whose front (+x, azimuth 0) differs from their back; the others are symmetric
 # under x -> -x (and y -> -y).
@@ -51,16 +60,16 @@ ASYMMETRIC = ("teardrop", "bird", "chair")
 
 # Albedos, chosen far apart (no near-duplicates) and never black, where shading would vanish.
 COLOURS = {
-    "red": (0.85, 0.10, 0.10),
-    "orange": (0.95, 0.50, 0.05),
-    "yellow": (0.95, 0.85, 0.10),
-    "green": (0.15, 0.65, 0.20),
-    "cyan": (0.10, 0.80, 0.85),
-    "blue": (0.15, 0.25, 0.90),
-    "purple": (0.55, 0.20, 0.80),
-    "pink": (0.98, 0.55, 0.75),
-    "white": (0.95, 0.95, 0.95),
-    "gray": (0.50, 0.50, 0.50),
+  "red": (0.85, 0.10, 0.10),
+  "orange": (0.95, 0.50, 0.05),
+  "yellow": (0.95, 0.85, 0.10),
+  "green": (0.15, 0.65, 0.20),
+  "cyan": (0.10, 0.80, 0.85),
+  "blue": (0.15, 0.25, 0.90),
+  "purple": (0.55, 0.20, 0.80),
+  "pink": (0.98, 0.55, 0.75),
+  "white": (0.95, 0.95, 0.95),
+  "gray": (0.50, 0.50, 0.50),
 }
 COLOUR_NAMES = tuple(COLOURS)
 # Colours that are shades of one another (no hue): a darker white is a gray, not a darker white.
@@ -71,21 +80,18 @@ COLOUR_TABLE = np.array([COLOURS[c] for c in COLOUR_NAMES], np.float32)
 # (colour, shape) pairs never shown to the prior: six colours, six shapes (two asymmetric),
 # each colour and each shape still seen in other pairs.
 HELD_OUT = (
-    ("red", "torus"),
-    ("green", "cone"),
-    ("blue", "teardrop"),
-    ("yellow", "cylinder"),
-    ("purple", "sphere"),
-    ("orange", "chair"),
+  ("red", "torus"),
+  ("green", "cone"),
+  ("blue", "teardrop"),
+  ("yellow", "cylinder"),
+  ("purple", "sphere"),
+  ("orange", "chair"),
 )
 
 # Training pairs first, held-out pairs last, so one traced count picks either set (see
 # `sample_pairs`). [num_pairs, 2] int32 rows (shape index, colour index).
 _HELD_OUT_IDX = [(SHAPES.index(s), COLOUR_NAMES.index(c)) for c, s in HELD_OUT]
-_TRAIN_IDX = [
-    (s, c) for s in range(len(SHAPES)) for c in range(len(COLOUR_NAMES))
-    if (s, c) not in _HELD_OUT_IDX
-]
+_TRAIN_IDX = [(s, c) for s in range(len(SHAPES)) for c in range(len(COLOUR_NAMES)) if (s, c) not in _HELD_OUT_IDX]
 PAIRS = np.array(_TRAIN_IDX + _HELD_OUT_IDX, np.int32)
 NUM_TRAIN_PAIRS = len(_TRAIN_IDX)
 
@@ -241,8 +247,9 @@ def sdf_round_cone(x, a, b, ra, rb):
   ca = float(np.sqrt(1.0 - sb * sb))
   k = -sb * qx + ca * qy
   return jnp.where(
-      k < 0.0, _length2(qx, qy) - ra,
-      jnp.where(k > ca * h, _length2(qx, qy - h) - rb, ca * qx + sb * qy - ra),
+    k < 0.0,
+    _length2(qx, qy) - ra,
+    jnp.where(k > ca * h, _length2(qx, qy - h) - rb, ca * qx + sb * qy - ra),
   )
 
 
@@ -268,17 +275,25 @@ def sdf_chair(x):
   back = sdf_box(x, (0.05, 0.27, 0.22), (-0.22, 0.0, 0.22))
   # The four legs folded into one box by symmetry in x and y.
   legs = sdf_box(
-      jnp.concatenate([jnp.abs(x[..., :2]), x[..., 2:]], axis=-1),
-      (0.045, 0.045, 0.175), (0.22, 0.22, -0.275),
+    jnp.concatenate([jnp.abs(x[..., :2]), x[..., 2:]], axis=-1),
+    (0.045, 0.045, 0.175),
+    (0.22, 0.22, -0.275),
   )
   return jnp.minimum(seat, jnp.minimum(back, legs))
 
 
 _SDFS = {
-    "sphere": sdf_sphere, "cube": sdf_box, "cylinder": sdf_cylinder, "cone": sdf_cone,
-    "torus": sdf_torus, "capsule": sdf_capsule, "pyramid": sdf_pyramid,
-    "octahedron": sdf_octahedron, "teardrop": sdf_teardrop, "bird": sdf_bird,
-    "chair": sdf_chair,
+  "sphere": sdf_sphere,
+  "cube": sdf_box,
+  "cylinder": sdf_cylinder,
+  "cone": sdf_cone,
+  "torus": sdf_torus,
+  "capsule": sdf_capsule,
+  "pyramid": sdf_pyramid,
+  "octahedron": sdf_octahedron,
+  "teardrop": sdf_teardrop,
+  "bird": sdf_bird,
+  "chair": sdf_chair,
 }
 _BRANCHES = tuple(_SDFS[name] for name in SHAPES)
 
@@ -355,36 +370,36 @@ _SHADING_MODES = np.array([render.SHADING_MODES[m] for m in ("albedo", "shaded",
 
 
 def render_example(
-    key,
-    shape_index,
-    colour_rgb,
-    camera,
-    shading,
-    background_rgb,
-    size=64,
-    render_cfg: render.RenderConfig = RENDER_CONFIG,
-    sharpness=DEFAULT_SHARPNESS,
+  key,
+  shape_index,
+  colour_rgb,
+  camera,
+  shading,
+  background_rgb,
+  size=64,
+  render_cfg: render.RenderConfig = RENDER_CONFIG,
+  sharpness=DEFAULT_SHARPNESS,
 ):
   """One render of a solid-colour shape over a solid background; see `render_example_full`.
 
   Returns image [size, size, 3] float32 in [0, 1].
   """
   return render_example_full(
-      key, shape_index, colour_rgb, camera, shading, background_rgb, size, render_cfg, sharpness
+    key, shape_index, colour_rgb, camera, shading, background_rgb, size, render_cfg, sharpness
   )["rgb"]
 
 
 def render_example_full(
-    key,
-    shape_index,
-    colour_rgb,
-    camera,
-    shading,
-    background_rgb,
-    size=64,
-    render_cfg: render.RenderConfig = RENDER_CONFIG,
-    sharpness=DEFAULT_SHARPNESS,
-    bump=None,
+  key,
+  shape_index,
+  colour_rgb,
+  camera,
+  shading,
+  background_rgb,
+  size=64,
+  render_cfg: render.RenderConfig = RENDER_CONFIG,
+  sharpness=DEFAULT_SHARPNESS,
+  bump=None,
 ):
   """render.render_image of one shape. jit/vmap-able in everything but size and render_cfg.
 
@@ -426,22 +441,31 @@ def sample_pairs(key, num, exclude_held_out=True):
 
 
 @functools.partial(
-    jax.jit,
-    static_argnames=("batch_size", "size", "shading_mix", "camera_cfg", "render_cfg", "vmap_size", "bump_max",
-                     "colour_jitter", "shade_min"),
+  jax.jit,
+  static_argnames=(
+    "batch_size",
+    "size",
+    "shading_mix",
+    "camera_cfg",
+    "render_cfg",
+    "vmap_size",
+    "bump_max",
+    "colour_jitter",
+    "shade_min",
+  ),
 )
 def sample_batch(
-    key,
-    batch_size: int,
-    size: int = 64,
-    exclude_held_out=True,
-    shading_mix: tuple[float, float, float] = DREAMFUSION_SHADING_MIX,
-    camera_cfg: cameras.CameraConfig = cameras.CameraConfig(),
-    render_cfg: render.RenderConfig = RENDER_CONFIG,
-    vmap_size: int = 1,
-    bump_max: float = 0.0,
-    colour_jitter: float = 0.0,
-    shade_min: float = 1.0,
+  key,
+  batch_size: int,
+  size: int = 64,
+  exclude_held_out=True,
+  shading_mix: tuple[float, float, float] = DREAMFUSION_SHADING_MIX,
+  camera_cfg: cameras.CameraConfig = cameras.CameraConfig(),
+  render_cfg: render.RenderConfig = RENDER_CONFIG,
+  vmap_size: int = 1,
+  bump_max: float = 0.0,
+  colour_jitter: float = 0.0,
+  shade_min: float = 1.0,
 ):
   """A batch of random training examples (jitted).
 
@@ -475,35 +499,33 @@ def sample_batch(
   """
   k_pair, k_cam, k_mode, k_bg = jax.random.split(key, 4)
   shape, colour = sample_pairs(k_pair, batch_size, exclude_held_out)
-  camera = jax.vmap(lambda k: cameras.sample_camera(k, camera_cfg, size))(
-      jax.random.split(k_cam, batch_size)
-  )
+  camera = jax.vmap(lambda k: cameras.sample_camera(k, camera_cfg, size))(jax.random.split(k_cam, batch_size))
   mode, shading = _sample_shading(k_mode, batch_size, shading_mix)
   background = jax.random.uniform(k_bg, (batch_size, 3))
   albedo = _albedos(key, colour, shade_min, colour_jitter)
   bumps = _sample_bumps(jax.random.fold_in(key, 1), batch_size, bump_max)  # Leaves the draws above alone.
   images, opacity = _render_batch(
-      (shape, albedo, camera, shading, background, bumps), size, render_cfg, vmap_size, bump_max > 0
+    (shape, albedo, camera, shading, background, bumps), size, render_cfg, vmap_size, bump_max > 0
   )
   return dict(
-      images=images,
-      opacity=opacity,
-      shape=shape,
-      colour=colour,
-      albedo=albedo,
-      view=text_lib.view_index(camera["elevation"], camera["azimuth"]),
-      shading_mode=mode,
-      shading=shading,
-      background=background,
-      camera=camera,
+    images=images,
+    opacity=opacity,
+    shape=shape,
+    colour=colour,
+    albedo=albedo,
+    view=text_lib.view_index(camera["elevation"], camera["azimuth"]),
+    shading_mode=mode,
+    shading=shading,
+    background=background,
+    camera=camera,
   )
 
 
 def _sample_shading(key, batch_size: int, shading_mix):
   """(mode [B] int32: 0 albedo only, 1 shaded, 2 textureless, drawn from shading_mix; its shading dict)."""
-  mode = jax.random.categorical(
-      key, jnp.log(jnp.asarray(shading_mix, jnp.float32)), shape=(batch_size,)
-  ).astype(jnp.int32)
+  mode = jax.random.categorical(key, jnp.log(jnp.asarray(shading_mix, jnp.float32)), shape=(batch_size,)).astype(
+    jnp.int32
+  )
   modes = jnp.asarray(_SHADING_MODES)[mode]
   return mode, dict(ambient=modes[:, 0], diffuse=modes[:, 1], textureless=modes[:, 2])
 
@@ -533,9 +555,9 @@ def _sample_bumps(key, batch_size: int, bump_max: float) -> dict:
   """`bumpy`'s arguments per example: amplitude U(0, bump_max), frequency U(20, 60), phases U(0, 2 pi)."""
   k_amp, k_freq, k_phase = jax.random.split(key, 3)
   return dict(
-      amplitude=jax.random.uniform(k_amp, (batch_size,), maxval=bump_max),
-      frequency=jax.random.uniform(k_freq, (batch_size,), minval=20.0, maxval=60.0),
-      phase=jax.random.uniform(k_phase, (batch_size, 3), maxval=2.0 * np.pi),
+    amplitude=jax.random.uniform(k_amp, (batch_size,), maxval=bump_max),
+    frequency=jax.random.uniform(k_freq, (batch_size,), minval=20.0, maxval=60.0),
+    phase=jax.random.uniform(k_phase, (batch_size, 3), maxval=2.0 * np.pi),
   )
 
 
@@ -557,7 +579,4 @@ def captions_for(batch) -> list[str]:
   shape = np.asarray(batch["shape"])
   colour = np.asarray(batch["colour"])
   view = np.asarray(batch["view"])
-  return [
-      text_lib.view_prompt(caption(COLOUR_NAMES[c], SHAPES[s]), v)
-      for s, c, v in zip(shape, colour, view)
-  ]
+  return [text_lib.view_prompt(caption(COLOUR_NAMES[c], SHAPES[s]), v) for s, c, v in zip(shape, colour, view)]

@@ -3,20 +3,27 @@
 Reads captions.csv (one row per sweep and caption) and sweeps.json (each sweep's settings and overall
 scores). No package imports: the numbers are the sweeps' own.
 """
+
 import collections
 import csv
 import os
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-METRICS = ("color_r_precision", "color_r_precision_previous_judge", "geo_r_precision", "iou", "color_error",
-           "volume_ratio")
+METRICS = (
+  "color_r_precision",
+  "color_r_precision_previous_judge",
+  "geo_r_precision",
+  "iou",
+  "color_error",
+  "volume_ratio",
+)
 GROUPS = {
-    "albedo_bias 0 (the previous default), seeds 3-5": [f"albedo_bias0_s{s}" for s in (3, 4, 5)],
-    "albedo_bias 1.4 (the default), seeds 3-5": [f"albedo_bias14_s{s}" for s in (3, 4, 5)],
-    "albedo_bias 1.4 (the default), seeds 0-2": [f"albedo_bias14_s{s}" for s in (0, 1, 2)],
-    "albedo_bias 1.4 (the default), seeds 0-5": [f"albedo_bias14_s{s}" for s in range(6)],
-    "the default without view prompts, seeds 3-5": [f"albedo_bias14_no_view_prompts_s{s}" for s in (3, 4, 5)],
-    "the default with gpu_triton_gemm=false (round 36), seeds 3-5": [f"cublas_s{s}" for s in (3, 4, 5)],
+  "albedo_bias 0 (the previous default), seeds 3-5": [f"albedo_bias0_s{s}" for s in (3, 4, 5)],
+  "albedo_bias 1.4 (the default), seeds 3-5": [f"albedo_bias14_s{s}" for s in (3, 4, 5)],
+  "albedo_bias 1.4 (the default), seeds 0-2": [f"albedo_bias14_s{s}" for s in (0, 1, 2)],
+  "albedo_bias 1.4 (the default), seeds 0-5": [f"albedo_bias14_s{s}" for s in range(6)],
+  "the default without view prompts, seeds 3-5": [f"albedo_bias14_no_view_prompts_s{s}" for s in (3, 4, 5)],
+  "the default with gpu_triton_gemm=false (round 36), seeds 3-5": [f"cublas_s{s}" for s in (3, 4, 5)],
 }
 
 
@@ -44,8 +51,7 @@ def rows_of(sweeps, names, where=lambda r: True):
 
 def line(label, rows):
   janus = [r["janus"] for r in rows if r["janus"] is not None]
-  return (f"| {label} | " + " | ".join(f"{mean(rows, k):.3f}" for k in METRICS)
-          + f" | {int(sum(janus))}/{len(janus)} |")
+  return f"| {label} | " + " | ".join(f"{mean(rows, k):.3f}" for k in METRICS) + f" | {int(sum(janus))}/{len(janus)} |"
 
 
 def main():
@@ -65,8 +71,10 @@ def main():
         by[words[1] if part == "colour" else words[2]].append(r)
       print(f"\n{label}, per {part}: name colour_R-P (previous judge) geo_R-P colour_error iou")
       for k, rows in by.items():
-        print(f"  {k}: {mean(rows, 'color_r_precision'):.2f} ({mean(rows, 'color_r_precision_previous_judge'):.2f}) "
-              f"{mean(rows, 'geo_r_precision'):.2f} {mean(rows, 'color_error'):.2f} {mean(rows, 'iou'):.2f}")
+        print(
+          f"  {k}: {mean(rows, 'color_r_precision'):.2f} ({mean(rows, 'color_r_precision_previous_judge'):.2f}) "
+          f"{mean(rows, 'geo_r_precision'):.2f} {mean(rows, 'color_error'):.2f} {mean(rows, 'iou'):.2f}"
+        )
 
 
 if __name__ == "__main__":
