@@ -100,6 +100,20 @@ def test_bad_config_gets_one_clear_error(tmp_path, args, expected):
   assert not os.path.exists(tmp_path / "w" / "checkpoints")
 
 
+def test_a_missing_config_file_gets_one_clear_error(tmp_path):
+  cmd = [
+    sys.executable,
+    "-m",
+    "dreamfusion_jax.main",
+    "--config=configs/no_such_file.py",
+    f"--workdir={tmp_path / 'w'}",
+  ]
+  result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2 and "Traceback" not in result.stderr + result.stdout
+  assert "The config file could not be loaded" in result.stderr and "no_such_file.py" in result.stderr
+  assert not os.path.exists(tmp_path / "w")
+
+
 def test_unwritable_workdir(tmp_path):
   blocker = tmp_path / "a_file"
   blocker.write_text("not a directory")

@@ -7,7 +7,6 @@ exits with status 2.
 """
 
 import math
-import re
 import sys
 from typing import Callable, Optional, Sequence
 
@@ -16,7 +15,7 @@ import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
-from dreamfusion_jax import logs
+from dreamfusion_jax import cli, logs
 from dreamfusion_jax import metrics as metrics_lib
 from dreamfusion_jax.errors import UserError
 
@@ -37,33 +36,10 @@ def define_flags(example: str, flag_values: flags.FlagValues = flags.FLAGS, argv
 
 
 def parse_flags(argv: list[str], example: str, flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
-  """absl's parser; raises UserError with one clear sentence for an unknown --config.FIELD or a bad flag."""
-  try:
-    rest = flag_values(argv)
-    flag_values["config"].value.keys()  # A config file that failed to load raises on first use: now.
-    return rest
-  except OSError as e:  # ml_collections could not read the config file.
-    why = str(e).strip().splitlines()[-1].strip()
-    raise UserError(
-      f"The config file could not be loaded ({why}). Give --config=PATH[:VARIANT], e.g. "
-      f"--config={example}, relative to the current directory."
-    ) from None
-  except (AttributeError, KeyError) as e:  # ml_collections raises these for an unknown field.
-    text = str(e.args[0] if e.args else e)
-    found = re.search(r"[A-Za-z_][A-Za-z0-9_]*", text)  # The message starts with the quoted name.
-    name = found.group(0) if found else text
-    hint = re.search(r'Did you mean "([^"]+)"', text)
-    suggestion = f" Did you mean '{hint.group(1)}'?" if hint else ""
-    raise UserError(
-      f"The config has no field '{name}' (--config.{name}).{suggestion} Check its spelling against "
-      f"{example}, which lists every field with a comment; fields are set with --config.FIELD=VALUE, "
-      "e.g. --config.steps=2000."
-    ) from None
-  except flags.Error as e:
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    if "Traceback (most recent call last):" in lines:  # The config file's get_config raised: its last line says why.
-      lines = [lines[0], lines[-1]]
-    raise UserError(f"{' '.join(lines).rstrip('.')}. Run with --helpshort to see the flags.") from None
+  """absl's parser (cli.parse_flags); raises UserError with one clear sentence for a bad config or flag."""
+  return cli.parse_flags(
+    flag_values, argv, fields_doc=example, example_config=example, example_override="--config.steps=2000"
+  )
 
 
 def parse(argv: list[str], example: str) -> tuple[ml_collections.ConfigDict, str]:
@@ -75,12 +51,6 @@ def parse(argv: list[str], example: str) -> tuple[ml_collections.ConfigDict, str
   return values.config, values.workdir
 
 
-def fail(message: str) -> None:
-  """Prints 'error: message' on stderr and exits with status 2."""
-  print(f"error: {message}", file=sys.stderr)
-  sys.exit(2)
-
-
 def run(train: Callable[[ml_collections.ConfigDict, str], dict], example: str) -> None:
   """A trainer's `python -m` entry point: defines and parses the flags, then calls train(config, workdir)."""
 
@@ -88,7 +58,7 @@ def run(train: Callable[[ml_collections.ConfigDict, str], dict], example: str) -
     try:
       return parse_flags(argv, example)
     except UserError as e:
-      fail(str(e))
+      cli.fail(str(e))
 
   def main(argv):
     if len(argv) > 1:
@@ -96,7 +66,7 @@ def run(train: Callable[[ml_collections.ConfigDict, str], dict], example: str) -
     try:
       train(flags.FLAGS.config, flags.FLAGS.workdir)
     except UserError as e:
-      fail(str(e))
+      cli.fail(str(e))
 
   define_flags(example)
   for name in ("config", "workdir"):  # Key flags of the main module: --helpshort lists them.
