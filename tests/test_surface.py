@@ -101,7 +101,7 @@ def test_components_genus_and_extent():
   assert m["extent_error"] == pytest.approx(0.1) and m["mesh_components"] == 1 and m["mesh_genus"] == 0
   # A result turned by 45 degrees about z is turned back before its box is measured.
   turned = trimesh.creation.box(extents=(0.64, 0.64, 0.64))
-  turned.vertices = surface.rotate_z(turned.vertices, 45.0)
+  turned.vertices = np.asarray(world.rotate_z(np.asarray(turned.vertices, np.float32), 45.0), np.float64)
   assert surface.mesh_metrics(turned, box, angle_deg=45.0, count=2000)["extent_error"] < 1e-6
   assert surface.mesh_metrics(turned, box, angle_deg=0.0, count=2000)["extent_error"] > 0.4
   assert surface.mesh_metrics(two, sphere, count=2000)["mesh_components"] == 2

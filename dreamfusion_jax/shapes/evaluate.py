@@ -56,6 +56,7 @@ from dreamfusion_jax.nerf import cameras, views
 from dreamfusion_jax.nerf.field import Scene
 from dreamfusion_jax.shapes import judge as judge_lib
 from dreamfusion_jax.shapes import surface, world
+from dreamfusion_jax.shapes.world import rotate_z
 
 # Cube half-size of the evaluation grids: every true shape lies inside WORLD_RADIUS = 0.65, also
 # after a rotation about z; density beyond 0.8 (floaters far from the object) is not scored.
@@ -95,13 +96,6 @@ def cell_centres(bound: float, resolution: int) -> np.ndarray:
   """Cell centres [R, R, R, 3] (world units) of [-bound, bound]^3, indexed (x, y, z)."""
   t = -bound + (np.arange(resolution, dtype=np.float32) + 0.5) * (2.0 * bound / resolution)
   return np.stack(np.meshgrid(t, t, t, indexing="ij"), axis=-1)
-
-
-def rotate_z(x: jax.Array, angle_deg) -> jax.Array:
-  """Points x [..., 3] rotated counter-clockwise (seen from +z) by angle_deg about the z axis."""
-  a = jnp.deg2rad(jnp.asarray(angle_deg, jnp.float32))
-  c, s = jnp.cos(a), jnp.sin(a)
-  return jnp.stack([c * x[..., 0] - s * x[..., 1], s * x[..., 0] + c * x[..., 1], x[..., 2]], axis=-1)
 
 
 def density_values(density_fn: Fn, bound: float, resolution: int, chunk: int = 1 << 18) -> np.ndarray:

@@ -100,13 +100,6 @@ def genus(mesh: trimesh.Trimesh) -> int:
   return int(round((2 * components - mesh.euler_number) / 2))
 
 
-def rotate_z(points: np.ndarray, angle_deg: float) -> np.ndarray:
-  """points [N, 3] turned counter-clockwise (seen from above) by angle_deg about the z axis."""
-  a = np.radians(angle_deg)
-  rot = np.array([[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0], [0.0, 0.0, 1.0]])
-  return np.asarray(points, np.float64) @ rot.T
-
-
 def mesh_of_sdf(sdf: Callable, bound: float = TRUTH_BOUND, resolution: int = TRUTH_RESOLUTION) -> trimesh.Trimesh:
   """The zero level of sdf(points [N, 3]) -> [N] by marching cubes over [-bound, bound]^3, padded so that it
   is closed."""
@@ -125,7 +118,8 @@ def mesh_metrics(
   """chamfer, mesh_components, mesh_genus, true_genus, extent_ratio and extent_error of a result's mesh
   against the true surface, the result being the truth turned by angle_deg about z (evaluate's
   best_angle_deg); the mesh is turned back into the truth's frame first."""
-  aligned = trimesh.Trimesh(vertices=rotate_z(mesh.vertices, -angle_deg), faces=mesh.faces, process=False)
+  vertices = np.asarray(world.rotate_z(np.asarray(mesh.vertices, np.float32), -angle_deg), np.float64)
+  aligned = trimesh.Trimesh(vertices=vertices, faces=mesh.faces, process=False)
   ratio = aligned.extents / truth.extents
   return dict(
     chamfer=chamfer(aligned, truth, count),

@@ -314,6 +314,13 @@ def sdf(shape_index, x):
   return jax.lax.switch(jnp.clip(shape_index, 0, len(SHAPES) - 1), _BRANCHES, x)
 
 
+def rotate_z(x: jax.Array, angle_deg) -> jax.Array:
+  """Points x [..., 3] rotated counter-clockwise (seen from +z) by angle_deg about the z axis."""
+  a = jnp.deg2rad(jnp.asarray(angle_deg, jnp.float32))
+  c, s = jnp.cos(a), jnp.sin(a)
+  return jnp.stack([c * x[..., 0] - s * x[..., 1], s * x[..., 0] + c * x[..., 1], x[..., 2]], axis=-1)
+
+
 def occupancy(shape_index, x):
   """Inside-or-on-the-surface mask [...] bool of shape `shape_index` at x [..., 3]."""
   return sdf(shape_index, x) <= 0.0
