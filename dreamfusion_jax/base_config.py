@@ -32,11 +32,14 @@ def get_config():
   c.field.max_resolution = 512  # N_max in Instant-NGP: finest grid resolution over the cube.
   c.field.mlp_width = 64  # Width of the density/albedo MLP.
   c.field.mlp_num_hidden = 1  # Hidden layers of the density/albedo MLP.
-  c.field.density_activation = "exp"  # 'exp' (paper) or 'softplus'.
+  c.field.density_activation = "exp"  # 'exp' (paper), 'softplus', or 'volsdf' (a signed distance: sdf.*).
   c.field.blob_type = "gaussian"  # Density blob: 'gaussian' (paper) or 'magic3d' (1 - r/R).
   c.field.blob_density = 5.0  # lambda of the density blob.
-  c.field.blob_radius = 0.2  # sigma of the density blob (world units).
+  c.field.blob_radius = 0.2  # sigma of the density blob (world units); 'volsdf': the initial sphere's radius.
   c.field.albedo_bias = 0.0  # Added to the albedo logits: the initial albedo is ~sigmoid(albedo_bias), 0.5 grey at 0.
+  # 'volsdf' density (field.density_activation): beta (world units) of its Laplace CDF at the end of the
+  # sdf.beta anneal; the surface s = 0 then has density 0.5 / sdf_beta, the level export.mesh_threshold should be.
+  c.field.sdf_beta = 0.01
   c.field.bg_mlp_width = 32  # Width of the background MLP on the ray direction.
   c.field.bg_num_frequencies = 4  # Positional-encoding frequencies of the ray direction.
 
@@ -142,6 +145,13 @@ def get_config():
   # weight into one short interval, so fog condenses into a surface. The SDS loss is a SUM over the
   # prior's pixels and these regularisers are MEANS over rays, so useful weights are large.
   c.reg.distortion = 0.0
+
+  # --- A signed-distance geometry (field.density_activation='volsdf'; VolSDF, Yariv et al. 2021). ---
+  c.sdf = ml_collections.ConfigDict()
+  c.sdf.beta_start = 0.0  # beta at step 0, annealed log-linearly to field.sdf_beta; 0: field.sdf_beta throughout.
+  c.sdf.beta_anneal_steps = 1000  # Steps of that anneal.
+  c.sdf.eikonal = 0.0  # Weight of the eikonal term mean((|grad s| - 1)^2), which keeps s a distance.
+  c.sdf.eikonal_points = 1024  # Points per step and seed, uniform in the bounding cube, of the eikonal term.
 
   # --- Logging, checkpoints, validation, export. ---
   c.log_every = 50  # Steps between metric records (metrics.jsonl and TensorBoard).

@@ -102,7 +102,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       "look_at_std 0.2, position_jitter 0.1)."
     )
   choices = {
-    "field.density_activation": ("exp", "softplus"),
+    "field.density_activation": ("exp", "softplus", "volsdf"),
     "field.blob_type": ("gaussian", "magic3d"),
     "guidance.weighting": ("sds", "uniform"),
     "optim.name": ("adam", "adamw"),

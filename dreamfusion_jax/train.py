@@ -179,7 +179,7 @@ def loss_fn(
   shading = jax.vmap(lambda k, lp: sample_shading(k, step, config, lp))(
     jax.random.split(k_shade, batch), cams["light_pos"]
   )
-  field_fn, learned_background = views.field_fns(scene, params)
+  field_fn, learned_background = views.field_fns(scene, params, sdf_beta(config, step))
   rcfg = views.make_render_config(config)
 
   def render_view(k, cam, sh):
@@ -226,7 +226,35 @@ def loss_fn(
     distortion=dist,
     textureless=jnp.mean(shading["textureless"]),
   )
+  if config.field.density_activation == "volsdf":
+    # Its own key (folded, not split from the step's): the other terms' randomness stays that of any field.
+    metrics["eikonal"] = eikonal(scene, params, jax.random.fold_in(key, 2), config)
+    total = total + config.sdf.eikonal * metrics["eikonal"]
+    metrics["loss"] = total
   return total, metrics
+
+
+def sdf_beta(config: ml_collections.ConfigDict, step: jnp.ndarray):
+  """The 'volsdf' field's beta at `step`: log-linear from sdf.beta_start to field.sdf_beta over
+  sdf.beta_anneal_steps; None (the field's own sdf_beta) for other fields or without an anneal."""
+  if config.field.density_activation != "volsdf" or config.sdf.beta_start <= 0:
+    return None
+  frac = jnp.clip(step / max(config.sdf.beta_anneal_steps, 1), 0.0, 1.0)
+  start, end = jnp.log(config.sdf.beta_start), jnp.log(config.field.sdf_beta)
+  return jnp.exp(start + frac * (end - start))
+
+
+def eikonal(scene: Scene, params: Any, key: jax.Array, config: ml_collections.ConfigDict) -> jnp.ndarray:
+  """mean((|grad s| - 1)^2) of the signed distance s at sdf.eikonal_points uniform points of the bounding cube.
+
+  One vjp with a cotangent of ones gives every point's gradient (s is pointwise), as for the normals.
+  """
+  bound = config.field.bound
+  points = jax.random.uniform(key, (config.sdf.eikonal_points, 3), minval=-bound, maxval=bound)
+  sdf, vjp_fn = jax.vjp(lambda x: scene.apply({"params": params}, x, method=Scene.sdf), points)
+  (grad,) = vjp_fn(jnp.ones_like(sdf))
+  norm = jnp.sqrt(jnp.sum(grad * grad, axis=-1) + 1e-12)
+  return jnp.mean((norm - 1.0) ** 2)
 
 
 def train_step(state: TrainState, text_emb: jnp.ndarray, prior_params: Any, *, config, scene, guidance, tx):

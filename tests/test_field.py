@@ -220,3 +220,45 @@ def test_albedo_bias_shifts_the_albedo_logits():
   zeroed = _zero_mlp_output(_init(fld.Scene(**SMALL)))
   _, flat = jax.jit(_field_fn(fld.Scene(**SMALL, albedo_bias=1.4), zeroed))(x)
   np.testing.assert_allclose(flat, 1.0 / (1.0 + np.exp(-1.4)), rtol=1e-6)
+
+
+def test_volsdf_density_is_the_laplace_cdf_of_the_distance():
+  beta = 0.02
+  s = jnp.array([-1.0, -0.04, -0.02, 0.0, 0.02, 0.04, 1.0])
+  got = np.asarray(fld.volsdf_density(s, beta))
+  # Closed form: (1 / beta) Psi_beta(-s), Psi the Laplace CDF: 1 - exp(-u / beta) / 2 for u >= 0, else exp(u / beta) / 2.
+  u = -np.asarray(s, np.float64)
+  want = np.where(u >= 0, 1 - 0.5 * np.exp(-u / beta), 0.5 * np.exp(u / beta)) / beta
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-20)
+  assert got[3] == pytest.approx(0.5 / beta) and got[0] == pytest.approx(1 / beta)
+  grads = jax.vmap(jax.grad(lambda x: fld.volsdf_density(x, beta)))(s)
+  assert np.all(np.isfinite(np.asarray(grads))) and np.all(np.asarray(grads) <= 0)
+
+
+def test_a_volsdf_scene_starts_as_the_sphere_of_blob_radius():
+  scene = fld.Scene(
+    num_levels=4,
+    log2_hashmap_size=10,
+    max_resolution=64,
+    mlp_width=16,
+    bound=1.0,
+    density_activation="volsdf",
+    blob_radius=0.5,
+    sdf_beta=0.01,
+  )
+  params = scene.init(jax.random.PRNGKey(0), jnp.zeros((1, 3)), jnp.zeros((1, 3)))["params"]
+  x = jax.random.uniform(jax.random.PRNGKey(1), (512, 3), minval=-0.9, maxval=0.9)
+  sdf = scene.apply({"params": params}, x, method=fld.Scene.sdf)
+  np.testing.assert_allclose(sdf, np.linalg.norm(x, axis=-1) - 0.5, atol=0.01)
+  inside = np.linalg.norm(x, axis=-1) <= 1.0  # Outside the bounding sphere density is 0, as for every field.
+  density, _ = scene.apply({"params": params}, x, method=fld.Scene.field)
+  np.testing.assert_allclose(density, np.where(inside, fld.volsdf_density(sdf, 0.01), 0.0), rtol=1e-6)
+  # A beta passed by the caller (the train step's anneal) replaces sdf_beta.
+  wide, _ = scene.apply({"params": params}, x, 0.1, method=fld.Scene.field)
+  np.testing.assert_allclose(wide, np.where(inside, fld.volsdf_density(sdf, 0.1), 0.0), rtol=1e-6)
+  # Its normals are the distance's gradient: radial at init.
+  _, _, normals = fld.density_albedo_normals(
+    lambda p: scene.apply({"params": params}, p, 0.1, method=fld.Scene.field), x
+  )
+  radial = np.asarray(x) / np.linalg.norm(x, axis=-1, keepdims=True)
+  assert np.mean(np.sum(np.asarray(normals) * radial, -1)[inside]) > 0.99

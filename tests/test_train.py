@@ -286,3 +286,60 @@ def test_colour_from_shaded_false_marks_exactly_the_shaded_views():
   assert 10 < shaded.sum() < 54  # Both kinds occur.
   np.testing.assert_array_equal([float(s["albedo_grad"]) for s in split], 1.0 - shaded)
   np.testing.assert_array_equal(shaded, [float(s["diffuse"]) > 0 for s in default])  # Same draws.
+
+
+class _DistanceScene:
+  """Stands in for a Scene whose signed distance is k (|x| - 0.5): |grad s| = k everywhere."""
+
+  def __init__(self, k):
+    self.k = k
+
+  def apply(self, variables, x, method=None):
+    return self.k * (jnp.linalg.norm(x, axis=-1) - 0.5)
+
+
+def test_eikonal_term_is_the_squared_error_of_the_gradient_norm():
+  config = tiny_config(**{"field.density_activation": "volsdf", "sdf.eikonal_points": 256})
+  key = jax.random.PRNGKey(0)
+  assert float(train.eikonal(_DistanceScene(1.0), {}, key, config)) == pytest.approx(0.0, abs=1e-6)
+  assert float(train.eikonal(_DistanceScene(2.0), {}, key, config)) == pytest.approx(1.0, rel=1e-5)
+  assert float(train.eikonal(_DistanceScene(0.5), {}, key, config)) == pytest.approx(0.25, rel=1e-5)
+
+
+def test_sdf_beta_anneals_log_linearly_from_start_to_the_fields_beta():
+  config = tiny_config(
+    **{
+      "field.density_activation": "volsdf",
+      "field.sdf_beta": 0.01,
+      "sdf.beta_start": 0.1,
+      "sdf.beta_anneal_steps": 100,
+    }
+  )
+  assert float(train.sdf_beta(config, jnp.int32(0))) == pytest.approx(0.1, rel=1e-5)
+  assert float(train.sdf_beta(config, jnp.int32(50))) == pytest.approx(np.sqrt(0.1 * 0.01), rel=1e-5)
+  assert float(train.sdf_beta(config, jnp.int32(500))) == pytest.approx(0.01, rel=1e-5)
+  with config.unlocked():
+    config.sdf.beta_start = 0.0
+  assert train.sdf_beta(config, jnp.int32(0)) is None  # The field's own sdf_beta.
+  assert train.sdf_beta(tiny_config(), jnp.int32(0)) is None  # Not a 'volsdf' field.
+
+
+def test_a_volsdf_run_trains_with_its_eikonal_term():
+  config = tiny_config(
+    **{
+      "field.density_activation": "volsdf",
+      "field.blob_radius": 0.5,
+      "sdf.eikonal": 0.1,
+      "sdf.beta_start": 0.1,
+      "sdf.beta_anneal_steps": 4,
+      "sdf.eikonal_points": 64,
+    }
+  )
+  trainer = train.Trainer(config, target_prior(config))
+  state = trainer.init()
+  text = trainer.text_embeddings(np.zeros((5, 2, 4), np.float32))
+  for _ in range(2):
+    state, metrics = trainer.step(state, text)
+  assert np.all(np.isfinite(np.asarray(metrics["eikonal"]))) and np.all(np.asarray(metrics["eikonal"]) >= 0)
+  assert np.all(np.isfinite(np.asarray(metrics["loss"])))
+  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(jax.device_get(state.params)))

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 from dreamfusion_jax.nerf.hash_encoding import HashEncoding
 
 BLOB_TYPES = ("gaussian", "magic3d", "none")
-DENSITY_ACTIVATIONS = ("exp", "softplus")
+DENSITY_ACTIVATIONS = ("exp", "softplus", "volsdf")
 
 
 def _safe_norm(x: jax.Array, axis: int = -1) -> jax.Array:
@@ -110,12 +110,18 @@ class NeRFField(nn.Module):
   blob_density: float = 5.0  # lambda of the density blob (pre-activation units).
   blob_radius: float = 0.2  # sigma (gaussian) or r (magic3d) of the blob, world units.
   albedo_bias: float = 0.0  # Added to the albedo logits: the initial albedo is ~sigmoid(albedo_bias) (0.5 at 0).
+  sdf_beta: float = 0.01  # 'volsdf': beta of the Laplace CDF (world units) when the caller passes none.
   dtype: Any = jnp.float32  # Compute dtype of the MLP (encoding and outputs stay >= float32).
   param_dtype: Any = jnp.float32  # Storage dtype of all parameters.
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """x: [..., 3] world units -> density [...] (>= 0, 1/world units), albedo [..., 3]."""
+  def __call__(self, x: jax.Array, beta=None, sdf_only: bool = False):
+    """x: [..., 3] world units -> density [...] (>= 0, 1/world units), albedo [..., 3].
+
+    With density_activation='volsdf' the network's density output is a signed distance s (a residual on
+    the sphere |x| - blob_radius, so the scene starts as that ball) and density = volsdf_density(s, beta)
+    (beta: world units, a scalar; None: sdf_beta); sdf_only returns s [...] alone (the eikonal term).
+    """
     if self.density_activation not in DENSITY_ACTIVATIONS:
       raise ValueError(f"density_activation must be one of {DENSITY_ACTIVATIONS}, got {self.density_activation!r}.")
     # Positions stay in >= float32 even for a bfloat16 MLP: at N_max = 512 a
@@ -138,6 +144,13 @@ class NeRFField(nn.Module):
     out = out.astype(x.dtype)
     raw_density, albedo_logits = out[..., 0], out[..., 1:]
 
+    if self.density_activation == "volsdf":
+      sdf = raw_density + _safe_norm(x) - self.blob_radius
+      if sdf_only:
+        return sdf
+      density = volsdf_density(sdf, self.sdf_beta if beta is None else beta)
+      inside = jnp.sum(x * x, axis=-1) <= self.bound**2
+      return jnp.where(inside, density, 0.0), jax.nn.sigmoid(albedo_logits + self.albedo_bias)
     pre = raw_density + density_blob(x, self.blob_type, self.blob_density, self.blob_radius)
     if self.density_activation == "exp":
       clipped = jnp.minimum(pre, self.density_clip)
@@ -149,6 +162,16 @@ class NeRFField(nn.Module):
     density = jnp.where(inside, density, 0.0)
     albedo = jax.nn.sigmoid(albedo_logits + self.albedo_bias)
     return density, albedo
+
+
+def volsdf_density(sdf: jax.Array, beta) -> jax.Array:
+  """VolSDF's density of a signed distance (Yariv et al. 2021): (1 / beta) Psi_beta(-sdf), Psi_beta the CDF of
+  a zero-mean Laplace distribution of scale beta. 1 / beta deep inside, 0.5 / beta on the surface (sdf = 0),
+  falling as exp(-sdf / beta) outside; beta -> 0 makes a hard surface."""
+  u = -sdf / beta
+  # Both branches with exp of a non-positive argument: no overflow, finite gradients everywhere.
+  cdf = jnp.where(u <= 0, 0.5 * jnp.exp(jnp.minimum(u, 0.0)), 1.0 - 0.5 * jnp.exp(-jnp.maximum(u, 0.0)))
+  return cdf / beta
 
 
 def positional_encoding(x: jax.Array, num_frequencies: int) -> jax.Array:
@@ -204,6 +227,7 @@ class Scene(nn.Module):
   blob_density: float = 5.0  # lambda of the density blob.
   blob_radius: float = 0.2  # sigma (gaussian) or r (magic3d), world units.
   albedo_bias: float = 0.0  # Added to the albedo logits (initial albedo ~sigmoid(albedo_bias)).
+  sdf_beta: float = 0.01  # 'volsdf': beta of the Laplace CDF (world units) when the caller passes none.
   bg_num_frequencies: int = 4  # K of the background's direction encoding.
   bg_mlp_width: int = 32  # Background MLP hidden width.
   bg_mlp_num_hidden: int = 1  # Background MLP hidden layers.
@@ -227,6 +251,7 @@ class Scene(nn.Module):
       blob_density=self.blob_density,
       blob_radius=self.blob_radius,
       albedo_bias=self.albedo_bias,
+      sdf_beta=self.sdf_beta,
       dtype=self.dtype,
       param_dtype=self.param_dtype,
     )
@@ -242,9 +267,13 @@ class Scene(nn.Module):
     """Touches both networks so `init` creates all parameters."""
     return self.field(x), self.background(d)
 
-  def field(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """x: [..., 3] world -> density [...], albedo [..., 3]."""
-    return self.nerf(x)
+  def field(self, x: jax.Array, beta=None) -> tuple[jax.Array, jax.Array]:
+    """x: [..., 3] world -> density [...], albedo [..., 3]; beta: 'volsdf' only (None: sdf_beta)."""
+    return self.nerf(x, beta)
+
+  def sdf(self, x: jax.Array) -> jax.Array:
+    """x: [..., 3] world -> the signed distance [...] ('volsdf' only)."""
+    return self.nerf(x, sdf_only=True)
 
   def background(self, d: jax.Array) -> jax.Array:
     """d: [..., 3] unit directions -> rgb [..., 3] in (0, 1)."""

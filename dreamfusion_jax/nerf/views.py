@@ -34,9 +34,10 @@ def fixed_shading(mode: str, light_pos: jnp.ndarray) -> dict:
   )
 
 
-def field_fns(scene: Scene, params: Any):
-  """(field_fn, background_fn) closures over params, as the renderer takes them."""
-  field_fn = lambda x: scene.apply({"params": params}, x, method=Scene.field)
+def field_fns(scene: Scene, params: Any, beta=None):
+  """(field_fn, background_fn) closures over params, as the renderer takes them; beta: a 'volsdf' field's
+  (None: its field.sdf_beta)."""
+  field_fn = lambda x: scene.apply({"params": params}, x, beta, method=Scene.field)
   background_fn = lambda d: scene.apply({"params": params}, d, method=Scene.background)
   return field_fn, background_fn
 
