@@ -66,15 +66,9 @@ def truth_renderer(scene: Scene, config: ml_collections.ConfigDict, size: int):
     colour, shape = world.parse_caption(config.prompt)
   except ValueError:
     return None
-  density, rgb = world.density_fn(world.SHAPES.index(shape)), jnp.asarray(world.COLOURS[colour], jnp.float32)
+  field_fn = world.true_field(world.SHAPES.index(shape), world.COLOURS[colour])
   # With the world's own samples: the run's few samples per ray alias on a surface this sharp.
-  return view_renderer(
-    scene,
-    config,
-    size,
-    field_of=lambda _: lambda x: (density(x), jnp.broadcast_to(rgb, x.shape)),
-    rcfg=world.RENDER_CONFIG,
-  )
+  return view_renderer(scene, config, size, field_of=lambda _: field_fn, rcfg=world.RENDER_CONFIG)
 
 
 def validation_sheet(render_view, params_per_seed: list[Any], truth_view=None) -> np.ndarray:

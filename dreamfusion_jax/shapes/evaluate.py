@@ -345,10 +345,9 @@ def make_view_renderer(
 
 
 def true_field(shape_and_angle):
-  """field_of for make_view_renderer: (shape index int32, angle_deg) -> the true shape turned by angle_deg
-  about z (white albedo), as world.density_fn renders it."""
+  """field_of for make_view_renderer: (shape index int32, angle_deg) -> world.true_field (white albedo)."""
   shape_index, angle = shape_and_angle
-  return lambda x: (world.density_fn(shape_index)(rotate_z(x, -angle)), jnp.ones_like(x))
+  return world.true_field(shape_index, angle_deg=angle)
 
 
 def render_views(

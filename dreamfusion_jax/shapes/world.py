@@ -352,6 +352,18 @@ def density_fn(shape_index, sharpness=DEFAULT_SHARPNESS, max_density=DEFAULT_MAX
   return fn
 
 
+def true_field(shape_index, albedo=None, angle_deg=0.0):
+  """The true object as a field: x [N, 3] -> (density [N], albedo [N, 3]) of shape `shape_index` (int or traced)
+  turned counter-clockwise by angle_deg about z, as density_fn renders it; albedo [3] (None: white)."""
+  density = density_fn(shape_index)
+
+  def fn(x):
+    rgb = jnp.ones_like(x) if albedo is None else jnp.broadcast_to(jnp.asarray(albedo, jnp.float32), x.shape)
+    return density(rotate_z(x, -angle_deg)), rgb
+
+  return fn
+
+
 def bumpy(x, amplitude, frequency, phase):
   """x [..., 3] scaled radially by 1 + a sin(f x + p0) sin(f y + p1) sin(f z + p2): a density
   evaluated at bumpy(x) has a surface with relief ~ a * radius (an augmentation of the judge's
