@@ -77,6 +77,9 @@ def get_config():
   c.guidance = ml_collections.ConfigDict()
   c.guidance.model = "random"  # 'random' (a small random UNet, for tests), 'shapes', 'stable_diffusion'.
   c.guidance.scale = 100.0  # Classifier-free guidance weight w_cfg.
+  # Textureless views (shading.textureless_prob) get the caption the prior was trained to see beside white
+  # renders of the object (the Shapes prior: 'a white {shape}'; Stable Diffusion: the caption itself).
+  c.guidance.textureless_prompt = True
   c.guidance.t_min = 0.02  # Smallest diffusion time (fraction of the schedule).
   c.guidance.t_max = 0.98  # Largest diffusion time.
   # t_max falls linearly to t_max_final over t_anneal_steps steps (0: no anneal, the paper). Low times

@@ -92,7 +92,7 @@ def compile_in_background(render_view, preview, params: Any, text_emb: np.ndarra
   thread; returns its future.
 
   Each is called once, as validation calls it, with one seed's initial params (host arrays) and
-  text_emb [5, L, D] (host), which fills jit's cache for the later calls (same shapes, dtypes and
+  text_emb [9, L, D] (host), which fills jit's cache for the later calls (same shapes, dtypes and
   placement). XLA compiles outside Python's lock, so these compiles (the default job's on an H200:
   4 s and 11-18 s) run beside the train step's instead of after it. The caller waits on the
   future (`.result()`, which re-raises the worker's error) before it validates or exports.
@@ -110,7 +110,7 @@ def compile_in_background(render_view, preview, params: Any, text_emb: np.ndarra
 
 
 def guidance_previewer(scene: Scene, config: ml_collections.ConfigDict, guidance):
-  """A jitted (params, text_emb [5,L,D], prior_params, key) -> [size, 3 * size, 3] preview of one seed.
+  """A jitted (params, text_emb [9,L,D], prior_params, key) -> [size, 3 * size, 3] preview of one seed.
 
   Left to right: the front view as the prior sees it (albedo, at render.image_size, resized like a
   training render), that view noised to time guidance.preview_t, and the prior's one-step denoised
@@ -155,7 +155,7 @@ def guidance_previewer(scene: Scene, config: ml_collections.ConfigDict, guidance
 def guidance_preview_sheet(
   preview, params_per_seed: list[Any], text_emb: np.ndarray, prior_params: Any, step: int
 ) -> np.ndarray:
-  """One row per seed (see guidance_previewer); text_emb [5,L,D], every seed's. uint8 [S * size, 3 * size, 3]."""
+  """One row per seed (see guidance_previewer); text_emb [9,L,D], every seed's. uint8 [S * size, 3 * size, 3]."""
   rows = [np.asarray(preview(p, text_emb, prior_params, jax.random.PRNGKey(step))) for p in params_per_seed]
   return (np.clip(np.concatenate(rows, axis=0), 0, 1) * 255).round().astype(np.uint8)
 

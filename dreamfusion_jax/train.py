@@ -125,11 +125,15 @@ def build_prior(config: ml_collections.ConfigDict) -> guidance_lib.Prior:
 
 
 def embed_prompts(prior: guidance_lib.Prior, config: ml_collections.ConfigDict) -> np.ndarray:
-  """Text embeddings [5, L, D]: index 0 is the empty caption, 1 + view_index the caption to use."""
+  """Text embeddings [9, L, D]: index 0 is the empty caption, 1 + view_index the caption to use, and
+  5 + view_index the caption of a textureless view (prior.textureless_prompt with guidance.textureless_prompt)."""
+  n = len(text_lib.VIEW_SUFFIXES)
+  plain = prior.textureless_prompt(config.prompt) if config.guidance.textureless_prompt else config.prompt
   if config.camera.view_dependent_prompts:
-    texts = [text_lib.view_prompt(config.prompt, i) for i in range(len(text_lib.VIEW_SUFFIXES))]
+    texts = [text_lib.view_prompt(config.prompt, i) for i in range(n)]
+    texts += [text_lib.view_prompt(plain, i) for i in range(n)]
   else:
-    texts = [config.prompt] * len(text_lib.VIEW_SUFFIXES)
+    texts = [config.prompt] * n + [plain] * n
   return prior.embed([""] + texts).astype(np.float32)
 
 
@@ -170,7 +174,7 @@ def loss_fn(
   scene: Scene,
   guidance: guidance_lib.Guidance,
 ):
-  """Total loss of one seed at one step and its metrics. text_emb: [5, L, D] (see embed_prompts)."""
+  """Total loss of one seed at one step and its metrics. text_emb: [9, L, D] (see embed_prompts)."""
   k_cam, k_shade, k_render, k_sds = jax.random.split(jax.random.fold_in(key, 1), 4)
   batch, size = config.batch_size, config.render.image_size
   cams = jax.vmap(lambda k: cameras.sample_camera(k, cameras.from_config(config.camera), size))(
@@ -191,7 +195,8 @@ def loss_fn(
 
   out = vmap_unless_one(render_view, batch, (0, 0, 0))(jax.random.split(k_render, batch), cams, shading)
   view_ids = text_lib.view_index(cams["elevation"], cams["azimuth"])
-  cond, uncond = text_emb[1 + view_ids], jnp.broadcast_to(text_emb[0], (batch,) + text_emb.shape[1:])
+  caption = 1 + view_ids + len(text_lib.VIEW_SUFFIXES) * (shading["textureless"] > 0).astype(view_ids.dtype)
+  cond, uncond = text_emb[caption], jnp.broadcast_to(text_emb[0], (batch,) + text_emb.shape[1:])
   g = config.guidance
   sds_value, sds_aux = sds.sds_loss(
     k_sds,
@@ -335,8 +340,13 @@ class Trainer:
     return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self.seed_sharding), shapes)
 
   def text_embeddings(self, text_emb: np.ndarray) -> jax.Array:
-    """[5, L, D] (one caption for all seeds) or [S, 5, L, D] (one per seed) -> [S, 5, L, D] sharded over seeds."""
+    """[9, L, D] (one caption for all seeds) or [S, 9, L, D] (one per seed) -> [S, 9, L, D] sharded over seeds."""
     text_emb = np.asarray(text_emb, np.float32)
+    rows = 1 + 2 * len(text_lib.VIEW_SUFFIXES)
+    if text_emb.ndim not in (3, 4) or text_emb.shape[-3] != rows:
+      raise ValueError(
+        f"text embeddings of shape {text_emb.shape}; embed_prompts gives [{rows}, L, D] ([S, {rows}, L, D])."
+      )
     if text_emb.ndim == 4 and text_emb.shape[0] != self.config.num_seeds:
       raise ValueError(f"{text_emb.shape[0]} per-seed text embeddings for {self.config.num_seeds} seeds.")
     batched = np.broadcast_to(text_emb, (self.config.num_seeds,) + text_emb.shape[-3:])
@@ -405,8 +415,8 @@ class Run:
   ckpts: Checkpoints
   start: int | None  # The checkpoint step the run resumed from (None: a new run).
   trainer: Trainer
-  captions: np.ndarray  # [5, L, D] caption embeddings on the host, the same for every seed.
-  text_emb: jax.Array  # [S, 5, L, D], sharded over seeds.
+  captions: np.ndarray  # [9, L, D] caption embeddings on the host, the same for every seed.
+  text_emb: jax.Array  # [S, 9, L, D], sharded over seeds.
   state: TrainState
   step: int
   lead: bool  # Whether this process writes (the first of a multi-host job).

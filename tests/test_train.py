@@ -66,7 +66,7 @@ def test_train_steps_reduce_the_loss_toward_a_target_image():
   rgb = (0.9, 0.2, 0.1)
   trainer = train.Trainer(config, target_prior(config, rgb))
   state = trainer.init()
-  emb = trainer.text_embeddings(np.zeros((5, 2, 4), np.float32))
+  emb = trainer.text_embeddings(np.zeros((9, 2, 4), np.float32))
   before = render_error(trainer, state, rgb, config)
   for _ in range(config.num_steps):
     state, metrics = trainer.step(state, emb)
@@ -86,7 +86,7 @@ def test_distortion_weight_adds_its_term_to_the_loss():
     scene = views.make_scene(config)
     params = train.init_state(jnp.int32(0), scene, train.make_optimizer(config)).params
     loss, metrics = jax.jit(functools.partial(train.loss_fn, config=config, scene=scene, guidance=prior.guidance))(
-      params, jax.random.key(0), jnp.int32(3), jnp.zeros((5, 2, 4)), prior.params
+      params, jax.random.key(0), jnp.int32(3), jnp.zeros((9, 2, 4)), prior.params
     )
     out[weight] = float(loss), float(metrics["distortion"])
   assert out[1000.0][1] > 0 and out[1000.0][1] == pytest.approx(out[0.0][1], rel=1e-6)
@@ -126,7 +126,7 @@ def test_the_train_step_compiled_in_the_background_equals_the_jitted_one():
   config = tiny_config(**{"num_steps": 3, "num_seeds": 2})
   prior = target_prior(config)
   plain, early = train.Trainer(config, prior), train.Trainer(config, prior)
-  emb = plain.text_embeddings(np.zeros((5, 2, 4), np.float32))
+  emb = plain.text_embeddings(np.zeros((9, 2, 4), np.float32))
   early.compile_step_in_background(emb)
   a, b = plain.init(), early.init()
   for _ in range(config.num_steps):
@@ -143,7 +143,7 @@ def test_the_renderers_compiled_in_the_background_serve_validation_without_anoth
   prior = target_prior(config)
   trainer = train.Trainer(config, prior)
   per_seed = train.host_params(trainer.init())
-  captions = np.zeros((5, 2, 4), np.float32)
+  captions = np.zeros((9, 2, 4), np.float32)
   render_view = outputs.view_renderer(trainer.scene, config, config.export.image_size)
   truth_view = outputs.truth_renderer(trainer.scene, config, config.export.image_size)
   preview = outputs.guidance_previewer(trainer.scene, config, prior.guidance)
@@ -337,9 +337,83 @@ def test_a_volsdf_run_trains_with_its_eikonal_term():
   )
   trainer = train.Trainer(config, target_prior(config))
   state = trainer.init()
-  text = trainer.text_embeddings(np.zeros((5, 2, 4), np.float32))
+  text = trainer.text_embeddings(np.zeros((9, 2, 4), np.float32))
   for _ in range(2):
     state, metrics = trainer.step(state, text)
   assert np.all(np.isfinite(np.asarray(metrics["eikonal"]))) and np.all(np.asarray(metrics["eikonal"]) >= 0)
   assert np.all(np.isfinite(np.asarray(metrics["loss"])))
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(jax.device_get(state.params)))
+
+
+class ReadsCaption(TargetDenoiser):
+  """TargetDenoiser plus 0 x its caption: a NaN caption makes a NaN prediction."""
+
+  def __call__(self, x_t, t, context):
+    return super().__call__(x_t, t, context) + 0.0 * jnp.sum(context)
+
+
+def test_textureless_views_are_scored_against_the_textureless_captions():
+  """Rows 5-8 of the embeddings are the textureless views' captions (embed_prompts): with those rows NaN the loss
+  is NaN exactly when the step's view is textureless (textureless_prob 1), finite when no view is (prob 0)."""
+  losses = {}
+  for prob in (0.0, 1.0):
+    config = tiny_config(
+      **{"shading.albedo_warmup_steps": 0, "shading.shaded_prob": 1.0, "shading.textureless_prob": prob}
+    )
+    abar = guidance_lib.alphas_cumprod("scaled_linear", 0.00085, 0.012, 1000)
+    prior = guidance_lib.Prior(
+      guidance_lib.Guidance(ReadsCaption(tuple(abar.tolist()), (0.9, 0.2, 0.1)), abar), {"unet": {}}, None
+    )
+    scene = views.make_scene(config)
+    params = train.init_state(jnp.int32(0), scene, train.make_optimizer(config)).params
+    emb = jnp.zeros((9, 2, 4)).at[5:].set(jnp.nan)
+    loss, _ = jax.jit(functools.partial(train.loss_fn, config=config, scene=scene, guidance=prior.guidance))(
+      params, jax.random.key(0), jnp.int32(3), emb, prior.params
+    )
+    losses[prob] = float(loss)
+  assert np.isfinite(losses[0.0]) and np.isnan(losses[1.0]), losses
+
+
+def test_embed_prompts_caption_textureless_views_as_the_prior_was_trained():
+  """Rows: the empty caption, the 4 view captions, then the 4 view captions of prior.textureless_prompt (the
+  Shapes prior: 'a white {shape}'); guidance.textureless_prompt=False repeats the caption itself."""
+  from dreamfusion_jax.guidance import shapes_prior
+  from dreamfusion_jax.guidance import text as text_lib
+
+  seen = []
+
+  def embed(texts):
+    seen.append(list(texts))
+    return np.arange(len(texts), dtype=np.float32)[:, None, None] * np.ones((1, 2, 4), np.float32)
+
+  prior = guidance_lib.Prior(
+    target_prior(tiny_config()).guidance, {}, embed, textureless_prompt=shapes_prior.textureless_prompt
+  )
+  config = tiny_config(prompt="a red cube")
+  assert train.embed_prompts(prior, config).shape == (9, 2, 4)
+  views_of = lambda caption: [text_lib.view_prompt(caption, i) for i in range(4)]
+  assert seen[-1] == [""] + views_of("a red cube") + views_of("a white cube")
+  config.guidance.textureless_prompt = False
+  train.embed_prompts(prior, config)
+  assert seen[-1] == [""] + views_of("a red cube") * 2
+  assert shapes_prior.textureless_prompt("a DSLR photo of a peacock") == "a DSLR photo of a peacock"
+
+
+def test_the_shipped_shapes_prior_reads_its_textureless_caption_rule(tmp_path):
+  """The shipped prior was trained last with textureless renders captioned 'white' (its config.json says so);
+  a prior whose config.json records no rule leaves captions as they are."""
+  import json
+  import shutil
+
+  from dreamfusion_jax.guidance import shapes_prior
+
+  config = tiny_config(**{"guidance.model": "shapes"})
+  shipped = train.build_prior(config)
+  assert shipped.textureless_prompt("a red cube") == "a white cube"
+  old = tmp_path / "prior"
+  shutil.copytree(shapes_prior.default_dir(), old)
+  meta = json.loads((old / "config.json").read_text())
+  del meta["textureless_caption"]
+  (old / "config.json").write_text(json.dumps(meta))
+  config.guidance.path = str(old)
+  assert train.build_prior(config).textureless_prompt("a red cube") == "a red cube"

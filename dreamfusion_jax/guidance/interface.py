@@ -98,3 +98,6 @@ class Prior:
   # The camera distribution the prior was trained on (a camera config's fields as JSON; a missing key means
   # DreamFusion's value), or None when the prior is indifferent to it. `checks.camera_mismatch` compares it.
   training_cameras: Optional[dict] = None
+  # The caption the prior was trained to see beside a textureless (white, shaded) render of a caption's object;
+  # the caption itself for priors that saw no such captions (Stable Diffusion).
+  textureless_prompt: Callable[[str], str] = lambda prompt: prompt

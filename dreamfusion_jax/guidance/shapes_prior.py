@@ -222,7 +222,15 @@ def build_prior(g: Any) -> guidance.Prior:
     embed,
     tokenizer.unknown_words,
     training_cameras=prior_cfg.get("camera", {}),
+    textureless_prompt=textureless_prompt if prior_cfg.get("textureless_caption") == "white" else lambda p: p,
   )
+
+
+def textureless_prompt(prompt: str) -> str:
+  """'a {colour} {shape}' -> 'a white {shape}': what a prior trained with textureless_caption='white' saw beside
+  a textureless render (configs/shapes_prior.py); other captions are returned as they are."""
+  words = prompt.split()
+  return " ".join(["a", "white", words[2]]) if len(words) == 3 and words[0] == "a" else prompt
 
 
 # ----------------------------------------------------------------------------- sampling

@@ -316,7 +316,7 @@ def export(
   losses, losses_f32 = validation_losses([shipped, ema], f32, val, jax.random.fold_in(key, 1))
   counts = dict(zip(("unet", "text"), progs.layout.counts()))
   card = make_card(meta, config, models.cfg, losses, losses_f32, counts)
-  cfg = dict(models.cfg, camera=prior_data.camera_record(cams))
+  cfg = dict(models.cfg, camera=prior_data.camera_record(cams), textureless_caption=last_textureless_caption(meta))
   shapes_prior.save_prior(directory, shipped, cfg, card)
   logging.info("Export: sampling the preview grid.")
   images = preview_samples(jax.random.fold_in(key, 2), shipped, f32, config)
