@@ -32,12 +32,20 @@ def get_config():
   c.field.log2_hashmap_size = 14  # 16k entries per level.
   c.field.max_resolution = 64  # Finest grid resolution (the renders are 32x32).
   c.field.mlp_width = 32  # Narrow MLP.
-  # threestudio's density: softplus(raw + 10 (1 - |x| / 0.5)). The blob is negative beyond 0.5, so
-  # empty space starts empty; exp(raw + gaussian blob) starts as a fog of density ~1 everywhere.
-  c.field.density_activation = "softplus"  # Density = softplus(raw + blob).
-  c.field.blob_type = "magic3d"  # The blob above (threestudio's name for it).
-  c.field.blob_density = 10.0  # The blob's value at the centre (the 10 above).
-  c.field.blob_radius = 0.5  # Where the blob crosses zero.
+  # A signed distance s, not a density: VolSDF's density (1 / beta) Psi_beta(-s) is opaque inside and empty
+  # outside, so the object is a surface, not the speckled fog of a free density (normal error 55 deg, fog
+  # 0.63 in the sweep; BENCHMARKS.md, 'Surface quality'). s starts as the sphere |x| - 0.3, smaller than the
+  # Shapes world's objects, so the view keeps background around it.
+  c.field.density_activation = "volsdf"
+  c.field.blob_radius = 0.3  # The initial sphere's radius.
+  c.field.sdf_beta = 0.005  # beta at the end: the surface's blur, 5 mm (0.01 leaves twice the fog).
+  c.sdf.beta_start = 0.05  # beta at step 0: a soft surface whose gradient reaches 5 cm around it ...
+  c.sdf.beta_anneal_steps = 1000  # ... sharpened log-linearly over the whole run.
+  c.sdf.eikonal = 1000.0  # Keeps s a distance (the SDS loss is a sum over pixels, so weights are large).
+  # Flattens the dents SDS's noise leaves in the faces ('a red cube', CPU: normal error 22 -> 16 deg, extent
+  # error 0.22 -> 0.13, at 5% of the step's time).
+  c.sdf.smoothness = 1000.0
+  c.export.mesh_threshold = 0.0  # The mesh and the scored occupancy are the surface s = 0.
   # The albedo starts at sigmoid(1.4) = 0.8 instead of 0.5 grey: from half brightness the prior's pull
   # towards dark colours kept pink and white results dark; from 0.8 they keep their colour, and the IoU
   # is unchanged (BENCHMARKS.md, 'Durable findings' and 'Shapes sweep').
@@ -58,16 +66,15 @@ def get_config():
   c.render.image_size = 32  # Render size; renders are upsampled to the prior's 64x64.
   c.render.num_coarse = 32  # Stratified samples per ray.
   c.render.num_fine = 16  # Importance samples per ray.
-  c.shading.albedo_warmup_steps = 200  # Albedo-only steps before shading starts.
+  # Shading from the first step: the textureless views, which the prior scores as 'a white {shape}', hold
+  # the shape from the start. With 200 albedo-only steps first, colour alone moved the whole surface: some
+  # seeds shrank to nothing or grew to fill the view before shading began (BENCHMARKS.md, 'Surface quality').
+  c.shading.albedo_warmup_steps = 0
   c.reg.orientation_anneal_steps = 1000  # Orientation-loss anneal.
   c.log_every = 50  # Metric records.
   c.checkpoint_every = 500  # Checkpoints.
   c.val_every = 500  # Validation renders.
   c.export.mesh_resolution = 96  # Marching-cubes grid.
-  # Surface density level, also the occupancy the Shapes benchmark scores. SDS leaves a speckled fog of
-  # low density inside the objects, not a hard surface; level 3 is the fixed level whose volume comes
-  # closest to the truth and scores the best IoU (BENCHMARKS.md, 'Durable findings').
-  c.export.mesh_threshold = 3.0
   c.export.num_frames = 36  # Turntable frames.
   # On a GPU this job is mostly compiling; without XLA's Triton GEMM fusions (and their autotuning) its
   # train step compiles faster at the same steps/s (BENCHMARKS.md, 'GPU start-up').

@@ -38,7 +38,7 @@ def get_config():
   c.field.blob_radius = 0.2  # sigma of the density blob (world units); 'volsdf': the initial sphere's radius.
   c.field.albedo_bias = 0.0  # Added to the albedo logits: the initial albedo is ~sigmoid(albedo_bias), 0.5 grey at 0.
   # 'volsdf' density (field.density_activation): beta (world units) of its Laplace CDF at the end of the
-  # sdf.beta anneal; the surface s = 0 then has density 0.5 / sdf_beta, the level export.mesh_threshold should be.
+  # sdf.beta anneal; the surface s = 0 then has density 0.5 / sdf_beta (export.mesh_threshold=0 meshes it).
   c.field.sdf_beta = 0.01
   c.field.bg_mlp_width = 32  # Width of the background MLP on the ray direction.
   c.field.bg_num_frequencies = 4  # Positional-encoding frequencies of the ray direction.
@@ -155,6 +155,10 @@ def get_config():
   c.sdf.beta_anneal_steps = 1000  # Steps of that anneal.
   c.sdf.eikonal = 0.0  # Weight of the eikonal term mean((|grad s| - 1)^2), which keeps s a distance.
   c.sdf.eikonal_points = 1024  # Points per step and seed, uniform in the bounding cube, of the eikonal term.
+  # Weight of the surface smoothness term (train.surface_smoothness): the squared difference of the unit
+  # normals at nearby surface points, which flattens the bumps SDS's noise leaves; 0: off.
+  c.sdf.smoothness = 0.0
+  c.sdf.smoothness_radius = 0.02  # Std (world units) of the offset between the compared surface points.
 
   # --- Logging, checkpoints, validation, export. ---
   c.log_every = 50  # Steps between metric records (metrics.jsonl and TensorBoard).
@@ -165,7 +169,8 @@ def get_config():
   c.export = ml_collections.ConfigDict()
   c.export.enabled = True  # Write turntable.mp4, mesh.glb, mesh.ply and views.png per seed at the end.
   c.export.mesh_resolution = 128  # Marching-cubes grid resolution per axis.
-  c.export.mesh_threshold = 10.0  # Density level of the surface (per world unit).
+  # Density level of the surface (per world unit); 0: the field's own surface ('volsdf': s = 0).
+  c.export.mesh_threshold = 10.0
   c.export.num_frames = 60  # Turntable frames over 360 degrees.
   c.export.fps = 24  # Turntable frame rate.
   c.export.elevation = 15.0  # Turntable elevation in degrees.

@@ -115,6 +115,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for key, allowed in choices.items():
     if flat[key] not in allowed:
       raise ConfigError(f"config.{key}={flat[key]!r} is not one of {allowed}.")
+  if config.export.mesh_threshold <= 0 and config.field.density_activation != "volsdf":
+    raise ConfigError(
+      f"export.mesh_threshold={config.export.mesh_threshold} asks for the field's own surface, which only a signed "
+      "distance field has (field.density_activation='volsdf'). Give this density field a level > 0 to mesh, e.g. "
+      "--config.export.mesh_threshold=10."
+    )
   size = config.guidance.sd.image_size
   # What divides it depends on the checkpoint (64 for SD 1.x/2.x): stable_diffusion.build_prior checks that.
   if config.guidance.model == "stable_diffusion" and (not isinstance(size, int) or size <= 0):

@@ -192,7 +192,7 @@ def export_seed(
     view_fn,
     bound=config.field.bound,
     mesh_resolution=e.mesh_resolution,
-    mesh_threshold=e.mesh_threshold,
+    mesh_threshold=views.mesh_level(config),
     num_frames=e.num_frames,
     fps=e.fps,
     elevation=e.elevation,

@@ -235,6 +235,9 @@ def loss_fn(
     # Its own key (folded, not split from the step's): the other terms' randomness stays that of any field.
     metrics["eikonal"] = eikonal(scene, params, jax.random.fold_in(key, 2), config)
     total = total + config.sdf.eikonal * metrics["eikonal"]
+    if config.sdf.smoothness > 0:
+      metrics["smoothness"] = surface_smoothness(scene, params, jax.random.fold_in(key, 3), config)
+      total = total + config.sdf.smoothness * metrics["smoothness"]
     metrics["loss"] = total
   return total, metrics
 
@@ -249,17 +252,42 @@ def sdf_beta(config: ml_collections.ConfigDict, step: jnp.ndarray):
   return jnp.exp(start + frac * (end - start))
 
 
-def eikonal(scene: Scene, params: Any, key: jax.Array, config: ml_collections.ConfigDict) -> jnp.ndarray:
-  """mean((|grad s| - 1)^2) of the signed distance s at sdf.eikonal_points uniform points of the bounding cube.
+def sdf_and_gradient(scene: Scene, params: Any, x: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """The signed distance s [N] at x [N, 3] and its gradient [N, 3]: one vjp with a cotangent of ones (s is
+  pointwise), as for the normals."""
+  sdf, vjp_fn = jax.vjp(lambda y: scene.apply({"params": params}, y, method=Scene.sdf), x)
+  (grad,) = vjp_fn(jnp.ones_like(sdf))
+  return sdf, grad
 
-  One vjp with a cotangent of ones gives every point's gradient (s is pointwise), as for the normals.
-  """
+
+def eikonal(scene: Scene, params: Any, key: jax.Array, config: ml_collections.ConfigDict) -> jnp.ndarray:
+  """mean((|grad s| - 1)^2) of the signed distance s at sdf.eikonal_points uniform points of the bounding cube."""
   bound = config.field.bound
   points = jax.random.uniform(key, (config.sdf.eikonal_points, 3), minval=-bound, maxval=bound)
-  sdf, vjp_fn = jax.vjp(lambda x: scene.apply({"params": params}, x, method=Scene.sdf), points)
-  (grad,) = vjp_fn(jnp.ones_like(sdf))
+  _, grad = sdf_and_gradient(scene, params, points)
   norm = jnp.sqrt(jnp.sum(grad * grad, axis=-1) + 1e-12)
   return jnp.mean((norm - 1.0) ** 2)
+
+
+def surface_smoothness(scene: Scene, params: Any, key: jax.Array, config: ml_collections.ConfigDict) -> jnp.ndarray:
+  """mean |n(p) - n(p + d)|^2 of the unit normals n = grad s / |grad s| at surface points p and p + d, d ~ N(0,
+  sdf.smoothness_radius^2 I): a bump of width ~radius costs, a flat face costs 0 and a sphere of radius R
+  ~2 radius^2 / R^2. The p are sdf.eikonal_points uniform points moved onto the surface by one Newton step
+  x - s grad s / |grad s|^2 (exact where s is a distance up to scale)."""
+  k_points, k_offset = jax.random.split(key)
+  bound = config.field.bound
+  x = jax.random.uniform(k_points, (config.sdf.eikonal_points, 3), minval=-bound, maxval=bound)
+  sdf, grad = sdf_and_gradient(scene, params, x)
+  p = jax.lax.stop_gradient(x - sdf[:, None] * grad / jnp.maximum(jnp.sum(grad * grad, -1, keepdims=True), 1e-12))
+  q = p + config.sdf.smoothness_radius * jax.random.normal(k_offset, p.shape)
+  n_p = _unit(sdf_and_gradient(scene, params, p)[1])
+  n_q = _unit(sdf_and_gradient(scene, params, q)[1])
+  return jnp.mean(jnp.sum((n_p - n_q) ** 2, axis=-1))
+
+
+def _unit(v: jnp.ndarray) -> jnp.ndarray:
+  """v / |v| along the last axis, 0 where |v| ~ 0 (finite gradients everywhere)."""
+  return v * jax.lax.rsqrt(jnp.maximum(jnp.sum(v * v, axis=-1, keepdims=True), 1e-20))
 
 
 def train_step(state: TrainState, text_emb: jnp.ndarray, prior_params: Any, *, config, scene, guidance, tx):

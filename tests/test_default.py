@@ -153,7 +153,7 @@ def test_sweep_trains_captions_as_seeds_of_one_run_and_writes_the_table(tmp_path
       params,
       world.SHAPES.index(shape),
       world.COLOURS[caption.split()[1]],
-      threshold=config.export.mesh_threshold,
+      threshold=views.mesh_level(config),
     )
     assert again["iou"] == summary["evaluations"][caption]["per_seed"]["seed_0"]["iou"]
   for row in rows.values():  # --levels: the IoU at level 2 and at each result's silhouette level.

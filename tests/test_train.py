@@ -306,6 +306,25 @@ def test_eikonal_term_is_the_squared_error_of_the_gradient_norm():
   assert float(train.eikonal(_DistanceScene(0.5), {}, key, config)) == pytest.approx(0.25, rel=1e-5)
 
 
+class _PlaneScene:
+  """A signed distance whose zero set is the plane z = 0.1: its normals are the same everywhere."""
+
+  def apply(self, variables, x, method=None):
+    return x[..., 2] - 0.1
+
+
+def test_surface_smoothness_is_zero_on_a_plane_and_two_r2_over_R2_on_a_sphere():
+  # On a sphere of radius R the unit normals at p and p + d differ by d's tangential part / R (to first
+  # order): E|n(p) - n(p + d)|^2 = 2 r^2 / R^2 for d ~ N(0, r^2 I), whatever scale k the distance has.
+  r = 0.01
+  config = tiny_config(**{"field.density_activation": "volsdf", "sdf.eikonal_points": 4096, "sdf.smoothness_radius": r})
+  key = jax.random.PRNGKey(0)
+  assert float(train.surface_smoothness(_PlaneScene(), {}, key, config)) == pytest.approx(0.0, abs=1e-10)
+  for k in (1.0, 2.0):
+    value = float(train.surface_smoothness(_DistanceScene(k), {}, key, config))
+    assert value == pytest.approx(2 * r**2 / 0.5**2, rel=0.08), k
+
+
 def test_sdf_beta_anneals_log_linearly_from_start_to_the_fields_beta():
   config = tiny_config(
     **{
@@ -333,6 +352,7 @@ def test_a_volsdf_run_trains_with_its_eikonal_term():
       "sdf.beta_start": 0.1,
       "sdf.beta_anneal_steps": 4,
       "sdf.eikonal_points": 64,
+      "sdf.smoothness": 0.1,
     }
   )
   trainer = train.Trainer(config, target_prior(config))
@@ -340,7 +360,8 @@ def test_a_volsdf_run_trains_with_its_eikonal_term():
   text = trainer.text_embeddings(np.zeros((9, 2, 4), np.float32))
   for _ in range(2):
     state, metrics = trainer.step(state, text)
-  assert np.all(np.isfinite(np.asarray(metrics["eikonal"]))) and np.all(np.asarray(metrics["eikonal"]) >= 0)
+  for term in ("eikonal", "smoothness"):
+    assert np.all(np.isfinite(np.asarray(metrics[term]))) and np.all(np.asarray(metrics[term]) >= 0)
   assert np.all(np.isfinite(np.asarray(metrics["loss"])))
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(jax.device_get(state.params)))
 

@@ -26,6 +26,14 @@ def make_render_config(config) -> render.RenderConfig:
   )
 
 
+def mesh_level(config) -> float:
+  """The density level of a run's surface (the exported mesh, the scored occupancy): export.mesh_threshold, or
+  for 0 the field's own surface ('volsdf': s = 0, where the density is 0.5 / field.sdf_beta)."""
+  if config.export.mesh_threshold > 0:
+    return float(config.export.mesh_threshold)
+  return 0.5 / config.field.sdf_beta
+
+
 def fixed_shading(mode: str, light_pos: jnp.ndarray) -> dict:
   """'albedo', 'shaded' or 'textureless' shading with a given light (validation and export)."""
   ambient, diffuse, white = render.SHADING_MODES[mode]

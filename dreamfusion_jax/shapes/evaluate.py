@@ -520,7 +520,7 @@ def find_classifier(classifier_dir: Optional[str]) -> Optional[str]:
 class Scorer:
   """Scores results of one config against the Shapes world; compiled once, then used for any caption.
 
-  threshold: occupancy density level (default: the config's export.mesh_threshold). Without judge
+  threshold: occupancy density level (default: the run's surface, views.mesh_level). Without judge
   weights (see find_classifier) both R-Precisions are None.
   """
 
@@ -553,7 +553,7 @@ class Scorer:
     # The truth with the world's own samples: the run's few samples per ray alias on a surface this sharp.
     self.render_truth = make_view_renderer(scene, config, size, field_of=true_field, rcfg=world.RENDER_CONFIG)
     self.mesh_settings = dict(bound=config.field.bound, resolution=config.export.mesh_resolution)
-    self.threshold = config.export.mesh_threshold if threshold is None else threshold
+    self.threshold = views.mesh_level(config) if threshold is None else threshold
     self.extra_levels = tuple(extra_levels)
     self.settings = dict(
       bound=bound,
@@ -676,7 +676,7 @@ def _define_flags():
   flags.DEFINE_integer("resolution", RESOLUTION, "Cells per axis of the IoU grid.")
   flags.DEFINE_float("bound", EVAL_BOUND, "Half-size of the IoU grid's cube (world units).")
   flags.DEFINE_integer("num_views", NUM_VIEWS, "Renders per seed for the R-Precisions.")
-  flags.DEFINE_float("threshold", None, "Occupancy density level (default: the run's export.mesh_threshold).")
+  flags.DEFINE_float("threshold", None, "Occupancy density level (default: the run's surface level, views.mesh_level).")
   compilation_cache.define_flag()
   flags.mark_flags_as_required(["workdir"])
 
