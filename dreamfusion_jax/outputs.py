@@ -174,7 +174,9 @@ def export_seed(
   a truth_renderer, is given) for one seed's params."""
   # params are an argument, not a closure: a closure would bake the hash tables into the program.
   field = jax.jit(lambda p, x: scene.apply({"params": p}, x, method=Scene.field))
-  density_fn = lambda x: field(params, x)[0]
+  values, level = views.surface_values(scene, config)
+  values = jax.jit(values)
+  level_fn = lambda x: values(params, x)
   albedo_fn = lambda x: field(params, x)[1]
   view_fn = lambda el, az: {k: np.asarray(v) for k, v in render_view(params, jnp.float32(el), jnp.float32(az)).items()}
   truth_fn = (
@@ -187,12 +189,12 @@ def export_seed(
     logging.info("Replacing the earlier export in %s with this run's.", directory)
   return export.export_fields(
     directory,
-    density_fn,
+    level_fn,
     albedo_fn,
     view_fn,
     bound=config.field.bound,
     mesh_resolution=e.mesh_resolution,
-    mesh_threshold=views.mesh_level(config),
+    mesh_threshold=level,
     num_frames=e.num_frames,
     fps=e.fps,
     elevation=e.elevation,

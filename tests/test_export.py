@@ -423,3 +423,48 @@ def test_export_seed_empty_mesh_still_writes_renders(tmp_path):
     )
   assert sorted(os.listdir(tmp_path)) == ["turntable.mp4", "views.png"]
   assert set(info.value.written) == {"video", "views"}
+
+
+def _sphere_sdf_params(config):
+  """A 'volsdf' scene whose network outputs 0: s = |x| - blob_radius exactly, a sphere."""
+  import jax
+
+  from dreamfusion_jax.nerf import views
+
+  scene = views.make_scene(config)
+  params = scene.init(jax.random.PRNGKey(0), jnp.zeros((1, 3)), jnp.zeros((1, 3)))["params"]
+  params = jax.tree_util.tree_map_with_path(
+    lambda path, x: jnp.zeros_like(x) if "output" in str(path) and "nerf" in str(path) else x, params
+  )
+  return scene, params
+
+
+def test_a_signed_distance_field_is_meshed_at_its_zero_level_not_at_a_density_level():
+  # s = |x| - 0.3: the mesh of 1 - s at 1 (views.surface_values) puts every vertex on the sphere to within
+  # linear interpolation's error on |x|, at most cell / (8 r) ~ 0.018 of a cell here; its density, a Laplace CDF of width beta = 0.005, a quarter of
+  # a cell, changes from flat to flat between grid points, so meshing it at 0.5 / beta misplaces vertices by
+  # up to half a cell.
+  import jax
+  from conftest import tiny_config
+
+  from dreamfusion_jax.nerf import views
+
+  config = tiny_config(
+    **{
+      "field.density_activation": "volsdf",
+      "field.blob_radius": 0.3,
+      "field.sdf_beta": 0.005,
+      "field.bound": 1.0,
+      "export.mesh_threshold": 0.0,
+    }
+  )
+  scene, params = _sphere_sdf_params(config)
+  cell = 2.0 / (48 - 1)
+  errors = {}
+  for name, threshold in (("sdf", 0.0), ("density", 100.0)):
+    config.export.mesh_threshold = threshold
+    values, level = views.surface_values(scene, config)
+    mesh = export.extract_mesh(lambda x: jax.jit(values)(params, x), None, bound=1.0, resolution=48, threshold=level)
+    errors[name] = np.abs(np.linalg.norm(mesh.vertices, axis=1) - 0.3).max() / cell
+  assert errors["sdf"] < 1.1 / (8 * 0.3) * cell, errors
+  assert errors["density"] > 0.1, errors

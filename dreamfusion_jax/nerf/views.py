@@ -34,6 +34,24 @@ def mesh_level(config) -> float:
   return 0.5 / config.field.sdf_beta
 
 
+# The level of `surface_values` for a signed-distance field: it meshes 1 - s at 1, i.e. s = 0, with values that are
+# positive deep inside (the marching cubes' zero padding then reads as outside).
+SDF_MESH_LEVEL = 1.0
+
+
+def surface_values(scene: Scene, config) -> tuple[Callable, float]:
+  """(fn(params, x [N, 3]) -> [N], level): the values a run's surface is meshed from, inside where fn > level.
+
+  A 'volsdf' field meshed at its own surface (export.mesh_threshold 0) is meshed from its signed distance,
+  1 - s at level 1: s is linear across the surface, where its density (flat inside, flat outside, a step of
+  width ~beta between) would leave marching cubes' linear interpolation a terraced surface. Other fields:
+  the density at views.mesh_level.
+  """
+  if config.field.density_activation == "volsdf" and config.export.mesh_threshold <= 0:
+    return (lambda p, x: SDF_MESH_LEVEL - scene.apply({"params": p}, x, method=Scene.sdf)), SDF_MESH_LEVEL
+  return (lambda p, x: scene.apply({"params": p}, x, method=Scene.field)[0]), mesh_level(config)
+
+
 def fixed_shading(mode: str, light_pos: jnp.ndarray) -> dict:
   """'albedo', 'shaded' or 'textureless' shading with a given light (validation and export)."""
   ambient, diffuse, white = render.SHADING_MODES[mode]

@@ -553,6 +553,12 @@ class Scorer:
     # The truth with the world's own samples: the run's few samples per ray alias on a surface this sharp.
     self.render_truth = make_view_renderer(scene, config, size, field_of=true_field, rcfg=world.RENDER_CONFIG)
     self.mesh_settings = dict(bound=config.field.bound, resolution=config.export.mesh_resolution)
+    # The exported mesh's own values and level (views.surface_values), unless a --threshold overrides the level.
+    surface_fn, level = views.surface_values(scene, config)
+    self.surface_fn = jax.jit(surface_fn)
+    self.surface_level = level if threshold is None else threshold
+    if threshold is not None:
+      self.surface_fn = lambda p, x: self.field(p, x)[0]
     self.threshold = views.mesh_level(config) if threshold is None else threshold
     self.extra_levels = tuple(extra_levels)
     self.settings = dict(
@@ -610,11 +616,11 @@ class Scorer:
     return m
 
   def mesh_metrics(self, params: Any, shape_index: int, angle_deg: float) -> dict:
-    """surface.mesh_metrics of the mesh the run exports (export.extract_mesh at the export's resolution and
-    this scorer's threshold); all None when that mesh is empty."""
+    """surface.mesh_metrics of the mesh the run exports (export.extract_mesh of views.surface_values at the
+    export's resolution, or of the density at this scorer's --threshold); all None when that mesh is empty."""
     try:
       mesh = export.extract_mesh(
-        lambda x: self.field(params, x)[0], None, threshold=self.threshold, **self.mesh_settings
+        lambda x: self.surface_fn(params, x), None, threshold=self.surface_level, **self.mesh_settings
       )
     except export.EmptyMeshError:
       return dict(
