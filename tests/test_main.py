@@ -90,6 +90,7 @@ QUICK = [
     (["--config.camera.distance_range=(0.0, 1.0)"], "camera.distance_range=(0, 1): MIN must be positive"),
     (["--config.camera.look_at_std=-0.1"], "camera.look_at_std=-0.1 must be >= 0"),
     (["--config.camera.focal_range=(1.0,)"], "camera.focal_range=(1.0,) must be two numbers (MIN, MAX)"),
+    (["--config.export.mesh_threshold=0"], "export.mesh_threshold=0.0 asks for the field's own surface"),
   ],
 )
 def test_bad_config_gets_one_clear_error(tmp_path, args, expected):
