@@ -117,6 +117,29 @@ def test_default_config_runs_and_is_scored(tmp_path):
   assert seed["geo_r_precision"] in (0.0, 0.5, 1.0)
 
 
+def test_the_quality_config_is_the_default_at_64x64_and_runs(tmp_path):
+  """configs/shapes_hq.py: the default's surface and prior at the prior's own 64x64, its schedules spanning its
+  3,000 steps; three steps of it run and export a mesh."""
+  sys.path.insert(0, ROOT)
+  from configs import default, shapes_hq  # noqa: E402
+
+  hq, base = shapes_hq.get_config(), default.get_config()
+  assert hq.render.image_size == 64 and hq.field.density_activation == base.field.density_activation == "volsdf"
+  assert hq.guidance.t_anneal_steps == hq.sdf.beta_anneal_steps == hq.reg.orientation_anneal_steps == hq.num_steps
+  assert {**hq.sdf.to_dict(), "beta_anneal_steps": 1000} == base.sdf.to_dict()
+  assert hq.guidance.model == "shapes" and hq.camera.to_dict() == base.camera.to_dict()
+  workdir = str(tmp_path / "hq")
+  proc = run(
+    "-m",
+    "dreamfusion_jax.main",
+    f"--config={os.path.join(ROOT, 'configs', 'shapes_hq.py')}",
+    f"--workdir={workdir}",
+    *SHORT,
+  )
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  assert os.path.getsize(os.path.join(workdir, "seed_0", "mesh.ply")) > 0
+
+
 def test_sweep_trains_captions_as_seeds_of_one_run_and_writes_the_table(tmp_path):
   out = str(tmp_path / "sweep")
   proc = run(
