@@ -2,9 +2,8 @@
 
   python -m dreamfusion_jax.main --config=configs/shapes_hq.py --workdir=/tmp/hq --config.prompt="a blue chair"
 
-The default renders 32x32 so that it fits a laptop CPU; there a chair leg is one or two pixels wide
-(48x48 turned seed 0's 'a blue chair' from a pile into a chair on the CPU: BENCHMARKS.md, 'Surface
-quality'). This config renders at the prior's own 64x64 with twice the samples per ray and a finer hash
+The default renders 32x32 so that it fits a laptop CPU; there a chair leg is one or two pixels wide.
+This config renders at the prior's own 64x64 with twice the samples per ray and a finer hash
 grid, and runs 3,000 steps with every schedule stretched to match. Its sweep (22 captions x 2 seeds) has
 not been run yet, so its numbers and its time per object are not measured. Everything in it that does not
 depend on the prior (the surface, its regularisers and schedules) is what Stable Diffusion configs
