@@ -280,14 +280,9 @@ def surface_smoothness(scene: Scene, params: Any, key: jax.Array, config: ml_col
   sdf, grad = sdf_and_gradient(scene, params, x)
   p = jax.lax.stop_gradient(x - sdf[:, None] * grad / jnp.maximum(jnp.sum(grad * grad, -1, keepdims=True), 1e-12))
   q = p + config.sdf.smoothness_radius * jax.random.normal(k_offset, p.shape)
-  n_p = _unit(sdf_and_gradient(scene, params, p)[1])
-  n_q = _unit(sdf_and_gradient(scene, params, q)[1])
+  n_p = render.safe_normalize(sdf_and_gradient(scene, params, p)[1])
+  n_q = render.safe_normalize(sdf_and_gradient(scene, params, q)[1])
   return jnp.mean(jnp.sum((n_p - n_q) ** 2, axis=-1))
-
-
-def _unit(v: jnp.ndarray) -> jnp.ndarray:
-  """v / |v| along the last axis, 0 where |v| ~ 0 (finite gradients everywhere)."""
-  return v * jax.lax.rsqrt(jnp.maximum(jnp.sum(v * v, axis=-1, keepdims=True), 1e-20))
 
 
 def train_step(state: TrainState, text_emb: jnp.ndarray, prior_params: Any, *, config, scene, guidance, tx):

@@ -54,7 +54,7 @@ class RenderConfig:
   chunk_size: int = 16384
 
 
-def _safe_normalize(v, eps=1e-10):
+def safe_normalize(v, eps=1e-10):
   """v / ||v|| along the last axis; 0 where ||v|| ~ 0 (no NaN in the value or its gradient)."""
   return v * jax.lax.rsqrt(jnp.maximum(jnp.sum(v * v, axis=-1, keepdims=True), eps * eps))
 
@@ -184,7 +184,7 @@ def shade(albedo, normals, points, shading):
   if "albedo_grad" in shading:
     fixed = jax.lax.stop_gradient(albedo)
     albedo = fixed + shading["albedo_grad"] * (albedo - fixed)
-  light_dir = _safe_normalize(jnp.asarray(shading["light_pos"]) - points)
+  light_dir = safe_normalize(jnp.asarray(shading["light_pos"]) - points)
   lambert = jnp.maximum(jnp.sum(normals * light_dir, axis=-1, keepdims=True), 0.0)
   base = albedo + shading["textureless"] * (1.0 - albedo)
   return base * (shading["ambient"] + shading["diffuse"] * lambert)

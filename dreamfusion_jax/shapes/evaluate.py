@@ -553,12 +553,12 @@ class Scorer:
     # The truth with the world's own samples: the run's few samples per ray alias on a surface this sharp.
     self.render_truth = make_view_renderer(scene, config, size, field_of=true_field, rcfg=world.RENDER_CONFIG)
     self.mesh_settings = dict(bound=config.field.bound, resolution=config.export.mesh_resolution)
-    # The exported mesh's own values and level (views.surface_values), unless a --threshold overrides the level.
-    surface_fn, level = views.surface_values(scene, config)
-    self.surface_fn = jax.jit(surface_fn)
-    self.surface_level = level if threshold is None else threshold
-    if threshold is not None:
-      self.surface_fn = lambda p, x: self.field(p, x)[0]
+    # The exported mesh's own values and level (views.surface_values); a --threshold meshes the density at it.
+    if threshold is None:
+      surface_fn, self.surface_level = views.surface_values(scene, config)
+      self.surface_fn = jax.jit(surface_fn)
+    else:
+      self.surface_fn, self.surface_level = (lambda p, x: self.field(p, x)[0]), threshold
     self.threshold = views.mesh_level(config) if threshold is None else threshold
     self.extra_levels = tuple(extra_levels)
     self.settings = dict(
