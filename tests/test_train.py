@@ -438,3 +438,13 @@ def test_the_shipped_shapes_prior_reads_its_textureless_caption_rule(tmp_path):
   (old / "config.json").write_text(json.dumps(meta))
   config.guidance.path = str(old)
   assert train.build_prior(config).textureless_prompt("a red cube") == "a red cube"
+
+
+def test_text_embeddings_of_the_old_five_rows_are_refused():
+  """embed_prompts gives 9 rows; 5 (the rows before textureless captions) would let the step's index 5-8 clamp
+  silently onto the last view caption, so Trainer.text_embeddings refuses them."""
+  config = tiny_config()
+  trainer = train.Trainer(config, target_prior(config))
+  with pytest.raises(ValueError, match=r"embed_prompts gives \[9, L, D\]"):
+    trainer.text_embeddings(np.zeros((5, 2, 4), np.float32))
+  assert trainer.text_embeddings(np.zeros((9, 2, 4), np.float32)).shape == (1, 9, 2, 4)
