@@ -160,6 +160,12 @@ def get_config():
   c.sdf.smoothness = 0.0
   c.sdf.smoothness_radius = 0.02  # Std (world units) of the offset between the compared surface points.
 
+  # --- Coarse-to-fine hash levels (Neuralangelo, Li et al. 2023; train.level_weights): level l's features are
+  # weighted by clip(a - l, 0, 1), a rising linearly from `start_levels` to field.num_levels. ---
+  c.coarse_to_fine = ml_collections.ConfigDict()
+  c.coarse_to_fine.steps = 0  # Steps over which the fine levels come in; 0: every level from step 0.
+  c.coarse_to_fine.start_levels = 2  # Levels on at step 0 (the coarsest), 1 to field.num_levels.
+
   # --- Logging, checkpoints, validation, export. ---
   c.log_every = 50  # Steps between metric records (metrics.jsonl and TensorBoard).
   c.checkpoint_every = 1000  # Steps between checkpoints.

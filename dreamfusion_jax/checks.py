@@ -121,6 +121,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       "distance field has (field.density_activation='volsdf'). Give this density field a level > 0 to mesh, e.g. "
       "--config.export.mesh_threshold=10."
     )
+  c2f = config.coarse_to_fine
+  if c2f.steps > 0 and not 1 <= c2f.start_levels <= config.field.num_levels:
+    raise ConfigError(
+      f"coarse_to_fine.start_levels={c2f.start_levels} must be between 1 and field.num_levels="
+      f"{config.field.num_levels}: the hash levels that are on from step 0, e.g. --config.coarse_to_fine.start_levels=2."
+    )
   size = config.guidance.sd.image_size
   # What divides it depends on the checkpoint (64 for SD 1.x/2.x): stable_diffusion.build_prior checks that.
   if config.guidance.model == "stable_diffusion" and (not isinstance(size, int) or size <= 0):

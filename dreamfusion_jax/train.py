@@ -175,6 +175,7 @@ def loss_fn(
   guidance: guidance_lib.Guidance,
 ):
   """Total loss of one seed at one step and its metrics. text_emb: [9, L, D] (see embed_prompts)."""
+  params = coarse_to_fine(params, config, step)
   k_cam, k_shade, k_render, k_sds = jax.random.split(jax.random.fold_in(key, 1), 4)
   batch, size = config.batch_size, config.render.image_size
   cams = jax.vmap(lambda k: cameras.sample_camera(k, cameras.from_config(config.camera), size))(
@@ -240,6 +241,29 @@ def loss_fn(
       total = total + config.sdf.smoothness * metrics["smoothness"]
     metrics["loss"] = total
   return total, metrics
+
+
+def level_weights(config: ml_collections.ConfigDict, step: jnp.ndarray):
+  """Coarse-to-fine weights [L] of the hash levels at `step` (Neuralangelo): clip(a - l, 0, 1) for level l, a
+  rising linearly from coarse_to_fine.start_levels to field.num_levels over coarse_to_fine.steps; None when off."""
+  if config.coarse_to_fine.steps <= 0:
+    return None
+  num_levels, start = config.field.num_levels, config.coarse_to_fine.start_levels
+  a = start + (num_levels - start) * jnp.clip(step / config.coarse_to_fine.steps, 0.0, 1.0)
+  return jnp.clip(a - jnp.arange(num_levels), 0.0, 1.0)
+
+
+def coarse_to_fine(params: Any, config: ml_collections.ConfigDict, step: jnp.ndarray) -> Any:
+  """params with hash level l's table scaled by level_weights(config, step)[l]. Trilinear interpolation is linear
+  in the table, so this scales level l's features, for the render, the eikonal and the smoothness terms alike,
+  and a level at weight 0 gets no gradient (Adam then leaves it where it is) until it comes in."""
+  weights = level_weights(config, step)
+  if weights is None:
+    return params
+  nerf = params["nerf"]
+  tables = nerf["encoding"]["hash_tables"]
+  scaled = tables * weights.astype(tables.dtype)[:, None, None]
+  return {**params, "nerf": {**nerf, "encoding": {**nerf["encoding"], "hash_tables": scaled}}}
 
 
 def sdf_beta(config: ml_collections.ConfigDict, step: jnp.ndarray):

@@ -16,6 +16,7 @@ from conftest import ROOT, tiny_config
 from dreamfusion_jax import train
 from dreamfusion_jax.guidance import interface as guidance_lib
 from dreamfusion_jax.nerf import cameras, render, views
+from dreamfusion_jax.nerf.field import Scene
 
 
 class TargetDenoiser(nn.Module):
@@ -448,3 +449,44 @@ def test_text_embeddings_of_the_old_five_rows_are_refused():
   with pytest.raises(ValueError, match=r"embed_prompts gives \[9, L, D\]"):
     trainer.text_embeddings(np.zeros((5, 2, 4), np.float32))
   assert trainer.text_embeddings(np.zeros((9, 2, 4), np.float32)).shape == (1, 9, 2, 4)
+
+
+def test_coarse_to_fine_weights_rise_linearly_from_the_start_levels():
+  # a = start + (L - start) * step / steps, weight of level l = clip(a - l, 0, 1): by hand for L = 4, start 1.
+  config = tiny_config(**{"coarse_to_fine.steps": 100, "coarse_to_fine.start_levels": 1})
+  expected = {0: [1, 0, 0, 0], 50: [1, 1, 0.5, 0], 100: [1, 1, 1, 1], 400: [1, 1, 1, 1]}
+  for step, weights in expected.items():
+    np.testing.assert_allclose(np.asarray(train.level_weights(config, jnp.int32(step))), weights, atol=1e-6)
+  assert train.level_weights(tiny_config(), jnp.int32(0)) is None  # Off by default.
+  params = {"nerf": {"encoding": {"hash_tables": jnp.ones((4, 8, 2))}}}
+  assert train.coarse_to_fine(params, tiny_config(), jnp.int32(0)) is params
+
+
+def test_coarse_to_fine_scales_each_levels_features_and_freezes_the_levels_not_yet_in():
+  """The scaled tables give level l's features times its weight (the encoding is linear in the table), and a
+  train step at step 0 with only the coarsest level on changes that level's table and no other."""
+  config = tiny_config(
+    **{"coarse_to_fine.steps": 100, "coarse_to_fine.start_levels": 1, "shading.albedo_warmup_steps": 0}
+  )
+  scene = views.make_scene(config)
+  params = train.init_state(jnp.int32(0), scene, train.make_optimizer(config)).params
+  x = jax.random.uniform(jax.random.key(1), (64, 3), minval=-0.8, maxval=0.8)
+  step = jnp.int32(50)
+  weights = np.asarray(train.level_weights(config, step))
+  scaled = train.coarse_to_fine(params, config, step)
+  features = {}
+  for name, p in (("plain", params), ("scaled", scaled)):
+    _, state = scene.apply({"params": p}, x, method=Scene.field, capture_intermediates=True, mutable=["intermediates"])
+    features[name] = np.asarray(state["intermediates"]["nerf"]["encoding"]["__call__"][0])
+  per_level = lambda f: f.reshape(f.shape[0], config.field.num_levels, -1)  # noqa: E731
+  np.testing.assert_allclose(
+    per_level(features["scaled"]), per_level(features["plain"]) * weights[None, :, None], rtol=1e-5, atol=1e-7
+  )
+
+  trainer = train.Trainer(config, target_prior(config))
+  state = trainer.init()
+  before = np.asarray(jax.device_get(state.params)["nerf"]["encoding"]["hash_tables"])[0]
+  state, _ = trainer.step(state, trainer.text_embeddings(np.zeros((9, 2, 4), np.float32)))
+  after = np.asarray(jax.device_get(state.params)["nerf"]["encoding"]["hash_tables"])[0]
+  assert not np.array_equal(after[0], before[0])  # The coarsest level learns ...
+  np.testing.assert_array_equal(after[1:], before[1:])  # ... the others wait for their turn.
