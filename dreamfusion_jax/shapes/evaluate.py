@@ -405,8 +405,7 @@ def parse_run_caption(prompt: str) -> tuple[str, str]:
   except ValueError:
     raise UserError(
       f"The run's prompt {prompt!r} is not a caption of the Shapes world, so it has no ground truth to score "
-      f"against. The benchmark takes prompts 'a {{colour}} {{shape}}' with a colour in "
-      f"{', '.join(world.COLOUR_NAMES)} and a shape in {', '.join(world.SHAPES)}, e.g. 'a red cube'."
+      f"against. The benchmark takes prompts {world.grammar()}."
     ) from None
 
 
