@@ -9,6 +9,7 @@ configs use. Where a bound is not obvious, `why` says where it comes from.
 """
 
 import dataclasses
+import functools
 import inspect
 import math
 import re
@@ -257,6 +258,7 @@ def problem(value: Any, rule: Rule) -> Optional[str]:
   return None if ok else "holds a value out of range"
 
 
+@functools.lru_cache(maxsize=1)
 def field_comments() -> dict[str, str]:
   """{'field.num_levels': 'L in Instant-NGP: hash-grid levels.', ...}: base_config's comment on each field's line."""
   from dreamfusion_jax import base_config
