@@ -131,7 +131,9 @@ def _validate_relations(config: ml_collections.ConfigDict) -> None:
       f"guidance.t_max_final={g.t_max_final} must satisfy t_min < t_max_final <= t_max "
       f"({g.t_min} and {g.t_max}): t_max falls to it over guidance.t_anneal_steps steps."
     )
-  lo, hi = sds.timestep_range(g.t_min, min(g.t_max, g.t_max_final) if g.t_anneal_steps else g.t_max, g.num_train_timesteps)
+  lo, hi = sds.timestep_range(
+    g.t_min, min(g.t_max, g.t_max_final) if g.t_anneal_steps else g.t_max, g.num_train_timesteps
+  )
   if lo > hi:
     raise ConfigError(
       f"guidance.t_min={g.t_min} to t_max={g.t_max} holds no whole timestep of a schedule of "
@@ -152,6 +154,8 @@ def _validate_relations(config: ml_collections.ConfigDict) -> None:
       "distance field has (field.density_activation='volsdf'). Give this density field a level > 0 to mesh, e.g. "
       "--config.export.mesh_threshold=10."
     )
+
+
 def _validate_random_prior(config: ml_collections.ConfigDict) -> None:
   """guidance.unet and guidance.text of the random prior (model='random') must make one network."""
   u, t = config.guidance.unet, config.guidance.text

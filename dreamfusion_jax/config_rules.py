@@ -48,7 +48,9 @@ def Choice(*options, why=""):
 
 BOOL, STR = Rule("bool"), Rule("str")
 PROB = Float(0.0, 1.0)
-WEIGHT = Float(0.0, 1e9)  # A loss weight: 0 turns the term off; the SDS term is a sum over pixels, so weights are large.
+WEIGHT = Float(
+  0.0, 1e9
+)  # A loss weight: 0 turns the term off; the SDS term is a sum over pixels, so weights are large.
 STEPS = Int(0, 10**7)  # A step count of a schedule (0: the schedule is off).
 MAX_STEPS = 10**7
 
@@ -71,9 +73,7 @@ RULES: dict[str, Rule] = {
     "indices overflow",
   ),
   "field.base_resolution": Int(1, 16384),
-  "field.max_resolution": Int(
-    1, 16384, why="8 times the paper's 2048; finer, float32 positions can't resolve a cell"
-  ),
+  "field.max_resolution": Int(1, 16384, why="8 times the paper's 2048; finer, float32 positions can't resolve a cell"),
   "field.mlp_width": Int(1, 4096),
   "field.mlp_num_hidden": Int(0, 16),
   "field.density_activation": Choice("exp", "softplus", "volsdf"),
@@ -102,8 +102,9 @@ RULES: dict[str, Rule] = {
   "shading.diffuse": Float(0.0, 10.0),
   "guidance.model": Choice("random", "shapes", "stable_diffusion"),  # checks.py asserts it is registry.PRIORS.
   "guidance.scale": Float(
-    0.0, 1e4, why="w_cfg; 0 is the unconditional prior, the paper uses 100, and a negative weight pushes away "
-    "from the caption"
+    0.0,
+    1e4,
+    why="w_cfg; 0 is the unconditional prior, the paper uses 100, and a negative weight pushes away from the caption",
   ),
   "guidance.allow_unknown_words": BOOL,
   "guidance.textureless_prompt": BOOL,

@@ -62,12 +62,19 @@ def test_the_models_of_the_rules_are_the_registry_s():
   "key, value, says",
   [
     # Issue 18's list: each was a traceback (at start or after the last step) or accepted silently.
-    ("export.image_size", 0, "config.export.image_size (Turntable and contact-sheet render size) is 0, which is out "
-     "of range: it must be an integer in [8, 4096]. Fix it with e.g. --config.export.image_size=128."),
+    (
+      "export.image_size",
+      0,
+      "config.export.image_size (Turntable and contact-sheet render size) is 0, which is out "
+      "of range: it must be an integer in [8, 4096]. Fix it with e.g. --config.export.image_size=128.",
+    ),
     ("export.mesh_resolution", 0, "is 0, which is out of range: it must be an integer in [8, 1024]"),
     ("export.num_frames", 0, "is 0, which is out of range: it must be an integer in [1, 3600]"),
-    ("export.fps", 0, "export.fps (Turntable frame rate) is 0, which is out of range: it must be a finite number in "
-     "(0, 240]"),
+    (
+      "export.fps",
+      0,
+      "export.fps (Turntable frame rate) is 0, which is out of range: it must be a finite number in (0, 240]",
+    ),
     ("field.num_levels", 0, "field.num_levels (L in Instant-NGP: hash-grid levels) is 0"),
     ("field.max_resolution", 0, "must be an integer in [1, 16384]"),
     ("field.log2_hashmap_size", 0, "is 0, which is out of range: it must be an integer in [8, 26] (Instant-NGP"),
@@ -75,22 +82,39 @@ def test_the_models_of_the_rules_are_the_registry_s():
     ("guidance.num_train_timesteps", 0, "must be an integer in [2, 100000]"),
     ("optim.lr", -1.0, "optim.lr (Learning rate of the hash tables (threestudio: 1e-2)) is -1.0"),
     ("optim.net_lr", 0.0, "optim.net_lr (Learning rate of the MLPs and the background) is 0.0"),
-    ("guidance.scale", -100.0, "guidance.scale (Classifier-free guidance weight w_cfg) is -100.0, which is out of range"),
+    (
+      "guidance.scale",
+      -100.0,
+      "guidance.scale (Classifier-free guidance weight w_cfg) is -100.0, which is out of range",
+    ),
     ("guidance.scale", NAN, "is nan, which is not finite"),
     ("optim.b1", INF, "is inf, which is not finite"),
-    ("num_steps", 10**12, "num_steps (Optimisation steps per object (resuming with a larger value continues the "
-     "run)) is 1000000000000, which is out of range: it must be an integer in [1, 10000000]"),
+    (
+      "num_steps",
+      10**12,
+      "num_steps (Optimisation steps per object (resuming with a larger value continues the "
+      "run)) is 1000000000000, which is out of range: it must be an integer in [1, 10000000]",
+    ),
     ("num_steps", 2.5, "is 2.5, which is not an integer"),
     ("num_steps", True, "is True, which is not an integer"),
     ("progress_bar", 1, "is 1, which is not a boolean: it must be true or false"),
-    ("render.background", "black", "is 'black', which is not one of the choices: it must be one of 'learned', "
-     "'random'"),
-    ("camera.focal_range", (1.2, 0.8), "camera.focal_range (Focal length as a multiple of the image size) is "
-     "(1.2, 0.8), which has MIN > MAX"),
+    (
+      "render.background",
+      "black",
+      "is 'black', which is not one of the choices: it must be one of 'learned', 'random'",
+    ),
+    (
+      "camera.focal_range",
+      (1.2, 0.8),
+      "camera.focal_range (Focal length as a multiple of the image size) is (1.2, 0.8), which has MIN > MAX",
+    ),
     ("camera.distance_range", (1.0,), "is (1.0,), which is not two numbers"),
     ("camera.elevation_range", (-10.0, NAN), "which is out of range"),
-    ("guidance.model", "dalle", "guidance.model='dalle' is not a known model; choose one of random, shapes, "
-     "stable_diffusion"),
+    (
+      "guidance.model",
+      "dalle",
+      "guidance.model='dalle' is not a known model; choose one of random, shapes, stable_diffusion",
+    ),
     ("field", 3, "config.field=3 replaces a section of fields"),
   ],
 )
@@ -245,7 +269,9 @@ def test_a_missing_config_file_and_a_variant(tmp_path):
   with pytest.raises(UserError, match=r"'no_such\.py' does not exist \(looked in"):
     cli.check_config_file("no_such.py", "configs/default.py")
   path = tmp_path / "cfg.py"
-  path.write_text("import ml_collections\n\n\ndef get_config(size):\n  return ml_collections.ConfigDict(dict(s=size))\n")
+  path.write_text(
+    "import ml_collections\n\n\ndef get_config(size):\n  return ml_collections.ConfigDict(dict(s=size))\n"
+  )
   cli.check_config_file(f"{path}:big", "configs/default.py")  # The variant reaches get_config: no error.
   with pytest.raises(UserError, match=r"get_config\(\) raised TypeError"):
     cli.check_config_file(str(path), "configs/default.py")
@@ -291,6 +317,19 @@ def test_the_shapes_prior_refuses_captions_outside_its_world(caplog):
     checks.validate_config(shapes_config(prompt))
   assert checks.prior_prompt(shapes_config("An orange torus.")) == "a orange torus"
   assert checks.prior_prompt(tiny_config(prompt="An orange torus.")) == "An orange torus."  # Other priors: as given.
+
+
+def test_the_shapes_prior_reads_the_canonical_caption():
+  """'An orange torus.' trains as 'a orange torus', the words the prior saw (its textureless rows: 'a white torus')."""
+  from dreamfusion_jax import train
+  from dreamfusion_jax.guidance import interface, shapes_prior
+
+  seen = []
+  embed = lambda texts: seen.append(list(texts)) or np.zeros((len(texts), 2, 4), np.float32)
+  prior = interface.Prior(None, {}, embed, textureless_prompt=shapes_prior.textureless_prompt)
+  train.embed_prompts(prior, shapes_config("An orange torus."))
+  assert seen[-1][1:3] == ["a orange torus, front view", "a orange torus, side view"]
+  assert seen[-1][5] == "a white torus, front view"
 
 
 @pytest.mark.parametrize("model", ["random", "shapes"])

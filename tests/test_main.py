@@ -151,6 +151,12 @@ def test_workdir_of_an_incompatible_config_is_refused_untouched(tmp_path):
   assert "field.mlp_width" in second.stderr and "prompt" in second.stderr
   assert "Traceback" not in second.stderr
   assert tree_listing(workdir) == before
+  # An unknown model is named as such (with the known ones), not as a mismatch with the checkpoint.
+  third = run_main(f"--workdir={workdir}", *QUICK, "--config.guidance.model=dalle")
+  assert third.returncode == 2 and "Traceback" not in third.stderr
+  assert "guidance.model='dalle' is not a known model; choose one of random, shapes, stable_diffusion" in third.stderr
+  assert "different config" not in third.stderr
+  assert tree_listing(workdir) == before
 
 
 def test_resume_accepts_a_checkpoint_without_fields_added_later_at_their_default():
