@@ -100,7 +100,7 @@ RULES: dict[str, Rule] = {
   "shading.colour_from_shaded": BOOL,
   "shading.ambient": Float(0.0, 10.0),
   "shading.diffuse": Float(0.0, 10.0),
-  "guidance.model": Choice("random", "shapes", "stable_diffusion"),  # checks.py asserts it is registry.PRIORS.
+  "guidance.model": Choice("random", "shapes", "stable_diffusion"),  # registry.PRIORS (tests/test_checks.py).
   "guidance.scale": Float(
     0.0,
     1e4,
