@@ -31,7 +31,13 @@ setuptools.setup(
   ],
   extras_require={
     # PyTorch, diffusers and transformers' PyTorch models are the reference in parity tests only.
-    # ruff is the tree's one format (pyproject.toml), which CI checks.
-    "test": ["pytest>=8,<10", "torch>=2.4,<2.14", "diffusers>=0.30,<0.50", "ruff>=0.17,<0.18"],
+    # ruff is the tree's one format (pyproject.toml), which CI checks; hypothesis fuzzes the config checks.
+    "test": [
+      "pytest>=8,<10",
+      "torch>=2.4,<2.14",
+      "diffusers>=0.30,<0.50",
+      "ruff>=0.17,<0.18",
+      "hypothesis>=6.100,<7",
+    ],
   },
 )

@@ -77,6 +77,9 @@ def get_config():
   c.guidance = ml_collections.ConfigDict()
   c.guidance.model = "random"  # 'random' (a small random UNet, for tests), 'shapes', 'stable_diffusion'.
   c.guidance.scale = 100.0  # Classifier-free guidance weight w_cfg.
+  # With model='shapes', a caption outside the Shapes world's grammar ('a {colour} {shape}') is an error; true lets
+  # it train with a warning (an experiment: the prior reads only the words it knows).
+  c.guidance.allow_unknown_words = False
   # Textureless views (shading.textureless_prob) get the caption the prior was trained to see beside white
   # renders of the object (the Shapes prior: 'a white {shape}'; Stable Diffusion: the caption itself).
   c.guidance.textureless_prompt = True

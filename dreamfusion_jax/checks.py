@@ -9,9 +9,11 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from dreamfusion_jax import base_config
+from dreamfusion_jax import base_config, config_rules, sds
 from dreamfusion_jax.errors import ConfigError, WorkdirError
+from dreamfusion_jax.guidance import text as text_lib
 from dreamfusion_jax.nerf import cameras
+from dreamfusion_jax.shapes import world
 
 # Fields a resumed run may change: how long it runs and what it logs or writes, never what it computes.
 RESUMABLE_FIELDS = (
@@ -45,76 +47,107 @@ def config_to_dict(config: ml_collections.ConfigDict) -> dict:
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Raises ConfigError naming the first invalid field and its fix."""
+  """Raises ConfigError naming the first invalid field, its value, what is allowed and the fix.
+
+  Every field is checked against config_rules.RULES (type, range, finiteness), then the fields that must
+  agree with each other, then the caption against the prior that will read it.
+  """
+  flat = flatten(config.to_dict())
   known = flatten(config_to_dict(base_config.get_config()))
-  for key in flatten(config_to_dict(config)):
-    # guidance.unet / guidance.text hold free-form model configs.
-    if key not in known and not key.startswith(("guidance.unet.", "guidance.text.")):
+  free_form = ("guidance.unet.", "guidance.text.")  # The random prior's model configs, free-form.
+  sections = {k.rsplit(".", 1)[0] for k in known if "." in k}
+  for key in flat:
+    if key in sections or key in ("guidance.unet", "guidance.text"):
+      raise ConfigError(
+        f"config.{key}={_shown(flat[key])} replaces a section of fields; set the fields inside it, as "
+        f"dreamfusion_jax/base_config.py lists them (e.g. --config.{key}.FIELD=VALUE)."
+      )
+    if key not in known and not key.startswith(free_form):
       raise ConfigError(
         f"The config field '{key}' is not known. Check its spelling against "
         "dreamfusion_jax/base_config.py, which lists every field with a comment."
       )
-  if not isinstance(config.prompt, str) or not config.prompt.strip():
-    raise ConfigError('The prompt is empty. Give a caption, e.g. --config.prompt="a red cube".')
-  for name in ("num_steps", "num_seeds", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints"):
-    value = config[name]
-    if not isinstance(value, int) or value <= 0:
-      raise ConfigError(
-        f"config.{name} is {value!r} but must be a positive integer, "
-        f"e.g. --config.{name}={base_config.get_config()[name]}."
-      )
-  if config.val_every < 0:
-    raise ConfigError(f"config.val_every is {config.val_every}; use a positive step count, or 0 to disable validation.")
-  if not 0.0 <= config.guidance.t_min < config.guidance.t_max <= 1.0:
+  random_prior = flat.get("guidance.model") == "random"
+  missing = [k for k in known if k not in flat and (random_prior or not k.startswith(free_form))]
+  if missing:
     raise ConfigError(
-      f"guidance.t_min={config.guidance.t_min} and guidance.t_max={config.guidance.t_max} "
-      "must satisfy 0 <= t_min < t_max <= 1 (the paper: 0.02 and 0.98)."
+      f"The config lacks the field(s) {', '.join(missing[:5])}{' and more' if len(missing) > 5 else ''}. A config "
+      "file starts from dreamfusion_jax/base_config.py's get_config() and overrides fields (see configs/default.py)."
+    )
+  model = flat["guidance.model"]
+  if model not in config_rules.RULES["guidance.model"].choices:
+    raise ConfigError(
+      f"guidance.model={model!r} is not a known model; choose one of "
+      f"{', '.join(config_rules.RULES['guidance.model'].choices)} (e.g. --config.guidance.model=shapes)."
+    )
+  comments = config_rules.field_comments()
+  for key, rule in config_rules.RULES.items():
+    if key.startswith(free_form) and model != "random":
+      continue
+    why = config_rules.problem(flat[key], rule)
+    if why:
+      reason = f" ({rule.why})" if rule.why else ""
+      comment = f" ({comments[key].rstrip('.')})" if key in comments else ""
+      raise ConfigError(
+        f"config.{key}{comment} is {_shown(flat[key])}, which {why}: it must be {config_rules.expected(rule)}"
+        f"{reason}. Fix it with e.g. --config.{key}={config_rules.example(key, rule, known[key])}."
+      )
+  _validate_relations(config)
+  check_caption(config)
+
+
+def _shown(value) -> str:
+  return repr(tuple(value)) if isinstance(value, list) else repr(value)
+
+
+def _validate_relations(config: ml_collections.ConfigDict) -> None:
+  """The fields that must agree with each other (each one alone is in range)."""
+  if not config.prompt.strip():
+    raise ConfigError('The prompt is empty. Give a caption, e.g. --config.prompt="a red cube".')
+  if config.seed + config.num_seeds - 1 > config_rules.INT32_MAX:
+    raise ConfigError(
+      f"seed={config.seed} with num_seeds={config.num_seeds} reaches seed {config.seed + config.num_seeds - 1}, "
+      f"beyond int32 ({config_rules.INT32_MAX}); use a smaller --config.seed."
+    )
+  f = config.field
+  if f.base_resolution > f.max_resolution:
+    raise ConfigError(
+      f"field.base_resolution={f.base_resolution} exceeds field.max_resolution={f.max_resolution}: the hash grid's "
+      "levels run from the coarsest to the finest resolution. Raise max_resolution or lower base_resolution."
+    )
+  if f.num_levels * 2**f.log2_hashmap_size > config_rules.INT32_MAX:
+    raise ConfigError(
+      f"field.num_levels={f.num_levels} tables of 2^{f.log2_hashmap_size} rows have more rows than int32 indices "
+      "reach (2^31); lower field.log2_hashmap_size or field.num_levels."
     )
   g = config.guidance
-  if g.t_anneal_steps < 0:
-    raise ConfigError(f"guidance.t_anneal_steps={g.t_anneal_steps} must be >= 0 (0 turns the anneal of t_max off).")
+  if not g.t_min < g.t_max:
+    raise ConfigError(
+      f"guidance.t_min={g.t_min} and guidance.t_max={g.t_max} must satisfy 0 <= t_min < t_max <= 1 (the paper: "
+      "0.02 and 0.98)."
+    )
   if g.t_anneal_steps > 0 and not g.t_min < g.t_max_final <= g.t_max:
     raise ConfigError(
       f"guidance.t_max_final={g.t_max_final} must satisfy t_min < t_max_final <= t_max "
       f"({g.t_min} and {g.t_max}): t_max falls to it over guidance.t_anneal_steps steps."
     )
-  if not 0.0 <= config.guidance.preview_t < 1.0:
+  lo, hi = sds.timestep_range(
+    g.t_min, min(g.t_max, g.t_max_final) if g.t_anneal_steps else g.t_max, g.num_train_timesteps
+  )
+  if lo > hi:
     raise ConfigError(
-      f"guidance.preview_t={config.guidance.preview_t} must be in [0, 1): the diffusion time of "
+      f"guidance.t_min={g.t_min} to t_max={g.t_max} holds no whole timestep of a schedule of "
+      f"guidance.num_train_timesteps={g.num_train_timesteps}; widen the range or use more timesteps (1000)."
+    )
+  if g.preview_t >= 1.0:
+    raise ConfigError(
+      f"guidance.preview_t={g.preview_t} must be in [0, 1): the diffusion time of "
       "the validation's guidance preview as a fraction of the schedule (0 turns it off)."
     )
-  if config.render.image_size < 8 or config.render.num_coarse < 2 or config.render.num_fine < 1:
-    raise ConfigError(
-      "render.image_size must be at least 8, render.num_coarse at least 2 and render.num_fine at least 1."
-    )
-  cam = config.camera
-  for name in ("distance_range", "focal_range"):
-    value = cam[name]
-    if not isinstance(value, (tuple, list)) or len(value) != 2 or not all(isinstance(v, (int, float)) for v in value):
-      raise ConfigError(
-        f"camera.{name}={value!r} must be two numbers (MIN, MAX), e.g. "
-        f'--config.camera.{name}="{tuple(base_config.get_config().camera[name])}".'
-      )
-  wrong = cameras.problem(cameras.from_config(cam))
-  if wrong:
-    raise ConfigError(
-      f"camera.{wrong} (DreamFusion's cameras: distance_range (1.0, 1.5), focal_range (0.7, 1.35), "
-      "look_at_std 0.2, position_jitter 0.1)."
-    )
-  choices = {
-    "field.density_activation": ("exp", "softplus", "volsdf"),
-    "field.blob_type": ("gaussian", "magic3d"),
-    "guidance.weighting": ("sds", "uniform"),
-    "optim.name": ("adam", "adamw"),
-    "optim.schedule": ("constant", "warmup_cosine"),
-    "render.background": ("learned", "random"),
-    "guidance.sd.dtype": ("float32", "bfloat16"),
-    "guidance.sd.attention": ("xla", "cudnn"),
-  }
-  flat = flatten(config_to_dict(config))
-  for key, allowed in choices.items():
-    if flat[key] not in allowed:
-      raise ConfigError(f"config.{key}={flat[key]!r} is not one of {allowed}.")
+  if g.model == "random":
+    _validate_random_prior(config)
+  if g.beta_start > g.beta_end:
+    raise ConfigError(f"guidance.beta_start={g.beta_start} exceeds guidance.beta_end={g.beta_end}; betas rise.")
   if config.export.mesh_threshold <= 0 and config.field.density_activation != "volsdf":
     raise ConfigError(
       f"export.mesh_threshold={config.export.mesh_threshold} asks for the field's own surface, which only a signed "
@@ -127,13 +160,74 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       f"coarse_to_fine.start_levels={c2f.start_levels} must be between 1 and field.num_levels="
       f"{config.field.num_levels}: the hash levels that are on from step 0, e.g. --config.coarse_to_fine.start_levels=2."
     )
-  size = config.guidance.sd.image_size
-  # What divides it depends on the checkpoint (64 for SD 1.x/2.x): stable_diffusion.build_prior checks that.
-  if config.guidance.model == "stable_diffusion" and (not isinstance(size, int) or size <= 0):
+
+
+def _validate_random_prior(config: ml_collections.ConfigDict) -> None:
+  """guidance.unet and guidance.text of the random prior (model='random') must make one network."""
+  u, t = config.guidance.unet, config.guidance.text
+  levels = len(u.block_out_channels)
+  if not len(u.down_block_types) == len(u.up_block_types) == levels:
     raise ConfigError(
-      f"guidance.sd.image_size={size!r} must be a positive multiple of 64 (the VAE encodes 8x down "
-      "and the UNet halves the latents three more times), e.g. 512 as Stable Diffusion was trained."
+      f"guidance.unet has {levels} block_out_channels, {len(u.down_block_types)} down_block_types and "
+      f"{len(u.up_block_types)} up_block_types; give one of each per level."
     )
+  bad = [c for c in u.block_out_channels if c % u.norm_num_groups or c % u.attention_head_dim]
+  if bad:
+    raise ConfigError(
+      f"guidance.unet.block_out_channels={tuple(u.block_out_channels)} must be multiples of norm_num_groups="
+      f"{u.norm_num_groups} and attention_head_dim={u.attention_head_dim} (GroupNorm groups and attention heads "
+      "split the channels evenly)."
+    )
+  if u.cross_attention_dim != t.width or t.width % t.num_heads:
+    raise ConfigError(
+      f"guidance.unet.cross_attention_dim={u.cross_attention_dim} must equal guidance.text.width={t.width}, and "
+      f"the width must be a multiple of guidance.text.num_heads={t.num_heads}."
+    )
+  factor = 2 ** (levels - 1)
+  if config.render.image_size % factor:
+    raise ConfigError(
+      f"render.image_size={config.render.image_size} must be a multiple of {factor}: the random prior's UNet "
+      f"halves the renders {levels - 1} time(s) and doubles them back. E.g. --config.render.image_size="
+      f"{max(factor, config.render.image_size // factor * factor)}."
+    )
+
+
+def check_caption(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError for a caption the run's prior can't read (see the messages); warns where
+  guidance.allow_unknown_words lets an experiment through."""
+  prompt, model = config.prompt, config.guidance.model
+  if model in ("random", "shapes") and not text_lib.WordTokenizer.words(prompt):
+    raise ConfigError(
+      f"The caption {prompt!r} holds no word of letters or digits, which is all the {model} prior's tokenizer "
+      "reads: the run would train on the view suffix (', front view') alone. Write the caption in words, e.g. "
+      '--config.prompt="a red cube".'
+    )
+  if model != "shapes":
+    return
+  try:
+    world.parse_caption(prompt)
+  except ValueError:
+    message = (
+      f"The caption {prompt!r} is not of the Shapes world, the only one the Shapes prior (guidance.model=shapes) "
+      f"was trained on: it reads {world.grammar()}"
+    )
+    if not config.guidance.allow_unknown_words:
+      raise ConfigError(
+        f"{message}. Write such a caption, or pass --config.guidance.allow_unknown_words=true to train this one "
+        "anyway (an experiment: the prior ignores the words it does not know)."
+      ) from None
+    logging.warning("%s; training it anyway, as guidance.allow_unknown_words=true asks.", message)
+
+
+def prior_prompt(config: ml_collections.ConfigDict) -> str:
+  """The caption the prior reads: for the Shapes prior a world caption in its canonical form ('An orange torus.'
+  -> 'a orange torus', as the prior was trained), else the prompt as given."""
+  if config.guidance.model == "shapes":
+    try:
+      return world.caption(*world.parse_caption(config.prompt))
+    except ValueError:
+      pass
+  return config.prompt
 
 
 def check_workdir_writable(workdir: str) -> None:

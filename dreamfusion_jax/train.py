@@ -23,7 +23,7 @@ from absl import logging
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from dreamfusion_jax import checks, compilation_cache, files, outputs, sds
+from dreamfusion_jax import checks, compilation_cache, files, memory, outputs, sds
 from dreamfusion_jax import metrics as metrics_lib
 from dreamfusion_jax.checkpointing import Checkpoints
 from dreamfusion_jax.errors import ConfigError, DivergenceError
@@ -126,15 +126,37 @@ def build_prior(config: ml_collections.ConfigDict) -> guidance_lib.Prior:
 
 def embed_prompts(prior: guidance_lib.Prior, config: ml_collections.ConfigDict) -> np.ndarray:
   """Text embeddings [9, L, D]: index 0 is the empty caption, 1 + view_index the caption to use, and
-  5 + view_index the caption of a textureless view (prior.textureless_prompt with guidance.textureless_prompt)."""
+  5 + view_index the caption of a textureless view (prior.textureless_prompt with guidance.textureless_prompt).
+
+  The caption is the one the prior reads (checks.prior_prompt); a caption its tokenizer cuts is a warning."""
   n = len(text_lib.VIEW_SUFFIXES)
-  plain = prior.textureless_prompt(config.prompt) if config.guidance.textureless_prompt else config.prompt
+  prompt = checks.prior_prompt(config)
+  plain = prior.textureless_prompt(prompt) if config.guidance.textureless_prompt else prompt
   if config.camera.view_dependent_prompts:
-    texts = [text_lib.view_prompt(config.prompt, i) for i in range(n)]
+    texts = [text_lib.view_prompt(prompt, i) for i in range(n)]
     texts += [text_lib.view_prompt(plain, i) for i in range(n)]
   else:
-    texts = [config.prompt] * n + [plain] * n
+    texts = [prompt] * n + [plain] * n
+  warn_cut_captions(prior, texts)
   return prior.embed([""] + texts).astype(np.float32)
+
+
+def warn_cut_captions(prior: guidance_lib.Prior, texts: list[str]) -> None:
+  """One warning naming what the prior's tokenizer cuts off the first of texts it truncates (say, the view
+  suffix, which then never reaches the prior), and how many of texts are cut."""
+  cuts = [(text, prior.cut(text)) for text in dict.fromkeys(texts)]
+  cuts = [(text, cut) for text, cut in cuts if cut is not None]
+  if cuts:
+    text, (_, dropped) = cuts[0]
+    logging.warning(
+      "The caption '%s' was cut to %s tokens by the prior's tokenizer: dropped '%s' (%d of the run's %d captions "
+      "are cut, and what is cut never reaches the prior). Shorten the caption.",
+      text,
+      prior.max_tokens or "its maximum of",
+      dropped,
+      len(cuts),
+      len(dict.fromkeys(texts)),
+    )
 
 
 # ----------------------------------------------------------------------------- the pure step
@@ -482,6 +504,7 @@ class Run:
 def set_up(config: ml_collections.ConfigDict, workdir: str) -> Run:
   """The set-up phase: checks, the prior, the trainer, the initial (or restored) state, writers and renderers."""
   checks.validate_config(config)
+  memory.check(config)
   checks.check_workdir_writable(workdir)
   checks.check_video_encoder(config)
   config_dict = checks.config_to_dict(config)
@@ -491,7 +514,7 @@ def set_up(config: ml_collections.ConfigDict, workdir: str) -> Run:
   prior = build_prior(config)
   setup["prior"] = now() - setup["start"]
   checks.warn_camera_mismatch(prior.training_cameras, config.camera)
-  unknown = prior.unknown_words(config.prompt)
+  unknown = prior.unknown_words(checks.prior_prompt(config))
   if unknown:
     logging.warning("The prior does not know the word(s) %s; they are ignored.", unknown)
   trainer = Trainer(config, prior)

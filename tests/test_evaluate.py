@@ -342,6 +342,7 @@ def test_evaluate_run_writes_per_seed_and_mean_entries(tiny_run, tiny_judge, tmp
     saved = json.load(f)
   assert saved == json.loads(json.dumps(result))
   assert saved["caption"] == "a red cube" and saved["step"] == 2
+  assert saved["num_steps"] == 2 and saved["finished"] is True
   assert set(saved["per_seed"]) == {"seed_0", "seed_1"}
   for m in saved["per_seed"].values():
     assert 0.0 <= m["iou"] <= 1.0
@@ -401,3 +402,54 @@ def test_views_sheet_layout_and_its_inverse():
       np.testing.assert_allclose(got[name], want[name], atol=1 / 255 + 1e-6)
   with pytest.raises(ValueError, match="does not hold"):
     ev.split_judge_views_sheet(sheet, k + 1, s)
+
+
+def test_an_unfinished_run_is_scored_with_a_note_and_a_caption_in_any_case(tiny_run, tmp_path, monkeypatch, caplog):
+  """A checkpoint short of num_steps is scored, with a warning and 'finished': false; 'A red cube.' (as train
+  accepts it) is the world's 'a red cube'."""
+  import logging
+  import shutil
+
+  monkeypatch.setattr(judge_lib, "default_classifier_dir", lambda: str(tmp_path / "no_judge"))
+  workdir = str(tmp_path / "run")
+  shutil.copytree(tiny_run, workdir)
+  path = os.path.join(workdir, "config.json")
+  saved = json.load(open(path))
+  saved.update(num_steps=8, prompt="A red cube.")
+  files.write_json(path, saved)
+  with caplog.at_level(logging.WARNING):
+    result = ev.evaluate_run(workdir, resolution=24, num_views=1)
+  assert result["finished"] is False and result["step"] == 2 and result["num_steps"] == 8
+  assert result["caption"] == "a red cube"
+  assert "is unfinished: its latest checkpoint is at step 2 of num_steps=8" in caplog.text
+
+
+def test_a_broken_config_json_is_one_paragraph_naming_the_file_and_line(tmp_path):
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  (workdir / "config.json").write_text('{\n  "prompt": "a red cube",\n  "num_steps": \n}')
+  with pytest.raises(WorkdirError, match=r"config.json' is not valid JSON \(line 4, column 1"):
+    ev.evaluate_run(str(workdir))
+  (workdir / "config.json").write_text(json.dumps({"prompt": "a red cube", "num_steps": 0}))
+  with pytest.raises(WorkdirError, match=r"does not hold a valid config: config.num_steps .* is 0"):
+    ev.evaluate_run(str(workdir))
+  (workdir / "config.json").write_text("[1, 2]")
+  with pytest.raises(WorkdirError, match="holds list, not a config"):
+    ev.evaluate_run(str(workdir))
+
+
+@pytest.mark.parametrize(
+  "flag, says",
+  [
+    ("--resolution=0", "--resolution=0 must be in [32, 512]"),
+    ("--num_views=0", "--num_views=0 must be in [1, 360]"),
+    ("--threshold=nan", "--threshold=nan must be a finite density >= 0"),
+    ("--bound=0.1", "--bound=0.1 must be a number in [0.65, 10]"),
+  ],
+)
+def test_evaluate_flags_are_validated_before_anything_is_read(tmp_path, flag, says):
+  cmd = [sys.executable, "-m", "dreamfusion_jax.evaluate", f"--workdir={tmp_path / 'none'}", flag]
+  result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and says in errors[0], result.stderr[-2000:]

@@ -80,25 +80,41 @@ QUICK = [
   [
     (["--config.field.bogus=1"], "has no field 'bogus'"),
     (["--config.num_step=5"], "has no field 'num_step'"),
-    (["--config.num_steps=0"], "num_steps is 0 but must be a positive integer"),
-    (["--config.num_steps=-3"], "num_steps is -3"),
+    (["--config.num_steps=0"], "is 0, which is out of range: it must be an integer in [1, 10000000]"),
+    (["--config.num_steps=-3"], "is -3, which is out of range"),
     (["--config.prompt="], "The prompt is empty"),
     (["--config.prompt=   "], "The prompt is empty"),
     (["--config.guidance.t_min=0.99"], "t_min"),
     (["--config.guidance.t_anneal_steps=100", "--config.guidance.t_max_final=0.01"], "guidance.t_max_final=0.01"),
-    (["--config.camera.focal_range=(1.2, 0.8)"], "camera.focal_range=(1.2, 0.8): MIN must be positive and at most MAX"),
-    (["--config.camera.distance_range=(0.0, 1.0)"], "camera.distance_range=(0, 1): MIN must be positive"),
-    (["--config.camera.look_at_std=-0.1"], "camera.look_at_std=-0.1 must be >= 0"),
-    (["--config.camera.focal_range=(1.0,)"], "camera.focal_range=(1.0,) must be two numbers (MIN, MAX)"),
+    (["--config.camera.focal_range=(1.2, 0.8)"], "is (1.2, 0.8), which has MIN > MAX"),
+    (["--config.camera.distance_range=(0.0, 1.0)"], "is (0.0, 1.0), which is out of range: it must be two numbers"),
+    (["--config.camera.look_at_std=-0.1"], "camera.look_at_std (Std of the look-at point"),
+    (["--config.camera.focal_range=(1.0,)"], "is (1.0,), which is not two numbers"),
+    # Issue 18: tracebacks at the end of training or at the start, or accepted silently.
+    (["--config.export.image_size=0"], "config.export.image_size (Turntable and contact-sheet render size) is 0"),
+    (["--config.export.mesh_resolution=0"], "config.export.mesh_resolution (Marching-cubes grid resolution"),
+    (["--config.export.num_frames=0"], "config.export.num_frames (Turntable frames over 360 degrees) is 0"),
+    (["--config.field.num_levels=0"], "config.field.num_levels (L in Instant-NGP: hash-grid levels) is 0"),
+    (["--config.field.max_resolution=0"], "config.field.max_resolution (N_max in Instant-NGP"),
+    (["--config.guidance.num_train_timesteps=0"], "config.guidance.num_train_timesteps (Length of the DDPM"),
+    (["--config.optim.lr=-1"], "config.optim.lr (Learning rate of the hash tables (threestudio: 1e-2)) is -1.0"),
+    (["--config.guidance.scale=-100"], "config.guidance.scale (Classifier-free guidance weight w_cfg) is -100.0"),
+    (["--config.num_steps=1000000000000"], "is 1000000000000, which is out of range"),
+    (["--config.num_seeds=60000"], "This config's train step needs about"),
+    (["--config.render.image_size=4096"], "This config's train step needs about"),
+    (["--config.render.num_coarse=4096", "--config.num_seeds=64"], "This config's train step needs about"),
+    (["--config.prompt=🐱🚀"], "holds no word of letters or digits"),
+    (["--config.guidance.model=shapes", "--config.prompt=a crimson dodecahedron"], "is not of the Shapes world"),
     (["--config.export.mesh_threshold=0"], "export.mesh_threshold=0.0 asks for the field's own surface"),
   ],
 )
 def test_bad_config_gets_one_clear_error(tmp_path, args, expected):
   result = run_main(f"--workdir={tmp_path / 'w'}", *args)
   assert result.returncode == 2
-  assert expected in result.stderr
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and expected in errors[0], result.stderr[-3000:]
   assert "Traceback" not in result.stderr + result.stdout
-  assert not os.path.exists(tmp_path / "w" / "checkpoints")
+  assert not os.path.exists(tmp_path / "w")  # Refused before the workdir was even created.
 
 
 def test_a_missing_config_file_gets_one_clear_error(tmp_path):
@@ -111,7 +127,7 @@ def test_a_missing_config_file_gets_one_clear_error(tmp_path):
   ]
   result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert result.returncode == 2 and "Traceback" not in result.stderr + result.stdout
-  assert "The config file could not be loaded" in result.stderr and "no_such_file.py" in result.stderr
+  assert "error: The config file 'configs/no_such_file.py' does not exist" in result.stderr
   assert not os.path.exists(tmp_path / "w")
 
 
@@ -134,6 +150,12 @@ def test_workdir_of_an_incompatible_config_is_refused_untouched(tmp_path):
   assert "holds a checkpoint of a different config" in second.stderr
   assert "field.mlp_width" in second.stderr and "prompt" in second.stderr
   assert "Traceback" not in second.stderr
+  assert tree_listing(workdir) == before
+  # An unknown model is named as such (with the known ones), not as a mismatch with the checkpoint.
+  third = run_main(f"--workdir={workdir}", *QUICK, "--config.guidance.model=dalle")
+  assert third.returncode == 2 and "Traceback" not in third.stderr
+  assert "guidance.model='dalle' is not a known model; choose one of random, shapes, stable_diffusion" in third.stderr
+  assert "different config" not in third.stderr
   assert tree_listing(workdir) == before
 
 

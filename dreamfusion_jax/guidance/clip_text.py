@@ -24,7 +24,7 @@ encoder, PyTorch eval() semantics).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax
@@ -408,6 +408,17 @@ def load_tokenizer(folder: str) -> Any:
   from transformers import CLIPTokenizer  # local: optional dependency of the Stable Diffusion path only
 
   return CLIPTokenizer.from_pretrained(folder)
+
+
+def cut(tokenizer: Any, text: str, max_length: int | None = None) -> Optional[tuple[str, str]]:
+  """None if text fits max_length tokens (None: the tokenizer's model_max_length) with <|startoftext|> and
+  <|endoftext|>; else (the text kept, the text dropped), decoded from the tokens `tokenize` keeps and drops."""
+  max_length = max_length or tokenizer.model_max_length
+  ids = tokenizer(text, truncation=False).input_ids[1:-1]  # Without <|startoftext|> and <|endoftext|>.
+  room = max_length - 2
+  if len(ids) <= room:
+    return None
+  return tokenizer.decode(ids[:room]).strip(), tokenizer.decode(ids[room:]).strip()
 
 
 def tokenize(tokenizer: Any, texts: str | Sequence[str], max_length: int | None = None) -> np.ndarray:

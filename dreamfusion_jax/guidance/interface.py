@@ -94,6 +94,9 @@ class Prior:
   params: Any  # {'unet': ..., 'encoder': ...}, the frozen weights.
   embed: Callable[[list[str]], np.ndarray]  # captions -> [N, L, D] float32 embeddings.
   unknown_words: Callable[[str], list[str]] = lambda _: []  # Words the prior can't read.
+  # A caption -> None if the prior's tokenizer reads all of it, else (the part kept, the part cut off).
+  cut: Callable[[str], Optional[tuple[str, str]]] = lambda _: None
+  max_tokens: Optional[int] = None  # Tokens per caption of the prior's tokenizer (for the truncation warning).
   release: Callable[[], None] = lambda: None  # Frees the text encoder once a run's embeddings exist.
   # The camera distribution the prior was trained on (a camera config's fields as JSON; a missing key means
   # DreamFusion's value), or None when the prior is indifferent to it. `checks.camera_mismatch` compares it.

@@ -39,7 +39,8 @@ def random_prior(g: Any, *, prompt: str, image_size: int, previews: bool) -> Pri
   text_params = jax.jit(encoder.init)(k_text, jnp.zeros((1, g.text.max_length), jnp.int32))["params"]
   apply = jax.jit(lambda p, ids: encoder.apply({"params": p}, ids))
   guidance = Guidance(unet, alphas_cumprod(g.beta_schedule, g.beta_start, g.beta_end, g.num_train_timesteps))
-  return Prior(guidance, {"unet": unet_params}, lambda texts: np.asarray(apply(text_params, tok(texts))))
+  embed = lambda texts: np.asarray(apply(text_params, tok(texts)))
+  return Prior(guidance, {"unet": unet_params}, embed, cut=tok.cut, max_tokens=tok.max_length)
 
 
 def _shapes(g: Any, *, prompt: str, image_size: int, previews: bool) -> Prior:

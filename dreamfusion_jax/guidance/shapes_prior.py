@@ -221,6 +221,8 @@ def build_prior(g: Any) -> guidance.Prior:
     {"unet": params["unet"]},
     embed,
     tokenizer.unknown_words,
+    cut=tokenizer.cut,
+    max_tokens=tokenizer.max_length,
     training_cameras=prior_cfg.get("camera", {}),
     textureless_prompt=textureless_prompt if prior_cfg.get("textureless_caption") == "white" else lambda p: p,
   )

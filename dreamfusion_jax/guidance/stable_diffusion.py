@@ -356,4 +356,12 @@ def build_prior(g, *, previews: bool) -> guidance_lib.Prior:
     decoder_method="decode",
     prediction_type=model.prediction_type,
   )
-  return guidance_lib.Prior(guidance, params, embed, release=embed.release)
+  tokenizer = model.tokenizer
+  return guidance_lib.Prior(
+    guidance,
+    params,
+    embed,
+    cut=lambda text: clip_text.cut(tokenizer, text),
+    max_tokens=tokenizer.model_max_length,
+    release=embed.release,
+  )

@@ -5,7 +5,7 @@ vocabulary is a closed, small set of words (the smoke test's random prior, the e
 """
 
 import re
-from typing import Sequence
+from typing import Optional, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -36,6 +36,12 @@ class WordTokenizer:
 
   def unknown_words(self, text: str) -> list[str]:
     return [w for w in self.words(text) if w not in self.ids]
+
+  def cut(self, text: str) -> Optional[tuple[str, str]]:
+    """None if text fits max_length tokens; else (the words kept, the words dropped), as __call__ truncates."""
+    words = self.words(text)
+    room = self.max_length - 2  # <bos> and <eos>.
+    return None if len(words) <= room else (" ".join(words[:room]), " ".join(words[room:]))
 
   def __call__(self, texts: Sequence[str]) -> np.ndarray:
     """Returns int32 ids [len(texts), max_length]: <bos> words <eos> <pad>..., truncated to fit."""

@@ -49,7 +49,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from dreamfusion_jax import compilation_cache, export, files, logs
+from dreamfusion_jax import base_config, checks, compilation_cache, export, files, logs
 from dreamfusion_jax.checkpointing import Checkpoints
 from dreamfusion_jax.errors import UserError, WorkdirError
 from dreamfusion_jax.nerf import cameras, views
@@ -405,20 +405,49 @@ def parse_run_caption(prompt: str) -> tuple[str, str]:
   except ValueError:
     raise UserError(
       f"The run's prompt {prompt!r} is not a caption of the Shapes world, so it has no ground truth to score "
-      f"against. The benchmark takes prompts 'a {{colour}} {{shape}}' with a colour in "
-      f"{', '.join(world.COLOUR_NAMES)} and a shape in {', '.join(world.SHAPES)}, e.g. 'a red cube'."
+      f"against. The benchmark takes prompts {world.grammar()}."
     ) from None
 
 
 def read_run_config(workdir: str) -> ml_collections.ConfigDict:
+  """The run's config.json over base_config's defaults (a run saved before a field existed ran with its default),
+  validated as `main` validates it; WorkdirError naming the file and what is wrong."""
   path = os.path.join(workdir, "config.json")
   if not os.path.isfile(path):
     raise WorkdirError(
       f"'{workdir}' holds no config.json, so it is not a finished run. Pass the --workdir of "
       "a run made by python -m dreamfusion_jax.main."
     )
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+  try:
+    with open(path, encoding="utf-8") as f:
+      saved = json.load(f)
+  except (OSError, UnicodeDecodeError) as e:
+    raise WorkdirError(f"'{path}' can't be read ({e}).") from None
+  except json.JSONDecodeError as e:
+    raise WorkdirError(
+      f"'{path}' is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}). main writes it at the start of "
+      "every run: rerun python -m dreamfusion_jax.main with the run's config and --workdir (it resumes from the "
+      "checkpoint and rewrites the file), or repair it by hand."
+    ) from None
+  if not isinstance(saved, dict):
+    raise WorkdirError(f"'{path}' holds {type(saved).__name__}, not a config; rerun main in '{workdir}' to rewrite it.")
+  merged = checks.config_to_dict(base_config.get_config())
+  _update(merged, saved)
+  config = ml_collections.ConfigDict(merged)
+  try:
+    checks.validate_config(config)
+  except UserError as e:
+    raise WorkdirError(f"'{path}' does not hold a valid config: {e}") from None
+  return config
+
+
+def _update(base: dict, saved: dict) -> None:
+  """base updated in place with saved, section by section (a section saved partly keeps base's other fields)."""
+  for key, value in saved.items():
+    if isinstance(value, dict) and isinstance(base.get(key), dict):
+      _update(base[key], value)
+    else:
+      base[key] = value
 
 
 def restore_params(workdir: str, config: ml_collections.ConfigDict) -> tuple[int, list[Any]]:
@@ -657,16 +686,48 @@ def evaluate_run(workdir: str, classifier_dir: Optional[str] = None, **settings)
   """Scores every seed of the run in workdir and writes workdir/evaluation.json (atomically); returns it.
 
   settings: Scorer's keyword arguments (bound, resolution, threshold, num_rotations, num_views, elevation).
+  A run whose latest checkpoint is short of its num_steps is scored with a warning, and the result says so
+  ('finished': false, 'num_steps').
   """
   config = read_run_config(workdir)
   parse_run_caption(config.prompt)  # A prompt outside the world fails before anything is restored.
   step, per_seed_params = restore_params(workdir, config)
+  if step < config.num_steps:
+    logging.warning(
+      "The run in '%s' is unfinished: its latest checkpoint is at step %d of num_steps=%d, so these scores are of "
+      "an unfinished object. Run python -m dreamfusion_jax.main with its config and --workdir to finish it.",
+      workdir,
+      step,
+      config.num_steps,
+    )
   scorer = Scorer(config, classifier_dir, **settings)
   seeds = np.arange(config.num_seeds) + config.seed
   per_seed = {f"seed_{seed}": scorer.score(params, config.prompt) for seed, params in zip(seeds, per_seed_params)}
   result = scorer.result(config.prompt, step, per_seed)
+  result.update(num_steps=config.num_steps, finished=step >= config.num_steps)
   files.write_json(os.path.join(workdir, "evaluation.json"), result)
   return result
+
+
+def validate_flags(resolution: int, bound: float, num_views: int, threshold: Optional[float]) -> None:
+  """UserError (one paragraph) for a command-line setting evaluate can't score with."""
+  if not 32 <= resolution <= 512:
+    raise UserError(
+      f"--resolution={resolution} must be in [32, 512]: cells per axis of the IoU grid (coarser grids can't resolve "
+      f"the asymmetric shapes' fronts, finer ones need GBs per rotation). E.g. --resolution={RESOLUTION}."
+    )
+  if not (math.isfinite(bound) and world.WORLD_RADIUS <= bound <= 10.0):
+    raise UserError(
+      f"--bound={bound} must be a number in [{world.WORLD_RADIUS}, 10]: the half-size (world units) of the scored "
+      f"cube, which must hold every true shape (radius {world.WORLD_RADIUS}). E.g. --bound={EVAL_BOUND}."
+    )
+  if not 1 <= num_views <= 360:
+    raise UserError(f"--num_views={num_views} must be in [1, 360]: renders per seed. E.g. --num_views={NUM_VIEWS}.")
+  if threshold is not None and not (math.isfinite(threshold) and threshold >= 0):
+    raise UserError(
+      f"--threshold={threshold} must be a finite density >= 0 (occupied where the density exceeds it), or left "
+      "out for the run's own surface level."
+    )
 
 
 # ----------------------------------------------------------------------------- command line
@@ -693,15 +754,17 @@ def _main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   f = flags.FLAGS
-  compilation_cache.enable(f.compilation_cache)
   try:
+    validate_flags(f.resolution, f.bound, f.num_views, f.threshold)
+    compilation_cache.enable(f.compilation_cache)
     result = evaluate_run(
       f.workdir, f.classifier_dir, bound=f.bound, resolution=f.resolution, threshold=f.threshold, num_views=f.num_views
     )
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
-  print(json.dumps({"caption": result["caption"], "step": result["step"], "mean": result["mean"]}))
+  summary = {k: result[k] for k in ("caption", "step", "num_steps", "finished", "mean")}
+  print(json.dumps(summary))
 
 
 def run() -> None:

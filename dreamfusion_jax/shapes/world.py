@@ -104,11 +104,25 @@ def caption(colour: str, shape: str) -> str:
 
 
 def parse_caption(text: str) -> tuple[str, str]:
-  """(colour, shape) of 'a {colour} {shape}' with or without a ', {view} view' suffix."""
-  words = text.split(",")[0].strip().lower().split()
+  """(colour, shape) of 'a {colour} {shape}', with or without a ', {view} view' suffix; ValueError if it is not one.
+
+  The one parser of the world's captions (training, evaluation, the sweeps): case, 'an' for 'a', surrounding
+  spaces and a final period are forgiven, so 'An orange torus.' is ('orange', 'torus').
+  """
+  words = text.split(",")[0].strip().rstrip(".").strip().lower().split()
+  if len(words) == 3 and words[0] == "an":
+    words[0] = "a"
   if len(words) != 3 or words[0] != "a" or words[1] not in COLOURS or words[2] not in SHAPES:
     raise ValueError(f"Not a Shapes caption: {text!r}.")
   return words[1], words[2]
+
+
+def grammar() -> str:
+  """The captions of the world, in words, for error messages."""
+  return (
+    f"'a {{colour}} {{shape}}' with a colour in {', '.join(COLOUR_NAMES)} and a shape in {', '.join(SHAPES)}, "
+    "e.g. 'a red cube'"
+  )
 
 
 def vocabulary() -> tuple[str, ...]:

@@ -1,0 +1,79 @@
+"""The memory estimate of the train step against XLA's own accounting, and a refusal that comes before compiling."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT, set_fields, tiny_config
+
+from dreamfusion_jax import memory
+from dreamfusion_jax.errors import ConfigError
+
+
+def measured_bytes(config) -> int:
+  """XLA's memory_analysis of the compiled train step: temporaries, arguments and outputs (less what aliases)."""
+  from dreamfusion_jax import train
+
+  prior = train.build_prior(config)
+  trainer = train.Trainer(config, prior)
+  emb = trainer.text_embeddings(train.embed_prompts(prior, config))
+  m = trainer._step.lower(trainer.abstract_state(), emb, trainer.prior_params).compile().memory_analysis()
+  return m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes
+
+
+@pytest.mark.parametrize(
+  "overrides",
+  [
+    {},  # 16x16, 8 + 8 samples, 4 levels: the constants' smallest point.
+    {"render.image_size": 32, "render.num_coarse": 24, "field.num_levels": 8, "num_seeds": 2},  # Off the fit's points.
+  ],
+)
+def test_the_estimate_is_within_a_factor_of_xla_s_measure(overrides):
+  config = tiny_config(**overrides)
+  estimate, measured = memory.estimate(config).device, measured_bytes(config)
+  assert 0.67 <= estimate / measured <= 1.5, (estimate, measured)
+
+
+def test_the_estimate_grows_as_the_step_does():
+  base = memory.estimate(tiny_config()).activations
+  assert memory.estimate(tiny_config(**{"render.image_size": 32})).activations == pytest.approx(4 * base)
+  assert memory.estimate(tiny_config(**{"num_seeds": 3})).activations == pytest.approx(3 * base)
+  # Seeds spread over devices: each holds its share (train.seed_mesh: the most devices that divide them).
+  assert (
+    memory.seeds_per_device(8, 4) == 2 and memory.seeds_per_device(6, 4) == 2 and memory.seeds_per_device(5, 4) == 5
+  )
+  tables = memory.estimate(tiny_config()).tables
+  assert tables == 4 * 4 * 4 * 2**10 * 2  # 4 copies (params, grad, Adam's 2) x float32 x L x T x F.
+
+
+def test_a_config_beyond_the_device_is_refused_naming_both_sizes(monkeypatch):
+  monkeypatch.setattr(memory, "device_bytes", lambda: (1e9, "a test device"))
+  config = tiny_config(**{"render.image_size": 512, "render.num_coarse": 256})
+  with pytest.raises(ConfigError, match=r"needs about \d+\.\d GB per device .*the device, a test device, has 1\.0 GB"):
+    memory.check(config)
+  monkeypatch.setenv("DREAMFUSION_JAX_MEMORY_CHECK", "0")
+  memory.check(config)  # The way around an estimate that is wrong.
+  monkeypatch.delenv("DREAMFUSION_JAX_MEMORY_CHECK")
+  memory.check(tiny_config())  # 10 MB fit.
+  monkeypatch.setattr(memory, "host_available_bytes", lambda: 1e9)
+  with pytest.raises(ConfigError, match="export.mesh_resolution=1024 need about 42.9 GB of host memory"):
+    memory.check(set_fields(tiny_config(), {"export.enabled": True, "export.mesh_resolution": 1024}))
+
+
+def test_a_huge_config_is_refused_in_seconds_with_the_workdir_untouched(tmp_path):
+  cmd = [
+    sys.executable,
+    "-m",
+    "dreamfusion_jax.main",
+    f"--config={os.path.join(ROOT, 'configs', 'smoke.py')}",
+    f"--workdir={tmp_path / 'w'}",
+    "--config.num_seeds=20000",
+  ]
+  start = time.perf_counter()
+  result = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True, text=True)
+  assert time.perf_counter() - start < 60  # No compile (the step of 20,000 seeds would not even fit).
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  assert "error: This config's train step needs about 1" in result.stderr and "GB per device" in result.stderr
+  assert not (tmp_path / "w").exists()
