@@ -74,6 +74,8 @@ def get_config():
   # seeds shrank to nothing or grew to fill the view before shading began (BENCHMARKS.md, 'Surface quality').
   c.shading.albedo_warmup_steps = 0
   c.reg.orientation_anneal_steps = 1000  # Orientation-loss anneal.
+  # The preview's sample at the guidance the prior's model card samples with (4; 7.5 saturates this small prior).
+  c.guidance.preview_sample_scale = 4.0
   c.log_every = 50  # Metric records.
   c.checkpoint_every = 500  # Checkpoints.
   c.val_every = 500  # Validation renders.

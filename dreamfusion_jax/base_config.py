@@ -95,8 +95,11 @@ def get_config():
   c.guidance.beta_start = 0.00085  # First beta of the schedule.
   c.guidance.beta_end = 0.012  # Last beta of the schedule.
   # Validation also writes validation/step_N_guidance.png: per seed, the front view, it noised to this time
-  # (fraction of the schedule), and the prior's one-step denoised estimate (decoded by the VAE for SD). 0: off.
+  # (fraction of the schedule), the prior's one-step denoised estimate at guidance.scale (decoded by the VAE for
+  # SD), and the prior's own sample of the caption (below). 0: off.
   c.guidance.preview_t = 0.5
+  c.guidance.preview_sample_steps = 20  # DDIM steps of that sample; 0: no sample column.
+  c.guidance.preview_sample_scale = 7.5  # Its classifier-free guidance weight: moderate, so it looks like the caption.
   c.guidance.seed = 0  # Seed of the random prior's weights (model='random' only).
   c.guidance.path = ""  # Directory of a trained prior (model='shapes'); "" = the package's assets/shapes_prior/.
   # Stable Diffusion (model='stable_diffusion'): latent SDS through the VAE encoder.

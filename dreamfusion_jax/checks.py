@@ -144,6 +144,11 @@ def _validate_relations(config: ml_collections.ConfigDict) -> None:
       f"guidance.preview_t={g.preview_t} must be in [0, 1): the diffusion time of "
       "the validation's guidance preview as a fraction of the schedule (0 turns it off)."
     )
+  if g.preview_sample_steps > g.num_train_timesteps:
+    raise ConfigError(
+      f"guidance.preview_sample_steps={g.preview_sample_steps} exceeds guidance.num_train_timesteps="
+      f"{g.num_train_timesteps}: the preview's DDIM sample takes at most one step per timestep (20 is plenty)."
+    )
   if g.model == "random":
     _validate_random_prior(config)
   if g.beta_start > g.beta_end:

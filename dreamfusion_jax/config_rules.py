@@ -118,6 +118,8 @@ RULES: dict[str, Rule] = {
   "guidance.beta_start": Float(0.0, 1.0, lo_open=True),
   "guidance.beta_end": Float(0.0, 1.0, lo_open=True),
   "guidance.preview_t": PROB,
+  "guidance.preview_sample_steps": Int(0, 1000, why="DDIM steps, at most guidance.num_train_timesteps"),
+  "guidance.preview_sample_scale": Float(0.0, 1e4),
   "guidance.seed": Int(0, INT32_MAX),
   "guidance.path": STR,
   "guidance.sd.model": STR,

@@ -109,19 +109,27 @@ def compile_in_background(render_view, preview, params: Any, text_emb: np.ndarra
   return compilation_cache.in_background(compile_all, "compile_renderers")
 
 
+PREVIEW_TILE = 192  # Pixels per side of each tile of the guidance preview, at least.
+PREVIEW_HEADER = 40  # Pixels of the preview's label strip.
+
+
 def guidance_previewer(scene: Scene, config: ml_collections.ConfigDict, guidance):
-  """A jitted (params, text_emb [9,L,D], prior_params, key) -> [size, 3 * size, 3] preview of one seed.
+  """A jitted (params, text_emb [9,L,D], prior_params, key) -> [size, 4 * size, 3] preview of one seed (3 tiles
+  without the sample), size = render.image_size.
 
   Left to right: the front view as the prior sees it (albedo, at render.image_size, resized like a
-  training render), that view noised to time guidance.preview_t, and the prior's one-step denoised
-  estimate at that time with classifier-free guidance (sds.denoised), decoded to pixels.
+  training render), that view noised to time guidance.preview_t, the prior's one-step denoised
+  estimate at that time with classifier-free guidance (sds.denoised) at guidance.scale, decoded to pixels, and
+  the prior's own DDIM sample of the front view's caption (guidance.preview_sample_steps steps at the moderate
+  guidance.preview_sample_scale), which shows what the caption means to the prior.
   """
+  from dreamfusion_jax.guidance import shapes_prior  # The DDIM sampler (tested against diffusers').
+
   size = config.render.image_size
   rcfg = views.make_render_config(config)
   elevation, azimuth = VALIDATION_VIEWS[0]
-  t = min(
-    int(round(config.guidance.preview_t * config.guidance.num_train_timesteps)), config.guidance.num_train_timesteps - 1
-  )
+  g = config.guidance
+  t = min(int(round(g.preview_t * g.num_train_timesteps)), g.num_train_timesteps - 1)
 
   @functools.partial(jax.jit, compiler_options=compilation_cache.compiler_options(config))
   def preview(params, text_emb, prior_params, key):
@@ -138,26 +146,71 @@ def guidance_previewer(scene: Scene, config: ml_collections.ConfigDict, guidance
       size=size,
     )["albedo"]["rgb"][None]
     x0 = guidance.encode(prior_params, rgb)
-    x_t, x0_hat = sds.denoised(
-      key, guidance, prior_params, x0, text_emb[1 + view][None], text_emb[0][None], scale=config.guidance.scale, t=t
-    )
-    tiles = [
-      guidance.decode(prior_params, x0),
-      guidance.decode(prior_params, x_t),
-      guidance.decode(prior_params, x0_hat),
-    ]
+    cond, uncond = text_emb[1 + view][None], text_emb[0][None]
+    x_t, x0_hat = sds.denoised(key, guidance, prior_params, x0, cond, uncond, scale=g.scale, t=t)
+    tiles = [guidance.decode(prior_params, x) for x in (x0, x_t, x0_hat)]
+    if g.preview_sample_steps > 0:
+      latents = shapes_prior.sample(
+        jax.random.fold_in(key, 1),
+        guidance.predict_noise,
+        prior_params,
+        cond,
+        uncond,
+        guidance.alphas_cumprod,
+        num_steps=g.preview_sample_steps,
+        guidance_scale=g.preview_sample_scale,
+        clip_x0=guidance.encoder is None,  # Pixels lie in [-1, 1]; latents don't.
+        initial_noise=jax.random.normal(jax.random.fold_in(key, 2), x0.shape, jnp.float32),
+        raw=True,
+      )
+      tiles.append(guidance.decode(prior_params, latents))
     tiles = [jax.image.resize(x[0], (size, size, 3), "bilinear") for x in tiles]
     return jnp.concatenate(tiles, axis=1)
 
   return preview
 
 
+def preview_labels(config: ml_collections.ConfigDict) -> list[str]:
+  """The column labels of the guidance preview (guidance_previewer's tiles)."""
+  g = config.guidance
+  labels = ["render (front view)", f"noised, t = {g.preview_t:g}", f"1-step denoised, w = {g.scale:g}"]
+  if g.preview_sample_steps > 0:
+    labels.append(f"prior's sample, w = {g.preview_sample_scale:g}")
+  return labels
+
+
 def guidance_preview_sheet(
-  preview, params_per_seed: list[Any], text_emb: np.ndarray, prior_params: Any, step: int
+  preview, params_per_seed: list[Any], text_emb: np.ndarray, prior_params: Any, step: int, labels: list[str]
 ) -> np.ndarray:
-  """One row per seed (see guidance_previewer); text_emb [9,L,D], every seed's. uint8 [S * size, 3 * size, 3]."""
+  """One row per seed (see guidance_previewer), each tile scaled to at least PREVIEW_TILE pixels (nearest: the
+  renders' pixels stay visible), under a strip with the column labels and the step; text_emb [9,L,D], every
+  seed's. uint8 [PREVIEW_HEADER + S * tile, len(labels) * tile, 3]."""
   rows = [np.asarray(preview(p, text_emb, prior_params, jax.random.PRNGKey(step))) for p in params_per_seed]
-  return (np.clip(np.concatenate(rows, axis=0), 0, 1) * 255).round().astype(np.uint8)
+  sheet = (np.clip(np.concatenate(rows, axis=0), 0, 1) * 255).round().astype(np.uint8)
+  size = sheet.shape[0] // len(rows)
+  zoom = -(-PREVIEW_TILE // size)  # Ceiling division.
+  sheet = np.repeat(np.repeat(sheet, zoom, axis=0), zoom, axis=1)
+  tile = size * zoom
+  header = label_strip(sheet.shape[1], [(i * tile + 6, text) for i, text in enumerate(labels)], f"step {step}")
+  return np.concatenate([header, sheet], axis=0)
+
+
+def label_strip(width: int, labels: list[tuple[int, str]], note: str = "") -> np.ndarray:
+  """uint8 [PREVIEW_HEADER, width, 3]: white, with each (x, text) label written at x and `note` on a second
+  line (Pillow's own font)."""
+  from PIL import Image, ImageDraw, ImageFont
+
+  image = Image.new("RGB", (width, PREVIEW_HEADER), (255, 255, 255))
+  draw = ImageDraw.Draw(image)
+  try:
+    font = ImageFont.load_default(size=13)
+  except (TypeError, OSError):  # Pillow without FreeType: its small bitmap font.
+    font = ImageFont.load_default()
+  for x, text in labels:
+    draw.text((x, 3), text, fill=(0, 0, 0), font=font)
+  if note:
+    draw.text((6, 21), note, fill=(90, 90, 90), font=font)
+  return np.asarray(image, np.uint8)
 
 
 def write_validation(workdir: str, step: int, sheet: np.ndarray, kind: str = "") -> None:

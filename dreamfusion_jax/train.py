@@ -644,7 +644,9 @@ def validate(run: Run) -> None:
     outputs.write_validation(run.workdir, run.step, sheet)
     run.writer.image("validation", sheet, run.step)
     if run.preview is not None:
-      sheet = outputs.guidance_preview_sheet(run.preview, per_seed, run.captions, run.trainer.prior_params, run.step)
+      sheet = outputs.guidance_preview_sheet(
+        run.preview, per_seed, run.captions, run.trainer.prior_params, run.step, outputs.preview_labels(run.config)
+      )
       outputs.write_validation(run.workdir, run.step, sheet, "guidance")
       run.writer.image("guidance_preview", sheet, run.step)
   run.timing["validation"] += now() - t

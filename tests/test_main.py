@@ -48,8 +48,12 @@ def test_smoke_config_two_seeds_trains_exports_and_resumes(tmp_path):
   assert validation == ["step_000020.png", "step_000020_guidance.png", "step_000040.png", "step_000040_guidance.png"]
   import imageio.v3 as iio
 
+  from dreamfusion_jax import outputs
+
   preview = iio.imread(os.path.join(workdir, "validation", "step_000040_guidance.png"))
-  assert preview.shape == (2 * 32, 3 * 32, 3)  # One row per seed: render, noised, denoised at 32x32.
+  # One row per seed of 4 tiles (render, noised, denoised, the prior's sample), 32x32 each shown at 6x = 192 px,
+  # under the label strip.
+  assert preview.shape == (outputs.PREVIEW_HEADER + 2 * 192, 4 * 192, 3)
 
   import trimesh
 

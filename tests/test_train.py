@@ -151,7 +151,7 @@ def test_the_renderers_compiled_in_the_background_serve_validation_without_anoth
   outputs.compile_in_background(render_view, preview, per_seed[0], captions, trainer.prior_params, truth_view).result()
   assert render_view._cache_size() == 1 and preview._cache_size() == 1 and truth_view._cache_size() == 1
   outputs.validation_sheet(render_view, per_seed, truth_view)  # What validation and the export call.
-  outputs.guidance_preview_sheet(preview, per_seed, captions, trainer.prior_params, 7)
+  outputs.guidance_preview_sheet(preview, per_seed, captions, trainer.prior_params, 7, outputs.preview_labels(config))
   assert render_view._cache_size() == 1 and preview._cache_size() == 1  # The worker's programs were reused.
   assert truth_view._cache_size() == 1
 
@@ -490,3 +490,34 @@ def test_coarse_to_fine_scales_each_levels_features_and_freezes_the_levels_not_y
   after = np.asarray(jax.device_get(state.params)["nerf"]["encoding"]["hash_tables"])[0]
   assert not np.array_equal(after[0], before[0])  # The coarsest level learns ...
   np.testing.assert_array_equal(after[1:], before[1:])  # ... the others wait for their turn.
+
+
+def test_the_guidance_preview_shows_what_an_exact_denoiser_pulls_to_and_samples():
+  """With the exact denoiser of one image y (TargetDenoiser) the one-step estimate and the DDIM sample are y itself
+  whatever the render, the noise and the guidance weight: the last two tiles are y's colour. Tiles are at least
+  192 px, under a strip with one label per column."""
+  from dreamfusion_jax import outputs
+
+  rgb = (0.9, 0.2, 0.1)
+  config = tiny_config(**{"guidance.preview_sample_steps": 10, "guidance.preview_sample_scale": 3.0})
+  prior = target_prior(config, rgb)
+  trainer = train.Trainer(config, prior)
+  per_seed = train.host_params(trainer.init())
+  preview = outputs.guidance_previewer(trainer.scene, config, prior.guidance)
+  labels = outputs.preview_labels(config)
+  assert len(labels) == 4 and "w = 3" in labels[3]
+  sheet = outputs.guidance_preview_sheet(
+    preview, per_seed, np.zeros((9, 2, 4), np.float32), trainer.prior_params, 5, labels
+  )
+  size = config.render.image_size
+  tile = size * -(-outputs.PREVIEW_TILE // size)
+  assert sheet.shape == (outputs.PREVIEW_HEADER + tile, 4 * tile, 3) and tile >= 192
+  body = sheet[outputs.PREVIEW_HEADER :].astype(np.float64) / 255
+  for column in (2, 3):
+    np.testing.assert_allclose(
+      body[:, column * tile : (column + 1) * tile], np.broadcast_to(rgb, (tile, tile, 3)), atol=2 / 255
+    )
+  assert body[:, tile : 2 * tile].std() > 0.05  # The noised tile is noise, not y.
+  header = sheet[: outputs.PREVIEW_HEADER]
+  for column in range(4):  # Every column's label wrote dark pixels into the white strip.
+    assert header[:20, column * tile : (column + 1) * tile].min() < 100

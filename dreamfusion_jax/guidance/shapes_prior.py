@@ -264,6 +264,7 @@ def sample(
   channels: int = 3,
   clip_x0: bool = True,
   initial_noise: Optional[jnp.ndarray] = None,
+  raw: bool = False,
 ) -> jnp.ndarray:
   """Deterministic DDIM (eta = 0) with classifier-free guidance; jit-able (close over the ints).
 
@@ -273,7 +274,8 @@ def sample(
   [-1,1] if clip_x0; x <- sqrt(a_prev) x0 + sqrt(1-a_prev) eps_hat. This is diffusers'
   DDIMScheduler step (clip_sample=clip_x0, set_alpha_to_one=True, timestep_spacing='trailing').
   initial_noise: x_T [B,S,S,C]; None draws it from `key`.
-  Returns images [B,S,S,C] in [0,1] (the last x0, mapped from [-1,1], when num_steps divides T).
+  Returns images [B,S,S,C] in [0,1] (the last x0, mapped from [-1,1], when num_steps divides T); raw returns
+  the last x as it is (a latent model's latents, for its decoder).
   """
   abar = np.asarray(alphas_cumprod, np.float64)
   ts, prev = ddim_timesteps(len(abar), num_steps)
@@ -298,7 +300,7 @@ def sample(
     return jnp.sqrt(ap) * x0 + jnp.sqrt(1.0 - ap) * eps
 
   x = jax.lax.fori_loop(0, num_steps, step, x)
-  return jnp.clip((x + 1.0) / 2.0, 0.0, 1.0)
+  return x if raw else jnp.clip((x + 1.0) / 2.0, 0.0, 1.0)
 
 
 # ----------------------------------------------------------------------------- images
