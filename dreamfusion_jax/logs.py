@@ -6,10 +6,16 @@ from absl import logging
 
 
 class QuietOrbax:
-  """A log filter that keeps orbax's per-save INFO chatter out of a run's log (its warnings and errors still show)."""
+  """A log filter that keeps INFO chatter that reads as trouble but is not out of a run's log: orbax's per-save
+  lines, and JAX's probe of backends this machine lacks ("Unable to initialize backend 'tpu': ... libtpu.so" on
+  every CPU or GPU machine). Warnings and errors of both still show, and so does every other INFO line."""
 
   def filter(self, record):
-    return record.levelno >= std_logging.WARNING or "orbax" not in record.pathname
+    if record.levelno >= std_logging.WARNING:
+      return True
+    if "orbax" in record.pathname:
+      return False
+    return not (record.pathname.endswith("xla_bridge.py") and record.getMessage().startswith("Unable to initialize"))
 
 
 def quiet_orbax() -> None:

@@ -187,3 +187,26 @@ def test_missing_video_encoder_is_reported_before_training(tmp_path):
   assert "needs ffmpeg through imageio-ffmpeg" in result.stderr and "export.enabled=false" in result.stderr
   assert "Traceback" not in result.stderr + result.stdout
   assert not os.path.exists(tmp_path / "w" / "checkpoints")
+
+
+def test_the_backend_probe_is_not_in_the_log_but_warnings_are():
+  """JAX logs "Unable to initialize backend 'tpu'" at INFO on every machine without a TPU; logs.quiet_orbax's
+  filter keeps that line (and orbax's INFO chatter) out, and lets the same logger's warnings through."""
+  script = (
+    "import sys, logging as std\n"
+    "from absl import logging\n"
+    "from dreamfusion_jax import logs\n"
+    "logging.use_absl_handler(); logging.set_verbosity(logging.INFO)\n"
+    "if sys.argv[1] == 'quiet': logs.quiet_orbax()\n"
+    "import jax; jax.devices()\n"
+    "std.getLogger('jax._src.xla_bridge').warning('a real warning')\n"
+  )
+  env = {k: v for k, v in os.environ.items() if k != "JAX_PLATFORMS"}
+  out = {}
+  for mode in ("plain", "quiet"):
+    proc = subprocess.run([sys.executable, "-c", script, mode], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out[mode] = proc.stderr
+  if "Unable to initialize backend" not in out["plain"]:
+    pytest.skip("this machine's JAX probes no missing backend, so there is no line to filter")
+  assert "Unable to initialize backend" not in out["quiet"] and "a real warning" in out["quiet"]

@@ -631,12 +631,12 @@ class Scorer:
     )
     m.update(self.mesh_metrics(params, shape_index, m["best_angle_deg"]))
     logging.info(
-      "%s: IoU %.2f, normal error %.1f deg, fog %.2f, chamfer %s, colour error %.2f, R-Precision colour %s geo %s%s",
+      "%s: IoU %.2f, normal error %.1f deg, fog %.2f, chamfer %s, colour error %.2f, R-Precision colour %.2f geo %.2f%s",
       caption,
       m["iou"],
       m["normal_error_deg"],
       m["fog"],
-      m["chamfer"],
+      "-" if m["chamfer"] is None else f"{m['chamfer']:.4f}",
       m["color_error"],
       m["color_r_precision"],
       m["geo_r_precision"],
