@@ -210,3 +210,18 @@ def test_the_backend_probe_is_not_in_the_log_but_warnings_are():
   if "Unable to initialize backend" not in out["plain"]:
     pytest.skip("this machine's JAX probes no missing backend, so there is no line to filter")
   assert "Unable to initialize backend" not in out["quiet"] and "a real warning" in out["quiet"]
+
+
+def test_help_exits_0_with_the_main_job_the_flags_and_the_common_fields():
+  for flag in ("--help", "-h"):
+    proc = subprocess.run(
+      [sys.executable, "-m", "dreamfusion_jax.main", flag], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for text in (
+      "--config=configs/default.py --workdir=",
+      "--compilation_cache",
+      "--config.prompt:",
+      "--config.num_steps:",
+    ):
+      assert text in proc.stdout, (flag, text)
