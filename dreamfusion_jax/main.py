@@ -1,13 +1,17 @@
 """Command line: python -m dreamfusion_jax.main --config=configs/smoke.py --workdir=DIR [--config.FIELD=VALUE].
 
 Thin by design: the library (`dreamfusion_jax.train.train_and_evaluate`) is what tests and notebooks call.
+Exit status: 0 done; 2 a problem the message names (bad input, a locked or unusable workdir, a full disk,
+a divergence); EXIT_INTERRUPTED (75) stopped by SIGTERM or SIGINT at a checkpoint: rerunning resumes it.
 """
+
+import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
 from dreamfusion_jax import cli, compilation_cache, logs
-from dreamfusion_jax.errors import UserError
+from dreamfusion_jax.errors import EXIT_INTERRUPTED, Interrupted, UserError
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/smoke.py.", lock_config=True)
@@ -31,6 +35,9 @@ def main(argv):
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except UserError as e:
     cli.fail(str(e))
+  except Interrupted as e:
+    print(f"interrupted: {e}", file=sys.stderr)
+    sys.exit(EXIT_INTERRUPTED)
 
 
 def parse_flags(argv: list[str]) -> list[str]:

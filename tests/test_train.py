@@ -269,7 +269,7 @@ def test_nan_stops_the_run_with_a_message_and_keeps_the_last_good_checkpoint(tmp
   monkeypatch.setattr(train, "build_prior", lambda cfg: broken)
   with pytest.raises(DivergenceError, match=r"NaN or infinite by step 1 .*no checkpoint was written"):
     train.train_and_evaluate(config, str(tmp_path / "run"))
-  assert not os.listdir(tmp_path / "run" / "checkpoints")  # The NaN state was never saved.
+  assert not os.path.exists(tmp_path / "run" / "checkpoints")  # The NaN state was never saved.
 
 
 def test_colour_from_shaded_false_marks_exactly_the_shaded_views():
