@@ -6,10 +6,18 @@ from absl import logging
 
 
 class QuietOrbax:
-  """A log filter that keeps orbax's per-save INFO chatter out of a run's log (its warnings and errors still show)."""
+  """A log filter that keeps orbax's per-save INFO chatter out of a run's log, and its errors to one line each.
+
+  orbax logs a failed background save with its traceback from each thread it passes through; the run
+  confirms every save (checkpointing.Checkpoints.confirm) and reports a failure as one paragraph.
+  """
 
   def filter(self, record):
-    return record.levelno >= std_logging.WARNING or "orbax" not in record.pathname
+    if "orbax" not in record.pathname:
+      return True
+    if record.exc_info or record.exc_text:
+      record.exc_info, record.exc_text = None, None
+    return record.levelno >= std_logging.WARNING
 
 
 def quiet_orbax() -> None:

@@ -5,6 +5,7 @@ Shapes prior and the judge share these.
 import json
 import os
 import struct
+import time
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -82,7 +83,10 @@ class MetricsWriter:
         cut_logs(workdir, resume_step)
       SummaryWriter = import_summary_writer()  # Imported here: only the writing process needs it.
       self.path = os.path.join(workdir, "metrics.jsonl")
-      self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+      # The name's time has whole seconds: a suffix keeps a writer started within the second of the last
+      # (a quick resume) from overwriting its file.
+      suffix = f".{os.getpid()}.{time.time_ns() % 10**9:09d}"
+      self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"), filename_suffix=suffix)
 
   def write(self, step: int, metrics: dict[str, np.ndarray], extra: dict[str, float]) -> None:
     if not self.enabled:

@@ -452,7 +452,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         "command to write the exports."
       )
       export_run(run)
-    run.ckpts.close()
     return run.state
   except Exception as e:
     resume = guard.resume_step()
@@ -484,7 +483,13 @@ class Guard:
     return self.run.last_saved if self.run is not None else self.start
 
   def release(self) -> None:
+    """Gives back the handlers, closes the checkpoints (their background threads) and releases the lock."""
     self.stop.uninstall()
+    if self.run is not None:
+      try:
+        self.run.ckpts.close()
+      except Exception as e:  # The run's own error is what the user needs; this one only adds to it.
+        logging.warning("Closing the checkpoints failed too (%s).", checkpointing.one_line(e))
     if self.lock is not None:
       self.lock.release()
 

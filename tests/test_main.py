@@ -161,3 +161,49 @@ def test_missing_video_encoder_is_reported_before_training(tmp_path):
   assert "needs ffmpeg through imageio-ffmpeg" in result.stderr and "export.enabled=false" in result.stderr
   assert "Traceback" not in result.stderr + result.stdout
   assert not os.path.exists(tmp_path / "w" / "checkpoints")
+
+
+ENOSPC_AT_STEP_4 = """
+import errno, os, sys
+from orbax.checkpoint._src.handlers import json_checkpoint_handler as handler
+real = handler.JsonCheckpointHandler._save_fn
+async def failing(self, x, directory):
+  if "4" in [part.split(".")[0] for part in str(directory).split(os.sep)[-2:]]:
+    raise OSError(errno.ENOSPC, "No space left on device", str(directory))
+  return await real(self, x, directory)
+handler.JsonCheckpointHandler._save_fn = failing
+from dreamfusion_jax import main
+sys.argv = ["main"] + sys.argv[1:]
+main.run()
+"""
+
+
+def test_a_full_disk_is_one_paragraph_and_the_rerun_resumes(tmp_path):
+  """The asynchronous save of checkpoint 4 fails as on a full disk (a mocked ENOSPC: no tmpfs here)."""
+  workdir = str(tmp_path / "run")
+  args = [
+    f"--config={SMOKE}",
+    f"--workdir={workdir}",
+    *QUICK[1:],
+    "--config.num_steps=6",
+    "--config.checkpoint_every=2",
+  ]
+  args += ["--config.log_every=1", "--config.progress_bar=false"]
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  full = subprocess.run(
+    [sys.executable, "-c", ENOSPC_AT_STEP_4, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+  )
+  assert full.returncode == 2, full.stderr[-3000:]
+  assert "Traceback" not in full.stderr + full.stdout, full.stderr[-3000:]
+  errors = [line for line in full.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and f"The disk holding the work directory '{workdir}' is full" in errors[0]
+  assert "it resumes from step 2" in errors[0]
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    assert [json.loads(line)["step"] for line in f] == [1, 2, 3, 4]  # Stopped at the record after the save.
+
+  again = run_main(*args[1:])
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert "Resuming from the checkpoint at step 2" in again.stderr
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints")), key=int) == ["2", "4", "6"]
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    assert [json.loads(line)["step"] for line in f] == [1, 2, 3, 4, 5, 6]
