@@ -11,6 +11,7 @@ import time
 from typing import Any, Callable, Optional
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
@@ -40,7 +41,6 @@ class Checkpoints:
     self.directory = os.path.join(self.workdir, "checkpoints")
     self.writer = writer
     self.manager = self._manager(keep)
-    self.keep = keep
     self.pending: Optional[int] = None  # The step of the save in flight, until `confirm`.
 
   def _manager(self, keep: int) -> ocp.CheckpointManager:
@@ -63,10 +63,7 @@ class Checkpoints:
     return config
 
   def save(self, step: int, state: Any, config_dict: dict) -> None:
-    if not os.path.isdir(self.directory):  # The first save of a new run (the manager was made without it).
-      os.makedirs(self.directory, exist_ok=True)
-      self.manager.close()
-      self.manager = self._manager(self.keep)
+    os.makedirs(self.directory, exist_ok=True)  # The first save of a new run makes it (the manager does not).
     self.manager.save(
       step,
       args=ocp.args.Composite(state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config_dict)),
@@ -108,7 +105,7 @@ class Checkpoints:
   def restore_as_saved(self, step: int) -> Any:
     """The state at `step` (every seed's) on this process's first device, read with the checkpoint's own
     metadata: needs no model, and proves that the checkpoint reads."""
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     meta = self.manager.item_metadata(step).state
     if meta is None:
       raise ValueError("its state item has no metadata")
@@ -130,12 +127,16 @@ class Checkpoints:
       return None, None
     damaged = []
     for step in sorted(self.manager.all_steps(), reverse=True):
+      why = None
       try:
-        return step, read(step)
+        result = read(step)
       except WorkdirError:
         raise
       except Exception as e:  # Damage takes every form (tensorstore, orbax, json, KeyError, ...).
         why = one_line(e)
+      if not _damaged_anywhere(why is not None):
+        return step, result
+      why = why or "it did not restore on another process"
       where = self._move_aside(step) if self.writer else os.path.join(self.directory, str(step))
       logging.warning(
         "The checkpoint at step %d does not restore (%s); %s, and trying the one before it.",
@@ -153,15 +154,23 @@ class Checkpoints:
     return None, None
 
   def _move_aside(self, step: int) -> str:
-    """Moves checkpoints/STEP to checkpoints_damaged/STEP-TIME (never deleting it); returns where."""
+    """Moves checkpoints/STEP to checkpoints_damaged/STEP-TIME (never deleting it); returns where.
+
+    On a multi-host job the first process moves it and the others wait for that (they found the same damage).
+    """
     target_dir = os.path.join(self.workdir, DAMAGED)
-    os.makedirs(target_dir, exist_ok=True)
     target = os.path.join(target_dir, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
-    n = 1
-    while os.path.exists(target):
-      target = f"{target.rsplit('~', 1)[0]}~{n}"
-      n += 1
-    os.rename(os.path.join(self.directory, str(step)), target)
+    if jax.process_index() == 0:
+      os.makedirs(target_dir, exist_ok=True)
+      n = 1
+      while os.path.exists(target):
+        target = f"{target.rsplit('~', 1)[0]}~{n}"
+        n += 1
+      os.rename(os.path.join(self.directory, str(step)), target)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+
+      multihost_utils.sync_global_devices(f"checkpoint {step} moved aside")
     self.manager.reload()
     return target
 
@@ -176,3 +185,12 @@ def one_line(error: BaseException) -> str:
   """'Type: first line of the message', at most 200 characters."""
   text = str(error).strip().splitlines()
   return f"{type(error).__name__}: {text[0] if text else ''}"[:200]
+
+
+def _damaged_anywhere(damaged_here: bool) -> bool:
+  """Whether any process of the job found the checkpoint damaged (a single process: whether this one did)."""
+  if jax.process_count() == 1:
+    return damaged_here
+  from jax.experimental import multihost_utils
+
+  return bool(np.max(multihost_utils.process_allgather(np.int32(damaged_here))))

@@ -133,13 +133,15 @@ def is_disk_full(error: BaseException) -> bool:
   return False
 
 
-def disk_full_error(workdir: str, resume_step: Optional[int]) -> DiskFullError:
-  """The one paragraph a run that filled the disk ends with."""
-  resumes = (
-    f"it resumes from step {resume_step}, the last checkpoint written completely"
-    if resume_step is not None
-    else "no checkpoint was written yet, so it starts anew"
-  )
+def disk_full_error(workdir: str, resume_step: Optional[int], known: bool = True) -> DiskFullError:
+  """The one paragraph a run that filled the disk ends with. known: whether resume_step was found yet (a
+  full disk met before the checkpoints were read leaves it unknown)."""
+  if not known:
+    resumes = "it resumes from its latest checkpoint"
+  elif resume_step is not None:
+    resumes = f"it resumes from step {resume_step}, the last checkpoint written completely"
+  else:
+    resumes = "no checkpoint was written yet, so it starts anew"
   return DiskFullError(
     f"The disk holding the work directory '{os.path.abspath(workdir)}' is full (No space left on device), so "
     "the run stopped; what it had written is intact, and a checkpoint it was writing is left out. Free space "

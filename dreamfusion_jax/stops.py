@@ -36,6 +36,7 @@ class StopRequest:
     self.signal_name: Optional[str] = None
     self.at_once: Optional[Callable[[str], str]] = None
     self._previous: dict = {}
+    self._processes: Optional[int] = None  # jax.process_count(), asked once.
 
   def install(self) -> "StopRequest":
     """Installs the handlers (only the main thread can; elsewhere signals keep their handlers)."""
@@ -67,7 +68,9 @@ class StopRequest:
 
   def agreed(self, sync_point: bool) -> bool:
     """Whether the run stops after this step. Multi-host: decided only at sync points, by every host alike."""
-    if jax.process_count() == 1:
+    if self._processes is None:
+      self._processes = jax.process_count()
+    if self._processes == 1:
       return self.signal_name is not None
     if not sync_point:
       return False

@@ -415,6 +415,11 @@ class Trainer:
 
 
 def metrics_to_host(metrics: dict) -> dict:
+  """The step's metrics [S] on the host; in a multi-host job every process must call this (it gathers)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    metrics = multihost_utils.process_allgather(metrics, tiled=True)
   return {k: np.asarray(jax.device_get(v)) for k, v in metrics.items()}
 
 
@@ -456,7 +461,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   except Exception as e:
     resume = guard.resume_step()
     if files.is_disk_full(e):
-      raise files.disk_full_error(workdir, resume) from None
+      raise files.disk_full_error(workdir, resume, known=guard.searched) from None
     if isinstance(e, SaveFailed):
       raise WorkdirError(
         f"{e} ({checkpointing.one_line(e.__cause__) if e.__cause__ else 'orbax left it unfinished'}). The run "
@@ -475,7 +480,8 @@ class Guard:
 
   stop: stops.StopRequest
   lock: files.WorkdirLock | None = None
-  start: int | None = None  # The checkpoint step the run resumed from, once known.
+  start: int | None = None  # The checkpoint step the run resumed from, once searched.
+  searched: bool = False  # Whether the checkpoints were searched (start is known).
   run: Any = None  # The Run, once set up.
 
   def resume_step(self) -> int | None:
@@ -535,7 +541,7 @@ def set_up(config: ml_collections.ConfigDict, workdir: str, guard: Guard) -> Run
   config_dict = checks.config_to_dict(config)
   ckpts = Checkpoints(workdir, config.keep_checkpoints)
   start, saved = find_checkpoint(ckpts, config_dict, workdir)
-  guard.start = start
+  guard.start, guard.searched = start, True
   where = f"resume from step {start}" if start is not None else "start it"
   guard.stop.at_once = lambda name: (
     f"{name} during the set-up, before any step: nothing was lost; rerun the same command to {where}."

@@ -78,3 +78,22 @@ def test_is_disk_full_finds_enospc_in_a_chain_and_text_but_not_out_of_memory():
   assert files.is_disk_full(ValueError("RESOURCE_EXHAUSTED: Error writing local file: No space left on device"))
   assert not files.is_disk_full(ValueError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 9 GB"))
   assert not files.is_disk_full(OSError(errno.EACCES, "Permission denied"))
+
+
+def test_a_full_disk_met_before_the_checkpoints_are_read_names_no_wrong_step(tmp_path, monkeypatch):
+  """The writability probe is the first write of a run: a full disk there must not claim the run starts anew."""
+  import builtins
+
+  from conftest import tiny_config
+
+  from dreamfusion_jax import checks, train
+  from dreamfusion_jax.errors import DiskFullError
+
+  def full_open(path, *args, **kwargs):
+    if ".write_probe" in str(path):
+      raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    return builtins.open(path, *args, **kwargs)
+
+  monkeypatch.setattr(checks, "open", full_open, raising=False)  # checks.py's open only.
+  with pytest.raises(DiskFullError, match="is full .*it resumes from its latest checkpoint"):
+    train.train_and_evaluate(tiny_config(), str(tmp_path / "run"))

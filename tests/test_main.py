@@ -18,12 +18,13 @@ def run_main(*args, timeout=600):
 
 
 def tree_listing(path):
-  """{relative path: (size, mtime)} of every file below path."""
+  """{relative path: (size, mtime)} of every file below path, but the lock (each run writes its PID there)."""
   out = {}
   for dirpath, _, files in os.walk(path):
     for f in files:
       p = os.path.join(dirpath, f)
-      out[os.path.relpath(p, path)] = (os.path.getsize(p), os.path.getmtime(p))
+      if os.path.relpath(p, path) != ".lock":
+        out[os.path.relpath(p, path)] = (os.path.getsize(p), os.path.getmtime(p))
   return out
 
 

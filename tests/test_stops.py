@@ -159,3 +159,90 @@ def test_the_handlers_are_given_back_after_a_run(tmp_path):
   before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
   train.train_and_evaluate(tiny_config(num_steps=1), str(tmp_path / "run"))
   assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+TWO_HOSTS = textwrap.dedent(
+  """
+  import sys
+  import jax
+  process, port, workdir, num_steps = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=2, process_id=process)
+  sys.path.insert(0, "tests")
+  from conftest import tiny_config
+  from dreamfusion_jax import train
+  from dreamfusion_jax.errors import EXIT_INTERRUPTED, Interrupted
+  config = tiny_config(**{"num_seeds": 2, "num_steps": num_steps, "log_every": 5, "checkpoint_every": 1000})
+  try:
+    train.train_and_evaluate(config, workdir)
+  except Interrupted as e:
+    print(f"interrupted: {e}", flush=True)
+    sys.exit(EXIT_INTERRUPTED)
+  """
+)
+
+
+def _two_hosts(workdir, num_steps, logs):
+  """Starts processes 0 and 1 of a two-host job; their output goes to files in `logs` (pipes would fill with
+  one process's log while the other waits for it in a collective)."""
+  import socket
+
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    port = str(s.getsockname()[1])
+  procs = []
+  for i in range(2):
+    out = open(os.path.join(logs, f"process_{i}_{num_steps}.log"), "w")
+    procs.append(
+      subprocess.Popen(
+        [sys.executable, "-c", TWO_HOSTS, str(i), port, workdir, str(num_steps)],
+        cwd=ROOT,
+        env=env(),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        text=True,
+      )
+    )
+    procs[-1].log = out.name
+  return procs
+
+
+def _finish(procs):
+  """[(returncode, output)] of each process, once all have ended."""
+  for p in procs:
+    try:
+      p.wait(timeout=300)
+    except subprocess.TimeoutExpired:
+      for q in procs:
+        q.kill()
+      raise
+  return [(p.returncode, open(p.log).read()) for p in procs]
+
+
+def test_sigterm_to_one_host_of_two_stops_both_at_the_same_checkpoint_and_they_resume(tmp_path):
+  """Two CPU processes joined by jax.distributed (the multi-host path of Cloud TPU VM slices): a SIGTERM to
+  process 1 alone is agreed at the next log record; both save that step and exit 75; both resume from it."""
+  workdir = str(tmp_path / "run")
+  procs = _two_hosts(workdir, 100000, str(tmp_path))
+  deadline = time.time() + 300
+  while time.time() < deadline and all(p.poll() is None for p in procs):
+    if os.path.exists(os.path.join(workdir, "metrics.jsonl")) and len(logged_steps(workdir)) >= 2:
+      break
+    time.sleep(0.2)
+  assert all(p.poll() is None for p in procs), [out[-2000:] for _, out in _finish(procs)]
+  procs[1].send_signal(signal.SIGTERM)
+  ended = _finish(procs)
+  assert [rc for rc, _ in ended] == [EXIT_INTERRUPTED] * 2, [out[-2000:] for _, out in ended]
+  lines = [[line for line in out.splitlines() if line.startswith("interrupted:")] for _, out in ended]
+  assert [len(found) for found in lines] == [1, 1], lines
+  steps = {int(found[0].split("after step ")[1].split(":")[0]) for found in lines}
+  assert len(steps) == 1, lines
+  (step,) = steps
+  assert step % 5 == 0  # The log record where the hosts agreed.
+  assert os.listdir(os.path.join(workdir, "checkpoints")) == [str(step)]
+  assert logged_steps(workdir) == list(range(5, step + 1, 5))
+
+  ended = _finish(_two_hosts(workdir, step + 5, str(tmp_path)))
+  assert [rc for rc, _ in ended] == [0, 0], [out[-2000:] for _, out in ended]
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints")), key=int) == [str(step), str(step + 5)]
+  assert logged_steps(workdir) == list(range(5, step + 6, 5))
