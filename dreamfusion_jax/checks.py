@@ -28,6 +28,21 @@ RESUMABLE_FIELDS = (
   "gpu_deterministic",
 )
 
+# Fields a resumed run may change although they change what it computes from then on: the optimiser's step
+# sizes and clipping and the guidance scale, what a diverged run's advice (train.DIVERGENCE_ADVICE) asks to
+# lower. None of them changes the shapes of the train state. The change is logged (adjusted_fields).
+ADJUSTABLE_FIELDS = (
+  "optim.lr",
+  "optim.net_lr",
+  "optim.grad_clip",
+  "optim.b1",
+  "optim.b2",
+  "optim.eps",
+  "optim.warmup_steps",
+  "optim.final_lr_fraction",
+  "guidance.scale",
+)
+
 
 def flatten(d: dict, prefix: str = "") -> dict:
   """{'a': {'b': 1}} -> {'a.b': 1}; tuples and lists become lists (JSON round-trips them so)."""
@@ -286,13 +301,24 @@ def config_differences(saved: dict, current: dict) -> list[str]:
   defaults = flatten(config_to_dict(base_config.get_config()))
   diffs = []
   for key in sorted(set(a) | set(b)):
-    if key.split(".")[0] in RESUMABLE_FIELDS:
+    if key.split(".")[0] in RESUMABLE_FIELDS or key in ADJUSTABLE_FIELDS:
       continue
     if key not in a and key in defaults and b.get(key) == defaults[key]:
       continue
     if a.get(key, "<missing>") != b.get(key, "<missing>"):
       diffs.append(f"{key}: checkpoint has {a.get(key, '<missing>')!r}, now {b.get(key, '<missing>')!r}")
   return diffs
+
+
+def adjusted_fields(saved: dict, current: dict) -> list[str]:
+  """The ADJUSTABLE_FIELDS whose value differs between a checkpoint's config and the current one: 'key: a -> b'."""
+  a, b = flatten(saved), flatten(current)
+  defaults = flatten(config_to_dict(base_config.get_config()))
+  return [
+    f"{key}: {a.get(key, defaults[key])!r} -> {b[key]!r}"
+    for key in ADJUSTABLE_FIELDS
+    if key in b and a.get(key, defaults[key]) != b[key]
+  ]
 
 
 def check_resume_compatible(saved: dict, current: dict, workdir: str) -> None:
@@ -302,7 +328,8 @@ def check_resume_compatible(saved: dict, current: dict, workdir: str) -> None:
     raise WorkdirError(
       f"The work directory '{workdir}' holds a checkpoint of a different config ({shown}). Nothing was changed "
       "there. Use a new --workdir for the new config, or rerun with the checkpoint's values to resume it "
-      "(only num_steps, logging, checkpoint, validation and export fields may change on resume)."
+      "(only num_steps, logging, checkpoint, validation and export fields, the optimiser's step sizes and "
+      "clipping, and guidance.scale may change on resume)."
     )
 
 

@@ -8,6 +8,8 @@ The main job (the embedded Shapes prior, 'a red cube'; 4-9 minutes on a 2-core C
 A run in an existing --workdir resumes from its last checkpoint. Outputs: DIR/seed_K/ (turntable.mp4,
 mesh.glb, mesh.ply, views.png), DIR/validation/, DIR/metrics.jsonl (README.md, 'Outputs').
 Thin by design: the library (`dreamfusion_jax.train.train_and_evaluate`) is what tests and notebooks call.
+Exit status: 0 done; 2 a problem the message names (bad input, a locked or unusable workdir, a full disk,
+a divergence); EXIT_INTERRUPTED (75) stopped by SIGTERM or SIGINT at a checkpoint: rerunning resumes it.
 """
 
 import sys
@@ -16,7 +18,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from dreamfusion_jax import cli, compilation_cache, logs
-from dreamfusion_jax.errors import UserError
+from dreamfusion_jax.errors import EXIT_INTERRUPTED, Interrupted, UserError
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/default.py.", lock_config=True)
@@ -40,6 +42,9 @@ def main(argv):
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except UserError as e:
     cli.fail(str(e))
+  except Interrupted as e:
+    print(f"interrupted: {e}", file=sys.stderr)
+    sys.exit(EXIT_INTERRUPTED)
 
 
 # The fields most runs set, shown by --help with base_config's comment on each.

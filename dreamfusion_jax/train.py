@@ -23,10 +23,10 @@ from absl import logging
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from dreamfusion_jax import checks, compilation_cache, files, memory, outputs, sds
+from dreamfusion_jax import checkpointing, checks, compilation_cache, files, memory, outputs, sds, stops
 from dreamfusion_jax import metrics as metrics_lib
-from dreamfusion_jax.checkpointing import Checkpoints
-from dreamfusion_jax.errors import ConfigError, DivergenceError
+from dreamfusion_jax.checkpointing import Checkpoints, SaveFailed
+from dreamfusion_jax.errors import ConfigError, DivergenceError, Interrupted, WorkdirError
 from dreamfusion_jax.export import EmptyMeshError
 from dreamfusion_jax.guidance import interface as guidance_lib
 from dreamfusion_jax.guidance import registry
@@ -34,8 +34,13 @@ from dreamfusion_jax.guidance import text as text_lib
 from dreamfusion_jax.nerf import cameras, render, views
 from dreamfusion_jax.nerf.field import Scene
 
-# What a diverged run's message advises (metrics.check_finite).
-DIVERGENCE_ADVICE = "Lower optim.lr or guidance.scale, or enable optim.grad_clip, then run again."
+# What a diverged run's message advises (metrics.check_finite). These fields may change on resume
+# (checks.ADJUSTABLE_FIELDS), so the advice works in the same workdir.
+DIVERGENCE_ADVICE = (
+  "Rerun the same command with a lower --config.optim.lr and --config.optim.net_lr (e.g. half), a lower "
+  "--config.guidance.scale, or --config.optim.grad_clip=1.0 added: these may change on resume, and the run "
+  "continues from that checkpoint."
+)
 
 
 @flax.struct.dataclass
@@ -403,10 +408,26 @@ class Trainer:
     seeds = self.seeds if seeds is None else np.asarray(seeds, np.int32)
     return self._init(jax.device_put(seeds, self.seed_sharding))
 
-  def abstract_state(self) -> TrainState:
-    """Shapes, dtypes and shardings of the state, without computing it (for checkpoint restore)."""
-    shapes = jax.eval_shape(self._init, jax.ShapeDtypeStruct(self.seeds.shape, jnp.int32))
+  def abstract_state(self, tx: optax.GradientTransformation | None = None) -> TrainState:
+    """Shapes, dtypes and shardings of the state, without computing it (for checkpoint restore).
+
+    tx: the optimiser whose state it holds (default: this run's).
+    """
+    init = self._init
+    if tx is not None:
+      per_device = self.config.num_seeds // self.mesh.size
+      init = self._over_seeds(functools.partial(init_state, scene=self.scene, tx=tx), per_device, (P("seeds"),))
+    shapes = jax.eval_shape(init, jax.ShapeDtypeStruct(self.seeds.shape, jnp.int32))
     return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self.seed_sharding), shapes)
+
+  def adopt(self, state: TrainState) -> TrainState:
+    """A restored state with its optimiser state in this run's tree (a checkpoint written with another
+    optim.grad_clip: clipping adds a link without state to the chain; the Adam moments carry over)."""
+    want = self.abstract_state().opt_state
+    leaves, have = jax.tree.leaves(state.opt_state), jax.tree.leaves(want)
+    if [(x.shape, x.dtype) for x in leaves] != [(x.shape, x.dtype) for x in have]:
+      raise ValueError("the optimiser state's arrays differ from this run's optimiser")
+    return state.replace(opt_state=jax.tree.unflatten(jax.tree.structure(want), leaves))
 
   def text_embeddings(self, text_emb: np.ndarray) -> jax.Array:
     """[9, L, D] (one caption for all seeds) or [S, 9, L, D] (one per seed) -> [S, 9, L, D] sharded over seeds."""
@@ -440,6 +461,11 @@ class Trainer:
 
 
 def metrics_to_host(metrics: dict) -> dict:
+  """The step's metrics [S] on the host; in a multi-host job every process must call this (it gathers)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    metrics = multihost_utils.process_allgather(metrics, tiled=True)
   return {k: np.asarray(jax.device_get(v)) for k, v in metrics.items()}
 
 
@@ -455,23 +481,69 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
   Three phases: set up (checks everything a user can get wrong before compiling anything or writing
   into workdir, then builds the prior, the trainer and the initial state), run the steps with their
-  periodic actions (metrics, checkpoints, validation), and export.
+  periodic actions (metrics, checkpoints, validation), and export. The run holds workdir's lock
+  throughout. SIGTERM or SIGINT ends it at a checkpoint with errors.Interrupted (stops.StopRequest); a full
+  disk ends it with errors.DiskFullError, naming the step it resumes from.
   """
-  run = set_up(config, workdir)
+  guard = Guard(stops.StopRequest().install())
   try:
-    run_steps(run)
+    run = set_up(config, workdir, guard)
+    guard.run = run
+    try:
+      run_steps(run)
+    finally:
+      close_steps(run)
+    if run.step > run.start_step:
+      log_timing(run.timing, run.step - run.start_step, now() - run.timing["start"])
+    if run.start is not None and run.start >= config.num_steps:
+      logging.info("The checkpoint is already at step %d >= num_steps=%d; exporting it.", run.start, config.num_steps)
+    if config.export.enabled:
+      guard.stop.at_once = lambda name: (
+        f"{name} during the exports: training finished at step {run.step} and is checkpointed; rerun the same "
+        "command to write the exports."
+      )
+      export_run(run)
+    return run.state
+  except Exception as e:
+    resume = guard.resume_step()
+    if files.is_disk_full(e):
+      raise files.disk_full_error(workdir, resume, known=guard.searched) from None
+    if isinstance(e, SaveFailed):
+      raise WorkdirError(
+        f"{e} ({checkpointing.one_line(e.__cause__) if e.__cause__ else 'orbax left it unfinished'}). The run "
+        f"stopped; rerun the same command to resume from step {resume}, the last checkpoint written."
+        if resume is not None
+        else f"{e}. The run stopped; rerun the same command to start it again."
+      ) from None
+    raise
   finally:
-    run.bar.close()
-    run.ckpts.wait()
-    run.writer.close()
-  if run.step > run.start_step:
-    log_timing(run.timing, run.step - run.start_step, now() - run.timing["start"])
-  if run.start is not None and run.start >= config.num_steps:
-    logging.info("The checkpoint is already at step %d >= num_steps=%d; exporting it.", run.start, config.num_steps)
-  if config.export.enabled:
-    export_run(run)
-  run.ckpts.close()
-  return run.state
+    guard.release()
+
+
+@dataclasses.dataclass
+class Guard:
+  """What train_and_evaluate holds while it runs: the signal handlers, the workdir's lock, and the run."""
+
+  stop: stops.StopRequest
+  lock: files.WorkdirLock | None = None
+  start: int | None = None  # The checkpoint step the run resumed from, once searched.
+  searched: bool = False  # Whether the checkpoints were searched (start is known).
+  run: Any = None  # The Run, once set up.
+
+  def resume_step(self) -> int | None:
+    """The step a rerun resumes from: the last checkpoint confirmed written."""
+    return self.run.last_saved if self.run is not None else self.start
+
+  def release(self) -> None:
+    """Gives back the handlers, closes the checkpoints (their background threads) and releases the lock."""
+    self.stop.uninstall()
+    if self.run is not None:
+      try:
+        self.run.ckpts.close()
+      except Exception as e:  # The run's own error is what the user needs; this one only adds to it.
+        logging.warning("Closing the checkpoints failed too (%s).", checkpointing.one_line(e))
+    if self.lock is not None:
+      self.lock.release()
 
 
 @dataclasses.dataclass
@@ -494,22 +566,32 @@ class Run:
   truth_view: Any  # outputs.truth_renderer: the true object of a Shapes caption beside the result, or None.
   preview: Any  # outputs.guidance_previewer, or None.
   compiling: Any  # The renderers' background compile (a future), or None.
-  last_saved: int | None = None  # The step of the last checkpoint written.
+  stop: stops.StopRequest  # The signal handlers' flag.
+  last_saved: int | None = None  # The step of the last checkpoint confirmed written.
   bar: Any = None  # The progress bar.
   start_step: int = 0  # The step this process started training at.
   tick: tuple = (0.0, 0)  # (time, step) of the last metrics record, for steps_per_sec.
   timing: dict = dataclasses.field(default_factory=dict)
 
 
-def set_up(config: ml_collections.ConfigDict, workdir: str) -> Run:
-  """The set-up phase: checks, the prior, the trainer, the initial (or restored) state, writers and renderers."""
+def set_up(config: ml_collections.ConfigDict, workdir: str, guard: Guard) -> Run:
+  """The set-up phase: checks, the lock, the checkpoint to resume from, the prior, the trainer, the initial (or
+  restored) state, writers and renderers."""
+  guard.stop.at_once = lambda name: f"{name} during the set-up, before any step: nothing was lost."
   checks.validate_config(config)
   memory.check(config)
   checks.check_workdir_writable(workdir)
+  lead = jax.process_index() == 0
+  guard.lock = lock_workdir(workdir, lead)
   checks.check_video_encoder(config)
   config_dict = checks.config_to_dict(config)
   ckpts = Checkpoints(workdir, config.keep_checkpoints)
-  start = ckpts.check_compatible(config_dict, workdir)
+  start, saved = find_checkpoint(ckpts, config_dict, workdir)
+  guard.start, guard.searched = start, True
+  where = f"resume from step {start}" if start is not None else "start it"
+  guard.stop.at_once = lambda name: (
+    f"{name} during the set-up, before any step: nothing was lost; rerun the same command to {where}."
+  )
   setup = {"start": now()}
   prior = build_prior(config)
   setup["prior"] = now() - setup["start"]
@@ -518,7 +600,6 @@ def set_up(config: ml_collections.ConfigDict, workdir: str) -> Run:
   if unknown:
     logging.warning("The prior does not know the word(s) %s; they are ignored.", unknown)
   trainer = Trainer(config, prior)
-  lead = jax.process_index() == 0
   logging.info(
     "Seeds %s on %d device(s) (%s).", trainer.seeds.tolist(), trainer.mesh.size, jax.devices()[0].device_kind
   )
@@ -530,7 +611,7 @@ def set_up(config: ml_collections.ConfigDict, workdir: str) -> Run:
   if start is None or start < config.num_steps:
     trainer.compile_step_in_background(text_emb)  # The rest of the set-up runs beside this compile.
   t = now()
-  state = initial_state(trainer, ckpts, start, workdir)
+  state = initial_state(trainer, ckpts, start, saved, config_dict, workdir)
   setup["initial state"] = now() - t
   if lead:
     files.write_json(os.path.join(workdir, "config.json"), config_dict)
@@ -556,11 +637,12 @@ def set_up(config: ml_collections.ConfigDict, workdir: str) -> Run:
     state,
     int(jax.device_get(state.step[0])),
     lead,
-    metrics_lib.MetricsWriter(workdir, trainer.seeds, enabled=lead),
+    metrics_lib.MetricsWriter(workdir, trainer.seeds, enabled=lead, resume_step=start or 0),
     render_view,
     truth_view,
     preview,
     compiling,
+    guard.stop,
     last_saved=start,
   )
   logging.info(
@@ -571,18 +653,63 @@ def set_up(config: ml_collections.ConfigDict, workdir: str) -> Run:
   return run
 
 
-def initial_state(trainer: Trainer, ckpts: Checkpoints, start: int | None, workdir: str) -> TrainState:
-  """A new run's initial state, or the state of the checkpoint at step `start`."""
+def lock_workdir(workdir: str, lead: bool) -> files.WorkdirLock | None:
+  """The lead process takes workdir's lock (files.WorkdirLock); on a multi-host job every process learns
+  whether it could, so that all of them stop when it could not."""
+  lock, error = None, None
+  if lead:
+    lock = files.WorkdirLock(workdir)
+    try:
+      lock.acquire()
+    except WorkdirError as e:
+      lock, error = None, e
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    if not int(multihost_utils.broadcast_one_to_all(np.int32(error is None))):
+      raise error or WorkdirError(f"The work directory '{workdir}' is in use by another run (see process 0's error).")
+  if error is not None:
+    raise error
+  return lock
+
+
+def find_checkpoint(ckpts: Checkpoints, config_dict: dict, workdir: str) -> tuple[int | None, dict | None]:
+  """(step, its saved config) of the newest checkpoint that reads (Checkpoints.restore_latest moves damaged ones
+  aside); (None, None) for a new run. WorkdirError if that checkpoint is of an incompatible config: reported
+  only once the checkpoint has read, so damage is never mistaken for a config change. Needs no model."""
+
+  def read(step):
+    saved = ckpts.saved_config(step)
+    ckpts.restore_as_saved(step)  # Every array reads.
+    checks.check_resume_compatible(saved, config_dict, workdir)
+    return saved
+
+  return ckpts.restore_latest(read)
+
+
+def initial_state(
+  trainer: Trainer, ckpts: Checkpoints, start: int | None, saved: dict | None, config_dict: dict, workdir: str
+) -> TrainState:
+  """A new run's initial state, or the state of the checkpoint at step `start` (whose config is `saved`)."""
   if start is None:
     logging.info("Starting a new run in %s.", workdir)
     return trainer.init()
-  state = ckpts.restore(start, trainer.abstract_state())
+  tx = None
+  if saved.get("optim") != config_dict["optim"]:  # Written with other optimiser settings: its tree.
+    tx = make_optimizer(ml_collections.ConfigDict({**config_dict, "optim": {**config_dict["optim"], **saved["optim"]}}))
+  try:
+    state = trainer.adopt(ckpts.restore_raw(start, trainer.abstract_state(tx)))
+  except (ValueError, KeyError, TypeError) as e:  # It reads (find_checkpoint), so it is of another model.
+    raise ckpts.does_not_fit(start, e) from None
+  for change in checks.adjusted_fields(saved, config_dict):
+    logging.warning("Resuming with %s (a field that may change on resume; from step %d on).", change, start)
   logging.info("Resuming from the checkpoint at step %d in %s.", start, ckpts.directory)
   return state
 
 
 def run_steps(run: Run) -> None:
-  """The steps phase: train up to num_steps; log, checkpoint and validate on their schedules."""
+  """The steps phase: train up to num_steps; log, checkpoint and validate on their schedules; stop at a
+  checkpoint on SIGTERM or SIGINT."""
   config = run.config
   run.bar = tqdm.tqdm(
     total=config.num_steps,
@@ -601,18 +728,45 @@ def run_steps(run: Run) -> None:
     if run.step == run.start_step + 1:  # One sync, so that the log can tell compiling from training.
       jax.block_until_ready(run.state)
       run.timing["first_step"] = now() - run.timing["start"]
+      run.stop.at_once = None  # From now on a signal has a step to save: it is polled below.
     last = run.step == config.num_steps
-    if run.step % config.log_every == 0 or last:
+    logged = run.step % config.log_every == 0 or last
+    if logged:
       record_metrics(run, metrics)
-    if run.step % config.checkpoint_every == 0 or last:
+    stopping = run.stop.agreed(sync_point=logged)
+    if run.step % config.checkpoint_every == 0 or last or stopping:
       save_checkpoint(run)
+    if stopping:
+      confirm_save(run)
+      raise Interrupted(
+        f"{run.stop.signal_name} after step {run.step}: the checkpoint of step {run.step} is written; rerun the "
+        f"same command to resume from step {run.step}."
+      )
     if config.val_every and (run.step % config.val_every == 0 or last):
       validate(run)
+  confirm_save(run)
+
+
+def close_steps(run: Run) -> None:
+  """After the steps phase, however it ended: the progress bar, the checkpoint in flight, the metrics writer.
+
+  On an error the save in flight is still waited for (it may be good), but its own failure is only logged.
+  """
+  run.bar.close()
+  try:
+    confirm_save(run)
+  except Exception as e:
+    logging.warning("The checkpoint in flight was not written either (%s).", checkpointing.one_line(e))
+  try:
+    run.writer.close()
+  except OSError as e:
+    logging.warning("The TensorBoard writer did not close (%s).", checkpointing.one_line(e))
 
 
 def record_metrics(run: Run, metrics: dict) -> None:
-  """Fetches the step's metrics (waiting for the device), stops on NaN, writes a record."""
+  """Fetches the step's metrics (waiting for the device), confirms the last save, stops on NaN, writes a record."""
   host = metrics_to_host(metrics)
+  confirm_save(run)  # A failed save is reported within log_every steps.
   metrics_lib.check_finite(host, run.step, run.last_saved, DIVERGENCE_ADVICE, seeds=run.trainer.seeds)
   rate = (run.step - run.tick[1]) / max(now() - run.tick[0], 1e-9)
   run.tick = (now(), run.step)
@@ -620,18 +774,28 @@ def record_metrics(run: Run, metrics: dict) -> None:
   run.bar.set_postfix(loss=f"{float(host['loss'].mean()):.3g}", refresh=False)
 
 
+def confirm_save(run: Run) -> None:
+  """Waits for the asynchronous save in flight (if any); Checkpoints.SaveFailed if it failed."""
+  step = run.ckpts.confirm()
+  if step is not None:
+    run.last_saved = step
+
+
 def save_checkpoint(run: Run) -> None:
   """Saves the state (asynchronously), unless it is broken."""
+  confirm_save(run)
   if not bool(jax.device_get(params_finite(run.state.params))):  # Never checkpoint a broken state.
-    saved = f"the last checkpoint (step {run.last_saved}) is intact" if run.last_saved else "nothing was saved"
+    saved = (
+      f"the last checkpoint (step {run.last_saved}) is intact and the run resumes from it"
+      if run.last_saved is not None
+      else "nothing was saved"
+    )
     raise DivergenceError(
-      f"The parameters became NaN or infinite by step {run.step}; the run stopped and "
-      f"{saved}. Lower optim.lr or guidance.scale, or enable optim.grad_clip."
+      f"The parameters became NaN or infinite by step {run.step}; the run stopped and {saved}. {DIVERGENCE_ADVICE}"
     )
   t = now()
   run.ckpts.save(run.step, run.state, run.config_dict)
   run.timing["checkpoints"] += now() - t
-  run.last_saved = run.step
 
 
 def validate(run: Run) -> None:

@@ -5,6 +5,11 @@
 #
 # Installs JAX with CUDA if it is missing. Seeds are split over as many GPUs as evenly divide
 # num_seeds; CUDA_VISIBLE_DEVICES picks which GPUs.
+#
+# The run replaces this shell (exec), so a scheduler's SIGTERM reaches it and its exit status is the
+# script's: 0 done; 2 an error its message explains (bad input, a workdir in use, a full disk); 75
+# (EX_TEMPFAIL) stopped by SIGTERM/SIGINT after writing a checkpoint: requeue on 75 (e.g. Slurm's
+# RequeueExit=75, or `until launch/gpu.sh ...; [ $? -ne 75 ]; do :; done`), the same command resumes.
 set -euo pipefail
 if [ $# -lt 2 ]; then
   echo "usage: $0 CONFIG WORKDIR [--config.FIELD=VALUE ...]" >&2

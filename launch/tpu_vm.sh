@@ -9,6 +9,9 @@
 # on a multi-host slice). On a multi-host slice the workdir must be a path every host sees (NFS,
 # Filestore or a bucket mounted with gcsfuse): orbax writes checkpoints there from all hosts, and
 # process 0 writes metrics and exports. A single-host TPU VM can use any local directory.
+#
+# A preempted or signalled run stops at a checkpoint and exits 75 (every host at the same step); the
+# script then exits 75 too, so a wrapper or scheduler can requeue it: rerunning the same command resumes.
 set -euo pipefail
 if [ $# -lt 4 ]; then
   echo "usage: $0 TPU_NAME ZONE CONFIG WORKDIR [--config.FIELD=VALUE ...]" >&2
@@ -27,4 +30,9 @@ rm -rf ~/dreamfusion_jax && mkdir ~/dreamfusion_jax && tar -xzf ~/dreamfusion_ja
 cd ~/dreamfusion_jax
 python3 -m pip install -q -U 'jax[tpu]' -e .
 python3 -m dreamfusion_jax.main --config=$config --workdir=$workdir --jax_distributed=true$overrides"
-gcloud compute tpus tpu-vm ssh "$name" --zone="$zone" --worker=all --command="$remote"
+status=0
+gcloud compute tpus tpu-vm ssh "$name" --zone="$zone" --worker=all --command="$remote" || status=$?
+if [ "$status" -eq 75 ]; then
+  echo "Interrupted at a checkpoint (exit 75): rerun this command to resume." >&2
+fi
+exit "$status"

@@ -18,12 +18,13 @@ def run_main(*args, timeout=600):
 
 
 def tree_listing(path):
-  """{relative path: (size, mtime)} of every file below path."""
+  """{relative path: (size, mtime)} of every file below path, but the lock (each run writes its PID there)."""
   out = {}
   for dirpath, _, files in os.walk(path):
     for f in files:
       p = os.path.join(dirpath, f)
-      out[os.path.relpath(p, path)] = (os.path.getsize(p), os.path.getmtime(p))
+      if os.path.relpath(p, path) != ".lock":
+        out[os.path.relpath(p, path)] = (os.path.getsize(p), os.path.getmtime(p))
   return out
 
 
@@ -225,3 +226,49 @@ def test_help_exits_0_with_the_main_job_the_flags_and_the_common_fields():
       "--config.num_steps:",
     ):
       assert text in proc.stdout, (flag, text)
+
+
+ENOSPC_AT_STEP_4 = """
+import errno, os, sys
+from orbax.checkpoint._src.handlers import json_checkpoint_handler as handler
+real = handler.JsonCheckpointHandler._save_fn
+async def failing(self, x, directory):
+  if "4" in [part.split(".")[0] for part in str(directory).split(os.sep)[-2:]]:
+    raise OSError(errno.ENOSPC, "No space left on device", str(directory))
+  return await real(self, x, directory)
+handler.JsonCheckpointHandler._save_fn = failing
+from dreamfusion_jax import main
+sys.argv = ["main"] + sys.argv[1:]
+main.run()
+"""
+
+
+def test_a_full_disk_is_one_paragraph_and_the_rerun_resumes(tmp_path):
+  """The asynchronous save of checkpoint 4 fails as on a full disk (a mocked ENOSPC: no tmpfs here)."""
+  workdir = str(tmp_path / "run")
+  args = [
+    f"--config={SMOKE}",
+    f"--workdir={workdir}",
+    *QUICK[1:],
+    "--config.num_steps=6",
+    "--config.checkpoint_every=2",
+  ]
+  args += ["--config.log_every=1", "--config.progress_bar=false"]
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  full = subprocess.run(
+    [sys.executable, "-c", ENOSPC_AT_STEP_4, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+  )
+  assert full.returncode == 2, full.stderr[-3000:]
+  assert "Traceback" not in full.stderr + full.stdout, full.stderr[-3000:]
+  errors = [line for line in full.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and f"The disk holding the work directory '{workdir}' is full" in errors[0]
+  assert "it resumes from step 2" in errors[0]
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    assert [json.loads(line)["step"] for line in f] == [1, 2, 3, 4]  # Stopped at the record after the save.
+
+  again = run_main(*args[1:])
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert "Resuming from the checkpoint at step 2" in again.stderr
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints")), key=int) == ["2", "4", "6"]
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    assert [json.loads(line)["step"] for line in f] == [1, 2, 3, 4, 5, 6]

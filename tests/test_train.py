@@ -270,7 +270,7 @@ def test_nan_stops_the_run_with_a_message_and_keeps_the_last_good_checkpoint(tmp
   monkeypatch.setattr(train, "build_prior", lambda cfg: broken)
   with pytest.raises(DivergenceError, match=r"NaN or infinite by step 1 .*no checkpoint was written"):
     train.train_and_evaluate(config, str(tmp_path / "run"))
-  assert not os.listdir(tmp_path / "run" / "checkpoints")  # The NaN state was never saved.
+  assert not os.path.exists(tmp_path / "run" / "checkpoints")  # The NaN state was never saved.
 
 
 def test_colour_from_shaded_false_marks_exactly_the_shaded_views():
@@ -521,3 +521,32 @@ def test_the_guidance_preview_shows_what_an_exact_denoiser_pulls_to_and_samples(
   header = sheet[: outputs.PREVIEW_HEADER]
   for column in range(4):  # Every column's label wrote dark pixels into the white strip.
     assert header[:20, column * tile : (column + 1) * tile].min() < 100
+
+
+def test_the_divergence_advice_works_in_the_same_workdir(tmp_path, caplog):
+  """Issue 18: 'lower optim.lr ... then run again' was refused by the resume check. A real divergence (a
+  learning rate of 1e20 from step 2's checkpoint on), then the advice: the run resumes from step 2 with the
+  lower rate and is bitwise the run that never diverged; gradient clipping may be switched on and off."""
+  from dreamfusion_jax.errors import DivergenceError, WorkdirError
+
+  caplog.set_level("INFO")
+  config = tiny_config(**{"num_steps": 6, "checkpoint_every": 2})
+  straight = train.train_and_evaluate(config, str(tmp_path / "straight"))
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(tiny_config(**{"num_steps": 2, "checkpoint_every": 2}), workdir)
+  wild = tiny_config(**{"num_steps": 6, "checkpoint_every": 2, "optim.lr": 1e20, "optim.net_lr": 1e20})
+  with pytest.raises(DivergenceError, match=r"checkpoint \(step 2\) is intact.*--config.optim.lr") as e:
+    train.train_and_evaluate(wild, workdir)
+  assert "\n" not in str(e.value)
+  assert os.listdir(os.path.join(workdir, "checkpoints")) == ["2"]
+  assert "Resuming with optim.lr: 0.01 -> 1e+20" in caplog.text  # The change is logged.
+
+  resumed = train.train_and_evaluate(config, workdir)
+  jax.tree.map(np.testing.assert_array_equal, _params(straight), _params(resumed))
+
+  clipped = train.train_and_evaluate(tiny_config(**{"num_steps": 8, "optim.grad_clip": 1.0}), workdir)
+  assert int(clipped.step[0]) == 8 and "optim.grad_clip: 0.0 -> 1.0" in caplog.text
+  unclipped = train.train_and_evaluate(tiny_config(**{"num_steps": 10}), workdir)
+  assert int(unclipped.step[0]) == 10
+  with pytest.raises(WorkdirError, match="optim.schedule"):  # It changes the optimiser state's shape.
+    train.train_and_evaluate(tiny_config(**{"num_steps": 12, "optim.schedule": "warmup_cosine"}), workdir)

@@ -66,11 +66,14 @@ def build_prior(g: Any, *, prompt: str, image_size: int, previews: bool) -> Prio
   prompt: the run's caption; image_size: its render size; previews: whether validation previews
   will decode the prior's estimates (a latent prior then also loads its decoder).
   """
-  try:
-    make = PRIORS[g.model]
-  except KeyError:
+  check_model(g)
+  return PRIORS[g.model](g, prompt=prompt, image_size=image_size, previews=previews)
+
+
+def check_model(g: Any) -> None:
+  """ConfigError unless g.model names a prior of PRIORS (checked before anything is read or built)."""
+  if g.model not in PRIORS:
     raise ConfigError(
       f"guidance.model={g.model!r} is not available; choose one of "
       f"{sorted(PRIORS)} (e.g. --config.guidance.model=random)."
-    ) from None
-  return make(g, prompt=prompt, image_size=image_size, previews=previews)
+    )

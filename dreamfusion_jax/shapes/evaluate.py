@@ -451,15 +451,18 @@ def _update(base: dict, saved: dict) -> None:
 
 
 def restore_params(workdir: str, config: ml_collections.ConfigDict) -> tuple[int, list[Any]]:
-  """(step, [params of each seed]) from the latest checkpoint, without building the diffusion prior."""
+  """(step, [params of each seed]) from the newest checkpoint that reads, without building the diffusion prior.
+
+  The same path as a training run's resume (Checkpoints.restore_latest), as a reader: a damaged checkpoint is
+  skipped with a warning (the next training run moves it aside), and none that reads is one clear error.
+  """
   if not os.path.isdir(os.path.join(workdir, "checkpoints")):
     raise WorkdirError(f"'{workdir}' holds no checkpoints/ folder; train the run first.")
-  ckpts = Checkpoints(workdir, config.keep_checkpoints)
+  ckpts = Checkpoints(workdir, config.keep_checkpoints, writer=False)
   try:
-    step = ckpts.latest_step()
+    step, params = ckpts.restore_latest(ckpts.restore_params)
     if step is None:
       raise WorkdirError(f"'{workdir}/checkpoints' holds no checkpoint; train the run first.")
-    params = ckpts.restore_params(step)
   finally:
     ckpts.close()
   return int(step), [jax.tree.map(lambda x: np.asarray(x[i]), params) for i in range(config.num_seeds)]
