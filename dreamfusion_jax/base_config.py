@@ -177,7 +177,7 @@ def get_config():
   c.checkpoint_every = 1000  # Steps between checkpoints.
   c.keep_checkpoints = 3  # Checkpoints kept (older ones are deleted).
   c.val_every = 1000  # Steps between validation renders (0 disables them).
-  c.progress_bar = True  # Show a tqdm progress bar with steps/s and ETA.
+  c.progress_bar = True  # On a terminal, a bar of completed steps (else, and when off, a log line per log_every).
   c.export = ml_collections.ConfigDict()
   c.export.enabled = True  # Write turntable.mp4, mesh.glb, mesh.ply and views.png per seed at the end.
   c.export.mesh_resolution = 128  # Marching-cubes grid resolution per axis.

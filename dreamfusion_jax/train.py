@@ -18,12 +18,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import tqdm
 from absl import logging
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from dreamfusion_jax import checkpointing, checks, compilation_cache, files, memory, outputs, sds, stops
+from dreamfusion_jax import checkpointing, checks, compilation_cache, files, memory, outputs, progress, sds, stops
 from dreamfusion_jax import metrics as metrics_lib
 from dreamfusion_jax.checkpointing import Checkpoints, SaveFailed
 from dreamfusion_jax.errors import ConfigError, DivergenceError, Interrupted, WorkdirError
@@ -568,7 +567,7 @@ class Run:
   compiling: Any  # The renderers' background compile (a future), or None.
   stop: stops.StopRequest  # The signal handlers' flag.
   last_saved: int | None = None  # The step of the last checkpoint confirmed written.
-  bar: Any = None  # The progress bar.
+  bar: Any = None  # progress.Progress: the console.
   start_step: int = 0  # The step this process started training at.
   tick: tuple = (0.0, 0)  # (time, step) of the last metrics record, for steps_per_sec.
   timing: dict = dataclasses.field(default_factory=dict)
@@ -711,12 +710,9 @@ def run_steps(run: Run) -> None:
   """The steps phase: train up to num_steps; log, checkpoint and validate on their schedules; stop at a
   checkpoint on SIGTERM or SIGINT."""
   config = run.config
-  run.bar = tqdm.tqdm(
-    total=config.num_steps,
-    initial=min(run.step, config.num_steps),
-    unit="step",
-    dynamic_ncols=True,
-    disable=not (config.progress_bar and run.lead),
+  bar = config.progress_bar and run.lead and progress.stderr_is_terminal()
+  run.bar = progress.Progress(
+    config.num_steps, run.step, bar=bar, lines=run.lead and not bar, t_range=functools.partial(t_fractions, config)
   )
   run.tick = (now(), run.step)
   run.timing = {"start": now(), "first_step": 0.0, "validation": 0.0, "checkpoints": 0.0}
@@ -724,7 +720,6 @@ def run_steps(run: Run) -> None:
   while run.step < config.num_steps:
     run.state, metrics = run.trainer.step(run.state, run.text_emb)
     run.step += 1
-    run.bar.update(1)
     if run.step == run.start_step + 1:  # One sync, so that the log can tell compiling from training.
       jax.block_until_ready(run.state)
       run.timing["first_step"] = now() - run.timing["start"]
@@ -771,7 +766,14 @@ def record_metrics(run: Run, metrics: dict) -> None:
   rate = (run.step - run.tick[1]) / max(now() - run.tick[0], 1e-9)
   run.tick = (now(), run.step)
   run.writer.write(run.step, host, {"steps_per_sec": rate})
-  run.bar.set_postfix(loss=f"{float(host['loss'].mean()):.3g}", refresh=False)
+  run.bar.record(run.step, {k: float(host[k].mean()) for k in progress.TERMS if k in host})
+
+
+def t_fractions(config: ml_collections.ConfigDict, step: int) -> tuple[float, float]:
+  """The diffusion times SDS draws from at `step`, as fractions of the schedule (the console shows them)."""
+  g = config.guidance
+  lo, hi = sds.annealed_timestep_range(g.t_min, g.t_max, g.t_max_final, g.t_anneal_steps, g.num_train_timesteps, step)
+  return lo / g.num_train_timesteps, int(hi) / g.num_train_timesteps
 
 
 def confirm_save(run: Run) -> None:

@@ -36,6 +36,10 @@ def test_smoke_config_two_seeds_trains_exports_and_resumes(tmp_path):
   assert os.listdir(cache), "JAX's persistent cache kept no compiled program"
   for line in ("Set up in", "prior", "40 steps in", "the first (compiling)", "Exported in"):
     assert line in first.stderr, line
+  # stderr is no terminal here: no bar, one plain progress line per record, in completed steps.
+  progress_lines = [line for line in first.stderr.splitlines() if "] step " in line and "/40: " in line]
+  assert [line.split("] step ")[1].split("/")[0] for line in progress_lines] == ["10", "20", "30", "40"]
+  assert "steps/s" in progress_lines[-1] and " left, t " in progress_lines[-1] and "\r" not in first.stderr
   for seed in (0, 1):
     for name in ("turntable.mp4", "mesh.glb", "mesh.ply", "views.png"):
       path = os.path.join(workdir, f"seed_{seed}", name)
