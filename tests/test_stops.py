@@ -13,7 +13,7 @@ import time
 import jax
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, tiny_config
 
 from dreamfusion_jax.checkpointing import Checkpoints
 from dreamfusion_jax.errors import EXIT_INTERRUPTED
@@ -166,13 +166,16 @@ TWO_HOSTS = textwrap.dedent(
   import sys
   import jax
   process, port, workdir, num_steps = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+  export, every = "export" in sys.argv[5:], 5 if "ckpt5" in sys.argv[5:] else 1000
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=2, process_id=process)
   sys.path.insert(0, "tests")
   from conftest import tiny_config
   from dreamfusion_jax import train
   from dreamfusion_jax.errors import EXIT_INTERRUPTED, Interrupted
-  config = tiny_config(**{"num_seeds": 2, "num_steps": num_steps, "log_every": 5, "checkpoint_every": 1000})
+  config = tiny_config(
+    **{"num_seeds": 2, "num_steps": num_steps, "log_every": 5, "checkpoint_every": every, "export.enabled": export}
+  )
   try:
     train.train_and_evaluate(config, workdir)
   except Interrupted as e:
@@ -182,7 +185,7 @@ TWO_HOSTS = textwrap.dedent(
 )
 
 
-def _two_hosts(workdir, num_steps, logs):
+def _two_hosts(workdir, num_steps, logs, *extra):
   """Starts processes 0 and 1 of a two-host job; their output goes to files in `logs` (pipes would fill with
   one process's log while the other waits for it in a collective)."""
   import socket
@@ -195,7 +198,7 @@ def _two_hosts(workdir, num_steps, logs):
     out = open(os.path.join(logs, f"process_{i}_{num_steps}.log"), "w")
     procs.append(
       subprocess.Popen(
-        [sys.executable, "-c", TWO_HOSTS, str(i), port, workdir, str(num_steps)],
+        [sys.executable, "-c", TWO_HOSTS, str(i), port, workdir, str(num_steps), *extra],
         cwd=ROOT,
         env=env(),
         stdout=out,
@@ -221,7 +224,9 @@ def _finish(procs):
 
 def test_sigterm_to_one_host_of_two_stops_both_at_the_same_checkpoint_and_they_resume(tmp_path):
   """Two CPU processes joined by jax.distributed (the multi-host path of Cloud TPU VM slices): a SIGTERM to
-  process 1 alone is agreed at the next log record; both save that step and exit 75; both resume from it."""
+  process 1 alone is agreed at the next log record; both save that step and exit 75; both resume from it; killed
+  together they resume from their last checkpoint; they write one set of exports and end where a single-process
+  run of both seeds ends."""
   workdir = str(tmp_path / "run")
   procs = _two_hosts(workdir, 100000, str(tmp_path))
   deadline = time.time() + 300
@@ -242,7 +247,30 @@ def test_sigterm_to_one_host_of_two_stops_both_at_the_same_checkpoint_and_they_r
   assert os.listdir(os.path.join(workdir, "checkpoints")) == [str(step)]
   assert logged_steps(workdir) == list(range(5, step + 1, 5))
 
-  ended = _finish(_two_hosts(workdir, step + 5, str(tmp_path)))
+  # Both hosts killed (SIGKILL: a lost VM) while checkpointing every 5 steps, then resumed to the end.
+  procs = _two_hosts(workdir, step + 100000, str(tmp_path), "ckpt5")
+  deadline = time.time() + 300
+  while time.time() < deadline and all(p.poll() is None for p in procs) and logged_steps(workdir)[-1] < step + 15:
+    time.sleep(0.2)
+  for p in procs:
+    p.kill()
+  _finish(procs)
+  saved = max(int(n) for n in os.listdir(os.path.join(workdir, "checkpoints")))
+  assert saved >= step + 10
+  end = saved + 5
+  ended = _finish(_two_hosts(workdir, end, str(tmp_path), "export", "ckpt5"))
   assert [rc for rc, _ in ended] == [0, 0], [out[-2000:] for _, out in ended]
-  assert sorted(os.listdir(os.path.join(workdir, "checkpoints")), key=int) == [str(step), str(step + 5)]
-  assert logged_steps(workdir) == list(range(5, step + 6, 5))
+  assert f"Resuming from the checkpoint at step {saved}" in ended[0][1]
+  assert logged_steps(workdir) == list(range(5, end + 1, 5))  # Each step once, though the kill cut the log.
+  # One set of exports (the lead process writes), and per-seed results of a single-process run of the same job.
+  for seed in (0, 1):
+    assert os.path.getsize(os.path.join(workdir, f"seed_{seed}", "mesh.ply")) > 0
+  assert sorted(n for n in os.listdir(workdir) if n.startswith("seed_")) == ["seed_0", "seed_1"]
+  from dreamfusion_jax import train
+
+  single = str(tmp_path / "single")
+  config = tiny_config(**{"num_seeds": 2, "num_steps": end, "log_every": 5, "checkpoint_every": 1000})
+  train.train_and_evaluate(config, single)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), final_params(single), final_params(workdir)
+  )
