@@ -97,7 +97,7 @@ def write_report(workdir: str) -> Optional[str]:
   path = os.path.join(workdir, NAME)
   try:
     files.write_bytes(path, page(workdir).encode())
-  except Exception as e:  # noqa: BLE001 (the report is a convenience; the run's results are already written)
+  except Exception as e:  # Any: the report is a convenience, and the run's results are already written.
     logging.warning("Could not write %s: %s: %s", path, type(e).__name__, e)
     return None
   logging.info("Wrote %s.", path)
@@ -108,6 +108,7 @@ def record_invocation(workdir: str, info: dict) -> None:
   """Appends one invocation of main (device, steps, seconds, steps/s) to workdir/run.json (atomically)."""
   path = os.path.join(workdir, RUN_INFO)
   invocations = _read_json(path, {}).get("invocations", [])
+  invocations = invocations if isinstance(invocations, list) else []  # A broken file is started afresh.
   files.write_json(path, {"invocations": invocations + [info]})
 
 
@@ -115,11 +116,13 @@ def record_invocation(workdir: str, info: dict) -> None:
 
 
 def _read_json(path: str, default: Any) -> Any:
+  """The JSON object ({...}) in path, or default when the file is missing, broken or holds something else."""
   try:
     with open(path) as f:
-      return json.load(f)
+      value = json.load(f)
   except (OSError, ValueError):
     return default
+  return value if isinstance(value, dict) else default
 
 
 def read_metrics(workdir: str) -> list[dict]:
@@ -132,8 +135,8 @@ def read_metrics(workdir: str) -> list[dict]:
           record = json.loads(line)
         except ValueError:
           continue  # A line cut by a crash.
-        if isinstance(record, dict) and "step" in record:
-          by_step[int(record["step"])] = record
+        if isinstance(record, dict) and isinstance(record.get("step"), int):
+          by_step[record["step"]] = record
   except OSError:
     return []
   return [by_step[s] for s in sorted(by_step)]
@@ -164,7 +167,8 @@ def page(workdir: str) -> str:
   config = _read_json(os.path.join(workdir, "config.json"), {})
   records = read_metrics(workdir)
   evaluation = _read_json(os.path.join(workdir, "evaluation.json"), None)
-  invocations = _read_json(os.path.join(workdir, RUN_INFO), {}).get("invocations", [])
+  invocations = _read_json(os.path.join(workdir, RUN_INFO), {}).get("invocations")
+  invocations = [i for i in invocations if isinstance(i, dict)] if isinstance(invocations, list) else []
   caption = config.get("prompt") or "(no config.json: the caption is unknown)"
   seeds = _seed_dirs(workdir, config)
   body = [

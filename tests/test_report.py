@@ -91,6 +91,17 @@ def test_a_workdir_without_outputs_gets_a_page_that_names_what_is_missing(tmp_pa
     assert missing in text, missing
 
 
+def test_broken_files_are_read_as_missing(tmp_path):
+  (tmp_path / "config.json").write_text("[1, 2]")
+  (tmp_path / "run.json").write_text('{"invocations": 3}')
+  (tmp_path / "evaluation.json").write_text("{")
+  (tmp_path / "metrics.jsonl").write_text('[]\n{"step": "ten"}\n{"step": 10, "loss": 2.5}\n')
+  text = open(report.write_report(str(tmp_path))).read()
+  assert "the caption is unknown" in text and "Not evaluated" in text and "10 of ?" in text
+  report.record_invocation(str(tmp_path), {"device": "cpu"})
+  assert json.load(open(tmp_path / "run.json")) == {"invocations": [{"device": "cpu"}]}
+
+
 def test_writing_the_report_never_raises(tmp_path, caplog):
   not_a_directory = tmp_path / "file"
   not_a_directory.write_text("")
