@@ -22,7 +22,18 @@ from absl import logging
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from dreamfusion_jax import checkpointing, checks, compilation_cache, files, memory, outputs, progress, sds, stops
+from dreamfusion_jax import (
+  checkpointing,
+  checks,
+  compilation_cache,
+  files,
+  memory,
+  outputs,
+  progress,
+  report,
+  sds,
+  stops,
+)
 from dreamfusion_jax import metrics as metrics_lib
 from dreamfusion_jax.checkpointing import Checkpoints, SaveFailed
 from dreamfusion_jax.errors import ConfigError, DivergenceError, Interrupted, WorkdirError
@@ -492,16 +503,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       run_steps(run)
     finally:
       close_steps(run)
+    run.timing["total"] = now() - run.timing["start"]
     if run.step > run.start_step:
-      log_timing(run.timing, run.step - run.start_step, now() - run.timing["start"])
+      log_timing(run.timing, run.step - run.start_step, run.timing["total"])
     if run.start is not None and run.start >= config.num_steps:
       logging.info("The checkpoint is already at step %d >= num_steps=%d; exporting it.", run.start, config.num_steps)
-    if config.export.enabled:
-      guard.stop.at_once = lambda name: (
-        f"{name} during the exports: training finished at step {run.step} and is checkpointed; rerun the same "
-        "command to write the exports."
-      )
-      export_run(run)
+    try:
+      if config.export.enabled:
+        guard.stop.at_once = lambda name: (
+          f"{name} during the exports: training finished at step {run.step} and is checkpointed; rerun the same "
+          "command to write the exports."
+        )
+        export_run(run)
+    finally:  # A failed export still gets a page, which names what is missing.
+      if run.lead:
+        write_report(run)
     return run.state
   except Exception as e:
     resume = guard.resume_step()
@@ -825,13 +841,38 @@ def export_run(run: Run) -> None:
     t = now()
     wait_for(run.compiling)
     export_all(run.trainer, per_seed, run.config, run.workdir, run.render_view, run.truth_view)
-    logging.info("Exported in %.1f s.", now() - t)
+    run.timing["export"] = now() - t
+    logging.info("Exported in %.1f s.", run.timing["export"])
+
+
+def write_report(run: Run) -> None:
+  """Records this invocation (device, steps, times) in run.json, then writes report.html; neither fails the run."""
+  steps = run.step - run.start_step
+  rate = steady_rate(run.timing, steps, run.timing["total"])
+  info = dict(
+    date=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    device=jax.devices()[0].device_kind,
+    platform=jax.devices()[0].platform,
+    num_devices=run.trainer.mesh.size,
+    num_processes=jax.process_count(),
+    steps=[run.start_step, run.step],
+    train_seconds=round(run.timing["total"], 2) if steps else None,
+    compile_seconds=round(run.timing["first_step"], 2) if steps else None,
+    steps_per_sec=None if rate is None else round(rate, 3),
+    export_seconds=round(run.timing["export"], 2) if "export" in run.timing else None,
+  )
+  try:
+    report.record_invocation(run.workdir, info)
+  except OSError as e:
+    logging.warning("Could not write %s: %s", os.path.join(run.workdir, report.RUN_INFO), e)
+  report.write_report(run.workdir)  # Logs, never raises.
 
 
 def log_timing(timing: dict, steps: int, total: float) -> None:
   """One line on where a run's time went: the first step (compiling), the other steps, validation, checkpoints."""
   rest = total - timing["first_step"] - timing["validation"] - timing["checkpoints"]
-  rate = f"{(steps - 1) / rest:.1f} steps/s" if steps > 1 and rest > 0 else "-"
+  rate = steady_rate(timing, steps, total)
+  rate = "-" if rate is None else f"{rate:.1f} steps/s"
   logging.info(
     "%d steps in %.1f s: the first (compiling) %.1f s, the other %d %.1f s (%s), validation %.1f s, "
     "checkpoints %.1f s.",
@@ -844,6 +885,13 @@ def log_timing(timing: dict, steps: int, total: float) -> None:
     timing["validation"],
     timing["checkpoints"],
   )
+
+
+def steady_rate(timing: dict, steps: int, total: float) -> float | None:
+  """Steps per second after the first step (which compiles), without validation and checkpoints; None if
+  unmeasured."""
+  rest = total - timing["first_step"] - timing["validation"] - timing["checkpoints"]
+  return (steps - 1) / rest if steps > 1 and rest > 0 else None
 
 
 def wait_for(future) -> None:

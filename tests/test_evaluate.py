@@ -358,6 +358,8 @@ def test_evaluate_run_writes_per_seed_and_mean_entries(tiny_run, tiny_judge, tmp
     assert m["normal_error_deg"] is None or 0.0 <= m["normal_error_deg"] <= 180.0
   for name in ("fog", "normal_error_deg", "chamfer", "extent_error", "one_component_rate", "true_genus_rate"):
     assert name in saved["mean"], name
+  page = open(os.path.join(tiny_run, "report.html")).read()  # evaluate refreshes the report with its scores.
+  assert "Not evaluated" not in page and f"<td>{saved['per_seed']['seed_0']['iou']:.3f}</td>" in page
   # With a judge, both R-Precisions are fractions of the 2 views.
   judged = ev.evaluate_run(tiny_run, tiny_judge, resolution=24, num_views=2)
   for m in judged["per_seed"].values():

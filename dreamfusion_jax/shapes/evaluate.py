@@ -3,7 +3,7 @@
   python -m dreamfusion_jax.evaluate --workdir=DIR [--classifier_dir=DIR2]
 
 reads DIR/config.json (the caption, 'a {colour} {shape}', is the config's prompt) and DIR's latest
-checkpoint, scores every seed, and writes DIR/evaluation.json:
+checkpoint, scores every seed, writes DIR/evaluation.json and refreshes DIR/report.html (dreamfusion_jax.report):
 
   {"caption", "colour", "shape", "asymmetric", "step", "classifier", "settings",
    "per_seed": {"seed_K": {metrics}}, "mean": {metrics averaged over seeds}}
@@ -49,7 +49,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from dreamfusion_jax import base_config, checks, compilation_cache, export, files, logs
+from dreamfusion_jax import base_config, checks, compilation_cache, export, files, logs, report
 from dreamfusion_jax.checkpointing import Checkpoints
 from dreamfusion_jax.errors import UserError, WorkdirError
 from dreamfusion_jax.nerf import cameras, views
@@ -686,7 +686,8 @@ class Scorer:
 
 
 def evaluate_run(workdir: str, classifier_dir: Optional[str] = None, **settings) -> dict:
-  """Scores every seed of the run in workdir and writes workdir/evaluation.json (atomically); returns it.
+  """Scores every seed of the run in workdir, writes workdir/evaluation.json (atomically) and refreshes
+  workdir/report.html; returns the scores.
 
   settings: Scorer's keyword arguments (bound, resolution, threshold, num_rotations, num_views, elevation).
   A run whose latest checkpoint is short of its num_steps is scored with a warning, and the result says so
@@ -709,6 +710,7 @@ def evaluate_run(workdir: str, classifier_dir: Optional[str] = None, **settings)
   result = scorer.result(config.prompt, step, per_seed)
   result.update(num_steps=config.num_steps, finished=step >= config.num_steps)
   files.write_json(os.path.join(workdir, "evaluation.json"), result)
+  report.write_report(workdir)  # The page shows the new scores (a failure is a warning).
   return result
 
 
