@@ -132,7 +132,7 @@ def test_an_unknown_guidance_model_is_named_before_the_resume_check(tmp_path, tw
   made, _, _ = two_checkpoints
   from dreamfusion_jax.errors import ConfigError
 
-  with pytest.raises(ConfigError, match="guidance.model='nope' is not available"):
+  with pytest.raises(ConfigError, match="guidance.model='nope' is not a known model"):
     train.train_and_evaluate(tiny_config(**{"guidance.model": "nope"}), made)
 
 
