@@ -367,35 +367,6 @@ def test_render_image_vmap_and_chunks():
   assert float(batched["opacity"].max()) > 0.5  # The ball is in view.
 
 
-def test_extra_shadings_equal_separate_renders():
-  """Shadings sharing one pass through the field (extra_shadings) give the renders each would give alone."""
-  cfg = render.RenderConfig(chunk_size=7)  # 16 rays: 3 chunks, the last one padded.
-  params = field_params(ball_radius=0.5, ball_stiffness=20.0)
-  cam = jax.jit(lambda: cameras.orbit_camera(10.0, 30.0, 2.5, 5.0))()
-  light = np.array([1.0, 2.0, 2.0], np.float32)
-  textureless = dict(ambient=0.1, diffuse=0.9, textureless=1.0, light_pos=light)
-  shaded = dict(ambient=0.2, diffuse=0.7, textureless=0.0, light_pos=light)
-  white = lambda d: jnp.ones_like(d)
-
-  @jax.jit
-  def renders(cam):
-    field = analytic_field(params)
-    extra = {"textureless": (white, textureless), "shaded": (background, shaded)}
-    together = render.render_image(None, field, background, cam, ALBEDO_ONLY, cfg, 4, 4, extra)
-    alone = {
-      "textureless": render.render_image(None, field, white, cam, textureless, cfg, 4, 4)["rgb"],
-      "shaded": render.render_image(None, field, background, cam, shaded, cfg, 4, 4)["rgb"],
-      "albedo": render.render_image(None, field, background, cam, ALBEDO_ONLY, cfg, 4, 4)["rgb"],
-    }
-    return together, alone
-
-  together, alone = renders(cam)
-  np.testing.assert_allclose(together["rgb"], alone["albedo"], atol=1e-6)
-  for name in ("textureless", "shaded"):
-    np.testing.assert_allclose(together["extra_rgb"][name], alone[name], atol=1e-6)
-  assert float(np.abs(alone["textureless"] - alone["albedo"]).max()) > 0.1  # The shadings do differ.
-
-
 def _param_field(params):
   def fn(x):
     r2 = jnp.sum((x - params["centre"]) ** 2, axis=-1)

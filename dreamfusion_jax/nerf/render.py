@@ -198,7 +198,7 @@ def _resample_weights(weights, padding):
   return 0.5 * (w_max[..., :-1] + w_max[..., 1:]) + padding
 
 
-def render_rays(key, field_fn, background_fn, origins, directions, shading, cfg: RenderConfig, extra_shadings=None):
+def render_rays(key, field_fn, background_fn, origins, directions, shading, cfg: RenderConfig):
   """Renders R rays.
 
   key: PRNG key, or None for deterministic sampling (bin midpoints, evenly spaced CDF levels).
@@ -216,9 +216,6 @@ def render_rays(key, field_fn, background_fn, origins, directions, shading, cfg:
     orientation [R]    sum_i sg(w_i) max(0, n_i . d)^2 (Ref-NeRF orientation loss term)
     albedo [R, 3]      sum_i w_i albedo_i (not composited over the background)
     distortion [R]     the fine pass's `distortion` (world units)
-    extra_rgb          {name: rgb [R, 3]}, only with extra_shadings
-  extra_shadings: {name: (background_fn, shading)}, more shadings of the same samples: each costs a shade and
-  a composite, not another pass through the field (an export's colour and textureless views).
   """
   num_rays = origins.shape[0]
   num_jitter = cfg.num_coarse + cfg.num_fine - 1
@@ -265,10 +262,6 @@ def render_rays(key, field_fn, background_fn, origins, directions, shading, cfg:
   background = background_fn(directions)
   w3 = weights[..., None]
   rgb = jnp.sum(w3 * colour, axis=-2) + (1.0 - opacity)[:, None] * background
-  extra = {}
-  for name, (extra_background_fn, extra_shading) in (extra_shadings or {}).items():
-    extra_colour = shade(albedo, normals, points, extra_shading)
-    extra[name] = jnp.sum(w3 * extra_colour, axis=-2) + (1.0 - opacity)[:, None] * extra_background_fn(directions)
   facing = jnp.maximum(jnp.sum(normals * directions[:, None, :], axis=-1), 0.0)
   return dict(
     rgb=rgb,
@@ -279,16 +272,15 @@ def render_rays(key, field_fn, background_fn, origins, directions, shading, cfg:
     orientation=jnp.sum(jax.lax.stop_gradient(weights) * facing**2, axis=-1),
     albedo=jnp.sum(w3 * albedo, axis=-2),
     distortion=distortion(weights, edges),
-    **({"extra_rgb": extra} if extra_shadings else {}),
   )
 
 
-def render_image(key, field_fn, background_fn, camera, shading, cfg: RenderConfig, height, width, extra_shadings=None):
+def render_image(key, field_fn, background_fn, camera, shading, cfg: RenderConfig, height, width):
   """Renders one camera (a `cameras.Camera` dict) to an image.
 
   height, width: Python ints. Returns render_rays' dict reshaped to [H, W, ...]
   (rgb [H, W, 3], opacity [H, W], weights [H, W, S], ...). Images with more than
-  cfg.chunk_size pixels are rendered in sequential chunks (each with its own key). extra_shadings: see render_rays.
+  cfg.chunk_size pixels are rendered in sequential chunks (each with its own key).
   """
   origins, directions = cameras.generate_rays(camera, height, width)
   origins = origins.reshape(-1, 3)
@@ -297,7 +289,7 @@ def render_image(key, field_fn, background_fn, camera, shading, cfg: RenderConfi
   chunk = cfg.chunk_size
 
   if chunk <= 0 or num_rays <= chunk:
-    out = render_rays(key, field_fn, background_fn, origins, directions, shading, cfg, extra_shadings)
+    out = render_rays(key, field_fn, background_fn, origins, directions, shading, cfg)
   else:
     num_chunks = -(-num_rays // chunk)
     pad = num_chunks * chunk - num_rays
@@ -308,7 +300,7 @@ def render_image(key, field_fn, background_fn, camera, shading, cfg: RenderConfi
     def one_chunk(args):
       i, o_i, d_i = args
       k = None if key is None else jax.random.fold_in(key, i)
-      return render_rays(k, field_fn, background_fn, o_i, d_i, shading, cfg, extra_shadings)
+      return render_rays(k, field_fn, background_fn, o_i, d_i, shading, cfg)
 
     out = jax.lax.map(one_chunk, (jnp.arange(num_chunks), o, d))
     out = jax.tree.map(lambda v: v.reshape((num_chunks * chunk,) + v.shape[2:])[:num_rays], out)

@@ -98,15 +98,11 @@ def orbit_view(
 
   elevation, azimuth: degrees; distance: world units; focal: pixels; size: the square image's side.
   light_pos: [3] world position (default: the orbit camera's own light). Returns {mode: render_image's
-  dict}; the modes share one pass through the field (render_rays' extra_shadings), so their dicts differ
-  only in rgb.
+  dict}, rendered in the order of `backgrounds`.
   """
   cam = cameras.orbit_camera(elevation, azimuth, distance, focal)
   light = cam["light_pos"] if light_pos is None else light_pos
-  first, *rest = backgrounds
-  extra = {mode: (backgrounds[mode], fixed_shading(mode, light)) for mode in rest}
-  out = render.render_image(
-    None, field_fn, backgrounds[first], cam, fixed_shading(first, light), rcfg, size, size, extra or None
-  )
-  extra_rgb = out.pop("extra_rgb", {})
-  return {first: out, **{mode: {**out, "rgb": extra_rgb[mode]} for mode in rest}}
+  return {
+    mode: render.render_image(None, field_fn, background_fn, cam, fixed_shading(mode, light), rcfg, size, size)
+    for mode, background_fn in backgrounds.items()
+  }
