@@ -12,6 +12,9 @@ from dreamfusion_jax.errors import UserError
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/smoke.py.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and outputs; a run there resumes.")
+flags.DEFINE_bool(
+  "reexport", False, "Rewrite every export of a finished run (by default it writes only the files that are missing)."
+)
 flags.DEFINE_bool("jax_distributed", False, "Call jax.distributed.initialize() (multi-host TPU VM or GPU jobs).")
 compilation_cache.define_flag()
 flags.mark_flags_as_required(["config", "workdir"])
@@ -28,7 +31,7 @@ def main(argv):
   from dreamfusion_jax import train
 
   try:
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir, reexport=FLAGS.reexport)
   except UserError as e:
     cli.fail(str(e))
 
