@@ -176,8 +176,7 @@ def get_config():
   c.val_every = 1000  # Steps between validation renders (0 disables them).
   c.progress_bar = True  # Show a tqdm progress bar with steps/s and ETA.
   c.export = ml_collections.ConfigDict()
-  # Write turntable.mp4, views.png, mesh.glb, mesh.obj (+ mesh.mtl, texture.png) and mesh.ply per seed at the end.
-  c.export.enabled = True
+  c.export.enabled = True  # Write each seed's turntable, views, textured mesh (glb, obj) and ply at the end.
   c.export.mesh_resolution = 128  # Marching-cubes grid resolution per axis.
   # Density level of the surface (per world unit); 0: the field's own surface ('volsdf': s = 0).
   c.export.mesh_threshold = 10.0

@@ -22,8 +22,8 @@ import trimesh
 # would do for bilinear sampling; four keep a few mip levels clean.
 PADDING = 4
 
-# Candidate (face, texel) pairs tested at once by `rasterise`: bounds its memory to a few hundred MB.
-RASTER_CHUNK = 1 << 22
+# Candidate (face, texel) pairs tested at once by `rasterise`: bounds its memory to ~150 MB.
+RASTER_CHUNK = 1 << 20
 
 
 def _require(module: str, package: str):

@@ -233,7 +233,10 @@ def run_main(*args, timeout=300):
   [
     ("--config.guidance.scale=nan", "guidance.scale (Classifier-free guidance weight w_cfg) is nan"),
     ("--config.field.log2_hashmap_size=40", "field.log2_hashmap_size (log2 T in Instant-NGP"),
-    ("--config.export.fps=0", "export.fps (Turntable frame rate) is 0"),
+    (
+      "--config.export.fps=300",
+      "export.fps (Turntable frame rate; 0: num_frames / 4, a 4 s loop (30 fps at 120 frames)) is 300",
+    ),
     ("--config.num_steps=abc", "flag --config.num_steps=abc"),
   ],
 )
