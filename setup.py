@@ -24,6 +24,10 @@ setuptools.setup(
     "transformers>=4.40,<6",
     "scikit-image>=0.22,<0.30",
     "trimesh>=4.0,<6",
+    "pillow>=10,<14",  # trimesh's texture images.
+    "scipy>=1.10,<2",  # The texture's padding (a distance transform).
+    "xatlas>=0.0.9,<0.1",  # UV atlases of the exported meshes.
+    "fast-simplification>=0.1.7,<0.3",  # Their face budget (quadric decimation).
     "imageio>=2.30,<3",
     "imageio-ffmpeg>=0.5,<1",
     "tensorboardX>=2.6,<3",

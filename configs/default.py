@@ -80,7 +80,6 @@ def get_config():
   c.checkpoint_every = 500  # Checkpoints.
   c.val_every = 500  # Validation renders.
   c.export.mesh_resolution = 96  # Marching-cubes grid.
-  c.export.num_frames = 36  # Turntable frames.
   # On a GPU this job is mostly compiling; without XLA's Triton GEMM fusions (and their autotuning) its
   # train step compiles faster at the same steps/s (BENCHMARKS.md, 'GPU start-up').
   c.gpu_triton_gemm = False

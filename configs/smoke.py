@@ -31,4 +31,5 @@ def get_config():
   c.export.mesh_threshold = 5.0  # The blob at init reaches exp(5); a lower level finds it.
   c.export.num_frames = 12  # Short turntable.
   c.export.image_size = 48  # Small turntable frames.
+  c.export.texture_size = 256  # Small texture.
   return c

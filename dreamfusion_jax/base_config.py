@@ -179,12 +179,17 @@ def get_config():
   c.val_every = 1000  # Steps between validation renders (0 disables them).
   c.progress_bar = True  # On a terminal, a bar of completed steps (else, and when off, a log line per log_every).
   c.export = ml_collections.ConfigDict()
-  c.export.enabled = True  # Write turntable.mp4, mesh.glb, mesh.ply and views.png per seed at the end.
+  c.export.enabled = True  # Write each seed's turntable, views, textured mesh (glb, obj) and ply at the end.
   c.export.mesh_resolution = 128  # Marching-cubes grid resolution per axis.
   # Density level of the surface (per world unit); 0: the field's own surface ('volsdf': s = 0).
   c.export.mesh_threshold = 10.0
-  c.export.num_frames = 60  # Turntable frames over 360 degrees.
-  c.export.fps = 24  # Turntable frame rate.
+  # Face budget of the mesh: a larger one is decimated (quadric error) to it before it is UV-unwrapped; 0: none.
+  c.export.max_faces = 10_000
+  c.export.texture_size = 1024  # Side (texels) of the albedo texture baked into mesh.glb and mesh.obj.
+  # 0 picks by platform (outputs.turntable_timing): 120 frames on a GPU or TPU; on a CPU, views.png's 8, which keep
+  # the default job's export near 15 s.
+  c.export.num_frames = 0  # Turntable frames over 360 degrees; 0: 120 on a GPU or TPU, 8 on a CPU.
+  c.export.fps = 0.0  # Turntable frame rate; 0: num_frames / 4, a 4 s loop (30 fps at 120 frames).
   c.export.elevation = 15.0  # Turntable elevation in degrees.
   c.export.distance = 1.3  # Turntable camera distance.
   c.export.image_size = 128  # Turntable and contact-sheet render size.

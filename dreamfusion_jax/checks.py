@@ -291,6 +291,29 @@ def check_video_encoder(config: ml_collections.ConfigDict) -> None:
     )
 
 
+# The textured mesh export's packages: (module, pip package, what it does).
+MESH_PACKAGES = (
+  ("xatlas", "xatlas", "UV-unwraps the mesh"),
+  ("fast_simplification", "fast-simplification", "decimates it to export.max_faces"),
+)
+
+
+def check_mesh_packages(config: ml_collections.ConfigDict) -> None:
+  """With exports on, proves the textured mesh export's packages import (checked before training, like ffmpeg)."""
+  if not config.export.enabled:
+    return
+  for module, package, role in MESH_PACKAGES:
+    try:
+      __import__(module)
+    except ImportError as e:
+      raise ConfigError(
+        f"The exports at the end of the run include a textured mesh, and the package '{package}', which {role}, "
+        f"does not import ({e}). Install it with `pip install {package}` (`pip install -e .` installs every "
+        "dependency), or run with --config.export.enabled=false to skip the exports (a later run in the same "
+        "workdir with exports on writes them)."
+      ) from None
+
+
 def config_differences(saved: dict, current: dict) -> list[str]:
   """Fields that differ between a checkpoint's config and the current one, except resumable ones.
 

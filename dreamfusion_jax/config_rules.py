@@ -175,8 +175,12 @@ RULES: dict[str, Rule] = {
   "export.enabled": BOOL,
   "export.mesh_resolution": Int(8, 1024, why="marching cubes on R^3 points: 1024^3 is 4 GB of float32"),
   "export.mesh_threshold": Float(0.0, 1e6),
-  "export.num_frames": Int(1, 3600),
-  "export.fps": Float(0.0, 240.0, lo_open=True),
+  "export.max_faces": Int(0, 10**8, why="0 turns the budget off; 10^8 faces is several GB of mesh"),
+  "export.texture_size": Int(
+    16, 8192, why="8192^2 texels is the largest texture common viewers and GPUs load (256 MB of float32 RGB)"
+  ),
+  "export.num_frames": Int(0, 3600, why="0 picks by platform (outputs.turntable_timing)"),
+  "export.fps": Float(0.0, 240.0, why="0 gives num_frames / 4, a 4 s loop"),
   "export.elevation": Float(-90.0, 90.0),
   "export.distance": Float(0.0, 1e3, lo_open=True),
   "export.image_size": Int(8, 4096),

@@ -1,4 +1,5 @@
-"""Export a trained scene: marching-cubes mesh (glb/ply), turntable mp4, contact sheet png.
+"""Export a trained scene: marching-cubes mesh (textured glb and obj, vertex-coloured ply), turntable mp4,
+contact sheet png.
 
 This module only takes callables, so it does not depend on the field or the renderer:
 
@@ -11,8 +12,8 @@ This module only takes callables, so it does not depend on the field or the rend
         opacity [H, W] in [0, 1]          (optional; normals panel is composited over white with it))
 
 World convention (see SPEC): z is up, azimuth 0 looks at the front from +x. PLY files keep these
-coordinates; GLB files are rotated to glTF's convention (+Y up, front facing +Z) so viewers show
-the object upright and facing the viewer.
+coordinates; GLB and OBJ files are rotated to glTF's convention (+Y up, front facing +Z, which OBJ
+importers assume too) so viewers show the object upright and facing the viewer.
 
 All files are written atomically (temp file in the same directory, then os.replace), so a crash
 never leaves a half-written file under the final name.
@@ -20,6 +21,7 @@ never leaves a half-written file under the final name.
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
 import os
 import warnings
@@ -30,8 +32,9 @@ import imageio.v3 as iio
 import numpy as np
 import skimage.measure
 import trimesh
+from PIL import Image
 
-from dreamfusion_jax import files
+from dreamfusion_jax import files, texture
 
 # Density above which a point counts as "inside" the surface, per world unit. Densities are
 # per unit length, so what a threshold means depends on a length: over a path of length L a
@@ -50,6 +53,9 @@ DEFAULT_MIN_FRACTION = 0.1
 # Points per density_fn call: 2^16 points bounds activation memory of a hash-grid field to a
 # few hundred MB while keeping the number of calls small (32 for a 128^3 grid).
 DEFAULT_CHUNK = 1 << 16
+
+# Side of the baked albedo texture (texels): threestudio's and stable-dreamfusion's default.
+DEFAULT_TEXTURE_SIZE = 1024
 
 # mp4 frames shorter than this are upscaled (nearest, integer factor) so 64 px renders are watchable.
 MIN_VIDEO_HEIGHT = 256
@@ -197,6 +203,7 @@ def extract_mesh(
   threshold: float = DEFAULT_MESH_THRESHOLD,
   min_fraction: float = DEFAULT_MIN_FRACTION,
   chunk: int = DEFAULT_CHUNK,
+  max_faces: int = 0,
 ) -> trimesh.Trimesh:
   """Marching-cubes surface {density = threshold} over [-bound, bound]^3, with vertex colours.
 
@@ -208,6 +215,7 @@ def extract_mesh(
     threshold: density level of the surface (> 0); see DEFAULT_MESH_THRESHOLD for the reasoning.
     min_fraction: clean_floaters' cutoff.
     chunk: points per callable call.
+    max_faces: the face budget: a larger surface is decimated to it (texture.decimate); 0: no budget.
   Returns:
     A closed, outward-oriented trimesh.Trimesh in world coords with RGBA uint8 vertex colours.
   Raises:
@@ -233,7 +241,7 @@ def extract_mesh(
   mesh = trimesh.Trimesh(vertices=verts, faces=faces, process=True)
   if mesh.volume < 0:
     mesh.invert()
-  mesh = clean_floaters(mesh, min_fraction)
+  mesh = texture.decimate(clean_floaters(mesh, min_fraction), max_faces)
   if albedo_fn is None:
     colors = np.full((len(mesh.vertices), 3), 0.5, np.float32)
   else:
@@ -262,17 +270,69 @@ def clean_floaters(mesh: trimesh.Trimesh, min_fraction: float = DEFAULT_MIN_FRAC
 # ----------------------------------------------------------------------------- files
 
 
-def write_mesh(mesh: trimesh.Trimesh, directory: str) -> dict[str, str]:
-  """Writes mesh.glb (glTF frame: +Y up, front +Z) and mesh.ply (world frame: +Z up), vertex colours in both.
+def textured_mesh(
+  mesh: trimesh.Trimesh, albedo_fn: Callable | None, size: int = DEFAULT_TEXTURE_SIZE, chunk: int = DEFAULT_CHUNK
+) -> trimesh.Trimesh:
+  """The mesh UV-unwrapped, with albedo_fn (None: mid grey) baked into a [size, size] texture (texture.textured).
 
-  Returns {'glb': path, 'ply': path}.
+  World coordinates; its visual is a TextureVisuals whose PBR material has the texture as its base colour (no
+  vertex colours, which glTF viewers would multiply with it). Vertices are split along the charts' seams.
+  """
+  if albedo_fn is None:
+    albedo_fn = lambda x: np.full((x.shape[0], 3), 0.5, np.float32)
+  sample = lambda points: _eval_chunked(albedo_fn, points, chunk, (3,))
+  vertices, faces, uv, image = texture.textured(mesh, sample, size)
+  material = trimesh.visual.material.PBRMaterial(
+    name="texture", baseColorTexture=Image.fromarray(to_uint8(image)), metallicFactor=0.0, roughnessFactor=1.0
+  )
+  out = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
+  out.visual = trimesh.visual.TextureVisuals(uv=uv, material=material)
+  return out
+
+
+MESH_FILES = ("mesh.glb", "mesh.obj", "mesh.mtl", "texture.png", "mesh.ply")
+
+
+def write_mesh(mesh: trimesh.Trimesh, directory: str, textured: trimesh.Trimesh | None = None) -> dict[str, str]:
+  """Writes mesh.ply (world frame: +Z up, vertex colours) and, in glTF's frame (+Y up, front +Z), mesh.glb and
+  mesh.obj + mesh.mtl + texture.png (the texture as base colour) when `textured` (textured_mesh) is given, else
+  mesh.glb with vertex colours.
+
+  Returns {'glb', 'ply'[, 'obj', 'mtl', 'texture']: path}.
   """
   os.makedirs(directory, exist_ok=True)
   paths = {"glb": os.path.join(directory, "mesh.glb"), "ply": os.path.join(directory, "mesh.ply")}
-  gltf_mesh = mesh.copy()
+  gltf_mesh = (mesh if textured is None else textured).copy()
   gltf_mesh.apply_transform(_WORLD_TO_GLTF)
   files.write_bytes(paths["glb"], gltf_mesh.export(file_type="glb"))
   files.write_bytes(paths["ply"], mesh.export(file_type="ply"))
+  if textured is not None:
+    paths.update(_write_obj(gltf_mesh, directory))
+  return paths
+
+
+def _write_obj(mesh: trimesh.Trimesh, directory: str) -> dict[str, str]:
+  """mesh.obj, mesh.mtl and texture.png of a textured mesh (its coordinates as they are)."""
+  image = mesh.visual.material.baseColorTexture
+  # A white diffuse colour: OBJ's Kd multiplies map_Kd in most renderers.
+  material = trimesh.visual.material.SimpleMaterial(
+    name="texture", image=image, diffuse=(255, 255, 255, 255), ambient=(255, 255, 255, 255), specular=(0, 0, 0, 255)
+  )
+  obj = trimesh.Trimesh(vertices=mesh.vertices, faces=mesh.faces, process=False)
+  obj.visual = trimesh.visual.TextureVisuals(uv=mesh.visual.uv, material=material)
+  text, extra = trimesh.exchange.obj.export_obj(
+    obj, include_normals=False, include_color=False, return_texture=True, mtl_name="mesh.mtl"
+  )
+  if sorted(extra) != ["mesh.mtl", "texture.png"]:  # trimesh names the image after the material.
+    raise RuntimeError(f"trimesh's OBJ export wrote {sorted(extra)}, not mesh.mtl and texture.png")
+  paths = {
+    "texture": os.path.join(directory, "texture.png"),
+    "mtl": os.path.join(directory, "mesh.mtl"),
+    "obj": os.path.join(directory, "mesh.obj"),
+  }
+  for key, name in (("texture", "texture.png"), ("mtl", "mesh.mtl")):
+    files.write_bytes(paths[key], extra[name])
+  files.write_bytes(paths["obj"], text.encode())  # Last: an obj on disk finds its mtl and texture.
   return paths
 
 
@@ -307,7 +367,7 @@ def _video_ready(frames: np.ndarray, min_height: int) -> np.ndarray:
   return frames
 
 
-def write_video(path: str, frames: np.ndarray, fps: int = 30, min_height: int = MIN_VIDEO_HEIGHT) -> str:
+def write_video(path: str, frames: np.ndarray, fps: float = 30, min_height: int = MIN_VIDEO_HEIGHT) -> str:
   """Writes frames [T, H, W, 3] (uint8, or float in [0, 1]) as H.264/yuv420p mp4; returns path.
 
   Frames shorter than min_height are upscaled by an integer factor (nearest); odd sizes are
@@ -425,6 +485,18 @@ def truth_sheet(truth_view_fn: Callable, num_frames: int, elevation: float, num_
   return turntable_sheet(frames, num_views)
 
 
+# What export_fields writes, in parts that are written whole: the renders (one set of frames) and the mesh files
+# (one mesh and its atlas).
+PARTS = {"renders": ("turntable.mp4", "views.png"), "mesh": MESH_FILES}
+
+
+def missing_parts(directory: str) -> tuple[str, ...]:
+  """The PARTS with a file missing from directory (all of them when it does not exist)."""
+  return tuple(
+    part for part, names in PARTS.items() if not all(os.path.isfile(os.path.join(directory, n)) for n in names)
+  )
+
+
 def export_fields(
   directory: str,
   density_fn: Callable,
@@ -435,40 +507,61 @@ def export_fields(
   mesh_resolution: int = 128,
   mesh_threshold: float = DEFAULT_MESH_THRESHOLD,
   num_frames: int = 120,
-  fps: int = 30,
+  fps: float = 30,
   elevation: float = 15.0,
   num_views: int = 8,
   chunk: int = DEFAULT_CHUNK,
   truth_view_fn: Callable | None = None,
+  texture_size: int = DEFAULT_TEXTURE_SIZE,
+  max_faces: int = 0,
+  parts: tuple[str, ...] = tuple(PARTS),
 ) -> dict[str, str]:
-  """Writes turntable.mp4, views.png, mesh.glb and mesh.ply into directory; returns {name: path}.
+  """Writes turntable.mp4 and views.png ('renders'), and mesh.glb, mesh.obj (+ mesh.mtl, texture.png) and mesh.ply
+  ('mesh') into directory, the parts in `parts` (PARTS' keys); returns {name: path} of what it wrote.
 
   truth_view_fn: renders the true object like render_view_fn (a Shapes caption): views.png then shows
   its rows above the result's, from the same cameras.
+  texture_size: the baked texture's side (texels); max_faces: the mesh's face budget (0: none).
 
-  Keys: 'video', 'views', 'glb', 'ply'. The mesh is extracted first (it is cheap), then the views are
-  rendered. If the mesh is empty, the video and contact sheet are still written and the
-  EmptyMeshError is raised afterwards, with `error.written` holding the paths that were written,
-  so a caller can report them and the fix without losing the renders.
+  Keys: 'video', 'views', 'glb', 'ply', 'obj', 'mtl', 'texture'. The mesh is made on a worker thread while the
+  views are rendered. If the mesh is empty, the renders are still written and the EmptyMeshError is raised
+  afterwards, with `error.written` holding the paths that were written, so a caller can report them and the fix
+  without losing the renders.
   """
+  unknown = set(parts) - set(PARTS)
+  if unknown:
+    raise ValueError(f"unknown export parts {sorted(unknown)}; expected some of {list(PARTS)}")
   os.makedirs(directory, exist_ok=True)
-  mesh, mesh_error = None, None
-  try:
+
+  def make_mesh():
     mesh = extract_mesh(
-      density_fn, albedo_fn, bound=bound, resolution=mesh_resolution, threshold=mesh_threshold, chunk=chunk
+      density_fn,
+      albedo_fn,
+      bound=bound,
+      resolution=mesh_resolution,
+      threshold=mesh_threshold,
+      chunk=chunk,
+      max_faces=max_faces,
     )
-  except EmptyMeshError as error:
-    mesh_error = error
-  frames = turntable_frames(render_view_fn, num_frames, elevation)
-  sheet = turntable_sheet(frames, num_views)
-  if truth_view_fn is not None:
-    sheet = np.concatenate([truth_sheet(truth_view_fn, num_frames, elevation, num_views), sheet])
-  written = {
-    "video": write_video(os.path.join(directory, "turntable.mp4"), frames, fps=fps),
-    "views": write_png(os.path.join(directory, "views.png"), sheet),
-  }
-  if mesh_error is not None:
-    mesh_error.written = written
-    raise mesh_error
-  written.update(write_mesh(mesh, directory))
+    return mesh, textured_mesh(mesh, albedo_fn, texture_size, chunk)
+
+  written = {}
+  # The mesh (mostly single-threaded numpy and xatlas) is made on a worker thread while this one renders the
+  # frames (XLA, which leaves most of a second core idle): on a 2-core CPU they overlap.
+  with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="export_mesh") as pool:
+    meshing = pool.submit(make_mesh) if "mesh" in parts else None
+    if "renders" in parts:
+      frames = turntable_frames(render_view_fn, num_frames, elevation)
+      sheet = turntable_sheet(frames, num_views)
+      if truth_view_fn is not None:
+        sheet = np.concatenate([truth_sheet(truth_view_fn, num_frames, elevation, num_views), sheet])
+      written["video"] = write_video(os.path.join(directory, "turntable.mp4"), frames, fps=fps)
+      written["views"] = write_png(os.path.join(directory, "views.png"), sheet)
+    if meshing is not None:
+      try:
+        mesh, textured = meshing.result()
+      except EmptyMeshError as error:
+        error.written = written
+        raise
+      written.update(write_mesh(mesh, directory, textured))
   return written

@@ -23,6 +23,9 @@ from dreamfusion_jax.errors import EXIT_INTERRUPTED, Interrupted, UserError
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/default.py.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and outputs; a run there resumes.")
+flags.DEFINE_bool(
+  "reexport", False, "Rewrite every export of a finished run (by default it writes only the files that are missing)."
+)
 flags.DEFINE_bool("jax_distributed", False, "Call jax.distributed.initialize() (multi-host TPU VM or GPU jobs).")
 compilation_cache.define_flag()
 flags.mark_flags_as_required(["config", "workdir"])
@@ -39,7 +42,7 @@ def main(argv):
   from dreamfusion_jax import train
 
   try:
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir, reexport=FLAGS.reexport)
   except UserError as e:
     cli.fail(str(e))
   except Interrupted as e:
@@ -69,7 +72,7 @@ def help_text() -> str:
 
   comments = config_rules.field_comments()
   lines = [__doc__.strip(), "", "Flags:"]
-  for name in ("config", "workdir", "compilation_cache", "jax_distributed"):
+  for name in ("config", "workdir", "reexport", "compilation_cache", "jax_distributed"):
     flag = FLAGS[name]
     lines.append(f"  --{name}: {flag.help} (default: {flag.default!r})")
   lines += ["", "Common config fields, set as --config.FIELD=VALUE (every field: dreamfusion_jax/base_config.py):"]

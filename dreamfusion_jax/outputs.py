@@ -8,7 +8,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import logging
 
 from dreamfusion_jax import compilation_cache, export, sds
 from dreamfusion_jax.guidance import text as text_lib
@@ -220,11 +219,33 @@ def write_validation(workdir: str, step: int, sheet: np.ndarray, kind: str = "")
   export.write_png(os.path.join(workdir, "validation", name), sheet)
 
 
+# export.num_frames = 0: a 4 s turntable at 30 fps on a GPU or TPU. On a 2-core CPU a 128 px frame of the default
+# job costs ~1.4 CPU-seconds, so only views.png's 8 views (45 degrees apart) keep its whole export near 15 s
+# (BENCHMARKS.md, 'Export'); --config.export.num_frames=120 makes a smooth one there too, at ~1 s a frame.
+AUTO_FRAMES = {"cpu": 8}
+AUTO_FRAMES_ACCELERATOR = 120
+TURNTABLE_SECONDS = 4.0  # The loop's length when export.fps is 0.
+
+
+def turntable_timing(config: ml_collections.ConfigDict, platform: Optional[str] = None) -> tuple[int, float]:
+  """(frames, fps) of the turntable: export.num_frames and export.fps, where 0 picks by platform (jax's default
+  backend unless given: 'cpu', 'gpu', 'tpu'): AUTO_FRAMES frames, and num_frames / TURNTABLE_SECONDS fps."""
+  platform = platform or jax.default_backend()
+  frames = config.export.num_frames or AUTO_FRAMES.get(platform, AUTO_FRAMES_ACCELERATOR)
+  return frames, float(config.export.fps or frames / TURNTABLE_SECONDS)
+
+
 def export_seed(
-  directory: str, scene: Scene, params: Any, config: ml_collections.ConfigDict, render_view, truth_view=None
+  directory: str,
+  scene: Scene,
+  params: Any,
+  config: ml_collections.ConfigDict,
+  render_view,
+  truth_view=None,
+  parts: tuple[str, ...] = tuple(export.PARTS),
 ) -> dict[str, str]:
-  """Writes turntable.mp4, mesh.glb, mesh.ply and views.png (the true object above the result when truth_view,
-  a truth_renderer, is given) for one seed's params."""
+  """Writes the parts (export.PARTS) of one seed's export: turntable.mp4 and views.png (the true object above
+  the result when truth_view, a truth_renderer, is given), and the mesh files."""
   # params are an argument, not a closure: a closure would bake the hash tables into the program.
   field = jax.jit(lambda p, x: scene.apply({"params": p}, x, method=Scene.field))
   values, level = views.surface_values(scene, config)
@@ -238,8 +259,7 @@ def export_seed(
     else (lambda el, az: {k: np.asarray(v) for k, v in truth_view(None, jnp.float32(el), jnp.float32(az)).items()})
   )
   e = config.export
-  if os.path.exists(os.path.join(directory, "mesh.glb")):
-    logging.info("Replacing the earlier export in %s with this run's.", directory)
+  num_frames, fps = turntable_timing(config)
   return export.export_fields(
     directory,
     level_fn,
@@ -248,8 +268,11 @@ def export_seed(
     bound=config.field.bound,
     mesh_resolution=e.mesh_resolution,
     mesh_threshold=level,
-    num_frames=e.num_frames,
-    fps=e.fps,
+    num_frames=num_frames,
+    fps=fps,
     elevation=e.elevation,
     truth_view_fn=truth_fn,
+    texture_size=e.texture_size,
+    max_faces=e.max_faces,
+    parts=parts,
   )

@@ -26,6 +26,7 @@ from dreamfusion_jax import (
   checkpointing,
   checks,
   compilation_cache,
+  export,
   files,
   memory,
   outputs,
@@ -486,18 +487,19 @@ def now() -> float:
 # ----------------------------------------------------------------------------- the run
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, reexport: bool = False) -> TrainState:
   """Runs (or resumes) DreamFusion for config in workdir and exports every seed; returns the state.
 
   Three phases: set up (checks everything a user can get wrong before compiling anything or writing
   into workdir, then builds the prior, the trainer and the initial state), run the steps with their
   periodic actions (metrics, checkpoints, validation), and export. The run holds workdir's lock
   throughout. SIGTERM or SIGINT ends it at a checkpoint with errors.Interrupted (stops.StopRequest); a full
-  disk ends it with errors.DiskFullError, naming the step it resumes from.
+  disk ends it with errors.DiskFullError, naming the step it resumes from. A run that trains writes every
+  export; a finished run writes only the files missing from its seeds' folders, or all of them with `reexport`.
   """
   guard = Guard(stops.StopRequest().install())
   try:
-    run = set_up(config, workdir, guard)
+    run = set_up(config, workdir, guard, reexport)
     guard.run = run
     try:
       run_steps(run)
@@ -507,7 +509,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     if run.step > run.start_step:
       log_timing(run.timing, run.step - run.start_step, run.timing["total"])
     if run.start is not None and run.start >= config.num_steps:
-      logging.info("The checkpoint is already at step %d >= num_steps=%d; exporting it.", run.start, config.num_steps)
+      logging.info("The checkpoint is already at step %d >= num_steps=%d.", run.start, config.num_steps)
     try:
       if config.export.enabled:
         guard.stop.at_once = lambda name: (
@@ -582,6 +584,7 @@ class Run:
   preview: Any  # outputs.guidance_previewer, or None.
   compiling: Any  # The renderers' background compile (a future), or None.
   stop: stops.StopRequest  # The signal handlers' flag.
+  exports: dict  # {seed: the export.PARTS its export writes} (export_plan).
   last_saved: int | None = None  # The step of the last checkpoint confirmed written.
   bar: Any = None  # progress.Progress: the console.
   start_step: int = 0  # The step this process started training at.
@@ -589,7 +592,7 @@ class Run:
   timing: dict = dataclasses.field(default_factory=dict)
 
 
-def set_up(config: ml_collections.ConfigDict, workdir: str, guard: Guard) -> Run:
+def set_up(config: ml_collections.ConfigDict, workdir: str, guard: Guard, reexport: bool = False) -> Run:
   """The set-up phase: checks, the lock, the checkpoint to resume from, the prior, the trainer, the initial (or
   restored) state, writers and renderers."""
   guard.stop.at_once = lambda name: f"{name} during the set-up, before any step: nothing was lost."
@@ -599,6 +602,7 @@ def set_up(config: ml_collections.ConfigDict, workdir: str, guard: Guard) -> Run
   lead = jax.process_index() == 0
   guard.lock = lock_workdir(workdir, lead)
   checks.check_video_encoder(config)
+  checks.check_mesh_packages(config)
   config_dict = checks.config_to_dict(config)
   ckpts = Checkpoints(workdir, config.keep_checkpoints)
   start, saved = find_checkpoint(ckpts, config_dict, workdir)
@@ -623,8 +627,10 @@ def set_up(config: ml_collections.ConfigDict, workdir: str, guard: Guard) -> Run
   text_emb = trainer.text_embeddings(captions)
   setup["caption embeddings"] = now() - t
   prior.release()  # The text encoder is not needed again in this run (SD's is 0.5-1.4 GB).
-  if start is None or start < config.num_steps:
+  trains = start is None or start < config.num_steps
+  if trains:
     trainer.compile_step_in_background(text_emb)  # The rest of the set-up runs beside this compile.
+  exports = export_plan(config, workdir, trainer.seeds, everything=trains or reexport)
   t = now()
   state = initial_state(trainer, ckpts, start, saved, config_dict, workdir)
   setup["initial state"] = now() - t
@@ -634,11 +640,12 @@ def set_up(config: ml_collections.ConfigDict, workdir: str, guard: Guard) -> Run
   truth_view = outputs.truth_renderer(trainer.scene, config, config.export.image_size)
   preview = outputs.guidance_previewer(trainer.scene, config, prior.guidance) if config.guidance.preview_t > 0 else None
   compiling = None  # Validation's and the export's compiles, beside the first step's (outputs.compile_in_background).
-  if config.val_every or config.export.enabled:
+  validates = bool(config.val_every) and trains
+  if validates or any("renders" in parts for parts in exports.values()):
     first = host_params(state)  # Before the first step, which donates state; every process takes part.
     if lead:
       compiling = outputs.compile_in_background(
-        render_view, preview if config.val_every else None, first[0], captions, trainer.prior_params, truth_view
+        render_view, preview if validates else None, first[0], captions, trainer.prior_params, truth_view
       )
   run = Run(
     config,
@@ -658,6 +665,7 @@ def set_up(config: ml_collections.ConfigDict, workdir: str, guard: Guard) -> Run
     preview,
     compiling,
     guard.stop,
+    exports,
     last_saved=start,
   )
   logging.info(
@@ -834,15 +842,38 @@ def validate(run: Run) -> None:
   run.timing["validation"] += now() - t
 
 
+def export_plan(config: ml_collections.ConfigDict, workdir: str, seeds, everything: bool) -> dict[int, tuple]:
+  """{seed: the export.PARTS its export writes}: all of them when `everything`, else those with a file missing
+  from workdir/seed_K (a finished run rerun); {} with exports off. Every process computes the same plan."""
+  if not config.export.enabled:
+    return {}
+  return {
+    int(seed): tuple(export.PARTS) if everything else export.missing_parts(seed_directory(workdir, seed))
+    for seed in seeds
+  }
+
+
+def seed_directory(workdir: str, seed) -> str:
+  return os.path.join(workdir, f"seed_{int(seed)}")
+
+
 def export_run(run: Run) -> None:
-  """The export phase: every seed's turntable, meshes and views (the lead process writes)."""
+  """The export phase: every seed's turntable, meshes and views (the lead process writes), as export_plan says."""
+  if not any(run.exports.values()):
+    logging.info(
+      "Every export of the finished run is in %s; nothing was rewritten (--reexport rewrites them).", run.workdir
+    )
+    return
   per_seed = host_params(run.state)
   if run.lead:
-    t = now()
+    t, cpu = now(), time.process_time()
     wait_for(run.compiling)
-    export_all(run.trainer, per_seed, run.config, run.workdir, run.render_view, run.truth_view)
+    export_all(run.trainer, per_seed, run.config, run.workdir, run.render_view, run.truth_view, run.exports)
     run.timing["export"] = now() - t
-    logging.info("Exported in %.1f s.", run.timing["export"])
+    # The CPU time too: on a shared machine the wall time says more about the neighbours than the export.
+    logging.info(
+      "Exported in %.1f s (%.1f s of this process's CPU time).", run.timing["export"], time.process_time() - cpu
+    )
 
 
 def write_report(run: Run) -> None:
@@ -918,12 +949,24 @@ def host_params(state: TrainState) -> list[Any]:
 
 
 def export_all(
-  trainer: Trainer, per_seed: list[Any], config: ml_collections.ConfigDict, workdir: str, render_view, truth_view=None
+  trainer: Trainer,
+  per_seed: list[Any],
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  render_view,
+  truth_view=None,
+  plan: dict | None = None,
 ) -> None:
+  """Writes every seed's export, or the parts `plan` (export_plan) names."""
   for i, seed in enumerate(trainer.seeds):
-    directory = os.path.join(workdir, f"seed_{seed}")
+    directory = seed_directory(workdir, seed)
+    parts = tuple(export.PARTS) if plan is None else plan[int(seed)]
+    if not parts:
+      continue
+    if plan is not None and parts != tuple(export.PARTS):
+      logging.info("Seed %d: writing only the missing %s (--reexport rewrites everything).", seed, " and ".join(parts))
     try:
-      written = outputs.export_seed(directory, trainer.scene, per_seed[i], config, render_view, truth_view)
+      written = outputs.export_seed(directory, trainer.scene, per_seed[i], config, render_view, truth_view, parts)
       logging.info("Seed %d: wrote %s.", seed, ", ".join(sorted(os.path.basename(p) for p in written.values())))
     except EmptyMeshError as e:
       logging.warning("Seed %d: %s The turntable and contact sheet were written to %s.", seed, e, directory)

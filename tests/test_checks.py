@@ -69,12 +69,15 @@ def test_the_models_of_the_rules_are_the_registry_s():
       "of range: it must be an integer in [8, 4096]. Fix it with e.g. --config.export.image_size=128.",
     ),
     ("export.mesh_resolution", 0, "is 0, which is out of range: it must be an integer in [8, 1024]"),
-    ("export.num_frames", 0, "is 0, which is out of range: it must be an integer in [1, 3600]"),
+    ("export.num_frames", -1, "is -1, which is out of range: it must be an integer in [0, 3600]"),
     (
       "export.fps",
-      0,
-      "export.fps (Turntable frame rate) is 0, which is out of range: it must be a finite number in (0, 240]",
+      -1.0,
+      "export.fps (Turntable frame rate; 0: num_frames / 4, a 4 s loop (30 fps at 120 frames)) is -1",
     ),
+    ("export.fps", 300.0, "is 300.0, which is out of range: it must be a finite number in [0, 240]"),
+    ("export.texture_size", 8, "is 8, which is out of range: it must be an integer in [16, 8192]"),
+    ("export.max_faces", -5, "is -5, which is out of range: it must be an integer in [0, 100000000]"),
     ("field.num_levels", 0, "field.num_levels (L in Instant-NGP: hash-grid levels) is 0"),
     ("field.max_resolution", 0, "must be an integer in [1, 16384]"),
     ("field.log2_hashmap_size", 0, "is 0, which is out of range: it must be an integer in [8, 26] (Instant-NGP"),
@@ -230,7 +233,10 @@ def run_main(*args, timeout=300):
   [
     ("--config.guidance.scale=nan", "guidance.scale (Classifier-free guidance weight w_cfg) is nan"),
     ("--config.field.log2_hashmap_size=40", "field.log2_hashmap_size (log2 T in Instant-NGP"),
-    ("--config.export.fps=0", "export.fps (Turntable frame rate) is 0"),
+    (
+      "--config.export.fps=300",
+      "export.fps (Turntable frame rate; 0: num_frames / 4, a 4 s loop (30 fps at 120 frames)) is 300",
+    ),
     ("--config.num_steps=abc", "flag --config.num_steps=abc"),
   ],
 )
@@ -383,3 +389,12 @@ def test_a_cut_caption_is_a_warning_naming_what_was_dropped(caplog):
   with caplog.at_level(logging.WARNING):
     train.embed_prompts(prior, tiny_config(prompt="a red cube"))
   assert "was cut" not in caplog.text
+
+
+@pytest.mark.parametrize("module,package", [m[:2] for m in checks.MESH_PACKAGES])
+def test_a_missing_mesh_package_is_reported_before_training(monkeypatch, module, package):
+  monkeypatch.setitem(sys.modules, module, None)  # Its import raises ImportError.
+  config = tiny_config(**{"export.enabled": True})
+  with pytest.raises(ConfigError, match=f"pip install {package}.*export.enabled=false"):
+    checks.check_mesh_packages(config)
+  checks.check_mesh_packages(tiny_config())  # Exports off: not needed.

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from dreamfusion_jax import export
+from dreamfusion_jax import export, texture
 
 # The test's video reader forks ffmpeg (fork + exec, safe); JAX warns about any fork.
 pytestmark = pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
@@ -366,8 +366,8 @@ def test_export_seed_writes_all_files(tmp_path):
     fps=8,
     elevation=10.0,
   )
-  assert set(out) == {"video", "views", "glb", "ply"}
-  assert sorted(os.listdir(tmp_path)) == ["mesh.glb", "mesh.ply", "turntable.mp4", "views.png"]
+  assert set(out) == {"video", "views", "glb", "ply", "obj", "mtl", "texture"}
+  assert sorted(os.listdir(tmp_path)) == sorted(export.MESH_FILES + ("turntable.mp4", "views.png"))
   assert _read_video(out["video"]).shape[0] == 8
   assert iio.imread(out["views"]).shape == (3 * H, 8 * W, 3)
   assert len(trimesh.load(out["ply"]).vertices) > 0
@@ -468,3 +468,224 @@ def test_a_signed_distance_field_is_meshed_at_its_zero_level_not_at_a_density_le
     errors[name] = np.abs(np.linalg.norm(mesh.vertices, axis=1) - 0.3).max() / cell
   assert errors["sdf"] < 1.1 / (8 * 0.3) * cell, errors
   assert errors["density"] > 0.1, errors
+
+
+# ----------------------------------------------------------------------------- textured meshes
+
+
+def wavy_albedo(x):
+  """A smooth albedo that changes across the surface in every channel, so a UV mixup can't match it."""
+  x = np.asarray(x, np.float64)
+  return np.stack(
+    [
+      0.5 + 0.4 * np.sin(3.0 * x[:, 0] + 1.0 * x[:, 1]),
+      0.5 + 0.4 * np.cos(2.0 * x[:, 1] - 2.0 * x[:, 2]),
+      0.5 + 0.4 * np.sin(2.5 * x[:, 2] + 1.5 * x[:, 0]),
+    ],
+    axis=-1,
+  ).astype(np.float32)
+
+
+def bilinear(image, uv):
+  """glTF's bilinear lookup, written out: texel (row, col)'s centre is at u = (col + 0.5) / W, v = 1 - (row + 0.5) / H;
+  uint8 or float image [H, W, C] -> float [N, C] in [0, 1], edges clamped."""
+  img = np.asarray(image, np.float64)
+  img = img / 255.0 if np.asarray(image).dtype == np.uint8 else img
+  h, w = img.shape[:2]
+  x = np.asarray(uv[:, 0], np.float64) * w - 0.5
+  y = (1.0 - np.asarray(uv[:, 1], np.float64)) * h - 0.5
+  x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+  fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+
+  def at(r, c):
+    return img[np.clip(r, 0, h - 1), np.clip(c, 0, w - 1)]
+
+  return (
+    at(y0, x0) * (1 - fx) * (1 - fy)
+    + at(y0, x0 + 1) * fx * (1 - fy)
+    + at(y0 + 1, x0) * (1 - fx) * fy
+    + at(y0 + 1, x0 + 1) * fx * fy
+  )
+
+
+TEXTURE = 256  # Small, to keep the tests fast; the default (1024) only changes the texel size.
+
+
+@pytest.fixture(scope="module")
+def wavy_ball():
+  return export.extract_mesh(linear_ball(radius=0.6), wavy_albedo, bound=BOUND, resolution=32)
+
+
+@pytest.fixture(scope="module")
+def wavy_files(tmp_path_factory, wavy_ball):
+  directory = str(tmp_path_factory.mktemp("textured"))
+  return export.write_mesh(wavy_ball, directory, export.textured_mesh(wavy_ball, wavy_albedo, TEXTURE))
+
+
+def gltf_to_world(vertices):
+  return np.asarray(vertices)[:, [2, 0, 1]]  # glTF (X, Y, Z) = world (y, z, x)
+
+
+def assert_texture_is_the_albedo(vertices_world, uv, image):
+  truth = wavy_albedo(vertices_world)
+  assert truth.std(axis=0).min() > 0.1  # The albedo does vary over the surface.
+  # uint8 steps (0.002) and bilinear interpolation of a smooth function over a texel; a vertex on a chart's edge
+  # reads the texels around the chart too, which hold the albedo extrapolated (copies of the edge's texels would
+  # be off by ~0.02 here).
+  np.testing.assert_allclose(bilinear(np.asarray(image)[..., :3], uv), truth, atol=0.006)
+  # The same texture read through a wrong mapping (v not flipped) is far off.
+  assert np.abs(bilinear(np.asarray(image)[..., :3], uv * [1, -1] + [0, 1]) - truth).mean() > 0.1
+
+
+def test_baked_texture_is_the_albedo_at_the_vertices(wavy_ball):
+  mesh = export.textured_mesh(wavy_ball, wavy_albedo, TEXTURE)
+  assert len(mesh.vertices) >= len(wavy_ball.vertices)  # Split along the charts' seams.
+  assert np.asarray(mesh.visual.material.baseColorTexture).shape[:2] == (TEXTURE, TEXTURE)
+  assert_texture_is_the_albedo(mesh.vertices, mesh.visual.uv, mesh.visual.material.baseColorTexture)
+
+
+def test_glb_loads_with_its_texture_as_base_colour(wavy_files):
+  glb = trimesh.load(wavy_files["glb"], force="mesh", process=False)
+  assert isinstance(glb.visual, trimesh.visual.TextureVisuals)
+  image = glb.visual.material.baseColorTexture
+  assert image.size == (TEXTURE, TEXTURE)
+  with open(wavy_files["glb"], "rb") as f:
+    assert b"COLOR_0" not in f.read()  # No vertex colours for viewers to multiply the texture with.
+  assert_texture_is_the_albedo(gltf_to_world(glb.vertices), glb.visual.uv, image)
+
+
+def test_obj_mtl_and_png_load_back_with_uvs(wavy_files):
+  directory = os.path.dirname(wavy_files["obj"])
+  assert [os.path.basename(wavy_files[k]) for k in ("obj", "mtl", "texture")] == ["mesh.obj", "mesh.mtl", "texture.png"]
+  mtl = open(wavy_files["mtl"]).read()
+  assert "map_Kd texture.png" in mtl and "Kd 1.0" in mtl
+  assert "mtllib mesh.mtl" in open(wavy_files["obj"]).read()
+  obj = trimesh.load(os.path.join(directory, "mesh.obj"), force="mesh", process=False)
+  assert isinstance(obj.visual, trimesh.visual.TextureVisuals) and obj.visual.uv.shape == (len(obj.vertices), 2)
+  assert obj.visual.material.image.size == (TEXTURE, TEXTURE)
+  np.testing.assert_array_equal(
+    np.asarray(obj.visual.material.image)[..., :3], iio.imread(wavy_files["texture"])[..., :3]
+  )
+  assert_texture_is_the_albedo(gltf_to_world(obj.vertices), obj.visual.uv, obj.visual.material.image)
+  assert trimesh.load(wavy_files["glb"], force="mesh").volume > 0  # Outward winding kept in glTF's frame.
+
+
+def test_rasterise_matches_a_per_texel_brute_force():
+  rng = np.random.default_rng(0)
+  size = 24
+  corners = rng.uniform(-2, size + 2, (12, 3, 2))  # Some reach past the image's edges.
+  corners[3] = corners[3, [0, 0, 1]]  # A degenerate triangle covers nothing.
+  face, bary, distance = texture.rasterise(corners, size, padding=0, chunk=50)  # Many small batches.
+  for row in range(size):
+    for col in range(size):
+      p = np.array([col + 0.5, row + 0.5])
+      covering = []
+      for f, (a, b, c) in enumerate(corners):
+        m = np.array([b - a, c - a]).T
+        if abs(np.linalg.det(m)) < 1e-12:
+          continue
+        l1, l2 = np.linalg.solve(m, p - a)
+        if min(1 - l1 - l2, l1, l2) >= -1e-9:
+          covering.append((f, np.array([1 - l1 - l2, l1, l2])))
+      if not covering:
+        assert face[row, col] == -1 and distance[row, col] == np.inf
+        continue
+      assert face[row, col] in [f for f, _ in covering] and distance[row, col] == 0
+      np.testing.assert_allclose(bary[row, col], dict(covering)[face[row, col]], atol=1e-9)
+  assert (face >= 0).sum() > 50
+
+
+def test_rasterise_padding_finds_the_nearest_triangle():
+  # Two triangles with a gap between them: a texel in the gap belongs to the nearer one, at its distance.
+  corners = np.array([[[1.0, 1.0], [5.0, 1.0], [1.0, 9.0]], [[9.0, 1.0], [9.0, 9.0], [6.0, 9.0]]])
+  face, bary, distance = texture.rasterise(corners, 12, padding=3)
+  col, row = np.meshgrid(np.arange(12) + 0.5, np.arange(12) + 0.5)
+  # Brute force over a dense sampling of each triangle's edges.
+  t = np.linspace(0, 1, 2001)[:, None]
+  best = []
+  for a, b, c in corners:
+    edge_points = np.concatenate([a + t * (b - a), b + t * (c - b), c + t * (a - c)])
+    d = np.min(np.hypot(col[..., None] - edge_points[:, 0], row[..., None] - edge_points[:, 1]), axis=-1)
+    best.append(d)
+  best = np.stack(best)
+  inside = distance == 0
+  outside = ~inside & (best.min(axis=0) <= 3 - 1e-3)
+  np.testing.assert_allclose(distance[outside], best.min(axis=0)[outside], atol=1e-3)
+  clear = outside & (np.abs(best[0] - best[1]) > 1e-3)  # Not a tie between the two.
+  np.testing.assert_array_equal(face[clear], best.argmin(axis=0)[clear])
+  # Barycentric coordinates reproduce the texel centre (outside too: they extrapolate).
+  filled = face >= 0
+  rebuilt = np.einsum("nk,nkd->nd", bary[filled], corners[face[filled]])
+  np.testing.assert_allclose(rebuilt, np.stack([col[filled], row[filled]], axis=-1), atol=1e-9)
+  assert (face[(best.min(axis=0) > 3 + 1e-3) & ~inside] == -1).all()
+
+
+def test_texture_has_no_background_left():
+  # Every texel holds a colour of the surface: one chart of a constant albedo fills the whole image with it.
+  mesh = trimesh.creation.icosphere(subdivisions=2)
+  out = export.textured_mesh(mesh, constant_albedo(ALBEDO), 64)
+  image = np.asarray(out.visual.material.baseColorTexture)
+  np.testing.assert_array_equal(image.reshape(-1, image.shape[-1])[:, :3], np.broadcast_to(ALBEDO_U8, (64 * 64, 3)))
+
+
+def test_decimation_respects_the_budget_and_keeps_a_sphere_closed():
+  mesh = export.extract_mesh(linear_ball(radius=0.6), None, bound=BOUND, resolution=64)
+  assert len(mesh.faces) > 8000
+  small = export.extract_mesh(linear_ball(radius=0.6), wavy_albedo, bound=BOUND, resolution=64, max_faces=2000)
+  assert 1800 <= len(small.faces) <= 2000
+  assert small.is_watertight and small.volume > 0
+  assert small.volume == pytest.approx(4 / 3 * math.pi * 0.6**3, rel=0.03)
+  np.testing.assert_allclose(np.linalg.norm(small.vertices, axis=1), 0.6, atol=0.02)
+  # The vertex colours are the albedo at the decimated vertices.
+  np.testing.assert_allclose(
+    small.visual.vertex_colors[:, :3] / 255, wavy_albedo(small.vertices), atol=0.5 / 255 + 1e-6
+  )
+  # Within the budget, or with none (0), the mesh is left as it is.
+  assert texture.decimate(mesh, 0) is mesh and texture.decimate(mesh, len(mesh.faces)) is mesh
+
+
+@pytest.mark.parametrize("module,package", [("xatlas", "xatlas"), ("fast_simplification", "fast-simplification")])
+def test_a_missing_mesh_package_is_named_with_its_install_command(monkeypatch, module, package):
+  import sys
+
+  monkeypatch.setitem(sys.modules, module, None)  # import raises ImportError
+  mesh = trimesh.creation.icosphere(subdivisions=3)
+  with pytest.raises(ImportError, match=f"pip install {package}"):
+    if module == "xatlas":
+      export.textured_mesh(mesh, None, 64)
+    else:
+      texture.decimate(mesh, 100)
+
+
+def test_export_writes_only_the_parts_asked_for_and_finds_the_missing_ones(tmp_path):
+  directory = str(tmp_path)
+  assert export.missing_parts(str(tmp_path / "nowhere")) == ("renders", "mesh")
+  kwargs = dict(bound=BOUND, mesh_resolution=16, num_frames=2, fps=2, texture_size=32)
+  calls = []
+  out = export.export_fields(directory, linear_ball(), None, fake_render_view(calls), parts=("mesh",), **kwargs)
+  assert sorted(os.listdir(directory)) == sorted(export.MESH_FILES) and calls == []  # No render.
+  assert set(out) == {"glb", "ply", "obj", "mtl", "texture"}
+  assert export.missing_parts(directory) == ("renders",)
+  out = export.export_fields(directory, linear_ball(), None, fake_render_view(calls), parts=("renders",), **kwargs)
+  assert set(out) == {"video", "views"} and len(calls) == 2
+  assert export.missing_parts(directory) == ()
+  os.remove(os.path.join(directory, "mesh.mtl"))
+  assert export.missing_parts(directory) == ("mesh",)
+  with pytest.raises(ValueError, match="unknown export parts"):
+    export.export_fields(directory, linear_ball(), None, fake_render_view(), parts=("video",), **kwargs)
+
+
+def test_the_turntable_length_is_picked_by_platform_when_left_at_0():
+  import ml_collections
+
+  from dreamfusion_jax import outputs
+
+  def config(frames, fps):
+    return ml_collections.ConfigDict({"export": {"num_frames": frames, "fps": fps}})
+
+  assert outputs.turntable_timing(config(0, 0.0), "gpu") == (120, 30.0)  # 4 s at 30 fps.
+  assert outputs.turntable_timing(config(0, 0.0), "tpu") == (120, 30.0)
+  assert outputs.turntable_timing(config(0, 0.0), "cpu") == (8, 2.0)  # views.png's 8 views, still a 4 s loop.
+  assert outputs.turntable_timing(config(36, 0.0), "cpu") == (36, 9.0)
+  assert outputs.turntable_timing(config(0, 24.0), "gpu") == (120, 24.0)
+  assert outputs.turntable_timing(config(50, 10.0), "cpu") == (50, 10.0)

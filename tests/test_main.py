@@ -102,7 +102,7 @@ QUICK = [
     # Issue 18: tracebacks at the end of training or at the start, or accepted silently.
     (["--config.export.image_size=0"], "config.export.image_size (Turntable and contact-sheet render size) is 0"),
     (["--config.export.mesh_resolution=0"], "config.export.mesh_resolution (Marching-cubes grid resolution"),
-    (["--config.export.num_frames=0"], "config.export.num_frames (Turntable frames over 360 degrees) is 0"),
+    (["--config.export.num_frames=-1"], "config.export.num_frames (Turntable frames over 360 degrees; 0: 120"),
     (["--config.field.num_levels=0"], "config.field.num_levels (L in Instant-NGP: hash-grid levels) is 0"),
     (["--config.field.max_resolution=0"], "config.field.max_resolution (N_max in Instant-NGP"),
     (["--config.guidance.num_train_timesteps=0"], "config.guidance.num_train_timesteps (Length of the DDPM"),

@@ -123,6 +123,43 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, monkey
   assert int(longer.step[0]) == 8
 
 
+def test_a_finished_run_rerun_writes_only_its_missing_exports_unless_told_to_rewrite_them(tmp_path, caplog):
+  config = tiny_config(
+    **{
+      "export.enabled": True,
+      "export.num_frames": 2,
+      "export.image_size": 16,
+      "export.mesh_resolution": 16,
+      "export.mesh_threshold": 5.0,
+      "export.texture_size": 32,
+    }
+  )
+  workdir = str(tmp_path / "run")
+  seed_dir = os.path.join(workdir, "seed_0")
+
+  def stamps():
+    return {name: os.stat(os.path.join(seed_dir, name)).st_mtime_ns for name in sorted(os.listdir(seed_dir))}
+
+  train.train_and_evaluate(config, workdir)  # Trains, so it writes everything.
+  first = stamps()
+  assert sorted(first) == sorted(
+    ["turntable.mp4", "views.png", "mesh.glb", "mesh.obj", "mesh.mtl", "texture.png", "mesh.ply"]
+  )
+  caplog.set_level("INFO")
+  train.train_and_evaluate(config, workdir)  # Finished, nothing missing: nothing is rewritten.
+  assert stamps() == first
+  assert "nothing was rewritten" in caplog.text
+  os.remove(os.path.join(seed_dir, "texture.png"))
+  train.train_and_evaluate(config, workdir)  # Only the mesh part (its files are written together) again.
+  second = stamps()
+  assert sorted(second) == sorted(first)
+  assert all(second[n] == first[n] for n in ("turntable.mp4", "views.png"))
+  assert all(second[n] != first[n] for n in ("mesh.glb", "mesh.obj", "mesh.mtl", "texture.png", "mesh.ply"))
+  train.train_and_evaluate(config, workdir, reexport=True)  # Everything again.
+  third = stamps()
+  assert all(third[n] != second[n] for n in third)
+
+
 def test_the_train_step_compiled_in_the_background_equals_the_jitted_one():
   config = tiny_config(**{"num_steps": 3, "num_seeds": 2})
   prior = target_prior(config)
