@@ -58,7 +58,7 @@ class Progress:
       unit="step",
       dynamic_ncols=True,
       disable=not bar,
-      bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} {postfix}",
+      bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt}{postfix}",  # tqdm puts ", " before the postfix.
     )
 
   def rate(self, step: int, now: float) -> Optional[float]:
