@@ -61,6 +61,9 @@ def get_config():
   c.camera.look_at_std = 0.2  # Std of the look-at point around the origin (world units).
   c.camera.position_jitter = 0.1  # Half-width of the uniform jitter of the camera position.
   c.camera.view_dependent_prompts = True  # Append front/side/back/overhead view to the prompt.
+  # Progressive view (threestudio): the azimuths' spread around the front grows linearly from 0 to the full circle
+  # over these steps, so the front is settled before the other sides are shaped; 0: the full circle from step 0.
+  c.camera.progressive_view_steps = 0
 
   # --- Shading (the paper's schedule). ---
   c.shading = ml_collections.ConfigDict()

@@ -94,6 +94,7 @@ RULES: dict[str, Rule] = {
   "camera.look_at_std": Float(0.0, 10.0),
   "camera.position_jitter": Float(0.0, 10.0),
   "camera.view_dependent_prompts": BOOL,
+  "camera.progressive_view_steps": STEPS,
   "shading.albedo_warmup_steps": STEPS,
   "shading.shaded_prob": PROB,
   "shading.textureless_prob": PROB,

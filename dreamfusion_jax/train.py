@@ -216,9 +216,8 @@ def loss_fn(
   params = coarse_to_fine(params, config, step)
   k_cam, k_shade, k_render, k_sds = jax.random.split(jax.random.fold_in(key, 1), 4)
   batch, size = config.batch_size, config.render.image_size
-  cams = jax.vmap(lambda k: cameras.sample_camera(k, cameras.from_config(config.camera), size))(
-    jax.random.split(k_cam, batch)
-  )
+  camera_cfg, spread = cameras.from_config(config.camera), azimuth_spread(config, step)
+  cams = jax.vmap(lambda k: cameras.sample_camera(k, camera_cfg, size, spread))(jax.random.split(k_cam, batch))
   shading = jax.vmap(lambda k, lp: sample_shading(k, step, config, lp))(
     jax.random.split(k_shade, batch), cams["light_pos"]
   )
@@ -302,6 +301,15 @@ def coarse_to_fine(params: Any, config: ml_collections.ConfigDict, step: jnp.nda
   tables = nerf["encoding"]["hash_tables"]
   scaled = tables * weights.astype(tables.dtype)[:, None, None]
   return {**params, "nerf": {**nerf, "encoding": {**nerf["encoding"], "hash_tables": scaled}}}
+
+
+def azimuth_spread(config: ml_collections.ConfigDict, step: jnp.ndarray):
+  """The progressive view's fraction of the full circle of azimuths at `step` (cameras.sample_camera's
+  azimuth_scale): (step + 1) / camera.progressive_view_steps, at most 1; None without a progressive view."""
+  steps = config.camera.get("progressive_view_steps", 0)
+  if not steps:
+    return None
+  return jnp.minimum((step + 1.0) / steps, 1.0)
 
 
 def sdf_beta(config: ml_collections.ConfigDict, step: jnp.ndarray):

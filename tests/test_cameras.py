@@ -190,3 +190,27 @@ def test_view_index_vectorised_and_prompt():
   assert text_lib.view_prompt("a corgi", 1) == "a corgi, side view"
   assert text_lib.view_prompt("a corgi", jnp.int32(3)) == "a corgi, overhead view"
   assert text_lib.VIEW_SUFFIXES == ("front view", "side view", "back view", "overhead view")
+
+
+def test_progressive_view_gathers_azimuths_around_the_front():
+  """With azimuth_scale r the azimuth is r * A, A uniform on [-180, 180): uniform on [-180 r, 180 r). Every other
+  field is drawn as without it (same key, same values)."""
+  cfg = cameras.CameraConfig()
+  keys = jax.random.split(jax.random.PRNGKey(0), N)
+  plain = jax.vmap(lambda k: cameras.sample_camera(k, cfg, IMAGE_SIZE))(keys)
+  for r in (0.0, 0.25, 1.0):
+    cams = jax.vmap(lambda k: cameras.sample_camera(k, cfg, IMAGE_SIZE, jnp.float32(r)))(keys)
+    az = np.asarray(cams["azimuth"])
+    # The same uniform draw, moved to [-180, 180) and scaled: by hand from the plain azimuths.
+    expected = r * (np.mod(np.asarray(plain["azimuth"]) + 180.0, 360.0) - 180.0)
+    np.testing.assert_allclose(az, expected, atol=1e-3)
+    assert az.min() >= -180.0 * r - 1e-4 and az.max() <= 180.0 * r + 1e-4
+    if r > 0:
+      counts, _ = np.histogram(az, bins=12, range=(-180.0 * r, 180.0 * r))
+      chi2 = np.sum((counts - N / 12) ** 2 / (N / 12))
+      assert chi2 < 31.3, chi2
+    np.testing.assert_array_equal(np.asarray(cams["elevation"]), np.asarray(plain["elevation"]))
+    np.testing.assert_array_equal(np.asarray(cams["distance"]), np.asarray(plain["distance"]))
+  # r = 0: every view is the front one, and its origin lies on the +x half-space's meridian (y = 0 up to jitter).
+  cams = jax.vmap(lambda k: cameras.sample_camera(k, cfg, IMAGE_SIZE, jnp.float32(0.0)))(keys)
+  assert np.all(np.abs(np.asarray(cams["origin"])[:, 1]) <= cfg.position_jitter + 1e-5)

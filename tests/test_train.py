@@ -499,6 +499,17 @@ def test_coarse_to_fine_weights_rise_linearly_from_the_start_levels():
   assert train.coarse_to_fine(params, tiny_config(), jnp.int32(0)) is params
 
 
+def test_progressive_view_spreads_the_azimuths_linearly_and_is_off_by_default():
+  config = tiny_config(**{"camera.progressive_view_steps": 100})
+  for step, spread in {0: 0.01, 49: 0.5, 99: 1.0, 500: 1.0}.items():
+    np.testing.assert_allclose(float(train.azimuth_spread(config, jnp.int32(step))), spread, atol=1e-6)
+  assert train.azimuth_spread(tiny_config(), jnp.int32(0)) is None
+  # A step with it runs (the scale is traced; the step is one program for every spread).
+  trainer = train.Trainer(config, target_prior(config))
+  state, metrics = trainer.step(trainer.init(), trainer.text_embeddings(np.zeros((9, 2, 4), np.float32)))
+  assert np.isfinite(float(np.asarray(metrics["loss"]).ravel()[0]))
+
+
 def test_coarse_to_fine_scales_each_levels_features_and_freezes_the_levels_not_yet_in():
   """The scaled tables give level l's features times its weight (the encoding is linear in the table), and a
   train step at step 0 with only the coarsest level on changes that level's table and no other."""

@@ -158,8 +158,12 @@ def sample_elevation(key, cfg: CameraConfig):
   return jnp.where(jax.random.uniform(k_mix) < cfg.uniform_area_prob, el_area, el_angle)
 
 
-def sample_camera(key, cfg: CameraConfig, image_size: int) -> Camera:
+def sample_camera(key, cfg: CameraConfig, image_size: int, azimuth_scale=None) -> Camera:
   """One random training camera (jit/vmap-able over `key`).
+
+  azimuth_scale: None, or a traced fraction r in [0, 1]: the sampled azimuth, taken in [-180, 180), is
+  multiplied by r, so that the views gather around the front (azimuth 0) while r < 1 (threestudio's
+  progressive view). r = 1 gives the same distribution as None (not the same bits).
 
   `elevation`, `azimuth` and `distance` in the result are the NOMINAL sampled values, before
   position jitter and look-at noise; they choose the view-dependent prompt, as in the paper.
@@ -168,6 +172,8 @@ def sample_camera(key, cfg: CameraConfig, image_size: int) -> Camera:
   keys = jax.random.split(key, 8)
   elevation = sample_elevation(keys[0], cfg)
   azimuth = jax.random.uniform(keys[1], minval=cfg.azimuth_range[0], maxval=cfg.azimuth_range[1])
+  if azimuth_scale is not None:
+    azimuth = azimuth_scale * (jnp.mod(azimuth + 180.0, 360.0) - 180.0)
   distance = jax.random.uniform(keys[2], minval=cfg.distance_range[0], maxval=cfg.distance_range[1])
   jitter = jax.random.uniform(keys[3], (3,), minval=-cfg.position_jitter, maxval=cfg.position_jitter)
   origin = spherical_to_cartesian(elevation, azimuth, distance) + jitter
