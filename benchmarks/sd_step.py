@@ -13,7 +13,17 @@ jitted step (state donated). Timing does not depend on the weights' values.
 Reported: load time, compile time (first step), median ms per step over --steps steps, the
 device's peak bytes in use (jax memory_stats, meaningful with XLA_PYTHON_CLIENT_PREALLOCATE=false),
 and separately jitted parts of the step: the render forward+backward, the encoder (resize + VAE
-encoder) forward+backward and the UNet with CFG forward; their shares of the step time.
+encoder) forward+backward and the UNet with CFG forward; their shares of the step time (--noparts
+leaves them out: they compile programs of their own, which a memory cap may not hold).
+
+Memory, to tell the program's own needs from the compiler's: `peak_gb_compiled` is the peak after
+compiling the step and before running it (on a GPU, XLA's autotuner runs candidate kernels with
+their workspaces on the device while it compiles), `peak_gb` the peak after the timed steps, and
+`step_memory` what the compiled step allocates (memory_analysis: temporaries, arguments, outputs),
+its largest library-call workspaces (a cuDNN convolution's or cuBLAS GEMM's u8[N] scratch, sized
+by the algorithm the autotuner chose) and its largest arrays, each with the JAX op it came from
+(benchmarks/hlo_memory.py). With XLA_PYTHON_CLIENT_MEM_FRACTION (preallocation on) the device's
+memory is capped as a smaller card's would be: benchmarks/sd_memory_cap.py.
 """
 
 import json
@@ -35,6 +45,7 @@ flags.DEFINE_integer("steps", 50, "Timed steps (after 3 untimed ones).")
 flags.DEFINE_integer("image_size", 512, "guidance.sd.image_size (renders are resized to it before the VAE).")
 flags.DEFINE_integer("render_size", 64, "render.image_size.")
 flags.DEFINE_bool("deterministic", True, "gpu_deterministic (XLA's nondeterministic kernels left out).")
+flags.DEFINE_bool("parts", True, "Also time the step's parts, each jitted alone (after the peak is read).")
 flags.DEFINE_string("out", None, "Also write the result as JSON here.")
 FLAGS = flags.FLAGS
 
@@ -76,6 +87,7 @@ def part_timings(config, prior, trainer, state, text_emb) -> tuple[float, float,
 
 def main(argv):
   del argv
+  import hlo_memory
   import jax
   import numpy as np
 
@@ -102,6 +114,9 @@ def main(argv):
   load_s = time.perf_counter() - t0
 
   t0 = time.perf_counter()
+  compiled = trainer.compile_step_in_background(text_emb).result()
+  peak_compiled = (device.memory_stats() or {}).get("peak_bytes_in_use")
+  step_memory = hlo_memory.summary(compiled)
   state, metrics = trainer.step(state, text_emb)
   jax.block_until_ready(state)
   compile_s = time.perf_counter() - t0
@@ -119,8 +134,9 @@ def main(argv):
   stats = device.memory_stats() or {}
   peak = stats.get("peak_bytes_in_use")
 
-  render_ms, encoder_ms, unet_ms = part_timings(config, prior, trainer, state, text_emb)
+  parts = part_timings(config, prior, trainer, state, text_emb) if FLAGS.parts else None
   size = config.render.image_size
+  gb = lambda b: None if b is None else round(b / 2**30, 3)
 
   result = dict(
     device=device.device_kind,
@@ -137,14 +153,19 @@ def main(argv):
     compile_s=round(compile_s, 1),
     step_ms=round(step_ms, 2),
     step_ms_min=round(min(times), 2),
-    peak_gb=None if peak is None else round(peak / 2**30, 3),
+    peak_gb=gb(peak),
+    peak_gb_compiled=gb(peak_compiled),
+    bytes_limit_gb=gb(stats.get("bytes_limit")),
     finite=finite,
-    parts_ms=dict(
-      render_fwd_bwd=round(render_ms, 2), encoder_fwd_bwd=round(encoder_ms, 2), unet_cfg_fwd=round(unet_ms, 2)
-    ),
-    parts_share={k: round(v / step_ms, 3) for k, v in dict(render=render_ms, encoder=encoder_ms, unet=unet_ms).items()},
+    step_memory=step_memory,
     preallocate=os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE", "true"),
+    mem_fraction=os.environ.get("XLA_PYTHON_CLIENT_MEM_FRACTION"),
+    xla_flags=os.environ.get("XLA_FLAGS", ""),
   )
+  if parts:
+    names = ("render_fwd_bwd", "encoder_fwd_bwd", "unet_cfg_fwd")
+    result["parts_ms"] = {k: round(v, 2) for k, v in zip(names, parts)}
+    result["parts_share"] = {k: round(v / step_ms, 3) for k, v in zip(("render", "encoder", "unet"), parts)}
   logging.info("%s", result)
   print(json.dumps(result))
   if FLAGS.out:
