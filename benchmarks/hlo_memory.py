@@ -34,6 +34,9 @@ _INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(\(.*?\)|\S+)\s+(
 _TARGET = re.compile(r'custom_call_target="([^"]+)"')
 _OP_NAME = re.compile(r'op_name="([^"]+)"')
 _CALLS = re.compile(r"calls=%?([\w.\-]+)")
+# The cuDNN engine (and its knobs) the autotuner chose, from a convolution's backend_config.
+_ALGO = re.compile(r'"algo_id":"?(-?\d+)"?')
+_KNOBS = re.compile(r'"tuning_knobs":(\{[^}]*\})')
 
 
 def array_bytes(dtype: str, dims: str) -> int:
@@ -79,8 +82,14 @@ def instructions(hlo_text: str) -> list[dict]:
 
 def workspaces(hlo_text: str, top: int = 10) -> list[dict]:
   """The custom calls with a byte-array workspace in their result tuple (cuDNN convolutions, cuBLAS GEMMs), the
-  largest first: [{name, target, workspace_bytes, output}]; output is the call's first result shape."""
-  found = []
+  largest first: [{name, target, workspace_bytes, output, op_name, engine}]; output is the call's first result
+  shape, engine the cuDNN engine id and knobs its backend_config names ('' for a GEMM)."""
+  found, engines = [], {}
+  for line in hlo_text.splitlines():
+    m, algo = _INSTRUCTION.match(line), _ALGO.search(line)
+    if m and algo:
+      knobs = _KNOBS.search(line)
+      engines[m.group(1)] = algo.group(1) + (f" {knobs.group(1)}" if knobs and knobs.group(1) != "{}" else "")
   for ins in instructions(hlo_text):
     if ins["opcode"] != "custom-call" or len(ins["arrays"]) < 2:
       continue
@@ -95,6 +104,7 @@ def workspaces(hlo_text: str, top: int = 10) -> list[dict]:
         workspace_bytes=sum(a[2] for a in scratch),
         output=f"{dtype}[{dims}]",
         op_name=ins["op_name"],
+        engine=engines.get(ins["name"], ""),
       )
     )
   found.sort(key=lambda w: -w["workspace_bytes"])

@@ -45,7 +45,7 @@ for name in ("fp32_det", "fp32_nondet", "fp32_noautotune", "fp32_cap12", "bf16_s
     print(name, "peak after compile", j["peak_gb_compiled"], "GiB, after steps", j["peak_gb"], "GiB,",
           j["step_ms"], "ms, memory_analysis", m["memory_analysis"])
     for w in m["workspaces"][:5]:
-      print("   workspace", w["workspace_gb"], "GiB", w["target"], w["output"], w["op_name"][-90:])
+      print("   workspace", w["workspace_gb"], "GiB", w["target"], "engine", w["engine"], w["output"], w["op_name"][-80:])
     for a in m["largest_arrays"][:5]:
       print("   array", a["gb"], "GiB", a["shape"], a["op_name"][-90:])
   for case in ("path", "step"):

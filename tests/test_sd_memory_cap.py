@@ -57,7 +57,7 @@ GPU_HLO = """HloModule jit_step, is_scheduled=true
 ENTRY %main.9 (p.1: f32[1,512,512,128], w.2: f32[3,3,128,128]) -> f32[1,512,512,128] {
   %p.1 = f32[1,512,512,128]{3,2,1,0} parameter(0), metadata={op_name="x"}
   %w.2 = f32[3,3,128,128]{3,2,1,0} parameter(1)
-  %custom-call.3 = (f32[1,512,512,128]{3,2,1,0}, u8[34359738368]{0}) custom-call(%p.1, %w.2), window={size=3x3 pad=1_1x1_1}, dim_labels=b01f_01io->b01f, custom_call_target="__cudnn$convForward", metadata={op_name="jit(step)/vae/conv_in/conv_general_dilated"}
+  %custom-call.3 = (f32[1,512,512,128]{3,2,1,0}, u8[34359738368]{0}) custom-call(%p.1, %w.2), window={size=3x3 pad=1_1x1_1}, dim_labels=b01f_01io->b01f, custom_call_target="__cudnn$convForward", metadata={op_name="jit(step)/vae/conv_in/conv_general_dilated"}, backend_config={"cudnn_conv_backend_config":{"algorithm":{"algo_id":"14","math_type":"DEFAULT_MATH","tuning_knobs":{"2":"1"},"is_cudnn_frontend":true,"workspace_size":"34359738368"}}}
   %gte.4 = f32[1,512,512,128]{3,2,1,0} get-tuple-element(%custom-call.3), index=0
   %custom-call.5 = (f32[4096,512]{1,0}, s8[33554432]{0}) custom-call(%gte.4, %w.2), custom_call_target="__cublas$lt$matmul"
   ROOT %fusion.6 = f32[1,512,512,128]{3,2,1,0} fusion(%gte.4), kind=kLoop, calls=%fused_computation.7
@@ -72,6 +72,7 @@ def test_hlo_reading_names_the_workspaces_and_the_buffers():
     ("custom-call.5", "__cublas$lt$matmul", 32 * 2**20),
   ]
   assert spaces[0]["output"] == "f32[1,512,512,128]" and spaces[0]["op_name"].endswith("conv_in/conv_general_dilated")
+  assert spaces[0]["engine"] == '14 {"2":"1"}' and spaces[1]["engine"] == ""
   arrays = hlo_memory.largest_arrays(GPU_HLO, top=100)
   assert (arrays[0]["name"], arrays[0]["bytes"]) == ("custom-call.3", 32 * GIB)
   # Then the 128 MiB activations; the fusion body's 512 MiB broadcast is not a buffer, so it is not listed.
