@@ -29,6 +29,8 @@ _BYTES = {
 }
 # An array shape such as f32[1,512,512,128]{3,2,1,0} (the layout is optional).
 _ARRAY = re.compile(r"\b(" + "|".join(_BYTES) + r")\[([\d,]*)\]")
+# The same with its layout (minor to major: {3,2,1,0} is NHWC for an NHWC-labelled convolution, {1,3,2,0} NCHW).
+_ARRAY_LAYOUT = re.compile(r"\b(?:" + "|".join(_BYTES) + r")\[[\d,]*\](?:\{[\d,]*\})?")
 # One instruction: `[ROOT ]%name = SHAPE opcode(`; SHAPE is an array or a tuple of arrays.
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(\(.*?\)|\S+)\s+([\w\-]+)\(")
 _TARGET = re.compile(r'custom_call_target="([^"]+)"')
@@ -83,13 +85,19 @@ def instructions(hlo_text: str) -> list[dict]:
 def workspaces(hlo_text: str, top: int = 10) -> list[dict]:
   """The custom calls with a byte-array workspace in their result tuple (cuDNN convolutions, cuBLAS GEMMs), the
   largest first: [{name, target, workspace_bytes, output, op_name, engine}]; output is the call's first result
-  shape, engine the cuDNN engine id and knobs its backend_config names ('' for a GEMM)."""
+  shape with its layout, engine the cuDNN engine id and knobs its backend_config names ('' for a GEMM)."""
   found, engines = [], {}
   for line in hlo_text.splitlines():
     m, algo = _INSTRUCTION.match(line), _ALGO.search(line)
     if m and algo:
       knobs = _KNOBS.search(line)
       engines[m.group(1)] = algo.group(1) + (f" {knobs.group(1)}" if knobs and knobs.group(1) != "{}" else "")
+  layouts = {}
+  for line in hlo_text.splitlines():
+    m = _INSTRUCTION.match(line)
+    if m:
+      shapes = _ARRAY_LAYOUT.findall(m.group(2))
+      layouts[m.group(1)] = shapes[0] if shapes else ""
   for ins in instructions(hlo_text):
     if ins["opcode"] != "custom-call" or len(ins["arrays"]) < 2:
       continue
@@ -102,7 +110,7 @@ def workspaces(hlo_text: str, top: int = 10) -> list[dict]:
         name=ins["name"],
         target=ins["target"],
         workspace_bytes=sum(a[2] for a in scratch),
-        output=f"{dtype}[{dims}]",
+        output=layouts.get(ins["name"]) or f"{dtype}[{dims}]",
         op_name=ins["op_name"],
         engine=engines.get(ins["name"], ""),
       )

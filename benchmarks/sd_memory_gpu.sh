@@ -3,7 +3,9 @@
 #   bash benchmarks/sd_memory_gpu.sh RESULTS_DIR MAKE_RANDOM_SD_PY
 # MAKE_RANDOM_SD_PY is ../shared/tools/make_random_sd.py (torch + diffusers): SD 2.1-base with random fp16 weights.
 #   GPU 0  fp32 step, as configured (deterministic), no preallocation: peak after compiling and after the steps, the
-#          compiled step's memory_analysis, its largest cuDNN/cuBLAS workspaces and arrays (sd_step.py's step_memory)
+#          compiled step's memory_analysis, its largest cuDNN/cuBLAS workspaces and arrays (sd_step.py's step_memory);
+#          then with every convolution in NHWC (--xla_gpu_force_conv_nhwc: XLA's older heuristic puts float32 ones in
+#          NCHW, where cuDNN also offers FFT engines, whose workspace grows with the image)
 #   GPU 1  the same with gpu_deterministic=false (XLA then picks each convolution's fastest cuDNN engine, whatever
 #          its workspace), then with XLA's autotuning off (--xla_gpu_autotune_level=0: no candidates tried on the device)
 #   GPU 2  fp32 step under a 12 GiB preallocated cap (does it run on a 16-24 GB card?), then the bf16 step under 4 GiB
@@ -22,7 +24,9 @@ job() {  # job GPU NAME LIMIT_S command...
 }
 STEP="python3 benchmarks/sd_step.py --model=$CKPT --steps=20 --noparts"
 CAP="python3 benchmarks/sd_memory_cap.py --model=$CKPT"
-XLA_PYTHON_CLIENT_PREALLOCATE=false job 0 fp32_det 400 $STEP --dtype=float32 --out="$R/fp32_det.json" &
+(XLA_PYTHON_CLIENT_PREALLOCATE=false job 0 fp32_det 280 $STEP --dtype=float32 --out="$R/fp32_det.json"
+ XLA_PYTHON_CLIENT_PREALLOCATE=false XLA_FLAGS=--xla_gpu_force_conv_nhwc=true job 0 fp32_nhwc 280 $STEP \
+    --dtype=float32 --out="$R/fp32_nhwc.json") &
 (XLA_PYTHON_CLIENT_PREALLOCATE=false job 1 fp32_nondet 280 $STEP --dtype=float32 --deterministic=false \
     --out="$R/fp32_nondet.json"
  XLA_PYTHON_CLIENT_PREALLOCATE=false XLA_FLAGS=--xla_gpu_autotune_level=0 job 1 fp32_noautotune 280 $STEP \
@@ -35,7 +39,7 @@ wait
 python3 - "$R" <<'EOF'
 import json, os, sys
 r = sys.argv[1]
-for name in ("fp32_det", "fp32_nondet", "fp32_noautotune", "fp32_cap12", "bf16_step_cap4", "peacock_cap6"):
+for name in ("fp32_det", "fp32_nhwc", "fp32_nondet", "fp32_noautotune", "fp32_cap12", "bf16_step_cap4", "peacock_cap6"):
   path = os.path.join(r, name + ".json")
   if not os.path.isfile(path):
     print(name, "no result; see", name + ".log"); continue

@@ -71,7 +71,9 @@ def test_hlo_reading_names_the_workspaces_and_the_buffers():
     ("custom-call.3", "__cudnn$convForward", 32 * GIB),
     ("custom-call.5", "__cublas$lt$matmul", 32 * 2**20),
   ]
-  assert spaces[0]["output"] == "f32[1,512,512,128]" and spaces[0]["op_name"].endswith("conv_in/conv_general_dilated")
+  assert spaces[0]["output"] == "f32[1,512,512,128]{3,2,1,0}" and spaces[0]["op_name"].endswith(
+    "conv_in/conv_general_dilated"
+  )
   assert spaces[0]["engine"] == '14 {"2":"1"}' and spaces[1]["engine"] == ""
   arrays = hlo_memory.largest_arrays(GPU_HLO, top=100)
   assert (arrays[0]["name"], arrays[0]["bytes"]) == ("custom-call.3", 32 * GIB)
