@@ -128,6 +128,7 @@ def path_case(total: float | None, config_args: list[str]) -> dict:
     with open(stats_file) as f:
       stats = json.load(f)
   case.update(stats_fields(stats and stats.get("memory_stats")))
+  case["device"] = stats and stats.get("device")
   from dreamfusion_jax import export  # The names of the files an export writes (JAX on the CPU here).
 
   seeds = sorted(d for d in os.listdir(workdir) if d.startswith("seed_"))
@@ -177,10 +178,12 @@ def run_path_child() -> None:
     config.num_steps = FLAGS.steps
     config.val_every = FLAGS.val_every
     config.progress_bar = False
-  train.train_and_evaluate(config, FLAGS.workdir)
-  device = jax.devices()[0]
-  with open(FLAGS.stats, "w") as f:
-    json.dump(dict(device=device.device_kind, memory_stats=device.memory_stats()), f)
+  try:
+    train.train_and_evaluate(config, FLAGS.workdir)
+  finally:  # A run that fails (out of memory) still tells its peak so far and the allocator's limit.
+    device = jax.devices()[0]
+    with open(FLAGS.stats, "w") as f:
+      json.dump(dict(device=device.device_kind, memory_stats=device.memory_stats()), f)
 
 
 def main(argv):
