@@ -123,23 +123,30 @@ def path_case(total: float | None, config_args: list[str]) -> dict:
     case["mem_fraction"] = mem_fraction(FLAGS.cap_gib * GIB, total)
     env = capped_env(case["mem_fraction"], CHILD_ENV)
   case.update(run_child(argv, env, FLAGS.timeout_s))
-  stats = None
-  if os.path.isfile(stats_file):
-    with open(stats_file) as f:
-      stats = json.load(f)
-  case.update(stats_fields(stats and stats.get("memory_stats")))
-  case["device"] = stats and stats.get("device")
-  from dreamfusion_jax import export  # The names of the files an export writes (JAX on the CPU here).
-
-  seeds = sorted(d for d in os.listdir(workdir) if d.startswith("seed_"))
-  case["exports"] = {d: sorted(export.missing_parts(os.path.join(workdir, d))) for d in seeds}
-  validations = os.path.join(workdir, "validation")
-  case["validation_images"] = len(os.listdir(validations)) if os.path.isdir(validations) else 0
-  case["finished"] = bool(case["exit_code"] == 0 and seeds and not any(case["exports"].values()))
+  case.update(path_outcome(workdir, case["exit_code"], stats_file))
   if case["finished"]:
     case.pop("log_tail")
   shutil.rmtree(workdir, ignore_errors=True)
   return case
+
+
+def path_outcome(workdir: str, exit_code: int | None, stats_file: str) -> dict:
+  """What the path child left: the device's peak and limit (its stats file), each seed's export parts still
+  missing, the validation images, and whether it finished (exit 0 and every seed's export whole)."""
+  from dreamfusion_jax import export  # The names of the files an export writes (JAX on the CPU here).
+
+  stats = None
+  if os.path.isfile(stats_file):
+    with open(stats_file) as f:
+      stats = json.load(f)
+  out = stats_fields(stats and stats.get("memory_stats"))
+  out["device"] = stats and stats.get("device")
+  seeds = sorted(d for d in os.listdir(workdir) if d.startswith("seed_"))
+  out["exports"] = {d: sorted(export.missing_parts(os.path.join(workdir, d))) for d in seeds}
+  validations = os.path.join(workdir, "validation")
+  out["validation_images"] = len(os.listdir(validations)) if os.path.isdir(validations) else 0
+  out["finished"] = bool(exit_code == 0 and seeds and not any(out["exports"].values()))
+  return out
 
 
 def step_case(total: float | None) -> dict:

@@ -45,6 +45,28 @@ def test_device_total_comes_from_nvidia_smi_of_the_first_visible_gpu(tmp_path, m
   assert sd_memory_cap.device_total_bytes() is None
 
 
+def test_the_path_finishes_only_with_exit_0_and_every_export_file(tmp_path):
+  from dreamfusion_jax import export
+
+  seed = tmp_path / "seed_0"
+  seed.mkdir()
+  (tmp_path / "validation").mkdir()
+  (tmp_path / "validation" / "step_100.png").write_bytes(b"png")
+  stats = tmp_path / "memory_stats.json"
+  stats.write_text(json.dumps({"device": "NVIDIA H200", "memory_stats": {"peak_bytes_in_use": 3 * GIB}}))
+  names = [n for part in export.PARTS.values() for n in part]
+  for name in names[:-1]:
+    (seed / name).write_bytes(b"x")
+  out = sd_memory_cap.path_outcome(str(tmp_path), 0, str(stats))
+  assert not out["finished"] and out["exports"] == {"seed_0": ["mesh"]}  # One mesh file is missing.
+  assert out["peak_gib"] == 3.0 and out["bytes_limit_gib"] is None and out["device"] == "NVIDIA H200"
+  assert out["validation_images"] == 1
+  (seed / names[-1]).write_bytes(b"x")
+  assert sd_memory_cap.path_outcome(str(tmp_path), 0, str(stats))["finished"]
+  assert not sd_memory_cap.path_outcome(str(tmp_path), 1, str(stats))["finished"]  # Failed after the export.
+  assert not sd_memory_cap.path_outcome(str(tmp_path), None, str(tmp_path / "none"))["finished"]  # Timed out.
+
+
 # Two instructions as XLA's GPU compiler prints them after autotuning: a cuDNN convolution with its workspace and
 # a cuBLAS GEMM with its own, in the entry computation; a fusion body, whose values are not buffers.
 GPU_HLO = """HloModule jit_step, is_scheduled=true
