@@ -17,8 +17,9 @@ encoder) forward+backward and the UNet with CFG forward; their shares of the ste
 leaves them out: they compile programs of their own, which a memory cap may not hold).
 
 Memory, to tell the program's own needs from the compiler's: `peak_gb_compiled` is the peak after
-compiling the step and before running it (on a GPU, XLA's autotuner runs candidate kernels with
-their workspaces on the device while it compiles), `peak_gb` the peak after the timed steps, and
+loading (the text encoder runs once) and compiling the step, before running it (on a GPU, XLA's
+autotuner runs candidate kernels with their workspaces on the device while it compiles), `peak_gb`
+the peak after the timed steps, and
 `step_memory` what the compiled step allocates (memory_analysis: temporaries, arguments, outputs),
 its largest library-call workspaces (a cuDNN convolution's or cuBLAS GEMM's u8[N] scratch, sized
 by the algorithm the autotuner chose) and its largest arrays, each with the JAX op it came from
