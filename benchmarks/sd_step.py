@@ -13,7 +13,22 @@ jitted step (state donated). Timing does not depend on the weights' values.
 Reported: load time, compile time (first step), median ms per step over --steps steps, the
 device's peak bytes in use (jax memory_stats, meaningful with XLA_PYTHON_CLIENT_PREALLOCATE=false),
 and separately jitted parts of the step: the render forward+backward, the encoder (resize + VAE
-encoder) forward+backward and the UNet with CFG forward; their shares of the step time.
+encoder) forward+backward and the UNet with CFG forward; their shares of the step time (--noparts
+leaves them out: they compile programs of their own, which a memory cap may not hold).
+
+Memory, to tell the program's own needs from the compiler's: `peak_gb_compiled` is the peak after
+loading (the text encoder runs once) and compiling the step, before running it (on a GPU, XLA's
+autotuner runs candidate kernels with their workspaces on the device while it compiles), `peak_gb`
+the peak after the timed steps, and
+`step_memory` what the compiled step allocates (memory_analysis: temporaries, arguments, outputs),
+its largest library-call workspaces (a cuDNN convolution's or cuBLAS GEMM's u8[N] scratch, sized
+by the algorithm the autotuner chose) and its largest arrays, each with the JAX op it came from
+(benchmarks/hlo_memory.py). With XLA_PYTHON_CLIENT_MEM_FRACTION (preallocation on) the device's
+memory is capped as a smaller card's would be: benchmarks/sd_memory_cap.py.
+
+--abstract compiles the step from the folder's config.json files alone (the weights as shapes, jax.eval_shape)
+and reports step_memory without running it: the full-size step's own buffers on a machine that could not hold
+or load the weights, such as a CPU (`JAX_PLATFORMS=cpu python benchmarks/sd_step.py --abstract --model=...`).
 """
 
 import json
@@ -35,6 +50,8 @@ flags.DEFINE_integer("steps", 50, "Timed steps (after 3 untimed ones).")
 flags.DEFINE_integer("image_size", 512, "guidance.sd.image_size (renders are resized to it before the VAE).")
 flags.DEFINE_integer("render_size", 64, "render.image_size.")
 flags.DEFINE_bool("deterministic", True, "gpu_deterministic (XLA's nondeterministic kernels left out).")
+flags.DEFINE_bool("abstract", False, "Only compile the step, with the weights as shapes; report its memory.")
+flags.DEFINE_bool("parts", True, "Also time the step's parts, each jitted alone (after the peak is read).")
 flags.DEFINE_string("out", None, "Also write the result as JSON here.")
 FLAGS = flags.FLAGS
 
@@ -74,8 +91,91 @@ def part_timings(config, prior, trainer, state, text_emb) -> tuple[float, float,
   return render_ms, encoder_ms, unet_ms
 
 
+def abstract_prior(config):
+  """config's Stable Diffusion prior with its weights as shapes only: the UNet and the VAE encoder built from the
+  folder's config.json files, their parameters from jax.eval_shape of their init (nothing read, nothing held).
+  Returns (prior without parameters, the parameters' shapes, the text embeddings' width)."""
+  import jax
+  import jax.numpy as jnp
+
+  from dreamfusion_jax.guidance import interface, stable_diffusion, vae
+  from dreamfusion_jax.guidance.unet import UNet2DConditionModel
+
+  sd = config.guidance.sd
+  folder = stable_diffusion.resolve_model(sd.model)
+
+  def read(name):
+    with open(os.path.join(folder, name)) as f:
+      return json.load(f)
+
+  dtype = stable_diffusion.DTYPES[sd.dtype]
+  attention = None if sd.attention == "xla" else sd.attention
+  unet = UNet2DConditionModel.from_config(
+    read("unet/config.json"), dtype=dtype, param_dtype=dtype, remat=sd.remat, attention_implementation=attention
+  )
+  encoder = vae.AutoencoderKL.from_config(read("vae/config.json"), dtype=dtype, param_dtype=dtype, remat=sd.remat)
+  latent = sd.image_size // 2 ** (len(encoder.block_out_channels) - 1)
+  unet_params = jax.eval_shape(
+    unet.init,
+    jax.random.PRNGKey(0),
+    jnp.zeros((1, latent, latent, unet.in_channels)),
+    jnp.zeros((1,), jnp.int32),
+    jnp.zeros((1, 77, unet.cross_attention_dim)),
+  )["params"]
+  encoder_params = jax.eval_shape(
+    lambda k: encoder.init(k, jnp.zeros((1, sd.image_size, sd.image_size, 3)), method="encode"), jax.random.PRNGKey(0)
+  )["params"]
+  scheduler = read("scheduler/scheduler_config.json")
+  guidance = interface.Guidance(
+    unet,
+    interface.alphas_cumprod(
+      scheduler.get("beta_schedule", "scaled_linear"),
+      scheduler.get("beta_start", 0.00085),
+      scheduler.get("beta_end", 0.012),
+      scheduler.get("num_train_timesteps", 1000),
+    ),
+    encoder=encoder,
+    encoder_size=sd.image_size,
+    latent_scale=float(encoder.scaling_factor),
+    encoder_method="encode",
+    decoder_method="decode",
+    prediction_type=scheduler.get("prediction_type", "epsilon"),
+  )
+  prior = interface.Prior(guidance, {}, lambda texts: None)
+  return prior, {"unet": unet_params, "encoder": encoder_params}, unet.cross_attention_dim
+
+
+def abstract_main(config) -> dict:
+  """--abstract: the compiled step's memory, nothing run."""
+  import hlo_memory
+  import jax
+  import numpy as np
+
+  from dreamfusion_jax import train
+
+  prior, params, width = abstract_prior(config)
+  trainer = train.Trainer(config, prior)
+  trainer.prior_params = params  # Shapes: the step is lowered against them, never run.
+  text_emb = trainer.text_embeddings(np.zeros((9, 77, width), np.float32))
+  t0 = time.perf_counter()
+  compiled = trainer.compile_step_in_background(text_emb).result()
+  return dict(
+    device=jax.devices()[0].device_kind,
+    jax=jax.__version__,
+    date=time.strftime("%Y-%m-%d"),
+    dtype=FLAGS.dtype,
+    remat=FLAGS.remat,
+    abstract=True,
+    render_size=config.render.image_size,
+    encoder_size=config.guidance.sd.image_size,
+    compile_s=round(time.perf_counter() - t0, 1),
+    step_memory=hlo_memory.summary(compiled),
+  )
+
+
 def main(argv):
   del argv
+  import hlo_memory
   import jax
   import numpy as np
 
@@ -91,6 +191,13 @@ def main(argv):
     config.guidance.sd.image_size = FLAGS.image_size
     config.render.image_size = FLAGS.render_size
     config.gpu_deterministic = FLAGS.deterministic
+  if FLAGS.abstract:
+    result = abstract_main(config)
+    print(json.dumps(result))
+    if FLAGS.out:
+      with open(FLAGS.out, "w") as f:
+        json.dump(result, f, indent=2)
+    return
   device = jax.devices()[0]
   t0 = time.perf_counter()
   prior = train.build_prior(config)
@@ -102,6 +209,9 @@ def main(argv):
   load_s = time.perf_counter() - t0
 
   t0 = time.perf_counter()
+  compiled = trainer.compile_step_in_background(text_emb).result()
+  peak_compiled = (device.memory_stats() or {}).get("peak_bytes_in_use")
+  step_memory = hlo_memory.summary(compiled)
   state, metrics = trainer.step(state, text_emb)
   jax.block_until_ready(state)
   compile_s = time.perf_counter() - t0
@@ -119,8 +229,9 @@ def main(argv):
   stats = device.memory_stats() or {}
   peak = stats.get("peak_bytes_in_use")
 
-  render_ms, encoder_ms, unet_ms = part_timings(config, prior, trainer, state, text_emb)
+  parts = part_timings(config, prior, trainer, state, text_emb) if FLAGS.parts else None
   size = config.render.image_size
+  gb = lambda b: None if b is None else round(b / 2**30, 3)
 
   result = dict(
     device=device.device_kind,
@@ -137,14 +248,19 @@ def main(argv):
     compile_s=round(compile_s, 1),
     step_ms=round(step_ms, 2),
     step_ms_min=round(min(times), 2),
-    peak_gb=None if peak is None else round(peak / 2**30, 3),
+    peak_gb=gb(peak),
+    peak_gb_compiled=gb(peak_compiled),
+    bytes_limit_gb=gb(stats.get("bytes_limit")),
     finite=finite,
-    parts_ms=dict(
-      render_fwd_bwd=round(render_ms, 2), encoder_fwd_bwd=round(encoder_ms, 2), unet_cfg_fwd=round(unet_ms, 2)
-    ),
-    parts_share={k: round(v / step_ms, 3) for k, v in dict(render=render_ms, encoder=encoder_ms, unet=unet_ms).items()},
+    step_memory=step_memory,
     preallocate=os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE", "true"),
+    mem_fraction=os.environ.get("XLA_PYTHON_CLIENT_MEM_FRACTION"),
+    xla_flags=os.environ.get("XLA_FLAGS", ""),
   )
+  if parts:
+    names = ("render_fwd_bwd", "encoder_fwd_bwd", "unet_cfg_fwd")
+    result["parts_ms"] = {k: round(v, 2) for k, v in zip(names, parts)}
+    result["parts_share"] = {k: round(v / step_ms, 3) for k, v in zip(("render", "encoder", "unet"), parts)}
   logging.info("%s", result)
   print(json.dumps(result))
   if FLAGS.out:

@@ -6,6 +6,7 @@ devices optimises 8 independent objects in one program, and seed k of a multi-se
 same computation as a single-seed run with `seed + k`.
 """
 
+import concurrent.futures
 import dataclasses
 import functools
 import os
@@ -461,10 +462,11 @@ class Trainer:
     batched = np.broadcast_to(text_emb, (self.config.num_seeds,) + text_emb.shape[-3:])
     return jax.device_put(np.ascontiguousarray(batched), self.seed_sharding)
 
-  def compile_step_in_background(self, text_emb: jax.Array) -> None:
+  def compile_step_in_background(self, text_emb: jax.Array) -> concurrent.futures.Future:
     """Starts compiling the train step for text_emb (from `text_embeddings`) on a worker thread.
 
-    Returns at once; `step` waits for the compiled program. On a GPU the train step's compile is most
+    Returns at once, with the future of the compiled program (jax `Compiled`: its memory_analysis() and
+    as_text() tell what the step needs); `step` waits for it. On a GPU the train step's compile is most
     of a short run's time, and the run's other set-up (the initial state, the writers, the renderers'
     compiles) goes on beside it: XLA compiles outside Python's lock.
     """
@@ -472,6 +474,7 @@ class Trainer:
     self._compiling = compilation_cache.in_background(
       lambda: self._step.lower(abstract, text_emb, self.prior_params).compile(), "compile_step"
     )
+    return self._compiling
 
   def step(self, state: TrainState, text_emb: jax.Array):
     if self._compiling is not None:  # The compiled program takes the same (donated) arguments as the jit.

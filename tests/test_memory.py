@@ -77,3 +77,23 @@ def test_a_huge_config_is_refused_in_seconds_with_the_workdir_untouched(tmp_path
   assert result.returncode == 2 and "Traceback" not in result.stderr
   assert "error: This config's train step needs about 1" in result.stderr and "GB per device" in result.stderr
   assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("dtype,remat", [("bfloat16", False), ("bfloat16", True), ("float32", False)])
+def test_stable_diffusion_estimate_is_the_measured_step_where_it_was_measured(dtype, remat):
+  """configs/sd21_base.py's estimate is its measured peak (the peak counts the renders and tables once), and the
+  prior's share grows with the views and the encoder's area."""
+  sys.path.insert(0, ROOT)
+  from configs import sd21_base
+
+  config = set_fields(sd21_base.get_config(), {"guidance.sd.dtype": dtype, "guidance.sd.remat": remat})
+  est = memory.estimate(config)
+  assert est.device == pytest.approx(memory._SD_PEAK_512[(dtype, remat)])
+  assert 0 < est.activations + est.tables < est.device
+  two = memory.estimate(
+    set_fields(
+      sd21_base.get_config(),
+      {"guidance.sd.dtype": dtype, "guidance.sd.remat": remat, "batch_size": 2, "guidance.sd.image_size": 256},
+    )
+  )
+  assert two.prior == pytest.approx(est.prior * 2 / 4)

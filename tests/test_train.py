@@ -165,12 +165,13 @@ def test_the_train_step_compiled_in_the_background_equals_the_jitted_one():
   prior = target_prior(config)
   plain, early = train.Trainer(config, prior), train.Trainer(config, prior)
   emb = plain.text_embeddings(np.zeros((9, 2, 4), np.float32))
-  early.compile_step_in_background(emb)
+  future = early.compile_step_in_background(emb)
   a, b = plain.init(), early.init()
   for _ in range(config.num_steps):
     a, _ = plain.step(a, emb)
     b, _ = early.step(b, emb)
   assert isinstance(early._step, jax.stages.Compiled)  # The worker's program ran, not a second compile.
+  assert early._step is future.result()  # The future handed out is that program (benchmarks read its memory).
   jax.tree.map(np.testing.assert_array_equal, _params(a), _params(b))
 
 
