@@ -1,11 +1,47 @@
-import json,glob,collections,sys
-for f in sorted(glob.glob(sys.argv[1]+'/*.json')):
-    s=json.load(open(f))
-    chair=[];other=[];gch=[];gall=[];ne=[];fog=[];ch=[];oth_by=collections.defaultdict(list); chair_seed=collections.defaultdict(list)
-    for cap,e in s['evaluations'].items():
-        for sd,r in e['per_seed'].items():
-            ok=r['mesh_genus']==r['true_genus']; gall.append(ok); ne.append(r['normal_error_deg']); fog.append(r['fog']); ch.append(r['chamfer'])
-            if e['shape']=='chair': chair.append(r['iou']); gch.append(ok); chair_seed[sd].append(r['iou'])
-            else: other.append(r['iou']); oth_by[e['shape']].append(r['iou'])
-    m=lambda x: sum(x)/len(x)
-    print(f.split('/')[-1][:-5].ljust(14), f"chair {m(chair):.3f} ({' '.join(f'{m(v):.2f}' for k,v in sorted(chair_seed.items()))}) genus_ok {sum(gch)}/{len(gch)} | others {m(other):.3f}", ' '.join(f"{k[:4]} {m(v):.2f}" for k,v in sorted(oth_by.items())), f"| genus {sum(gall)}/{len(gall)} normal {m(ne):.1f} fog {m(fog):.3f} chamf {m(ch):.4f}")
+"""One line per variant of a chair screen: the chairs' mean IoU (and per seed), their true-genus count, the other
+shapes' IoU, and the whole screen's genus, normal error, fog and chamfer.
+
+  python benchmarks/results/chair_2026-12-06/table.py benchmarks/results/chair_2026-12-06/screen1
+"""
+
+import collections
+import glob
+import json
+import sys
+
+
+def mean(values):
+  return sum(values) / len(values)
+
+
+def main(folder):
+  for path in sorted(glob.glob(folder + "/*.json")):
+    summary = json.load(open(path))
+    chair, chair_genus, other, genus, normal, fog, chamfer = [], [], [], [], [], [], []
+    by_shape, chair_by_seed = collections.defaultdict(list), collections.defaultdict(list)
+    for e in summary["evaluations"].values():
+      for seed, r in e["per_seed"].items():
+        ok = r["mesh_genus"] == r["true_genus"]
+        genus.append(ok)
+        normal.append(r["normal_error_deg"])
+        fog.append(r["fog"])
+        chamfer.append(r["chamfer"])
+        if e["shape"] == "chair":
+          chair.append(r["iou"])
+          chair_genus.append(ok)
+          chair_by_seed[seed].append(r["iou"])
+        else:
+          other.append(r["iou"])
+          by_shape[e["shape"]].append(r["iou"])
+    seeds = " ".join(f"{mean(v):.2f}" for _, v in sorted(chair_by_seed.items()))
+    shapes = " ".join(f"{k[:4]} {mean(v):.2f}" for k, v in sorted(by_shape.items()))
+    print(
+      path.split("/")[-1][:-5].ljust(14),
+      f"chair {mean(chair):.3f} ({seeds}) genus_ok {sum(chair_genus)}/{len(chair_genus)} | others {mean(other):.3f}",
+      shapes,
+      f"| genus {sum(genus)}/{len(genus)} normal {mean(normal):.1f} fog {mean(fog):.3f} chamfer {mean(chamfer):.4f}",
+    )
+
+
+if __name__ == "__main__":
+  main(sys.argv[1])
