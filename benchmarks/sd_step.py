@@ -42,18 +42,22 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from absl import app, flags, logging  # noqa: E402
 
-flags.DEFINE_string("model", None, "A diffusers-layout folder or Hub repo id (e.g. from make_random_sd.py).")
-flags.DEFINE_enum("dtype", "bfloat16", ["float32", "bfloat16"], "guidance.sd.dtype.")
-flags.DEFINE_bool("remat", False, "guidance.sd.remat.")
-flags.DEFINE_enum("attention", "xla", ["xla", "cudnn"], "guidance.sd.attention.")
-flags.DEFINE_integer("steps", 50, "Timed steps (after 3 untimed ones).")
-flags.DEFINE_integer("image_size", 512, "guidance.sd.image_size (renders are resized to it before the VAE).")
-flags.DEFINE_integer("render_size", 64, "render.image_size.")
-flags.DEFINE_bool("deterministic", True, "gpu_deterministic (XLA's nondeterministic kernels left out).")
-flags.DEFINE_bool("abstract", False, "Only compile the step, with the weights as shapes; report its memory.")
-flags.DEFINE_bool("parts", True, "Also time the step's parts, each jitted alone (after the peak is read).")
-flags.DEFINE_string("out", None, "Also write the result as JSON here.")
 FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The command line's flags (defined only when run as a script: sd_vs_torch.py imports this module)."""
+  flags.DEFINE_string("model", None, "A diffusers-layout folder or Hub repo id (e.g. from make_random_sd.py).")
+  flags.DEFINE_enum("dtype", "bfloat16", ["float32", "bfloat16"], "guidance.sd.dtype.")
+  flags.DEFINE_bool("remat", False, "guidance.sd.remat.")
+  flags.DEFINE_enum("attention", "xla", ["xla", "cudnn"], "guidance.sd.attention.")
+  flags.DEFINE_integer("steps", 50, "Timed steps (after 3 untimed ones).")
+  flags.DEFINE_integer("image_size", 512, "guidance.sd.image_size (renders are resized to it before the VAE).")
+  flags.DEFINE_integer("render_size", 64, "render.image_size.")
+  flags.DEFINE_bool("deterministic", True, "gpu_deterministic (XLA's nondeterministic kernels left out).")
+  flags.DEFINE_bool("abstract", False, "Only compile the step, with the weights as shapes; report its memory.")
+  flags.DEFINE_bool("parts", True, "Also time the step's parts, each jitted alone (after the peak is read).")
+  flags.DEFINE_string("out", None, "Also write the result as JSON here.")
 
 
 def part_timings(config, prior, trainer, state, text_emb) -> tuple[float, float, float]:
@@ -155,7 +159,7 @@ def abstract_main(config) -> dict:
 
   prior, params, width = abstract_prior(config)
   trainer = train.Trainer(config, prior)
-  trainer.prior_params = params  # Shapes: the step is lowered against them, never run.
+  trainer._prior_params = params  # Shapes: the step is lowered against them, never run.
   text_emb = trainer.text_embeddings(np.zeros((9, 77, width), np.float32))
   t0 = time.perf_counter()
   compiled = trainer.compile_step_in_background(text_emb).result()
@@ -173,32 +177,45 @@ def abstract_main(config) -> dict:
   )
 
 
-def main(argv):
-  del argv
-  import hlo_memory
-  import jax
-  import numpy as np
-
+def sd_config(
+  model: str,
+  *,
+  dtype: str = "bfloat16",
+  remat: bool = False,
+  attention: str = "xla",
+  image_size: int = 512,
+  render_size: int = 64,
+  deterministic: bool = True,
+  overrides: dict | None = None,
+):
+  """configs/sd21_base.py with the benchmark's settings (and dotted `overrides`, e.g. {'field.mlp_width': 16})."""
   from configs import sd21_base
-  from dreamfusion_jax import train
 
   config = sd21_base.get_config()
   with config.unlocked():
-    config.guidance.sd.model = FLAGS.model
-    config.guidance.sd.dtype = FLAGS.dtype
-    config.guidance.sd.remat = FLAGS.remat
-    config.guidance.sd.attention = FLAGS.attention
-    config.guidance.sd.image_size = FLAGS.image_size
-    config.render.image_size = FLAGS.render_size
-    config.gpu_deterministic = FLAGS.deterministic
-  if FLAGS.abstract:
-    result = abstract_main(config)
-    print(json.dumps(result))
-    if FLAGS.out:
-      with open(FLAGS.out, "w") as f:
-        json.dump(result, f, indent=2)
-    return
-  device = jax.devices()[0]
+    config.guidance.sd.model = model
+    config.guidance.sd.dtype = dtype
+    config.guidance.sd.remat = remat
+    config.guidance.sd.attention = attention
+    config.guidance.sd.image_size = image_size
+    config.render.image_size = render_size
+    config.gpu_deterministic = deterministic
+    for key, value in (overrides or {}).items():
+      *parents, leaf = key.split(".")
+      target = config
+      for name in parents:
+        target = target[name]
+      target[leaf] = value
+  return config
+
+
+def build(config):
+  """(prior, trainer, state, text_emb, seconds): the run's prior, train.Trainer and initial state, loaded through
+  the project's loader, with the weights on the device."""
+  import jax
+
+  from dreamfusion_jax import train
+
   t0 = time.perf_counter()
   prior = train.build_prior(config)
   trainer = train.Trainer(config, prior)
@@ -206,11 +223,20 @@ def main(argv):
   text_emb = trainer.text_embeddings(train.embed_prompts(prior, config))
   prior.release()
   jax.block_until_ready((state, trainer.prior_params))
-  load_s = time.perf_counter() - t0
+  return prior, trainer, state, text_emb, time.perf_counter() - t0
+
+
+def time_steps(trainer, state, text_emb, steps: int) -> dict:
+  """Runs trainer.step: the first (compiling) timed alone, 2 untimed, then `steps` timed (ms, synchronised each).
+
+  Returns dict(compile_s, times_ms, state, metrics, peak_compiled: the device's peak bytes after compiling, before
+  the first step; step_memory: hlo_memory.summary of the compiled step)."""
+  import hlo_memory
+  import jax
 
   t0 = time.perf_counter()
   compiled = trainer.compile_step_in_background(text_emb).result()
-  peak_compiled = (device.memory_stats() or {}).get("peak_bytes_in_use")
+  peak_compiled = (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
   step_memory = hlo_memory.summary(compiled)
   state, metrics = trainer.step(state, text_emb)
   jax.block_until_ready(state)
@@ -219,11 +245,46 @@ def main(argv):
     state, metrics = trainer.step(state, text_emb)
   jax.block_until_ready(state)
   times = []
-  for _ in range(FLAGS.steps):
+  for _ in range(steps):
     t0 = time.perf_counter()
     state, metrics = trainer.step(state, text_emb)
     jax.block_until_ready(state)
     times.append((time.perf_counter() - t0) * 1e3)
+  return dict(
+    compile_s=compile_s,
+    times_ms=times,
+    state=state,
+    metrics=metrics,
+    peak_compiled=peak_compiled,
+    step_memory=step_memory,
+  )
+
+
+def main(argv):
+  del argv
+  import jax
+  import numpy as np
+
+  config = sd_config(
+    FLAGS.model,
+    dtype=FLAGS.dtype,
+    remat=FLAGS.remat,
+    attention=FLAGS.attention,
+    image_size=FLAGS.image_size,
+    render_size=FLAGS.render_size,
+    deterministic=FLAGS.deterministic,
+  )
+  if FLAGS.abstract:
+    result = abstract_main(config)
+    print(json.dumps(result))
+    if FLAGS.out:
+      with open(FLAGS.out, "w") as f:
+        json.dump(result, f, indent=2)
+    return
+  device = jax.devices()[0]
+  prior, trainer, state, text_emb, load_s = build(config)
+  timed = time_steps(trainer, state, text_emb, FLAGS.steps)
+  state, metrics, times, compile_s = timed["state"], timed["metrics"], timed["times_ms"], timed["compile_s"]
   step_ms = float(np.median(times))
   finite = bool(np.isfinite(np.asarray(metrics["loss"])).all())
   stats = device.memory_stats() or {}
@@ -231,7 +292,7 @@ def main(argv):
 
   parts = part_timings(config, prior, trainer, state, text_emb) if FLAGS.parts else None
   size = config.render.image_size
-  gb = lambda b: None if b is None else round(b / 2**30, 3)
+  gb = lambda b: None if b is None else round(b / 2**30, 3)  # noqa: E731
 
   result = dict(
     device=device.device_kind,
@@ -249,10 +310,10 @@ def main(argv):
     step_ms=round(step_ms, 2),
     step_ms_min=round(min(times), 2),
     peak_gb=gb(peak),
-    peak_gb_compiled=gb(peak_compiled),
+    peak_gb_compiled=gb(timed["peak_compiled"]),
     bytes_limit_gb=gb(stats.get("bytes_limit")),
     finite=finite,
-    step_memory=step_memory,
+    step_memory=timed["step_memory"],
     preallocate=os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE", "true"),
     mem_fraction=os.environ.get("XLA_PYTHON_CLIENT_MEM_FRACTION"),
     xla_flags=os.environ.get("XLA_FLAGS", ""),
@@ -269,5 +330,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   flags.mark_flags_as_required(["model"])
   app.run(main)

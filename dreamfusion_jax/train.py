@@ -403,10 +403,34 @@ class Trainer:
       compiler_options=compilation_cache.compiler_options(config),
     )
     self._compiling = None  # The train step compiling on a worker thread (compile_step_in_background).
+    self.compile_seconds = None  # (start, end) of that compile, on `now()`'s clock, once done.
+    self.compile_wait_seconds = 0.0  # How long the first `step` waited for it.
     self._init = jax.jit(
       self._over_seeds(functools.partial(init_state, scene=self.scene, tx=self.tx), per_device, (P("seeds"),))
     )
-    self.prior_params = jax.device_put(prior.params, self.replicated)
+    # Weights still loading (guidance_lib.PendingParams) are placed when first needed; the step compiles from
+    # their shapes meanwhile (abstract_prior_params).
+    self._prior_params = prior.params
+    if not isinstance(prior.params, guidance_lib.PendingParams):
+      self._prior_params = jax.device_put(prior.params, self.replicated)
+
+  @property
+  def prior_params(self) -> Any:
+    """The prior's frozen weights on the mesh (replicated); waits for weights that are still loading."""
+    if isinstance(self._prior_params, guidance_lib.PendingParams):
+      self._prior_params = jax.device_put(self._prior_params.result(), self.replicated)
+    return self._prior_params
+
+  def abstract_prior_params(self) -> Any:
+    """The prior's weights as jax.ShapeDtypeStructs with their sharding, without waiting for them to load."""
+    pending = self._prior_params
+    tree = pending.abstract if isinstance(pending, guidance_lib.PendingParams) else pending
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=self.replicated), tree)
+
+  def abstract_text_embeddings(self, length: int, width: int) -> jax.ShapeDtypeStruct:
+    """What `text_embeddings` returns for captions of [length, width] embeddings, as a jax.ShapeDtypeStruct."""
+    rows = 1 + 2 * len(text_lib.VIEW_SUFFIXES)
+    return jax.ShapeDtypeStruct((self.config.num_seeds, rows, length, width), jnp.float32, sharding=self.seed_sharding)
 
   def _over_seeds(self, fn, per_device: int, in_specs: tuple):
     """fn of one seed -> fn of [S, ...] seed-stacked arguments, sharded over the mesh.
@@ -462,23 +486,34 @@ class Trainer:
     batched = np.broadcast_to(text_emb, (self.config.num_seeds,) + text_emb.shape[-3:])
     return jax.device_put(np.ascontiguousarray(batched), self.seed_sharding)
 
-  def compile_step_in_background(self, text_emb: jax.Array) -> concurrent.futures.Future:
-    """Starts compiling the train step for text_emb (from `text_embeddings`) on a worker thread.
+  def compile_step_in_background(self, text_emb: jax.Array | jax.ShapeDtypeStruct) -> concurrent.futures.Future:
+    """Starts compiling the train step for text_emb (from `text_embeddings`, or its abstract_text_embeddings)
+    on a worker thread, from the shapes of the state and of the prior's weights (which may still be loading).
 
     Returns at once, with the future of the compiled program (jax `Compiled`: its memory_analysis() and
     as_text() tell what the step needs); `step` waits for it. On a GPU the train step's compile is most
-    of a short run's time, and the run's other set-up (the initial state, the writers, the renderers'
-    compiles) goes on beside it: XLA compiles outside Python's lock.
+    of a short run's time, and the run's other set-up (the prior's weights, the initial state, the writers,
+    the renderers' compiles) goes on beside it: XLA compiles outside Python's lock.
     """
     abstract = self.abstract_state()
-    self._compiling = compilation_cache.in_background(
-      lambda: self._step.lower(abstract, text_emb, self.prior_params).compile(), "compile_step"
-    )
+    loading = isinstance(self._prior_params, guidance_lib.PendingParams)
+    prior = self.abstract_prior_params() if loading else self.prior_params
+
+    def compile_step():
+      start = now()
+      compiled = self._step.lower(abstract, text_emb, prior).compile()
+      self.compile_seconds = (start, now())
+      logging.info("The train step compiled in %.1f s (on a worker thread, beside the set-up).", now() - start)
+      return compiled
+
+    self._compiling = compilation_cache.in_background(compile_step, "compile_step")
     return self._compiling
 
   def step(self, state: TrainState, text_emb: jax.Array):
     if self._compiling is not None:  # The compiled program takes the same (donated) arguments as the jit.
+      start = now()
       self._step, self._compiling = self._compiling.result(), None
+      self.compile_wait_seconds = now() - start
     return self._step(state, text_emb, self.prior_params)
 
 
@@ -633,13 +668,16 @@ def set_up(config: ml_collections.ConfigDict, workdir: str, guard: Guard, reexpo
   logging.info(
     "Seeds %s on %d device(s) (%s).", trainer.seeds.tolist(), trainer.mesh.size, jax.devices()[0].device_kind
   )
+  trains = start is None or start < config.num_steps
+  early = trains and prior.embedding_shape is not None
+  if early:  # From the shapes alone: beside the prior's weights loading (Stable Diffusion) and the rest.
+    trainer.compile_step_in_background(trainer.abstract_text_embeddings(*prior.embedding_shape))
   t = now()
   captions = embed_prompts(prior, config)
   text_emb = trainer.text_embeddings(captions)
   setup["caption embeddings"] = now() - t
   prior.release()  # The text encoder is not needed again in this run (SD's is 0.5-1.4 GB).
-  trains = start is None or start < config.num_steps
-  if trains:
+  if trains and not early:
     trainer.compile_step_in_background(text_emb)  # The rest of the set-up runs beside this compile.
   exports = export_plan(config, workdir, trainer.seeds, everything=trains or reexport)
   t = now()
@@ -758,6 +796,11 @@ def run_steps(run: Run) -> None:
     if run.step == run.start_step + 1:  # One sync, so that the log can tell compiling from training.
       jax.block_until_ready(run.state)
       run.timing["first_step"] = now() - run.timing["start"]
+      logging.info(
+        "The first step took %.1f s, %.1f s of it waiting for the train step's compile.",
+        run.timing["first_step"],
+        run.trainer.compile_wait_seconds,
+      )
       run.stop.at_once = None  # From now on a signal has a step to save: it is polled below.
     last = run.step == config.num_steps
     logged = run.step % config.log_every == 0 or last

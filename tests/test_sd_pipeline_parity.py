@@ -99,6 +99,20 @@ def _error_line(result) -> str:
   return result.stderr[result.stderr.index("error: ") :]
 
 
+def fp16_variant(folder: str, copy: str) -> str:
+  """A copy of a pipeline folder whose weights are the `.fp16.safetensors` variants (float16, as the Hub's)."""
+  from safetensors.numpy import load_file, save_file
+
+  variant = sd_tiny.copy(folder, copy)
+  for name in stable_diffusion.WEIGHT_FILES:
+    path = os.path.join(variant, name)
+    save_file(
+      {k: v.astype(np.float16) for k, v in load_file(path).items()}, path.replace(".safetensors", ".fp16.safetensors")
+    )
+    os.remove(path)
+  return variant
+
+
 def _no_checkpoint(workdir) -> bool:
   ckpts = os.path.join(workdir, "checkpoints")
   return not os.path.isdir(ckpts) or not any(name.isdigit() for name in os.listdir(ckpts))
@@ -165,9 +179,10 @@ def test_build_prior_parity_embed_and_encode(pipelines, sd2_prior, layout):
       train.build_prior(sd_config(tiny.folder, **{"guidance.sd.image_size": 18}))
   prior = sd2_prior if layout == "sd2" else train.build_prior(sd_config(tiny.folder))
   _check(f"{layout} prior.embed", prior.embed(PROMPTS), sd_tiny.torch_embed(tiny, PROMPTS))
-  assert set(prior.params["encoder"]) == {"encoder", "quant_conv"}  # No decoder weights held for SDS.
+  params = guidance_lib.resolve(prior.params)
+  assert set(params["encoder"]) == {"encoder", "quant_conv"}  # No decoder weights held for SDS.
   images = np.random.default_rng(2).uniform(0, 1, (2, 12, 12, 3)).astype(np.float32)  # Resized to 16 first.
-  got = _run(prior.guidance.encode, prior.params, images)
+  got = _run(prior.guidance.encode, params, images)
   resized = jax.image.resize(images * 2 - 1, (2, 16, 16, 3), "bilinear")
   with torch.no_grad():
     want = sd_tiny.nhwc(tiny.vae.encode(sd_tiny.nchw(resized)).latent_dist.mean) * tiny.vae.config.scaling_factor
@@ -178,10 +193,11 @@ def test_preview_decoder_parity(pipelines):
   """With validation previews on, build_prior also holds the VAE decoder; guidance.decode is the VAE's decode."""
   tiny = pipelines["sd2"]
   prior = train.build_prior(sd_config(tiny.folder, **{"val_every": 1, "guidance.preview_t": 0.5}))
-  assert set(prior.params["decoder"]) == {"decoder", "post_quant_conv"}
-  assert set(prior.params["encoder"]) == {"encoder", "quant_conv"}
+  params = guidance_lib.resolve(prior.params)
+  assert set(params["decoder"]) == {"decoder", "post_quant_conv"}
+  assert set(params["encoder"]) == {"encoder", "quant_conv"}
   latents = np.random.default_rng(3).standard_normal((1, 8, 8, 4)).astype(np.float32)
-  got = _run(prior.guidance.decode, prior.params, latents)
+  got = _run(prior.guidance.decode, params, latents)
   scale = tiny.vae.config.scaling_factor
   with torch.no_grad():
     want = np.clip((sd_tiny.nhwc(tiny.vae.decode(sd_tiny.nchw(latents / scale)).sample) + 1) / 2, 0, 1)
@@ -221,16 +237,9 @@ def test_download_and_fp16_variant_parity(pipelines, tmp_path, monkeypatch):
   """guidance.sd.download fetches only the files a run needs into the cache (huggingface_hub's snapshot_download,
   stubbed here: no network); a folder holding the `.fp16.safetensors` variants loads the same weights."""
   import huggingface_hub
-  from safetensors.numpy import load_file, save_file
 
   tiny = pipelines["sd2"]
-  variant = sd_tiny.copy(tiny.folder, str(tmp_path / "fp16"))
-  for name in stable_diffusion.WEIGHT_FILES:
-    path = os.path.join(variant, name)
-    save_file(
-      {k: v.astype(np.float16) for k, v in load_file(path).items()}, path.replace(".safetensors", ".fp16.safetensors")
-    )
-    os.remove(path)
+  variant = fp16_variant(tiny.folder, str(tmp_path / "fp16"))
   calls = []
 
   def fake_snapshot_download(repo_id, revision=None, cache_dir=None, local_files_only=False, allow_patterns=None):
@@ -374,7 +383,7 @@ def test_sds_residual_parity_with_pytorch_unet(pipelines, sd2_prior):
   fn = lambda p, k, x, c, u: sds.sds_residual(
     k, prior.guidance, p, x, c, u, scale=scale, t_range=t_range, weighting="sds"
   )
-  residual, aux = _run(fn, prior.params, key, x0, cond, uncond)
+  residual, aux = _run(fn, guidance_lib.resolve(prior.params), key, x0, cond, uncond)
 
   k_t, k_eps = jax.random.split(key)  # The same draws as sds_residual.
   t = np.asarray(jax.random.randint(k_t, (2,), t_range[0], t_range[1] + 1))
@@ -435,3 +444,99 @@ def test_bfloat16_load_parity(pipelines):
   err = float(np.abs(got.astype(np.float32) - want).max())
   print(f"sd2 bfloat16 UNet: max|flax - torch| = {err:.2e}, max|torch| = {np.abs(want).max():.2f}")
   assert err < 0.05 * np.abs(want).max()
+
+
+# ----------------------------------------------------------------------------- 8. the start
+
+
+def _bits(x) -> np.ndarray:
+  x = np.asarray(x)
+  return x.view(np.dtype(f"u{x.dtype.itemsize}"))
+
+
+def _assert_same_bits(got, want) -> None:
+  got, want = traverse_flat(got), traverse_flat(want)
+  assert list(got) == list(want)
+  for name in want:
+    assert np.asarray(got[name]).dtype == np.asarray(want[name]).dtype, name
+    np.testing.assert_array_equal(_bits(got[name]), _bits(want[name]), err_msg=name)
+
+
+def traverse_flat(tree) -> dict:
+  return {jax.tree_util.keystr(path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+@pytest.mark.parametrize("dtype,stored", [("float32", "float32"), ("bfloat16", "float16")])
+def test_start_parity_weights_on_device_equal_host_path(pipelines, tmp_path, dtype, stored):
+  """build_prior's weights (memory-mapped, moved in their stored dtype and cast on the device, on a worker thread)
+  are load()'s (cast in numpy on the host) bit for bit; so are the caption embeddings."""
+  folder = (
+    pipelines["sd2"].folder if stored == "float32" else fp16_variant(pipelines["sd2"].folder, str(tmp_path / "h"))
+  )
+  prior = train.build_prior(sd_config(folder, **{"guidance.sd.dtype": dtype}))
+  assert isinstance(prior.params, guidance_lib.PendingParams) and prior.embedding_shape == (77, 48)
+  host = stable_diffusion.load(folder, dtype=dtype)
+  want = {"unet": host.unet_params, "encoder": host.vae_params}
+  assert jax.tree.map(lambda x: (x.shape, x.dtype), prior.params.abstract) == jax.tree.map(
+    lambda x: (x.shape, np.asarray(x).dtype), want
+  )
+  got = guidance_lib.resolve(prior.params)
+  assert all(isinstance(x, jax.Array) for x in jax.tree.leaves(got))
+  assert {np.asarray(x).dtype for x in jax.tree.leaves(got)} == {np.dtype(jnp.dtype(dtype))}
+  _assert_same_bits(got, want)
+  host_embed = stable_diffusion._TextEmbedder(host.text_encoder, host.text_params, host.tokenizer)
+  _assert_same_bits(prior.embed(PROMPTS), host_embed(PROMPTS))
+
+
+def test_start_parity_step_compiled_from_shapes_equals_sequential(pipelines, tmp_path):
+  """One train step compiled from abstract shapes while the fp16 weights load (bfloat16 on the device) gives the
+  state and metrics of today's sequential path: host-converted weights, the step compiled at its first call."""
+  import dataclasses
+
+  folder = fp16_variant(pipelines["sd2"].folder, str(tmp_path / "h"))
+  config = sd_config(folder, **{"guidance.sd.dtype": "bfloat16"})
+  prior = train.build_prior(config)
+  fresh = train.Trainer(config, prior)
+  fresh.compile_step_in_background(fresh.abstract_text_embeddings(*prior.embedding_shape))
+  host = stable_diffusion.load(folder, dtype="bfloat16")
+  sequential = train.Trainer(
+    config,
+    dataclasses.replace(prior, params={"unet": host.unet_params, "encoder": host.vae_params}, embedding_shape=None),
+  )
+  text_emb = fresh.text_embeddings(train.embed_prompts(prior, config))
+  got = fresh.step(fresh.init(), text_emb)
+  assert fresh.compile_seconds is not None  # The compiled program ran, not a second jit.
+  want = sequential.step(sequential.init(), text_emb)
+  assert np.isfinite(np.asarray(want[1]["loss"])).all()
+  _assert_same_bits(got, want)
+
+
+def test_read_safetensors_parity_with_the_safetensors_library(tmp_path):
+  """read_safetensors' memory-mapped views hold the bytes safetensors itself reads, for every dtype a checkpoint
+  uses (bfloat16 included); a truncated file is a ValueError, not a short array."""
+  from safetensors.torch import load_file, save_file
+
+  from dreamfusion_jax.guidance import convert
+
+  g = torch.Generator().manual_seed(0)
+  tensors = {
+    "conv.weight": torch.randn(8, 4, 3, 3, generator=g).half(),
+    "linear.weight": torch.randn(5, 7, generator=g).bfloat16(),
+    "norm.bias": torch.randn(6, generator=g),
+    "position_ids": torch.arange(77).unsqueeze(0),
+    "scalar": torch.tensor(2.5, dtype=torch.float64),
+  }
+  path = str(tmp_path / "w.safetensors")
+  save_file(tensors, path)
+  got, want = convert.read_safetensors(path), load_file(path)
+  assert set(got) == set(want)
+  for key, value in want.items():
+    assert got[key].shape == tuple(value.shape), key
+    assert got[key].dtype.itemsize == value.element_size(), key
+    bits = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[value.element_size()]
+    np.testing.assert_array_equal(_bits(got[key]), _bits(value.view(bits).numpy()), err_msg=key)
+  assert got["linear.weight"].dtype == jnp.bfloat16 and not got["conv.weight"].flags.writeable
+  with open(path, "r+b") as f:
+    f.truncate(os.path.getsize(path) - 4)
+  with pytest.raises(ValueError, match="outside the file"):
+    convert.read_safetensors(path)

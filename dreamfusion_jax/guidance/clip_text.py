@@ -382,7 +382,11 @@ def _canonical_key(key: str) -> str:
 
 
 def clip_params_from_torch(
-  state_dict: Mapping[str, np.ndarray], model: CLIPTextModel, *, ignore: Iterable[str] = CHECKPOINT_IGNORE
+  state_dict: Mapping[str, np.ndarray],
+  model: CLIPTextModel,
+  *,
+  ignore: Iterable[str] = CHECKPOINT_IGNORE,
+  on_device: bool = False,
 ) -> dict:
   """Converts a transformers CLIPTextModel state dict (e.g. `text_encoder/model.safetensors`) for `model`.
 
@@ -400,7 +404,7 @@ def clip_params_from_torch(
   ids = jax.ShapeDtypeStruct((1, 1), jnp.int32)
   shapes = jax.eval_shape(lambda rng, x: model.init(rng, x, skip_last_layers=0), jax.random.PRNGKey(0), ids)
   renamed = {_canonical_key(k): v for k, v in state_dict.items()}
-  return torch_to_flax(renamed, shapes["params"], name=type(model).__name__, ignore=ignore)
+  return torch_to_flax(renamed, shapes["params"], name=type(model).__name__, ignore=ignore, on_device=on_device)
 
 
 def load_tokenizer(folder: str) -> Any:

@@ -86,12 +86,30 @@ class Guidance:
     return jnp.sqrt(abar) * out + jnp.sqrt(1.0 - abar) * x_t.astype(jnp.float32)
 
 
+class PendingParams:
+  """A prior's frozen weights while they load on a worker thread: their shapes and dtypes at once (`abstract`, a
+  tree of jax.ShapeDtypeStructs), the arrays from `result()`, which waits. A run compiles its step from the
+  shapes while the weights load."""
+
+  def __init__(self, abstract: Any, future: Any):
+    self.abstract = abstract
+    self._future = future  # A concurrent.futures.Future of the params tree.
+
+  def result(self) -> Any:
+    return self._future.result()
+
+
+def resolve(params: Any) -> Any:
+  """params, or the loaded params of PendingParams (waiting for them)."""
+  return params.result() if isinstance(params, PendingParams) else params
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Prior:
   """What a run needs from a prior: the guidance, its weights, and a host-side text encoder."""
 
   guidance: Guidance
-  params: Any  # {'unet': ..., 'encoder': ...}, the frozen weights.
+  params: Any  # {'unet': ..., 'encoder': ...}, the frozen weights, or PendingParams while they load.
   embed: Callable[[list[str]], np.ndarray]  # captions -> [N, L, D] float32 embeddings.
   unknown_words: Callable[[str], list[str]] = lambda _: []  # Words the prior can't read.
   # A caption -> None if the prior's tokenizer reads all of it, else (the part kept, the part cut off).
@@ -104,3 +122,6 @@ class Prior:
   # The caption the prior was trained to see beside a textureless (white, shaded) render of a caption's object;
   # the caption itself for priors that saw no such captions (Stable Diffusion).
   textureless_prompt: Callable[[str], str] = lambda prompt: prompt
+  # (L, D) of `embed`'s rows when known before any weight is read (a run then compiles its step beside the
+  # loading); None: known once `embed` has run.
+  embedding_shape: Optional[tuple[int, int]] = None

@@ -13,19 +13,24 @@ A model is named by a Hugging Face Hub repo id (`sd2-community/stable-diffusion-
 A repo id is looked up in huggingface_hub's cache (HF_HOME / HF_HUB_CACHE are honoured), so a
 model that was downloaded once works offline; nothing is downloaded unless guidance.sd.download is
 set (and HF_HUB_OFFLINE is not). A missing model is a `WeightsNotFoundError` whose message says
-where it looked and the download command. Weights are read with safetensors (no torch), converted
-by `convert.torch_to_flax` (every tensor shape-checked; a mismatch names the tensor) and held in
-float32 or bfloat16 (guidance.sd.dtype). The text encoder is used once per run: the embeddings of
+where it looked and the download command. Weights are read from the safetensors files (no torch),
+converted by `convert.torch_to_flax` (every tensor shape-checked; a mismatch names the tensor) and held
+in float32 or bfloat16 (guidance.sd.dtype). `build_prior` checks them against the files' headers at once,
+then moves them to the device on a worker thread (memory-mapped, in their stored dtype, transposed and
+cast there) while the run compiles its step from their shapes; `load` converts them on the host. The
+two give the same bits. The text encoder is used once per run: the embeddings of
 the caption (with each view suffix) and of the empty caption are computed, then its weights are
 dropped (`Prior.release`).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import json
 import os
 import re
+import time
 from typing import Any, Optional
 
 import jax
@@ -172,8 +177,12 @@ def _read_json(folder: str, name: str) -> dict:
 
 
 def _load_tensors(folder: str, name: str, dtype) -> dict:
+  """The tensors of a weights file: cast to dtype in numpy (the host path), or, with dtype None, as stored, in
+  memory-mapped views (`convert.read_safetensors`; the device path)."""
   path = _weights_file(folder, name)
   try:
+    if dtype is None:
+      return convert.read_safetensors(path)
     return convert.load_safetensors_numpy(path, dtype=dtype)
   except Exception as e:  # noqa: BLE001 -- safetensors raises several types for a damaged file.
     raise CheckpointMismatchError(
@@ -208,19 +217,22 @@ class StableDiffusion:
   scaling_factor: float
 
 
-def load(
-  folder: str,
-  *,
-  dtype: str = "float32",
-  remat: bool = False,
-  decoder: bool = False,
-  attention_implementation: Optional[str] = None,
-) -> StableDiffusion:
-  """Loads a diffusers-layout folder into the project's Flax modules; every tensor is shape-checked."""
+@dataclasses.dataclass
+class Modules:
+  """A checkpoint's Flax modules and schedule, from its config files alone (no weights read)."""
+
+  unet: UNet2DConditionModel
+  vae: vae_lib.AutoencoderKL
+  text_encoder: clip_text.CLIPTextModel
+  alphas_cumprod: np.ndarray
+  prediction_type: str
+
+
+def modules(folder: str, *, dtype: str = "float32", remat: bool = False, attention_implementation=None) -> Modules:
+  """The Flax modules of a diffusers-layout folder, built from its config.json files."""
   if dtype not in DTYPES:
     raise ConfigError(f"guidance.sd.dtype={dtype!r} is not supported; use one of {sorted(DTYPES)}.")
   jdt = DTYPES[dtype]
-  store = np.float32 if dtype == "float32" else jnp.bfloat16
   scheduler = _read_json(folder, "scheduler/scheduler_config.json")
   prediction = scheduler.get("prediction_type", "epsilon")
   if prediction not in PREDICTION_TYPES:
@@ -243,54 +255,137 @@ def load(
     attention_implementation=attention_implementation,
     **overrides,
   )
-  unet_params = _convert(
-    "UNet", folder, convert.unet_params_from_torch, _load_tensors(folder, WEIGHT_FILES[0], store), unet
-  )
-  vae_config = _read_json(folder, "vae/config.json")
   # The VAE's mid-block attention has one head of 512 channels, beyond cuDNN's fused attention (head dim <= 256):
   # it always runs on XLA's attention; attention_implementation applies to the UNet.
+  vae_config = _read_json(folder, "vae/config.json")
   vae = _convert("VAE", folder, vae_lib.AutoencoderKL.from_config, vae_config, remat=remat, **overrides)
-  vae_params = _convert(
-    "VAE", folder, vae_lib.vae_params_from_torch, _load_tensors(folder, WEIGHT_FILES[1], store), vae
-  )
-  if not decoder:
-    vae_params = {k: v for k, v in vae_params.items() if k in ("encoder", "quant_conv")}
   text_encoder = _convert(
     "text encoder", folder, clip_text.CLIPTextModel.from_config, _read_json(folder, "text_encoder/config.json")
   )  # float32: used once per run.
-  text_params = _convert(
-    "text encoder",
-    folder,
-    clip_text.clip_params_from_torch,
-    _load_tensors(folder, WEIGHT_FILES[2], np.float32),
-    text_encoder,
-  )
-  try:
-    tokenizer = clip_text.load_tokenizer(os.path.join(folder, TOKENIZER_DIR))
-  except Exception as e:  # noqa: BLE001 -- transformers raises several types for a bad tokenizer folder.
-    raise CheckpointMismatchError(f"Could not load the tokenizer in '{folder}/{TOKENIZER_DIR}' ({e}).") from None
   if text_encoder.hidden_size != unet.cross_attention_dim:
     raise CheckpointMismatchError(
       f"In '{folder}' the text encoder's width ({text_encoder.hidden_size}) differs from the UNet's "
       f"cross_attention_dim ({unet.cross_attention_dim}): the folder mixes models of different releases."
     )
+  return Modules(unet, vae, text_encoder, abar, prediction)
+
+
+def _tokenizer(folder: str) -> Any:
+  try:
+    return clip_text.load_tokenizer(os.path.join(folder, TOKENIZER_DIR))
+  except Exception as e:  # noqa: BLE001 -- transformers raises several types for a bad tokenizer folder.
+    raise CheckpointMismatchError(f"Could not load the tokenizer in '{folder}/{TOKENIZER_DIR}' ({e}).") from None
+
+
+def _weights(folder: str, m: Modules, dtype: str, *, on_device: bool) -> tuple:
+  """(UNet, VAE, text encoder) params, every tensor shape-checked. On the host: numpy arrays, cast in numpy.
+  on_device: memory-mapped and checked now; three functions of no arguments that put the tensors on the device as
+  stored and cast them there (convert.to_device), each returning its params as jax arrays."""
+  store = None if on_device else (np.float32 if dtype == "float32" else jnp.bfloat16)
+  text_store = None if on_device else np.float32
+  unet = _convert(
+    "UNet",
+    folder,
+    convert.unet_params_from_torch,
+    _load_tensors(folder, WEIGHT_FILES[0], store),
+    m.unet,
+    on_device=on_device,
+  )
+  vae = _convert(
+    "VAE",
+    folder,
+    vae_lib.vae_params_from_torch,
+    _load_tensors(folder, WEIGHT_FILES[1], store),
+    m.vae,
+    on_device=on_device,
+  )
+  text = _convert(
+    "text encoder",
+    folder,
+    clip_text.clip_params_from_torch,
+    _load_tensors(folder, WEIGHT_FILES[2], text_store),
+    m.text_encoder,
+    on_device=on_device,
+  )
+  return unet, vae, text
+
+
+def _vae_part(params: Any, decoder: bool) -> dict:
+  keep = ("encoder", "quant_conv") + (("decoder", "post_quant_conv") if decoder else ())
+  return {k: v for k, v in params.items() if k in keep}
+
+
+def load(
+  folder: str,
+  *,
+  dtype: str = "float32",
+  remat: bool = False,
+  decoder: bool = False,
+  attention_implementation: Optional[str] = None,
+) -> StableDiffusion:
+  """Loads a diffusers-layout folder into the project's Flax modules, on the host (numpy params, cast in numpy);
+  every tensor is shape-checked. `build_prior` loads the same values onto the device beside the compile."""
+  m = modules(folder, dtype=dtype, remat=remat, attention_implementation=attention_implementation)
+  unet_params, vae_params, text_params = _weights(folder, m, dtype, on_device=False)
   return StableDiffusion(
     folder,
-    unet,
+    m.unet,
     unet_params,
-    vae,
-    vae_params,
-    text_encoder,
+    m.vae,
+    _vae_part(vae_params, decoder),
+    m.text_encoder,
     text_params,
-    tokenizer,
-    abar,
-    prediction,
-    float(vae.scaling_factor),
+    _tokenizer(folder),
+    m.alphas_cumprod,
+    m.prediction_type,
+    float(m.vae.scaling_factor),
   )
 
 
+def load_in_background(folder: str, m: Modules, dtype: str, decoder: bool) -> tuple[Any, Any]:
+  """Checks the weights against the modules now (memory-mapped: only the files' headers are read), then moves
+  them to the device on a worker thread: text encoder first, then UNet and VAE.
+
+  Returns (text params, {'unet', 'encoder'[, 'decoder']}) as concurrent.futures.Futures of jax arrays. The
+  worker logs where its time went.
+  """
+  t0 = time.perf_counter()
+  unet, vae, text = _weights(folder, m, dtype, on_device=True)
+  checked = time.perf_counter() - t0
+  pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="load_sd")
+  times = {}
+
+  def timed(name, fn):
+    t = time.perf_counter()
+    out = jax.block_until_ready(fn())
+    times[name] = time.perf_counter() - t
+    return out
+
+  def rest():
+    params = {"unet": timed("UNet", unet)}
+    parts = _vae_part(timed("VAE", vae), decoder)
+    params["encoder"] = {k: v for k, v in parts.items() if k in ("encoder", "quant_conv")}
+    if decoder:
+      params["decoder"] = {k: v for k, v in parts.items() if k in ("decoder", "post_quant_conv")}
+    logging.info(
+      "Stable Diffusion weights on the device after %.1f s: headers read and shapes checked %.1f s, then read, "
+      "moved and cast on the device: %s.",
+      time.perf_counter() - t0,
+      checked,
+      ", ".join(f"{name} {seconds:.1f} s" for name, seconds in times.items()),
+    )
+    return params
+
+  text_params = pool.submit(timed, "text encoder", text)
+  params = pool.submit(rest)
+  pool.shutdown(wait=False)  # The thread ends with its two tasks.
+  return text_params, params
+
+
 class _TextEmbedder:
-  """captions -> [N, 77, D] float32 last_hidden_state; `release()` drops the encoder's weights."""
+  """captions -> [N, 77, D] float32 last_hidden_state; `release()` drops the encoder's weights.
+
+  params: the encoder's params, or a future of them (they may still be loading)."""
 
   def __init__(self, model: clip_text.CLIPTextModel, params: Any, tokenizer: Any):
     self._state = dict(
@@ -300,6 +395,8 @@ class _TextEmbedder:
   def __call__(self, texts) -> np.ndarray:
     if not self._state:
       raise RuntimeError("The text encoder was released after the run's embeddings were computed.")
+    if isinstance(self._state["params"], concurrent.futures.Future):
+      self._state["params"] = self._state["params"].result()
     ids = clip_text.tokenize(self._state["tokenizer"], list(texts))
     return np.asarray(self._state["apply"](self._state["params"], ids), np.float32)
 
@@ -332,36 +429,33 @@ def build_prior(g, *, previews: bool) -> guidance_lib.Prior:
       f"VAE and UNet downsample {factor}x in all), e.g. {max(factor, 512 // factor * factor)}."
     )
   logging.info("Loading Stable Diffusion from %s (%s).", folder, sd.dtype)
-  model = load(
-    folder,
-    dtype=sd.dtype,
-    remat=sd.remat,
-    decoder=previews,
-    attention_implementation=None if sd.attention == "xla" else sd.attention,
+  m = modules(
+    folder, dtype=sd.dtype, remat=sd.remat, attention_implementation=None if sd.attention == "xla" else sd.attention
   )
-  params = {
-    "unet": model.unet_params,
-    "encoder": {k: v for k, v in model.vae_params.items() if k in ("encoder", "quant_conv")},
-  }
+  tokenizer = _tokenizer(folder)
+  abstract = {"unet": convert.unet_param_shapes(m.unet), "encoder": _vae_part(vae_lib.vae_param_shapes(m.vae), False)}
   if previews:
-    params["decoder"] = {k: v for k, v in model.vae_params.items() if k in ("decoder", "post_quant_conv")}
-  embed = _TextEmbedder(model.text_encoder, model.text_params, model.tokenizer)
+    abstract["decoder"] = {
+      k: v for k, v in vae_lib.vae_param_shapes(m.vae).items() if k in ("decoder", "post_quant_conv")
+    }
+  text_params, params = load_in_background(folder, m, sd.dtype, decoder=previews)
+  embed = _TextEmbedder(m.text_encoder, text_params, tokenizer)
   guidance = guidance_lib.Guidance(
-    model.unet,
-    model.alphas_cumprod,
-    encoder=model.vae,
+    m.unet,
+    m.alphas_cumprod,
+    encoder=m.vae,
     encoder_size=sd.image_size,
-    latent_scale=model.scaling_factor,
+    latent_scale=float(m.vae.scaling_factor),
     encoder_method="encode",
     decoder_method="decode",
-    prediction_type=model.prediction_type,
+    prediction_type=m.prediction_type,
   )
-  tokenizer = model.tokenizer
   return guidance_lib.Prior(
     guidance,
-    params,
+    guidance_lib.PendingParams(abstract, params),
     embed,
     cut=lambda text: clip_text.cut(tokenizer, text),
     max_tokens=tokenizer.model_max_length,
     release=embed.release,
+    embedding_shape=(tokenizer.model_max_length, m.text_encoder.hidden_size),
   )

@@ -393,7 +393,7 @@ def rename_legacy_attention_keys(state_dict: Mapping[str, Any]) -> dict[str, Any
 
 
 def vae_params_from_torch(
-  state_dict: Mapping[str, np.ndarray], model: AutoencoderKL, *, ignore: Iterable[str] = ()
+  state_dict: Mapping[str, np.ndarray], model: AutoencoderKL, *, ignore: Iterable[str] = (), on_device: bool = False
 ) -> dict:
   """Converts a diffusers AutoencoderKL state dict (new or legacy attention names) for `model`.
 
@@ -401,9 +401,17 @@ def vae_params_from_torch(
   parameter memory is allocated twice. Returns a params dict in `model.param_dtype`.
   Raises `dreamfusion_jax.guidance.convert.CheckpointError` listing every mismatched, missing or unexpected tensor.
   """
+  return torch_to_flax(
+    rename_legacy_attention_keys(state_dict),
+    vae_param_shapes(model),
+    name=type(model).__name__,
+    ignore=ignore,
+    on_device=on_device,
+  )
+
+
+def vae_param_shapes(model: AutoencoderKL) -> dict:
+  """The params tree of `model` (encoder and decoder) as jax.ShapeDtypeStructs (nothing allocated)."""
   size = 2 ** (len(model.block_out_channels) - 1)
   image = jax.ShapeDtypeStruct((1, size, size, model.in_channels), jnp.float32)
-  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), image)
-  return torch_to_flax(
-    rename_legacy_attention_keys(state_dict), shapes["params"], name=type(model).__name__, ignore=ignore
-  )
+  return jax.eval_shape(model.init, jax.random.PRNGKey(0), image)["params"]

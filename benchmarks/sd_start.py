@@ -1,0 +1,142 @@
+"""Process start to the second Stable Diffusion step, with a cold compilation cache: where the start-up goes.
+
+  python ../shared/tools/make_random_sd.py /tmp/sd_random fp16     # SD 2.1-base shapes, random weights
+  python benchmarks/sd_start.py --model=/tmp/sd_random [--config=configs/peacock.py] [--repeats=2] [--out=start.json]
+
+Each repeat runs the command line a user runs, `python -m dreamfusion_jax.main --config=CONFIG`, in a fresh
+process with JAX's persistent compilation cache off (`--compilation_cache=`: every program compiles), 2 steps,
+metrics after each step, no export, in a fresh workdir. The clock starts just before the process is launched and
+stops when the run's metrics.jsonl holds step 2's record (polled every 10 ms; the record is written once step 2's
+metrics are on the host, so step 2 has run). The first repeat also reads the checkpoint into the page cache; the
+later ones are the 'warm machine' of issue 20 (a cold compile, weights in memory). The run's own log lines say
+where the time went: the set-up's parts, the weights' loading on its worker thread, the train step's compile on
+its own, and how long the first step waited for that compile.
+
+Prints one JSON line per repeat and a summary (median of the repeats after the first, or the only one).
+"""
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+from absl import app, flags  # noqa: E402
+
+flags.DEFINE_string("model", None, "A diffusers-layout folder (e.g. from make_random_sd.py).")
+flags.DEFINE_string("config", "configs/peacock.py", "The run's config file (relative to the repository).")
+flags.DEFINE_integer("repeats", 2, "Runs, one after the other; the first also warms the page cache.")
+flags.DEFINE_multi_string("set", [], "Extra config overrides, e.g. --set=guidance.sd.dtype=float32.")
+flags.DEFINE_float("timeout", 600, "Seconds a run may take.")
+flags.DEFINE_string("out", None, "Also write the results as JSON here.")
+FLAGS = flags.FLAGS
+
+# The run's log lines (train.py, guidance/stable_diffusion.py) -> what they tell, in seconds.
+PATTERNS = {
+  "setup_s": r"Set up in ([\d.]+) s",
+  "setup_prior_s": r"Set up in [\d.]+ s: prior ([\d.]+) s",
+  "setup_caption_embeddings_s": r"caption embeddings ([\d.]+) s",
+  "setup_initial_state_s": r"initial state ([\d.]+) s",
+  "weights_on_device_s": r"Stable Diffusion weights on the device after ([\d.]+) s",
+  "weights_checked_s": r"headers read and shapes checked ([\d.]+) s",
+  "weights_unet_s": r"UNet ([\d.]+) s\b",
+  "weights_text_encoder_s": r"text encoder ([\d.]+) s",
+  "step_compile_s": r"The train step compiled in ([\d.]+) s",
+  "first_step_s": r"The first step took ([\d.]+) s",
+  "first_step_waited_for_compile_s": r"The first step took [\d.]+ s, ([\d.]+) s of it waiting",
+}
+
+
+def command(workdir: str) -> list[str]:
+  overrides = [
+    f"--config.guidance.sd.model={FLAGS.model}",
+    "--config.num_steps=2",
+    "--config.log_every=1",
+    "--config.checkpoint_every=1000000",
+    "--config.export.enabled=false",
+    "--config.progress_bar=false",
+  ] + [f"--config.{s}" for s in FLAGS.set]
+  return [
+    sys.executable,
+    "-m",
+    "dreamfusion_jax.main",
+    f"--config={FLAGS.config}",
+    f"--workdir={workdir}",
+    "--compilation_cache=",
+    *overrides,
+  ]
+
+
+def steps_logged(path: str) -> int:
+  try:
+    with open(path) as f:
+      return sum(1 for line in f if line.endswith("\n"))
+  except FileNotFoundError:
+    return 0
+
+
+def one_run(workdir: str) -> dict:
+  """Launches one run; times process start to its first and second step; parses its log."""
+  metrics = os.path.join(workdir, "metrics.jsonl")
+  log = open(os.path.join(workdir + ".log"), "w+")
+  env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+  env.pop("JAX_COMPILATION_CACHE_DIR", None)  # JAX would read it itself: the cache stays off (cold).
+  start = time.perf_counter()
+  proc = subprocess.Popen(command(workdir), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+  marks = {}
+  while len(marks) < 2 and proc.poll() is None and time.perf_counter() - start < FLAGS.timeout:
+    n = steps_logged(metrics)
+    for k in range(1, n + 1):
+      marks.setdefault(k, time.perf_counter() - start)
+    time.sleep(0.01)
+  try:
+    proc.wait(timeout=max(FLAGS.timeout - (time.perf_counter() - start), 1))
+  except subprocess.TimeoutExpired:
+    proc.kill()
+  log.seek(0)
+  text = log.read()
+  if proc.returncode != 0 or len(marks) < 2:
+    raise RuntimeError(f"the run failed (exit {proc.returncode}); its log ends:\n{text[-3000:]}")
+  result = dict(start_to_first_step_s=round(marks[1], 2), start_to_second_step_s=round(marks[2], 2))
+  for name, pattern in PATTERNS.items():
+    m = re.search(pattern, text)
+    result[name] = float(m.group(1)) if m else None
+  return result
+
+
+def main(argv):
+  del argv
+  import jax  # Only to name the device in the result; the runs are separate processes.
+
+  runs = []
+  with tempfile.TemporaryDirectory() as tmp:
+    for i in range(FLAGS.repeats):
+      result = one_run(os.path.join(tmp, f"run{i}"))
+      runs.append(result)
+      print(json.dumps(dict(repeat=i, **result)), flush=True)
+  warm = runs[1:] or runs
+  summary = dict(
+    device=jax.devices()[0].device_kind,
+    jax=jax.__version__,
+    date=time.strftime("%Y-%m-%d"),
+    config=FLAGS.config,
+    overrides=FLAGS.set,
+    model=FLAGS.model,
+    start_to_second_step_s=statistics.median(r["start_to_second_step_s"] for r in warm),
+    target_s=30.0,
+    runs=runs,
+  )
+  print(json.dumps(summary))
+  if FLAGS.out:
+    with open(FLAGS.out, "w") as f:
+      json.dump(summary, f, indent=2)
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["model"])
+  app.run(main)
