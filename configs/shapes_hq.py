@@ -40,6 +40,7 @@ def get_config():
   c.guidance.t_anneal_steps = 2000  # t_max falls 0.98 -> 0.5.
   c.sdf.beta_anneal_steps = 2000  # beta falls 0.05 -> 0.002.
   c.reg.orientation_anneal_steps = 2000  # Orientation-loss anneal.
+  c.camera.progressive_view_steps = 600  # The default's progressive view, stretched (not measured at 64x64).
   c.checkpoint_every = 1000  # Checkpoints.
   c.val_every = 1000  # Validation renders.
   c.export.mesh_resolution = 128  # Marching-cubes grid.

@@ -127,7 +127,9 @@ def test_the_quality_config_is_the_default_at_64x64_and_runs(tmp_path):
   assert hq.render.image_size == 64 and hq.field.density_activation == base.field.density_activation == "volsdf"
   assert hq.guidance.t_anneal_steps == hq.sdf.beta_anneal_steps == hq.reg.orientation_anneal_steps == hq.num_steps
   assert {**hq.sdf.to_dict(), "beta_anneal_steps": 1000} == base.sdf.to_dict()
-  assert hq.guidance.model == "shapes" and hq.camera.to_dict() == base.camera.to_dict()
+  assert hq.guidance.model == "shapes"
+  assert {**hq.camera.to_dict(), "progressive_view_steps": 300} == base.camera.to_dict()
+  assert hq.camera.progressive_view_steps / hq.num_steps == 0.3 == base.camera.progressive_view_steps / base.num_steps
   assert hq.field.sdf_beta < base.field.sdf_beta and hq.optim.to_dict() == base.optim.to_dict()
   workdir = str(tmp_path / "hq")
   proc = run(
