@@ -146,3 +146,19 @@ def test_the_step_runs_in_a_capped_child_and_reports_it(tmp_path):
   assert child["mem_fraction"] == "0.166666" and child["preallocate"] == "true"
   assert child["finite"] and child["step_memory"]["memory_analysis"]["temp_gb"] > 0
   assert step["peak_gib"] is None  # The CPU keeps no allocator statistics; a GPU's peak lands here.
+  # sd_step.py --abstract compiles the same step from the folder's config files alone (the weights as shapes):
+  # the program is the one the loaded weights ran, so its memory_analysis is the same to the byte.
+  abstract = tmp_path / "abstract.json"
+  proc = subprocess.run(
+    [sys.executable, "benchmarks/sd_step.py", f"--model={tiny.folder}", "--abstract", f"--out={abstract}"]
+    + [flag.split("=", 1)[1] for flag in small],
+    cwd=ROOT,
+    env=dict(os.environ, JAX_PLATFORMS="cpu"),
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  shapes_only = json.loads(abstract.read_text())
+  assert shapes_only["abstract"] and shapes_only["dtype"] == "float32"
+  assert shapes_only["step_memory"]["memory_analysis"] == child["step_memory"]["memory_analysis"]
