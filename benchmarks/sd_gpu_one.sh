@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Issue 20's measurements on ONE GPU, in two calls of under 10 minutes (multi-GPU hosts are often not lent;
+# benchmarks/sd_memory_gpu.sh runs the memory part on four):
+#   bash benchmarks/sd_gpu_one.sh 1 RESULTS_DIR MAKE_RANDOM_SD_PY   # memory: fp32 step by source, 6 GiB path, 4 GiB step
+#   bash benchmarks/sd_gpu_one.sh 2 RESULTS_DIR MAKE_RANDOM_SD_PY   # start to the second step; ours against PyTorch
+# MAKE_RANDOM_SD_PY is ../shared/tools/make_random_sd.py (torch + diffusers): SD 2.1-base with random fp16 weights,
+# written once per machine (~1 min). Each job's JSON and log land in RESULTS_DIR; a job past its limit is cut.
+set -u
+PART=${1:?usage: sd_gpu_one.sh 1|2 RESULTS_DIR MAKE_RANDOM_SD_PY}; R=${2:?results dir}; MAKER=${3:?make_random_sd.py}
+mkdir -p "$R"
+CKPT=/tmp/sd21_base_random
+t0=$(date +%s)
+[ -f "$CKPT/unet/diffusion_pytorch_model.safetensors" ] || python3 "$MAKER" "$CKPT" fp16 > "$R/make_random_sd.log" 2>&1
+echo "checkpoint ready after $(( $(date +%s) - t0 )) s"
+nvidia-smi -L
+job() {  # job NAME LIMIT_S command...
+  local name=$1 limit=$2; shift 2
+  timeout "$limit" "$@" > "$R/$name.log" 2>&1
+  echo "$name exit $? at $(date +%T)"
+}
+if [ "$PART" = 1 ]; then
+  XLA_PYTHON_CLIENT_PREALLOCATE=false job fp32_det 170 python3 benchmarks/sd_step.py --model=$CKPT --dtype=float32 \
+    --steps=20 --noparts --out="$R/fp32_det.json"
+  job peacock_cap6 220 python3 benchmarks/sd_memory_cap.py --model=$CKPT --cases=path --cap_gib=6 --timeout_s=210 \
+    --out="$R/peacock_cap6.json"
+  job bf16_step_cap4 120 python3 benchmarks/sd_memory_cap.py --model=$CKPT --cases=step --step_cap_gib=4 \
+    --timeout_s=110 --out="$R/bf16_step_cap4.json"
+else
+  job sd_start 300 python3 benchmarks/sd_start.py --model=$CKPT --config=configs/peacock.py --repeats=3 \
+    --timeout=95 --out="$R/sd_start.json"
+  XLA_PYTHON_CLIENT_PREALLOCATE=false job sd_vs_torch 240 python3 benchmarks/sd_vs_torch.py --model=$CKPT \
+    --out="$R/sd_vs_torch.json"
+fi
