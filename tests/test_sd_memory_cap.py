@@ -120,20 +120,32 @@ def test_a_compiled_programs_summary_matches_its_memory_analysis():
   assert max(a["gb"] for a in s["largest_arrays"]) == round(512 * 512 * 4 / GIB, 3)  # x @ x.T, the largest.
 
 
+def _run_benchmark(script: str, *args: str) -> subprocess.CompletedProcess:
+  """benchmarks/SCRIPT ARGS in a child on the CPU, from the repository root."""
+  return subprocess.run(
+    [sys.executable, os.path.join("benchmarks", script), *args],
+    cwd=ROOT,
+    env=dict(os.environ, JAX_PLATFORMS="cpu"),
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+
+
 def test_the_step_runs_in_a_capped_child_and_reports_it(tmp_path):
   """--cases=step on a tiny SD (CPU, a device of 24 GiB as if nvidia-smi said so): the fraction of a 4 GiB cap
   reaches sd_step.py's environment with preallocation on, and the JSON (printed and written) is whole."""
   tiny = sd_tiny.build("sd2", str(tmp_path / "sd2"))
   out = tmp_path / "cap.json"
   small = ["--step_flag=--image_size=16", "--step_flag=--render_size=16", "--step_flag=--dtype=float32"]
-  proc = subprocess.run(
-    [sys.executable, "benchmarks/sd_memory_cap.py", f"--model={tiny.folder}", "--cases=step", "--total_gib=24"]
-    + ["--step_steps=1", f"--out={out}", *small],
-    cwd=ROOT,
-    env=dict(os.environ, JAX_PLATFORMS="cpu"),
-    capture_output=True,
-    text=True,
-    timeout=300,
+  proc = _run_benchmark(
+    "sd_memory_cap.py",
+    f"--model={tiny.folder}",
+    "--cases=step",
+    "--total_gib=24",
+    "--step_steps=1",
+    f"--out={out}",
+    *small,
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads(out.read_text())
@@ -149,14 +161,8 @@ def test_the_step_runs_in_a_capped_child_and_reports_it(tmp_path):
   # sd_step.py --abstract compiles the same step from the folder's config files alone (the weights as shapes):
   # the program is the one the loaded weights ran, so its memory_analysis is the same to the byte.
   abstract = tmp_path / "abstract.json"
-  proc = subprocess.run(
-    [sys.executable, "benchmarks/sd_step.py", f"--model={tiny.folder}", "--abstract", f"--out={abstract}"]
-    + [flag.split("=", 1)[1] for flag in small],
-    cwd=ROOT,
-    env=dict(os.environ, JAX_PLATFORMS="cpu"),
-    capture_output=True,
-    text=True,
-    timeout=300,
+  proc = _run_benchmark(
+    "sd_step.py", f"--model={tiny.folder}", "--abstract", f"--out={abstract}", *[f.split("=", 1)[1] for f in small]
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
   shapes_only = json.loads(abstract.read_text())

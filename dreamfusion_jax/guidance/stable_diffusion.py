@@ -283,31 +283,15 @@ def _weights(folder: str, m: Modules, dtype: str, *, on_device: bool) -> tuple:
   stored and cast them there (convert.to_device), each returning its params as jax arrays."""
   store = None if on_device else (np.float32 if dtype == "float32" else jnp.bfloat16)
   text_store = None if on_device else np.float32
-  unet = _convert(
-    "UNet",
-    folder,
-    convert.unet_params_from_torch,
-    _load_tensors(folder, WEIGHT_FILES[0], store),
-    m.unet,
-    on_device=on_device,
+  parts = (
+    ("UNet", convert.unet_params_from_torch, store, m.unet),
+    ("VAE", vae_lib.vae_params_from_torch, store, m.vae),
+    ("text encoder", clip_text.clip_params_from_torch, text_store, m.text_encoder),
   )
-  vae = _convert(
-    "VAE",
-    folder,
-    vae_lib.vae_params_from_torch,
-    _load_tensors(folder, WEIGHT_FILES[1], store),
-    m.vae,
-    on_device=on_device,
+  return tuple(
+    _convert(what, folder, fn, _load_tensors(folder, name, stored), module, on_device=on_device)
+    for (what, fn, stored, module), name in zip(parts, WEIGHT_FILES)
   )
-  text = _convert(
-    "text encoder",
-    folder,
-    clip_text.clip_params_from_torch,
-    _load_tensors(folder, WEIGHT_FILES[2], text_store),
-    m.text_encoder,
-    on_device=on_device,
-  )
-  return unet, vae, text
 
 
 def _vae_part(params: Any, decoder: bool) -> dict:
