@@ -96,57 +96,25 @@ def part_timings(config, prior, trainer, state, text_emb) -> tuple[float, float,
 
 
 def abstract_prior(config):
-  """config's Stable Diffusion prior with its weights as shapes only: the UNet and the VAE encoder built from the
-  folder's config.json files, their parameters from jax.eval_shape of their init (nothing read, nothing held).
-  Returns (prior without parameters, the parameters' shapes, the text embeddings' width)."""
-  import jax
-  import jax.numpy as jnp
+  """config's Stable Diffusion prior with its weights as shapes only: the modules built from the folder's config.json
+  files, the weights' shapes from their init (stable_diffusion.param_shapes: nothing read, nothing held), pending
+  forever (the step is lowered against the shapes, never run). Returns (prior, the text embeddings' width)."""
+  import concurrent.futures
 
-  from dreamfusion_jax.guidance import interface, stable_diffusion, vae
-  from dreamfusion_jax.guidance.unet import UNet2DConditionModel
+  from dreamfusion_jax.guidance import interface, stable_diffusion
 
   sd = config.guidance.sd
-  folder = stable_diffusion.resolve_model(sd.model)
-
-  def read(name):
-    with open(os.path.join(folder, name)) as f:
-      return json.load(f)
-
-  dtype = stable_diffusion.DTYPES[sd.dtype]
-  attention = None if sd.attention == "xla" else sd.attention
-  unet = UNet2DConditionModel.from_config(
-    read("unet/config.json"), dtype=dtype, param_dtype=dtype, remat=sd.remat, attention_implementation=attention
+  m = stable_diffusion.modules(
+    stable_diffusion.resolve_model(sd.model),
+    dtype=sd.dtype,
+    remat=sd.remat,
+    attention_implementation=None if sd.attention == "xla" else sd.attention,
   )
-  encoder = vae.AutoencoderKL.from_config(read("vae/config.json"), dtype=dtype, param_dtype=dtype, remat=sd.remat)
-  latent = sd.image_size // 2 ** (len(encoder.block_out_channels) - 1)
-  unet_params = jax.eval_shape(
-    unet.init,
-    jax.random.PRNGKey(0),
-    jnp.zeros((1, latent, latent, unet.in_channels)),
-    jnp.zeros((1,), jnp.int32),
-    jnp.zeros((1, 77, unet.cross_attention_dim)),
-  )["params"]
-  encoder_params = jax.eval_shape(
-    lambda k: encoder.init(k, jnp.zeros((1, sd.image_size, sd.image_size, 3)), method="encode"), jax.random.PRNGKey(0)
-  )["params"]
-  scheduler = read("scheduler/scheduler_config.json")
-  guidance = interface.Guidance(
-    unet,
-    interface.alphas_cumprod(
-      scheduler.get("beta_schedule", "scaled_linear"),
-      scheduler.get("beta_start", 0.00085),
-      scheduler.get("beta_end", 0.012),
-      scheduler.get("num_train_timesteps", 1000),
-    ),
-    encoder=encoder,
-    encoder_size=sd.image_size,
-    latent_scale=float(encoder.scaling_factor),
-    encoder_method="encode",
-    decoder_method="decode",
-    prediction_type=scheduler.get("prediction_type", "epsilon"),
-  )
-  prior = interface.Prior(guidance, {}, lambda texts: None)
-  return prior, {"unet": unet_params, "encoder": encoder_params}, unet.cross_attention_dim
+  no_weights = concurrent.futures.Future()
+  no_weights.set_exception(RuntimeError("--abstract reads no weights; nothing may run the step"))
+  params = interface.PendingParams(stable_diffusion.param_shapes(m, decoder=False), no_weights)
+  prior = interface.Prior(stable_diffusion.make_guidance(m, sd.image_size), params, lambda texts: None)
+  return prior, m.unet.cross_attention_dim
 
 
 def abstract_main(config) -> dict:
@@ -157,9 +125,8 @@ def abstract_main(config) -> dict:
 
   from dreamfusion_jax import train
 
-  prior, params, width = abstract_prior(config)
+  prior, width = abstract_prior(config)
   trainer = train.Trainer(config, prior)
-  trainer._prior_params = params  # Shapes: the step is lowered against them, never run.
   text_emb = trainer.text_embeddings(np.zeros((9, 77, width), np.float32))
   t0 = time.perf_counter()
   compiled = trainer.compile_step_in_background(text_emb).result()

@@ -388,6 +388,30 @@ class _TextEmbedder:
     self._state.clear()
 
 
+def param_shapes(m: Modules, *, decoder: bool) -> dict:
+  """The prior's weights as jax.ShapeDtypeStructs, from the modules alone: {'unet', 'encoder'} (the VAE encoder and
+  quant_conv), and with `decoder` the VAE decoder's {'decoder'} (decoder and post_quant_conv)."""
+  vae_shapes = vae_lib.vae_param_shapes(m.vae)
+  shapes = {"unet": convert.unet_param_shapes(m.unet), "encoder": _vae_part(vae_shapes, False)}
+  if decoder:
+    shapes["decoder"] = {k: v for k, v in vae_shapes.items() if k in ("decoder", "post_quant_conv")}
+  return shapes
+
+
+def make_guidance(m: Modules, image_size: int) -> guidance_lib.Guidance:
+  """Latent SDS with these modules: renders resized to image_size, through the VAE encoder, into the UNet."""
+  return guidance_lib.Guidance(
+    m.unet,
+    m.alphas_cumprod,
+    encoder=m.vae,
+    encoder_size=image_size,
+    latent_scale=float(m.vae.scaling_factor),
+    encoder_method="encode",
+    decoder_method="decode",
+    prediction_type=m.prediction_type,
+  )
+
+
 def build_prior(g, *, previews: bool) -> guidance_lib.Prior:
   """The Prior of guidance.model='stable_diffusion' (latent SDS: render -> resize -> VAE encoder -> UNet).
 
@@ -417,26 +441,11 @@ def build_prior(g, *, previews: bool) -> guidance_lib.Prior:
     folder, dtype=sd.dtype, remat=sd.remat, attention_implementation=None if sd.attention == "xla" else sd.attention
   )
   tokenizer = _tokenizer(folder)
-  abstract = {"unet": convert.unet_param_shapes(m.unet), "encoder": _vae_part(vae_lib.vae_param_shapes(m.vae), False)}
-  if previews:
-    abstract["decoder"] = {
-      k: v for k, v in vae_lib.vae_param_shapes(m.vae).items() if k in ("decoder", "post_quant_conv")
-    }
   text_params, params = load_in_background(folder, m, sd.dtype, decoder=previews)
   embed = _TextEmbedder(m.text_encoder, text_params, tokenizer)
-  guidance = guidance_lib.Guidance(
-    m.unet,
-    m.alphas_cumprod,
-    encoder=m.vae,
-    encoder_size=sd.image_size,
-    latent_scale=float(m.vae.scaling_factor),
-    encoder_method="encode",
-    decoder_method="decode",
-    prediction_type=m.prediction_type,
-  )
   return guidance_lib.Prior(
-    guidance,
-    guidance_lib.PendingParams(abstract, params),
+    make_guidance(m, sd.image_size),
+    guidance_lib.PendingParams(param_shapes(m, decoder=previews), params),
     embed,
     cut=lambda text: clip_text.cut(tokenizer, text),
     max_tokens=tokenizer.model_max_length,
