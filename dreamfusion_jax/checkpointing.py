@@ -6,6 +6,7 @@ item, a truncated or garbage file, bad metadata, an emptied folder) is moved to 
 waits for the one in flight and raises if it failed, so a run never trains long on a lost checkpoint.
 """
 
+import glob
 import os
 import time
 from typing import Any, Callable, Optional
@@ -79,11 +80,39 @@ class Checkpoints:
     try:
       self.manager.wait_until_finished()
     except Exception as e:
+      self._settle(step)
       raise SaveFailed(step, self.directory) from e
     # orbax logs, and does not raise, some failures of its background thread: the folder tells.
     if not os.path.isdir(os.path.join(self.directory, str(step))):
       raise SaveFailed(step, self.directory)
     return step
+
+  def _settle(self, step: int, quiet_s: float = 0.3, limit_s: float = 30.0) -> None:
+    """Waits until the failed save of `step` stops writing into its unfinished folder.
+
+    orbax's wait returns at the first failed part of a save while the other parts may still be landing;
+    a rerun in this process (a notebook, a test) that cleans the folder up meanwhile would race them.
+    Done when the folder's files and sizes stay the same for quiet_s (or it is gone), at most limit_s.
+    """
+
+    def listing():
+      found = []
+      for tmp in sorted(glob.glob(os.path.join(self.directory, f"{step}.orbax-checkpoint-tmp*"))):
+        for root, _, files in os.walk(tmp):
+          for name in files:
+            try:
+              found.append((os.path.join(root, name), os.path.getsize(os.path.join(root, name))))
+            except OSError:
+              found.append((os.path.join(root, name), -1))
+      return found
+
+    end = time.monotonic() + limit_s
+    last, quiet_since = listing(), time.monotonic()
+    while last and time.monotonic() < end and time.monotonic() - quiet_since < quiet_s:
+      time.sleep(0.05)
+      now = listing()
+      if now != last:
+        last, quiet_since = now, time.monotonic()
 
   def restore_raw(self, step: int, abstract_state: Any) -> Any:
     """The state at `step` in the tree, shapes and shardings of abstract_state; orbax's errors as they come."""

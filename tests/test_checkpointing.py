@@ -236,3 +236,28 @@ def test_checkpoints_lists_no_folder_until_the_first_save(tmp_path):
   assert ckpts.latest_step() is None and ckpts.restore_latest(ckpts.restore_params) == (None, None)
   assert not os.path.exists(tmp_path / "checkpoints")
   ckpts.close()
+
+
+def test_a_failed_save_is_reported_only_once_its_other_writes_have_landed(tmp_path, monkeypatch):
+  """orbax's wait returns at the first failed part of a save; a part still writing must not outlive confirm."""
+  import threading
+  import time
+
+  from orbax.checkpoint._src.handlers import json_checkpoint_handler as handler
+
+  late = []
+
+  async def failing(self, x, directory):
+    # A sibling write still landing 0.2 s after the failure, as a tensorstore write of the state item can.
+    target = os.path.join(os.path.dirname(str(directory)), "late_part")
+    late.append(target)
+    threading.Timer(0.2, lambda: open(target, "w").write("x" * 1000)).start()
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+  monkeypatch.setattr(handler.JsonCheckpointHandler, "_save_fn", failing)
+  ckpts = Checkpoints(str(tmp_path), 2)
+  ckpts.save(1, {"w": np.ones(3, np.float32)}, {"a": 1})
+  start = time.monotonic()
+  with pytest.raises(Exception, match="step 1 could not be written"):
+    ckpts.confirm()
+  assert late and os.path.exists(late[0]), f"confirm returned after {time.monotonic() - start:.2f} s, before the write"
