@@ -26,6 +26,13 @@ by the algorithm the autotuner chose) and its largest arrays, each with the JAX 
 (benchmarks/hlo_memory.py). With XLA_PYTHON_CLIENT_MEM_FRACTION (preallocation on) the device's
 memory is capped as a smaller card's would be: benchmarks/sd_memory_cap.py.
 
+--profile=N runs N more steps of the same compiled step under jax.profiler.trace and reads the trace it writes
+(benchmarks/step_profile.py, no tensorboard): the device time per step by kernel, by category (convolution, GEMM,
+attention, fusion, ...) and by the JAX op each kernel came from, the device-busy time against the wall time
+(JSON key `profile`, and a table on stdout). --compare_deterministic builds and measures the step a second time
+with gpu_deterministic flipped (a compile option of the step's jit, so both live in one process) and reports
+`compare`, `determinism_cost_ms` and, with --profile, `determinism_cost` (on - off, per category and model part).
+
 --abstract compiles the step from the folder's config.json files alone (the weights as shapes, jax.eval_shape)
 and reports step_memory without running it: the full-size step's own buffers on a machine that could not hold
 or load the weights, such as a CPU (`JAX_PLATFORMS=cpu python benchmarks/sd_step.py --abstract --model=...`).
@@ -58,6 +65,19 @@ def define_flags() -> None:
   flags.DEFINE_bool("abstract", False, "Only compile the step, with the weights as shapes; report its memory.")
   flags.DEFINE_bool("parts", True, "Also time the step's parts, each jitted alone (after the peak is read).")
   flags.DEFINE_string("out", None, "Also write the result as JSON here.")
+  flags.DEFINE_integer(
+    "profile",
+    0,
+    "After the timing, run this many more steps of the same compiled step under jax.profiler and "
+    "report where the device time goes (JSON key `profile`, and a table); 0: no profile.",
+  )
+  flags.DEFINE_string("profile_dir", None, "Keep the profiler's trace here (default: a temporary folder, removed).")
+  flags.DEFINE_bool(
+    "compare_deterministic",
+    False,
+    "Also build, time (and with --profile, profile) the step with the opposite "
+    "--deterministic, in this process (a compile of its own), and report the difference (JSON key `compare`).",
+  )
 
 
 def part_timings(config, prior, trainer, state, text_emb) -> tuple[float, float, float]:
@@ -224,7 +244,80 @@ def time_steps(trainer, state, text_emb, steps: int) -> dict:
     metrics=metrics,
     peak_compiled=peak_compiled,
     step_memory=step_memory,
+    hlo_text=compiled.as_text() or "",
   )
+
+
+def profile_steps(trainer, state, text_emb, steps: int, hlo_text: str, directory: str | None):
+  """Runs `steps` more steps of trainer's compiled step (synchronised each) inside jax.profiler.trace and reads
+  the trace it writes (benchmarks/step_profile.py): the device's time per kernel, category and JAX op, against
+  the wall time of those steps. The trace stays in `directory` if given, else in a temporary folder that is
+  removed. Python's own tracer is off: its events are host-side and would only make the trace larger.
+
+  Returns (state, profile: step_profile.summarise's dict)."""
+  import shutil
+  import tempfile
+
+  import jax
+  import step_profile
+
+  folder = directory or tempfile.mkdtemp(prefix="sd_step_trace_")
+  options = jax.profiler.ProfileOptions()
+  options.python_tracer_level = 0
+  wall_ms = 0.0
+  try:
+    with jax.profiler.trace(folder, create_perfetto_trace=True, profiler_options=options):
+      for _ in range(steps):
+        t0 = time.perf_counter()
+        state, _ = trainer.step(state, text_emb)
+        jax.block_until_ready(state)
+        wall_ms += (time.perf_counter() - t0) * 1e3
+    profile = step_profile.summarise(step_profile.load_trace(step_profile.find_trace(folder)), hlo_text, steps, wall_ms)
+  finally:
+    if directory is None:
+      shutil.rmtree(folder, ignore_errors=True)
+  return state, profile
+
+
+def measure(trainer, state, text_emb, profile_dir: str | None) -> dict:
+  """One variant's numbers: time_steps (FLAGS.steps), then with --profile the profiled steps. Returns
+  time_steps's dict with step_ms, step_ms_min and (with --profile) profile added; state is the last one."""
+  import numpy as np
+
+  timed = time_steps(trainer, state, text_emb, FLAGS.steps)
+  timed["step_ms"] = round(float(np.median(timed["times_ms"])), 2)
+  timed["step_ms_min"] = round(min(timed["times_ms"]), 2)
+  if FLAGS.profile > 0:
+    timed["state"], timed["profile"] = profile_steps(
+      trainer, timed["state"], text_emb, FLAGS.profile, timed["hlo_text"], profile_dir
+    )
+  return timed
+
+
+def compare_deterministic(config, prior, trainer, text_emb) -> dict:
+  """The step built and measured with config.gpu_deterministic flipped: a Trainer of its own (the option is
+  per compile: compilation_cache.compiler_options, passed to the step's jax.jit, so one process holds both),
+  on the weights the first trainer already placed. Returns {deterministic, compile_s, step_ms, step_ms_min,
+  profile (with --profile)}."""
+  import dataclasses
+
+  from dreamfusion_jax import train
+
+  other = sd_config(
+    FLAGS.model,
+    dtype=FLAGS.dtype,
+    remat=FLAGS.remat,
+    attention=FLAGS.attention,
+    image_size=FLAGS.image_size,
+    render_size=FLAGS.render_size,
+    deterministic=not FLAGS.deterministic,
+  )
+  flipped = train.Trainer(other, dataclasses.replace(prior, params=trainer.prior_params))
+  directory = FLAGS.profile_dir and os.path.join(FLAGS.profile_dir, f"deterministic_{not FLAGS.deterministic}")
+  timed = measure(flipped, flipped.init(), text_emb, directory)
+  out = dict(deterministic=not FLAGS.deterministic, compile_s=round(timed["compile_s"], 1))
+  out.update({k: timed[k] for k in ("step_ms", "step_ms_min", "profile") if k in timed})
+  return out
 
 
 def main(argv):
@@ -248,9 +341,12 @@ def main(argv):
       with open(FLAGS.out, "w") as f:
         json.dump(result, f, indent=2)
     return
+  import step_profile
+
   device = jax.devices()[0]
   prior, trainer, state, text_emb, load_s = build(config)
-  timed = time_steps(trainer, state, text_emb, FLAGS.steps)
+  directory = FLAGS.profile_dir and os.path.join(FLAGS.profile_dir, f"deterministic_{FLAGS.deterministic}")
+  timed = measure(trainer, state, text_emb, directory)
   state, metrics, times, compile_s = timed["state"], timed["metrics"], timed["times_ms"], timed["compile_s"]
   step_ms = float(np.median(times))
   finite = bool(np.isfinite(np.asarray(metrics["loss"])).all())
@@ -289,6 +385,20 @@ def main(argv):
     names = ("render_fwd_bwd", "encoder_fwd_bwd", "unet_cfg_fwd")
     result["parts_ms"] = {k: round(v, 2) for k, v in zip(names, parts)}
     result["parts_share"] = {k: round(v / step_ms, 3) for k, v in zip(("render", "encoder", "unet"), parts)}
+  if "profile" in timed:
+    result["profile"] = timed["profile"]
+    print(step_profile.table(timed["profile"]))
+  if FLAGS.compare_deterministic:
+    del state, timed  # The first variant's state and program text; its weights stay for the second.
+    compare = compare_deterministic(config, prior, trainer, text_emb)
+    result["compare"] = compare
+    det, nondet = (result, compare) if FLAGS.deterministic else (compare, result)
+    result["determinism_cost_ms"] = round(det["step_ms"] - nondet["step_ms"], 2)
+    if "profile" in compare:
+      print(step_profile.table(compare["profile"]))
+      diff = step_profile.difference(det["profile"], nondet["profile"])
+      result["determinism_cost"] = diff
+      print(step_profile.diff_table(diff, "gpu_deterministic on - off"))
   logging.info("%s", result)
   print(json.dumps(result))
   if FLAGS.out:
