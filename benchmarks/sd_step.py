@@ -254,7 +254,7 @@ def profile_steps(trainer, state, text_emb, steps: int, hlo_text: str, directory
   the wall time of those steps. The trace stays in `directory` if given, else in a temporary folder that is
   removed. Python's own tracer is off: its events are host-side and would only make the trace larger.
 
-  Returns (state, profile: step_profile.summarise's dict)."""
+  Returns (state, profile: step_profile.summarise's dict, or {error} when the profiler or the parse failed)."""
   import shutil
   import tempfile
 
@@ -264,7 +264,7 @@ def profile_steps(trainer, state, text_emb, steps: int, hlo_text: str, directory
   folder = directory or tempfile.mkdtemp(prefix="sd_step_trace_")
   options = jax.profiler.ProfileOptions()
   options.python_tracer_level = 0
-  wall_ms = 0.0
+  wall_ms, profile = 0.0, None
   try:
     with jax.profiler.trace(folder, create_perfetto_trace=True, profiler_options=options):
       for _ in range(steps):
@@ -272,11 +272,22 @@ def profile_steps(trainer, state, text_emb, steps: int, hlo_text: str, directory
         state, _ = trainer.step(state, text_emb)
         jax.block_until_ready(state)
         wall_ms += (time.perf_counter() - t0) * 1e3
-    profile = step_profile.summarise(step_profile.load_trace(step_profile.find_trace(folder)), hlo_text, steps, wall_ms)
+    trace = step_profile.load_trace(step_profile.find_trace(folder))
+    profile = step_profile.summarise(trace, hlo_text, steps, wall_ms)
+  except Exception as e:  # A GPU call is rare: a profiler or parser failure must not lose the timings.
+    logging.exception("The profile failed")
+    profile = dict(error=repr(e))
   finally:
     if directory is None:
       shutil.rmtree(folder, ignore_errors=True)
   return state, profile
+
+
+def profile_text(profile: dict) -> str:
+  """step_profile.table of a profile, or the error that stopped it."""
+  import step_profile
+
+  return f"profile failed: {profile['error']}" if "error" in profile else step_profile.table(profile)
 
 
 def measure(trainer, state, text_emb, profile_dir: str | None) -> dict:
@@ -288,9 +299,13 @@ def measure(trainer, state, text_emb, profile_dir: str | None) -> dict:
   timed["step_ms"] = round(float(np.median(timed["times_ms"])), 2)
   timed["step_ms_min"] = round(min(timed["times_ms"]), 2)
   if FLAGS.profile > 0:
-    timed["state"], timed["profile"] = profile_steps(
+    timed["state"], profile = profile_steps(
       trainer, timed["state"], text_emb, FLAGS.profile, timed["hlo_text"], profile_dir
     )
+    if "busy_ms" in profile:  # The profiler may slow the launches (on a GPU XLA may run a command buffer's
+      # kernels one by one while tracing): the gap is also given against the unprofiled median.
+      profile["idle_ms_unprofiled"] = round(timed["step_ms"] - profile["busy_ms"], 3)
+    timed["profile"] = profile
   return timed
 
 
@@ -387,18 +402,24 @@ def main(argv):
     result["parts_share"] = {k: round(v / step_ms, 3) for k, v in zip(("render", "encoder", "unet"), parts)}
   if "profile" in timed:
     result["profile"] = timed["profile"]
-    print(step_profile.table(timed["profile"]))
+    print(profile_text(timed["profile"]))
   if FLAGS.compare_deterministic:
     del state, timed  # The first variant's state and program text; its weights stay for the second.
-    compare = compare_deterministic(config, prior, trainer, text_emb)
+    try:
+      compare = compare_deterministic(config, prior, trainer, text_emb)
+    except Exception as e:  # Out of memory, say: the first variant's numbers still come back.
+      logging.exception("The second variant failed")
+      compare = dict(deterministic=not FLAGS.deterministic, error=repr(e))
     result["compare"] = compare
     det, nondet = (result, compare) if FLAGS.deterministic else (compare, result)
-    result["determinism_cost_ms"] = round(det["step_ms"] - nondet["step_ms"], 2)
+    if "step_ms" in compare:
+      result["determinism_cost_ms"] = round(det["step_ms"] - nondet["step_ms"], 2)
     if "profile" in compare:
-      print(step_profile.table(compare["profile"]))
-      diff = step_profile.difference(det["profile"], nondet["profile"])
-      result["determinism_cost"] = diff
-      print(step_profile.diff_table(diff, "gpu_deterministic on - off"))
+      print(profile_text(compare["profile"]))
+      if "error" not in det["profile"] and "error" not in nondet["profile"]:
+        diff = step_profile.difference(det["profile"], nondet["profile"])
+        result["determinism_cost"] = diff
+        print(step_profile.diff_table(diff, "gpu_deterministic on - off"))
   logging.info("%s", result)
   print(json.dumps(result))
   if FLAGS.out:

@@ -286,7 +286,9 @@ def table(profile: dict, rows: int = 25) -> str:
   lines = [
     f"device trace: {p['trace']}, module {p['module'] or '?'}, {p['steps']} steps; per step: wall {p['wall_ms']:.3f} ms, "
     f"device busy {p['busy_ms']:.3f} ms ({100 * (p['busy_share'] or 0):.1f}%), kernels summed {p['kernel_ms']:.3f} ms, "
-    f"idle/launch {p['idle_ms']:.3f} ms; HLO op named for {100 * p['hlo_op_share']:.1f}% of kernel time",
+    f"idle/launch {p['idle_ms']:.3f} ms"
+    + (f" ({p['idle_ms_unprofiled']:.3f} ms against the unprofiled median)" if "idle_ms_unprofiled" in p else "")
+    + f"; HLO op named for {100 * p['hlo_op_share']:.1f}% of kernel time",
     f"{'category':<22}{'ms/step':>10}{'count':>9}{'share':>8}",
   ]
   for name, c in sorted(p["categories"].items(), key=lambda kv: -kv[1]["ms"]):

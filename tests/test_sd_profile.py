@@ -234,6 +234,7 @@ def test_sd_step_profiles_its_compiled_step_on_the_cpu(tmp_path):
     assert all(k["category"] in p["categories"] for k in p["kernels"])
     assert sum(c["ms"] for c in p["components"].values()) == pytest.approx(p["kernel_ms"], rel=1e-3, abs=2e-3)
     assert 0 < p["busy_ms"] <= p["kernel_ms"] + 1e-3 and p["busy_ms"] <= p["wall_ms"] * 1.01
+    assert "idle_ms_unprofiled" in p and p["idle_ms"] == pytest.approx(p["wall_ms"] - p["busy_ms"], abs=2e-3)
     assert {"UNet", "VAE encoder", "VAE encoder backward", "NeRF field", "NeRF field backward"} <= set(p["components"])
   assert result["deterministic"] and not result["compare"]["deterministic"]
   assert result["determinism_cost_ms"] == pytest.approx(result["step_ms"] - result["compare"]["step_ms"], abs=0.02)
