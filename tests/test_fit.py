@@ -124,3 +124,13 @@ def test_world_true_meshes_are_named_right(shape):
   result = fit.fit_mesh(surface.true_mesh(world.SHAPES.index(shape)))
   assert result.name == shape, {n: round(f.d, 5) for n, f in result.families.items()}
   assert result.score > 0.7
+
+
+def test_fit_metrics_of_evaluate():
+  """evaluate's fields: right or wrong for an analytic shape (wrong without a mesh), no verdict for a chair."""
+  box = trimesh.creation.box(extents=(0.5, 0.5, 0.5))
+  assert fit.fit_metrics(box, "cube") == dict(fit_shape="cube", fit_score=pytest.approx(1.0, abs=0.02), fit_right=1.0)
+  assert fit.fit_metrics(box, "sphere")["fit_right"] == 0.0
+  assert fit.fit_metrics(box, "chair")["fit_right"] is None
+  assert fit.fit_metrics(None, "cube") == dict(fit_shape=None, fit_score=None, fit_right=0.0)
+  assert fit.fit_metrics(None, "bird") == dict(fit_shape=None, fit_score=None, fit_right=None)

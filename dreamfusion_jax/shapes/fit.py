@@ -556,3 +556,16 @@ def fit_mesh(mesh: trimesh.Trimesh, families=tuple(FAMILIES), seed: int = 0) -> 
     )
   named = name_family({n: f.d for n, f in fits.items()})
   return Fit(name=named, score=fits[named].score, families=fits, diagonal=diagonal)
+
+
+def fit_metrics(mesh, shape: str) -> dict:
+  """evaluate's per-seed fields for a result's mesh (None: the result has no mesh) of a world shape:
+  fit_shape (the family named), fit_score (its score) and fit_right (1.0 / 0.0 whether fit_shape is the shape;
+  0.0 without a mesh; None for shapes that are no family: bird, chair)."""
+  right = None if shape not in ANALYTIC else 0.0
+  if mesh is None:
+    return dict(fit_shape=None, fit_score=None, fit_right=right)
+  result = fit_mesh(mesh)
+  if right is not None:
+    right = float(result.name == shape)
+  return dict(fit_shape=result.name, fit_score=result.score, fit_right=right)
