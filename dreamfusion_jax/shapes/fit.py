@@ -64,12 +64,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
+import scipy.spatial
 import skimage.measure
 import trimesh
 
 from dreamfusion_jax.shapes import surface, world
 
-NUM_POINTS = 2000  # Points sampled on the mesh (and on each fitted primitive).
+NUM_POINTS = 1500  # Points sampled on the mesh (and on each fitted primitive).
 ROBUST_SCALE = 0.01  # soft_l1's f_scale: residuals beyond 1% of the mesh's size count less than squared.
 COARSE_EVALS = 10  # Function evaluations of every start's short fit.
 REFINED = 2  # Starts per family fitted to convergence, then scored both ways.
@@ -468,7 +469,22 @@ def _primitive_points(name: str, params, frame, points: np.ndarray, seed: int = 
   return np.where(on_cut[:, None], samples, _project(name, params, frame, samples))
 
 
-def _fit_family(name: str, points: np.ndarray, normals: np.ndarray, frames: list, mesh: trimesh.Trimesh):
+def _distance_to(mesh: trimesh.Trimesh, nearest: int = surface.NEAREST_TRIANGLES) -> Callable:
+  """surface.distance_to_mesh(points, mesh) as a function of the points, its search tree built once."""
+  triangles = np.asarray(mesh.triangles, np.float64)
+  tree = scipy.spatial.cKDTree(triangles.mean(axis=1))
+  k = min(nearest, len(triangles))
+
+  def distance(points: np.ndarray) -> np.ndarray:
+    _, idx = tree.query(points, k=k)
+    query = np.repeat(points, k, axis=0)
+    closest = trimesh.triangles.closest_point(triangles[np.asarray(idx).reshape(-1)], query)
+    return np.linalg.norm(closest - query, axis=-1).reshape(len(points), k).min(axis=1)
+
+  return distance
+
+
+def _fit_family(name: str, points: np.ndarray, normals: np.ndarray, frames: list, mesh_distance: Callable):
   """(d, params, frame, rms) of one family's best fit to the normalised points (see the module docstring)."""
   family = FAMILIES[name]
   starts = []
@@ -485,7 +501,7 @@ def _fit_family(name: str, points: np.ndarray, normals: np.ndarray, frames: list
       break
     x, _ = _least_squares(name, x0, frame, points, REFINE_EVALS)
     there = np.abs(_sdf_values(name, x, frame, points))
-    back = surface.distance_to_mesh(_primitive_points(name, x, frame, points), mesh)
+    back = mesh_distance(_primitive_points(name, x, frame, points))
     d = 0.5 * (float(there.mean()) + float(back.mean()))
     if best is None or d < best[0]:
       best = (d, x, frame, float(np.sqrt(np.mean(there**2))))
@@ -542,9 +558,10 @@ def fit_mesh(mesh: trimesh.Trimesh, families=tuple(FAMILIES), seed: int = 0) -> 
   points = np.asarray(points, np.float64)
   normals = np.asarray(unit.face_normals[face_index], np.float64)
   frames = [_principal_axes(points), box_frame] + normal_frames(normals)
+  mesh_distance = _distance_to(unit)
   fits = {}
   for name in families:
-    d, x, start, rms = _fit_family(name, points, normals, frames, unit)
+    d, x, start, rms = _fit_family(name, points, normals, frames, mesh_distance)
     rot, centre = _pose_np(x, start)
     fits[name] = FamilyFit(
       d=d,
