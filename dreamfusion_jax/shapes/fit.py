@@ -49,12 +49,17 @@ special cases (SPECIAL_CASES: a capsule of length 0 and a torus of major radius 
 of edge radius 0 is a cube, ...); a richer family always fits at least as well as the ones it contains, so it
 is named only when it fits clearly better: among the best family and its special cases whose
 d <= d_best * (1 + TIE_RELATIVE) + TIE_ABSOLUTE, the one with the fewest size parameters is named (ties by
-d). Families that do not contain each other compete on d alone.
+d). Families that do not contain each other compete on d alone. Where that puts the line on clean meshes
+(marching cubes at 120^3 of the rounded SDFs): a cube whose edges are rounded by 15% of its half-size is still
+'cube', by 20% 'rounded_box'; a cylinder with rims rounded by 20% of its radius 'cylinder', by 30%
+'rounded_cylinder'; a capsule whose half-length is 1.7% of its radius 'sphere', at 3.3% 'capsule'. On a noisy
+mesh both distances carry the noise and the relative term widens the tie.
 
 What it cannot see: colour, texture and anything inside the surface; it judges the whole mesh as one object
 (floaters and extra components count as misfit); shapes outside these families (bird, chair) get their
 nearest family, and evaluate reports no right / wrong for them; bumps smaller than ~1% of the size barely
-change d.
+change d. It always names a family, however poor the best fit: fit_score says how poor (the cube results of
+the default config score ~0.5, a lumpy one 0.09).
 """
 
 import functools
