@@ -136,3 +136,13 @@ def test_fit_metrics_of_evaluate(monkeypatch):
   assert fit.fit_metrics(box, "chair") == dict(fit_shape="cube", fit_score=named_cube.score, fit_right=None)
   assert fit.fit_metrics(None, "cube") == dict(fit_shape=None, fit_score=None, fit_right=0.0)
   assert fit.fit_metrics(None, "bird") == dict(fit_shape=None, fit_score=None, fit_right=None)
+
+
+def test_oriented_box_of_a_flat_mesh_falls_back_to_principal_axes():
+  """trimesh finds no minimum-volume box for a flat mesh; the fit's size then comes from the principal axes."""
+  square = trimesh.Trimesh([[0, 0, 0], [2, 0, 0], [2, 1, 0], [0, 1, 0]], [[0, 1, 2], [0, 2, 3]])
+  frame, centre, extents = fit.oriented_box(square)
+  np.testing.assert_allclose(sorted(extents), [0.0, 1.0, 2.0], atol=1e-9)
+  np.testing.assert_allclose(centre, [1.0, 0.5, 0.0], atol=1e-9)
+  np.testing.assert_allclose(frame.T @ frame, np.eye(3), atol=1e-9)
+  assert np.linalg.det(frame) == pytest.approx(1.0)

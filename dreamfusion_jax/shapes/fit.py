@@ -538,25 +538,40 @@ def name_family(d: dict) -> str:
   return min(candidates, key=lambda n: (len(FAMILIES[n].sizes), d[n]))
 
 
-def prepare(mesh: trimesh.Trimesh) -> tuple[trimesh.Trimesh, float]:
-  """The mesh (subdivided where its edges are longer than MAX_EDGE of its diagonal, so that the nearest
-  triangles by centroid hold the nearest point: surface.distance_to_mesh) and that diagonal (of its
-  minimum-volume oriented bounding box)."""
-  diagonal = float(np.linalg.norm(mesh.bounding_box_oriented.primitive.extents))
+def oriented_box(mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(frame [3, 3] right-handed, its columns the box's axes; centre [3]; extents [3]) of the mesh's
+  minimum-volume oriented bounding box, or of its box along its vertices' principal axes where trimesh finds none
+  (a flat mesh)."""
+  try:
+    box = mesh.bounding_box_oriented.primitive
+    frame, centre, extents = np.array(box.transform[:3, :3]), np.array(box.transform[:3, 3]), np.array(box.extents)
+  except ValueError:
+    vertices = np.asarray(mesh.vertices, np.float64)
+    frame = _principal_axes(vertices)
+    local = vertices @ frame
+    lo, hi = local.min(axis=0), local.max(axis=0)
+    centre, extents = frame @ ((lo + hi) / 2), hi - lo
+  if np.linalg.det(frame) < 0:
+    frame[:, 2] *= -1
+  return frame, centre, extents
+
+
+def prepare(mesh: trimesh.Trimesh, diagonal: float) -> trimesh.Trimesh:
+  """The mesh, subdivided where its edges are longer than MAX_EDGE of its diagonal (so that the nearest triangles
+  by centroid hold the nearest point, as surface.distance_to_mesh assumes)."""
   if mesh.edges_unique_length.max() > MAX_EDGE * diagonal:
     v, f = trimesh.remesh.subdivide_to_size(mesh.vertices, mesh.faces, MAX_EDGE * diagonal, max_iter=20)
     mesh = trimesh.Trimesh(vertices=v, faces=f, process=False)
-  return mesh, diagonal
+  return mesh
 
 
 def fit_mesh(mesh: trimesh.Trimesh, families=tuple(FAMILIES), seed: int = 0) -> Fit:
   """Fits every family to the mesh (see the module docstring) and names the best one."""
-  mesh, diagonal = prepare(mesh)
-  obb = mesh.bounding_box_oriented.primitive.transform
-  offset = np.asarray(obb[:3, 3], np.float64)
-  box_frame = np.array(obb[:3, :3], np.float64)
-  if np.linalg.det(box_frame) < 0:
-    box_frame[:, 2] *= -1
+  box_frame, offset, extents = oriented_box(mesh)
+  diagonal = float(np.linalg.norm(extents))
+  if not diagonal > 0.0:
+    raise ValueError("The mesh has no extent: there is nothing to fit.")
+  mesh = prepare(mesh, diagonal)
   # Normalised: centred on the oriented box's centre, unit diagonal (bounds and tolerances are fractions).
   unit = trimesh.Trimesh(vertices=(mesh.vertices - offset) / diagonal, faces=mesh.faces, process=False)
   points, face_index = trimesh.sample.sample_surface(unit, NUM_POINTS, seed=seed)
