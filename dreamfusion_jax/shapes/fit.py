@@ -141,20 +141,27 @@ class Family(NamedTuple):
   polar: bool = False
 
 
+# Upper bounds of the sizes, in diagonals of the mesh's oriented box: a primitive that matches the mesh has
+# about its box, so a half-size (radius, half-height) is at most ~0.5 and a full length (the pyramid's height,
+# the teardrop's) ~1; the slack lets a fit pass through larger sizes, the bound stops the degenerate fits that
+# grow without end (a huge cone whose side grazes a cube's faces: the robust loss gives up the rest).
+H, L = 0.75, 1.5
+
+
 def _radial(e):
   return 0.25 * (e[0] + e[1])  # Half the mean of the two extents across the axis.
 
 
 FAMILIES = {
   "sphere": Family(
-    lambda x, s: world.sdf_sphere(x, s[0]), ("radius",), lambda e: [np.mean(e) / 2], (0.0,), (2.0,), axial=False
+    lambda x, s: world.sdf_sphere(x, s[0]), ("radius",), lambda e: [np.mean(e) / 2], (0.0,), (H,), axial=False
   ),
   "cube": Family(
     lambda x, s: world.sdf_box(x, (s[0], s[1], s[2])),
     ("half_x", "half_y", "half_z"),
     lambda e: list(e / 2),
     (0.0,) * 3,
-    (2.0,) * 3,
+    (H,) * 3,
     axial=False,
   ),
   "cylinder": Family(
@@ -162,14 +169,14 @@ FAMILIES = {
     ("radius", "half_height"),
     lambda e: [_radial(e), e[2] / 2],
     (0.0, 0.0),
-    (2.0, 2.0),
+    (H, H),
   ),
   "cone": Family(
     lambda x, s: world.sdf_cone(x, s[0], s[1]),
     ("radius", "half_height"),
     lambda e: [_radial(e), e[2] / 2],
     (0.0, 0.0),
-    (2.0, 2.0),
+    (H, H),
     polar=True,
   ),
   "torus": Family(
@@ -177,32 +184,32 @@ FAMILIES = {
     ("major", "minor"),
     lambda e: [max(_radial(e) - e[2] / 2, 0.01), e[2] / 2],
     (0.0, 0.0),
-    (2.0, 2.0),
+    (H, H),
   ),
   "capsule": Family(
     lambda x, s: world.sdf_capsule(x, s[0], s[1]),
     ("radius", "half_length"),
     lambda e: [_radial(e), max(e[2] / 2 - _radial(e), 0.01)],
     (0.0, 0.0),
-    (2.0, 2.0),
+    (H, H),
   ),
   "pyramid": Family(
     lambda x, s: world.sdf_pyramid(x, s[0], s[1], -0.25 * s[1]),
     ("base_half", "height"),
     lambda e: [_radial(e), e[2]],
     (0.0, 0.0),
-    (2.0, 4.0),
+    (H, L),
     polar=True,
   ),
   "octahedron": Family(
-    lambda x, s: world.sdf_octahedron(x, s[0]), ("size",), lambda e: [np.max(e) / 2], (0.0,), (2.0,), axial=False
+    lambda x, s: world.sdf_octahedron(x, s[0]), ("size",), lambda e: [np.max(e) / 2], (0.0,), (H,), axial=False
   ),
   "teardrop": Family(
     lambda x, s: _round_cone(x + jnp.array([0.0, 0.0, 0.5]) * s[2], s[0], s[1], s[2]),
     ("ra", "rb", "e"),
     lambda e: [_radial(e), 0.3 * _radial(e), max(e[2] - 1.3 * _radial(e), 0.01)],
     (0.0, 0.0, 0.0),
-    (2.0, 2.0, 4.0),
+    (H, H, L),
     polar=True,
   ),
   "rounded_box": Family(
@@ -210,7 +217,7 @@ FAMILIES = {
     ("half_x", "half_y", "half_z", "edge_fraction"),
     lambda e: list(e / 2) + [0.3],
     (0.0,) * 4,
-    (2.0, 2.0, 2.0, 1.0),
+    (H, H, H, 1.0),
     axial=False,
   ),
   "rounded_cylinder": Family(
@@ -218,7 +225,7 @@ FAMILIES = {
     ("radius", "half_height", "rim_fraction"),
     lambda e: [_radial(e), e[2] / 2, 0.3],
     (0.0, 0.0, 0.0),
-    (2.0, 2.0, 1.0),
+    (H, H, 1.0),
   ),
 }
 
@@ -447,8 +454,8 @@ def _least_squares(name: str, x0: np.ndarray, frame: np.ndarray, points: np.ndar
     jac=lambda p: evaluate(p)[1],
     bounds=(lower, upper),
     loss="soft_l1",
-    # lsmr, not the SVD: OpenBLAS's threads and XLA's share the 2 cores, and an SVD of the 1500 x 10 Jacobian
-    # then took 45 ms instead of 0.2 (the whole fit 60 s instead of 3).
+    # lsmr, not the SVD: with XLA's threads beside OpenBLAS's on 2 cores, an SVD of a 2000 x 10 Jacobian took
+    # 10-45 ms instead of 0.2 ms (the whole fit 12 s instead of 4).
     tr_solver="lsmr",
     f_scale=ROBUST_SCALE,
     max_nfev=max_nfev,
@@ -587,8 +594,11 @@ def fit_mesh(mesh: trimesh.Trimesh, families=tuple(FAMILIES), seed: int = 0) -> 
   mesh_distance = _distance_to(unit)
   fits = {}
   for name in families:
-    d, x, start, rms = _fit_family(name, points, normals, frames, mesh_distance)
-    rot, centre = _pose_np(x, start)
+    # On the CPU also where a GPU is the default (evaluate in a sweep): thousands of tiny calls, each a
+    # round trip to an accelerator otherwise.
+    with jax.default_device(jax.devices("cpu")[0]):
+      d, x, start, rms = _fit_family(name, points, normals, frames, mesh_distance)
+      rot, centre = _pose_np(x, start)
     fits[name] = FamilyFit(
       d=d,
       score=float(np.exp(-d / SCORE_SCALE)),
