@@ -24,16 +24,17 @@ The last two are not world shapes: they are what a blurred cube or cylinder look
 cube came out with round edges is named 'rounded_box' rather than 'cube' (or 'sphere').
 
 Fit. Points (NUM_POINTS) are sampled uniformly by area on the mesh, centred on the centre of its oriented
-bounding box and divided by that box's diagonal. For every family, least_squares (scipy, trf, soft_l1 loss with f_scale ROBUST_SCALE of
-the size: a robust fit) minimises the family's SDF at the points mapped into the primitive's frame over
-(rotation vector, centre, sizes), from several starting orientations: the mesh's principal axes, the axes of
-its minimum-volume oriented bounding box, and the frames whose axes best and worst align with the surface
-normals (sum of (n . axis)^4: a box's faces, an octahedron's vertices). A family with an axis tries each
-distinct axis of the first two frames as its own (a symmetric solid's axis is one of its principal axes), both
-ways for the cone, pyramid and teardrop; the pyramid is turned about it so that its faces meet the normals
-(the 4th harmonic of their directions across the axis). A short fit from every start (COARSE_EVALS) keeps the
-best REFINED starts (within REFINE_COST of the best's cost), which are fitted to convergence and scored; the
-family keeps its best. Jacobians come from jax (jacfwd of the jitted residual).
+bounding box and divided by that box's diagonal. For every family, least_squares (scipy, trf, soft_l1 loss
+with f_scale ROBUST_SCALE of the size: a robust fit) minimises the family's SDF at the points mapped into the
+primitive's frame over (rotation vector, centre, sizes; the sizes bounded by the box, H and L), from several
+starting orientations: the mesh's principal axes, the axes of its minimum-volume oriented bounding box, and
+the frames whose axes best and worst align with the surface normals (sum of (n . axis)^4: a box's faces, an
+octahedron's vertices). A family with an axis tries each distinct axis of the first two frames as its own (a
+symmetric solid's axis is one of its principal axes), both ways for the cone, pyramid and teardrop; the
+pyramid is turned about it so that its faces meet the normals (the 4th harmonic of their directions across
+the axis). A short fit from every start (COARSE_EVALS) keeps the best REFINED starts (within REFINE_COST of
+the best's cost), which are fitted to convergence and scored; the family keeps its best. Jacobians come from
+jax (jacfwd of the jitted residual).
 
 Score. Fitting only pulls the primitive's surface onto the mesh's points, so a huge primitive whose surface
 grazes the mesh on one side can fit well; the family's measure is therefore two-sided, like
@@ -556,7 +557,8 @@ def oriented_box(mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray, np.ndar
   minimum-volume oriented bounding box, or of its box along its vertices' principal axes where trimesh finds none
   (a flat mesh)."""
   try:
-    box = mesh.bounding_box_oriented.primitive
+    with np.errstate(divide="ignore", invalid="ignore"):  # trimesh divides by a flat mesh's zero volume.
+      box = mesh.bounding_box_oriented.primitive
     frame, centre, extents = np.array(box.transform[:3, :3]), np.array(box.transform[:3, 3]), np.array(box.extents)
   except ValueError:
     vertices = np.asarray(mesh.vertices, np.float64)
