@@ -11,8 +11,9 @@ Each seed is then scored by dreamfusion_jax.evaluate.Scorer, the same code as
 `python -m dreamfusion_jax.evaluate` (so seed k of caption c equals a `main` run of caption c with
 --config.seed=FIRST_SEED+k, scored by `evaluate`), and OUT/summary.md (a table) and
 OUT/summary.json hold, per caption and overall: color_r_precision, geo_r_precision, mean IoU,
-color_error, and the Janus rate; OUT/views/<caption>.png shows each seed's colour and
-textureless views as the judge saw them.
+color_error, the surface metrics, fit_right_rate (the share of seeds whose mesh the primitive fit,
+dreamfusion_jax/shapes/fit.py, names as the caption's shape) and the Janus rate;
+OUT/views/<caption>.png shows each seed's colour and textureless views as the judge saw them.
 
 --captions: 'all' (every colour x shape), 'heldout' (world.HELD_OUT), an integer N (N random
 captions, --caption_seed), or captions separated by ';' ("a red cube;a blue teardrop").
@@ -53,6 +54,7 @@ METRICS = (
   "extent_error",
   "one_component_rate",
   "true_genus_rate",
+  "fit_right_rate",  # None for bird and chair: the overall and per-colour rates are over the analytic shapes.
 )
 
 _CONFIG = config_flags.DEFINE_config_file(

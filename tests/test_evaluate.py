@@ -356,8 +356,19 @@ def test_evaluate_run_writes_per_seed_and_mean_entries(tiny_run, tiny_judge, tmp
     assert m["fog"] is None or 0.0 <= m["fog"] <= 1.0
     assert m["mesh_components"] >= 0 and (m["chamfer"] is None or m["chamfer"] >= 0.0)
     assert m["normal_error_deg"] is None or 0.0 <= m["normal_error_deg"] <= 180.0
-  for name in ("fog", "normal_error_deg", "chamfer", "extent_error", "one_component_rate", "true_genus_rate"):
+  for name in (
+    "fog",
+    "normal_error_deg",
+    "chamfer",
+    "extent_error",
+    "one_component_rate",
+    "true_genus_rate",
+    "fit_right_rate",
+  ):
     assert name in saved["mean"], name
+  for m in saved["per_seed"].values():  # An untrained field: any family, or none for an empty mesh.
+    assert m["fit_right"] in (0.0, 1.0) and (m["fit_shape"] is None) == (m["fit_score"] is None)
+    assert m["fit_right"] == float(m["fit_shape"] == "cube")
   page = open(os.path.join(tiny_run, "report.html")).read()  # evaluate refreshes the report with its scores.
   assert "Not evaluated" not in page and f"<td>{saved['per_seed']['seed_0']['iou']:.3f}</td>" in page
   # With a judge, both R-Precisions are fractions of the 2 views.

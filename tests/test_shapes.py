@@ -187,6 +187,9 @@ def test_sdf_pyramid_octahedron_teardrop_closed_forms():
     [[0, 0, z0 + h + 0.05], [0.1, -0.1, z0 - 0.08], mid + 0.03 * face_n, mid - 0.02 * face_n, [a + 0.03, a + 0.04, z0]],
   )
   np.testing.assert_allclose(got, [0.05, 0.08, 0.03, -0.02, 0.05], atol=1e-5)
+  # Exactly on the base plane: 0 on the base square, the distance to its edge beyond it.
+  got = sdf("pyramid", [[0.1, -0.2, z0], [0.0, 0.0, z0], [a + 0.05, 0.1, z0]])
+  np.testing.assert_allclose(got, [0.0, 0.0, 0.05], atol=1e-5)
   # Octahedron |x|+|y|+|z| <= 0.55: past a vertex, off a face centre along its normal.
   s = 0.55
   n = np.array([1.0, -1.0, 1.0]) / math.sqrt(3)

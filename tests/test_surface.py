@@ -172,3 +172,11 @@ def test_the_scorer_gives_the_truth_a_solid_surface():
   # 0.1% in extent at resolution 48 (a density level left 0.006 and 5%).
   assert m["normal_error_deg"] < 1.0 and m["fog"] < 0.1 and m["chamfer"] < 0.001
   assert m["mesh_components"] == 1 and m["mesh_genus"] == m["true_genus"] == 1 and m["extent_error"] < 0.01
+  # The primitive fit of the same mesh (tests/test_fit.py checks its math) names the torus, and the caption's
+  # mean counts it; a bird has no right family, so its rate is null.
+  assert m["fit_shape"] == "torus" and m["fit_right"] == 1.0 and m["fit_score"] > 0.9
+  assert scorer.result("a white torus", 1, {"seed_0": m})["mean"]["fit_right_rate"] == 1.0
+  wrong = dict(m, fit_shape="capsule", fit_right=0.0)
+  assert scorer.result("a white torus", 1, {"seed_0": m, "seed_1": wrong})["mean"]["fit_right_rate"] == 0.5
+  bird = dict(m, fit_right=None, janus=False)
+  assert scorer.result("a white bird", 1, {"seed_0": bird})["mean"]["fit_right_rate"] is None

@@ -28,12 +28,17 @@ Metrics (all pure functions below; grids hold cell centres of [-bound, bound]^3,
   iou_by_level     (only when asked, e.g. by shapes_sweep.py --levels) the IoU and volume_ratio at
                    other density levels, and at export.silhouette_level (the level whose solid has
                    the silhouettes of the result's renders): a diagnostic of the level's effect.
+  fit_shape        the primitive family the exported mesh has, fitted in any orientation
+                   (dreamfusion_jax.shapes.fit, a stand-in for an outside mesh judge); fit_score its score
+                   in [0, 1]; fit_right 1.0 / 0.0 whether it is the caption's shape (0.0 for an empty mesh,
+                   null for bird and chair, which are no family).
 The renders use solid backgrounds drawn once from the judge's training distribution (fixed seed),
 not the run's learned background, so the judge sees the object alone. Without judge weights
 (dreamfusion_jax/assets/classifier/ or --classifier_dir) both R-Precision entries are null.
 
 'mean' averages each metric over the seeds that have it; 'janus_rate' is the fraction of seeds
-that are Janus (null for symmetric shapes).
+that are Janus (null for symmetric shapes); 'fit_right_rate' the fraction with fit_right 1 (null for bird
+and chair).
 """
 
 import functools
@@ -54,8 +59,8 @@ from dreamfusion_jax.checkpointing import Checkpoints
 from dreamfusion_jax.errors import UserError, WorkdirError
 from dreamfusion_jax.nerf import cameras, views
 from dreamfusion_jax.nerf.field import Scene
+from dreamfusion_jax.shapes import fit, surface, world
 from dreamfusion_jax.shapes import judge as judge_lib
-from dreamfusion_jax.shapes import surface, world
 from dreamfusion_jax.shapes.world import rotate_z
 
 # Cube half-size of the evaluation grids: every true shape lies inside WORLD_RADIUS = 0.65, also
@@ -649,16 +654,26 @@ class Scorer:
 
   def mesh_metrics(self, params: Any, shape_index: int, angle_deg: float) -> dict:
     """surface.mesh_metrics of the mesh the run exports (export.extract_mesh of views.surface_values at the
-    export's resolution, or of the density at this scorer's --threshold); all None when that mesh is empty."""
+    export's resolution, or of the density at this scorer's --threshold), all None when that mesh is empty, and
+    fit.fit_metrics of the same mesh (the primitive family it has, in any orientation)."""
+    shape = world.SHAPES[shape_index]
     try:
       mesh = export.extract_mesh(
         lambda x: self.surface_fn(params, x), None, threshold=self.surface_level, **self.mesh_settings
       )
     except export.EmptyMeshError:
       return dict(
-        chamfer=None, mesh_components=0, mesh_genus=None, true_genus=None, extent_ratio=None, extent_error=None
+        chamfer=None,
+        mesh_components=0,
+        mesh_genus=None,
+        true_genus=None,
+        extent_ratio=None,
+        extent_error=None,
+        **fit.fit_metrics(None, shape),
       )
-    return surface.mesh_metrics(mesh, surface.true_mesh(shape_index), angle_deg)
+    m = surface.mesh_metrics(mesh, surface.true_mesh(shape_index), angle_deg)
+    m.update(fit.fit_metrics(mesh, shape))
+    return m
 
   def result(self, caption: str, step: int, per_seed: dict) -> dict:
     """evaluation.json's content for one caption: per_seed {'seed_K': score(...)} and their mean."""
@@ -667,6 +682,8 @@ class Scorer:
     mean = {k: _mean([r[k] for r in rows]) for k in MEAN_METRICS}
     mean["one_component_rate"] = _mean([float(r["mesh_components"] == 1) for r in rows])
     mean["true_genus_rate"] = _mean([float(r["mesh_genus"] == r["true_genus"]) for r in rows])
+    # None for bird and chair (no family is right), so the sweep's overall rate is over the analytic shapes.
+    mean["fit_right_rate"] = _mean([r.get("fit_right") for r in rows])
     mean["janus_rate"] = _mean([float(r["janus"]) for r in rows]) if shape in world.ASYMMETRIC else None
     mean["num_seeds"] = len(rows)
     return _nan_to_none(

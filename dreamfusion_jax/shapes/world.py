@@ -225,7 +225,10 @@ def sdf_pyramid(x, base_half=0.35, height=0.74, base_z=-0.36):
   a = m2 * (qx + s) ** 2 + qy * qy
   b = m2 * (qx + 0.5 * t) ** 2 + (qy - m2 * t) ** 2
   d2 = jnp.where(jnp.minimum(qy, -qx * m2 - qy * 0.5) > 0.0, 0.0, jnp.minimum(a, b))
-  sign = jnp.where(jnp.maximum(qz, -pz) >= 0.0, 1.0, -1.0)
+  # Quilez's sign(max(qz, -pz)) covers the base too; here pz >= 0 (below the base is `below`), where the sign
+  # is qz's alone: on the base plane (pz = 0) his +1 would make every point of the base square as far out as
+  # the faces are away, a wrong surface inside the solid.
+  sign = jnp.where(qz >= 0.0, 1.0, -1.0)
   sides = jnp.sqrt((d2 + qz * qz) / m2 + _TINY) * sign
   # Quilez's formula measures the slanted faces only. Below the base plane the base square is
   # nearest (every cross-section lies inside it); inside, the base may be nearer than a face.
