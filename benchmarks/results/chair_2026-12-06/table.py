@@ -1,5 +1,6 @@
 """One line per variant of a chair screen: the chairs' mean IoU (and per seed), their true-genus count, the other
-shapes' IoU, and the whole screen's genus, normal error, fog and chamfer.
+shapes' IoU, and the whole screen's genus, normal error, fog and chamfer (and the fit judge's right count
+where the evaluation has it).
 
   python benchmarks/results/chair_2026-12-06/table.py benchmarks/results/chair_2026-12-06/screen1
 """
@@ -17,7 +18,7 @@ def mean(values):
 def main(folder):
   for path in sorted(glob.glob(folder + "/*.json")):
     summary = json.load(open(path))
-    chair, chair_genus, other, genus, normal, fog, chamfer = [], [], [], [], [], [], []
+    chair, chair_genus, other, genus, normal, fog, chamfer, fit = [], [], [], [], [], [], [], []
     by_shape, chair_by_seed = collections.defaultdict(list), collections.defaultdict(list)
     for e in summary["evaluations"].values():
       for seed, r in e["per_seed"].items():
@@ -26,6 +27,8 @@ def main(folder):
         normal.append(r["normal_error_deg"])
         fog.append(r["fog"])
         chamfer.append(r["chamfer"])
+        if r.get("fit_right") is not None:  # The fit judge (shapes/fit.py), from 2026-12-06 16:00 on.
+          fit.append(r["fit_right"])
         if e["shape"] == "chair":
           chair.append(r["iou"])
           chair_genus.append(ok)
@@ -40,6 +43,7 @@ def main(folder):
       f"chair {mean(chair):.3f} ({seeds}) genus_ok {sum(chair_genus)}/{len(chair_genus)} | others {mean(other):.3f}",
       shapes,
       f"| genus {sum(genus)}/{len(genus)} normal {mean(normal):.1f} fog {mean(fog):.3f} chamfer {mean(chamfer):.4f}",
+      f"| fit right {int(sum(fit))}/{len(fit)}" if fit else "",
     )
 
 
