@@ -168,6 +168,9 @@ def get_config():
   # normals at nearby surface points, which flattens the bumps SDS's noise leaves; 0: off.
   c.sdf.smoothness = 0.0
   c.sdf.smoothness_radius = 0.02  # Std (world units) of the offset between the compared surface points.
+  # 'l2': the squared difference of the two normals; 'l1': its length (a total variation), which costs a
+  # sharp edge no more than a rounded one of the same turn, so it flattens bumps without rounding edges.
+  c.sdf.smoothness_norm = "l2"
 
   # --- Coarse-to-fine hash levels (Neuralangelo, Li et al. 2023; train.level_weights): level l's features are
   # weighted by clip(a - l, 0, 1), a rising linearly from `start_levels` to field.num_levels. ---

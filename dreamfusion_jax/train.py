@@ -344,7 +344,8 @@ def surface_smoothness(scene: Scene, params: Any, key: jax.Array, config: ml_col
   """mean |n(p) - n(p + d)|^2 of the unit normals n = grad s / |grad s| at surface points p and p + d, d ~ N(0,
   sdf.smoothness_radius^2 I): a bump of width ~radius costs, a flat face costs 0 and a sphere of radius R
   ~2 radius^2 / R^2. The p are sdf.eikonal_points uniform points moved onto the surface by one Newton step
-  x - s grad s / |grad s|^2 (exact where s is a distance up to scale)."""
+  x - s grad s / |grad s|^2 (exact where s is a distance up to scale). sdf.smoothness_norm 'l1' takes the mean
+  |n(p) - n(p + d)| instead: a bump still costs, but a sharp edge no more than a rounded one."""
   k_points, k_offset = jax.random.split(key)
   bound = config.field.bound
   x = jax.random.uniform(k_points, (config.sdf.eikonal_points, 3), minval=-bound, maxval=bound)
@@ -353,7 +354,12 @@ def surface_smoothness(scene: Scene, params: Any, key: jax.Array, config: ml_col
   q = p + config.sdf.smoothness_radius * jax.random.normal(k_offset, p.shape)
   n_p = render.safe_normalize(sdf_and_gradient(scene, params, p)[1])
   n_q = render.safe_normalize(sdf_and_gradient(scene, params, q)[1])
-  return jnp.mean(jnp.sum((n_p - n_q) ** 2, axis=-1))
+  squared = jnp.sum((n_p - n_q) ** 2, axis=-1)
+  if config.sdf.smoothness_norm == "l1":
+    # |n_p - n_q|: along a path across an edge, the lengths of the normal's steps add up to the same turn
+    # whether it is taken at once (sharp) or spread (rounded), while the squares favour spreading it.
+    return jnp.mean(jnp.sqrt(squared + 1e-8))
+  return jnp.mean(squared)
 
 
 def train_step(state: TrainState, text_emb: jnp.ndarray, prior_params: Any, *, config, scene, guidance, tx):

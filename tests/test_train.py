@@ -364,6 +364,25 @@ def test_surface_smoothness_is_zero_on_a_plane_and_two_r2_over_R2_on_a_sphere():
     assert value == pytest.approx(2 * r**2 / 0.5**2, rel=0.08), k
 
 
+def test_l1_surface_smoothness_is_zero_on_a_plane_and_the_rayleigh_mean_over_R_on_a_sphere():
+  # 'l1' takes |n(p) - n(p + d)| ~ |d_t| / R, d_t the tangential part of d ~ N(0, r^2 I): a 2-D Gaussian whose
+  # length is Rayleigh-distributed with mean r sqrt(pi / 2).
+  r = 0.01
+  config = tiny_config(
+    **{
+      "field.density_activation": "volsdf",
+      "sdf.eikonal_points": 4096,
+      "sdf.smoothness_radius": r,
+      "sdf.smoothness_norm": "l1",
+    }
+  )
+  key = jax.random.PRNGKey(0)
+  assert float(train.surface_smoothness(_PlaneScene(), {}, key, config)) == pytest.approx(0.0, abs=1e-3)
+  for k in (1.0, 2.0):
+    value = float(train.surface_smoothness(_DistanceScene(k), {}, key, config))
+    assert value == pytest.approx(r * np.sqrt(np.pi / 2) / 0.5, rel=0.05), k
+
+
 def test_sdf_beta_anneals_log_linearly_from_start_to_the_fields_beta():
   config = tiny_config(
     **{
