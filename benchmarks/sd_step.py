@@ -309,6 +309,19 @@ def measure(trainer, state, text_emb, profile_dir: str | None) -> dict:
   return timed
 
 
+def flags_config(deterministic: bool):
+  """sd_config of the command line's flags, with gpu_deterministic as given."""
+  return sd_config(
+    FLAGS.model,
+    dtype=FLAGS.dtype,
+    remat=FLAGS.remat,
+    attention=FLAGS.attention,
+    image_size=FLAGS.image_size,
+    render_size=FLAGS.render_size,
+    deterministic=deterministic,
+  )
+
+
 def compare_deterministic(config, prior, trainer, text_emb) -> dict:
   """The step built and measured with config.gpu_deterministic flipped: a Trainer of its own (the option is
   per compile: compilation_cache.compiler_options, passed to the step's jax.jit, so one process holds both),
@@ -318,15 +331,7 @@ def compare_deterministic(config, prior, trainer, text_emb) -> dict:
 
   from dreamfusion_jax import train
 
-  other = sd_config(
-    FLAGS.model,
-    dtype=FLAGS.dtype,
-    remat=FLAGS.remat,
-    attention=FLAGS.attention,
-    image_size=FLAGS.image_size,
-    render_size=FLAGS.render_size,
-    deterministic=not FLAGS.deterministic,
-  )
+  other = flags_config(deterministic=not FLAGS.deterministic)
   flipped = train.Trainer(other, dataclasses.replace(prior, params=trainer.prior_params))
   directory = FLAGS.profile_dir and os.path.join(FLAGS.profile_dir, f"deterministic_{not FLAGS.deterministic}")
   timed = measure(flipped, flipped.init(), text_emb, directory)
@@ -340,15 +345,7 @@ def main(argv):
   import jax
   import numpy as np
 
-  config = sd_config(
-    FLAGS.model,
-    dtype=FLAGS.dtype,
-    remat=FLAGS.remat,
-    attention=FLAGS.attention,
-    image_size=FLAGS.image_size,
-    render_size=FLAGS.render_size,
-    deterministic=FLAGS.deterministic,
-  )
+  config = flags_config(deterministic=FLAGS.deterministic)
   if FLAGS.abstract:
     result = abstract_main(config)
     print(json.dumps(result))
