@@ -99,11 +99,11 @@ class Checkpoints:
       found = []
       for tmp in sorted(glob.glob(os.path.join(self.directory, f"{step}.orbax-checkpoint-tmp*"))):
         for root, _, files in os.walk(tmp):
-          for name in files:
+          for path in (os.path.join(root, name) for name in files):
             try:
-              found.append((os.path.join(root, name), os.path.getsize(os.path.join(root, name))))
-            except OSError:
-              found.append((os.path.join(root, name), -1))
+              found.append((path, os.path.getsize(path)))
+            except OSError:  # Gone between the walk and the size.
+              found.append((path, -1))
       return found
 
     end = time.monotonic() + limit_s

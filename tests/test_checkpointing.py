@@ -14,7 +14,7 @@ import pytest
 from conftest import tiny_config
 
 from dreamfusion_jax import train
-from dreamfusion_jax.checkpointing import DAMAGED, Checkpoints
+from dreamfusion_jax.checkpointing import DAMAGED, Checkpoints, SaveFailed
 from dreamfusion_jax.errors import DiskFullError, WorkdirError
 
 
@@ -258,6 +258,7 @@ def test_a_failed_save_is_reported_only_once_its_other_writes_have_landed(tmp_pa
   ckpts = Checkpoints(str(tmp_path), 2)
   ckpts.save(1, {"w": np.ones(3, np.float32)}, {"a": 1})
   start = time.monotonic()
-  with pytest.raises(Exception, match="step 1 could not be written"):
+  with pytest.raises(SaveFailed, match="step 1 could not be written"):
     ckpts.confirm()
   assert late and os.path.exists(late[0]), f"confirm returned after {time.monotonic() - start:.2f} s, before the write"
+  ckpts.close()

@@ -73,6 +73,7 @@ import scipy.optimize
 import scipy.spatial
 import skimage.measure
 import trimesh
+from scipy.spatial.transform import Rotation
 
 from dreamfusion_jax.shapes import surface, world
 
@@ -308,28 +309,10 @@ def _principal_axes(points: np.ndarray) -> np.ndarray:
   return frame
 
 
-def _random_rotations(count: int, seed: int = 0) -> np.ndarray:
-  """count rotation matrices [count, 3, 3], uniform (from random unit quaternions, fixed seed)."""
-  q = np.random.default_rng(seed).normal(size=(count, 4))
-  q /= np.linalg.norm(q, axis=1, keepdims=True)
-  w, x, y, z = q.T
-  return np.stack(
-    [
-      np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-      np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-      np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
-    ],
-    1,
-  )
-
-
 def _turns(step: float) -> np.ndarray:
   """The identity and the turns by `step` radians about +-x, +-y, +-z [7, 3, 3]."""
-  mats = [np.eye(3)]
-  for a in np.concatenate([np.eye(3), -np.eye(3)]):
-    k = np.array([[0.0, -a[2], a[1]], [a[2], 0.0, -a[0]], [-a[1], a[0], 0.0]])
-    mats.append(np.eye(3) + np.sin(step) * k + (1 - np.cos(step)) * k @ k)
-  return np.stack(mats)
+  axes = np.concatenate([np.zeros((1, 3)), np.eye(3), -np.eye(3)])
+  return Rotation.from_rotvec(step * axes).as_matrix()
 
 
 def normal_frames(normals: np.ndarray) -> list[np.ndarray]:
@@ -341,7 +324,7 @@ def normal_frames(normals: np.ndarray) -> list[np.ndarray]:
   def alignment(rots):
     return np.sum(np.matmul(normals[None], rots) ** 4, axis=(1, 2))
 
-  rotations = _random_rotations(NORMAL_FRAMES)
+  rotations = Rotation.random(NORMAL_FRAMES, random_state=0).as_matrix()  # Uniform, fixed seed.
   frames = []
   for sign in (1.0, -1.0):
     best = rotations[np.argmax(sign * alignment(rotations))]
