@@ -80,6 +80,12 @@ flags.DEFINE_list(
   "Extra occupancy levels to report the IoU at (a diagnostic): numbers, or 'silhouette' "
   "(export.silhouette_level of each result).",
 )
+flags.DEFINE_integer(
+  "fit_workers",
+  0,
+  "Processes (CPU only) that fit the primitives to the meshes (dreamfusion_jax/shapes/fit.py, seconds of "
+  "single-threaded Python a mesh) while the next seeds are scored; 0: in turn, in this process.",
+)
 FLAGS = flags.FLAGS
 
 
@@ -272,7 +278,7 @@ def main(argv):
 
   from dreamfusion_jax import checks, export, train
   from dreamfusion_jax.errors import UserError
-  from dreamfusion_jax.shapes import evaluate
+  from dreamfusion_jax.shapes import evaluate, fit
 
   if not FLAGS.out:
     raise app.UsageError("--out is required: the folder for summary.md, summary.json and views/.")
@@ -318,20 +324,7 @@ def main(argv):
   if FLAGS.save_params:
     for (caption, seed), p in zip(pairs, params):
       save_params(FLAGS.out, caption, seed, p)
-  scorer = evaluate.Scorer(config, FLAGS.classifier_dir, extra_levels=extra_levels)
-  rows, results, diverged = [], {}, []
-  for caption in captions:
-    idx = [j for j, (c, _) in enumerate(pairs) if c == caption]
-    per_seed = {f"seed_{pairs[j][1]}": scorer.score(params[j], caption) for j in idx}
-    diverged += [f"{caption} seed {pairs[j][1]}" for j in idx if not bool(train.params_finite(params[j]))]
-    results[caption] = scorer.result(caption, config.num_steps, per_seed)
-    rows.append(caption_row(caption, results[caption], None))
-    if scorer.judge is not None:
-      export.write_png(
-        os.path.join(FLAGS.out, "views", slug(caption) + ".png"), judge_views(scorer, [params[j] for j in idx])
-      )
-  if diverged:
-    logging.warning("Non-finite parameters (scored as they are): %s", "; ".join(diverged))
+  diverged = []
   extra = dict(
     device=jax.devices()[0].device_kind,
     num_devices=jax.device_count(),
@@ -339,8 +332,33 @@ def main(argv):
     num_steps=config.num_steps,
     diverged=diverged,
   )
-  summary = write_summary(rows, results, extra)
-  print(json.dumps(summary["overall"]))
+  executor = fit.executor(FLAGS.fit_workers)
+  scorer = evaluate.Scorer(config, FLAGS.classifier_dir, extra_levels=extra_levels, fit_executor=executor)
+  rows, results, pending = [], {}, []
+
+  def finish(caption, per_seed):
+    # The summary is rewritten after every caption, so a sweep cut short by a time limit keeps what it scored.
+    results[caption] = scorer.result(caption, config.num_steps, per_seed)
+    rows.append(caption_row(caption, results[caption], None))
+    write_summary(rows, results, extra)
+
+  for caption in captions:
+    idx = [j for j, (c, _) in enumerate(pairs) if c == caption]
+    pending.append((caption, {f"seed_{pairs[j][1]}": scorer.score(params[j], caption) for j in idx}))
+    diverged += [f"{caption} seed {pairs[j][1]}" for j in idx if not bool(train.params_finite(params[j]))]
+    if scorer.judge is not None:
+      export.write_png(
+        os.path.join(FLAGS.out, "views", slug(caption) + ".png"), judge_views(scorer, [params[j] for j in idx])
+      )
+    while pending and evaluate.fits_done(pending[0][1]):
+      finish(*pending.pop(0))
+  for caption, per_seed in pending:
+    finish(caption, per_seed)
+  if executor is not None:
+    executor.shutdown()
+  if diverged:
+    logging.warning("Non-finite parameters (scored as they are): %s", "; ".join(diverged))
+  print(json.dumps(overall(rows)))
 
 
 def write_summary(rows: list[dict], results: dict, extra: dict) -> dict:

@@ -153,6 +153,7 @@ def test_sweep_trains_captions_as_seeds_of_one_run_and_writes_the_table(tmp_path
     f"--out={out}",
     "--levels=2,silhouette",
     "--save_params",
+    "--fit_workers=1",
     *SHORT,
   )
   assert proc.returncode == 0, proc.stderr[-4000:]
@@ -186,6 +187,9 @@ def test_sweep_trains_captions_as_seeds_of_one_run_and_writes_the_table(tmp_path
     assert set(row["iou_by_level"]) == {"2.0", "silhouette"} and row["iou_by_level"]["2.0"]["level"] == 2.0
     assert 0.0 <= row["iou_by_level"]["silhouette"]["iou"] <= 1.0
   assert set(rows) == {"a red cube", "a blue teardrop"}
+  for caption in rows:  # The fits ran in a worker process (--fit_workers=1); each came back into its seed.
+    seed = summary["evaluations"][caption]["per_seed"]["seed_0"]
+    assert "_pending_fit" not in seed and seed["fit_right"] in (0.0, 1.0), seed
   assert rows["a blue teardrop"]["held_out"] and rows["a blue teardrop"]["janus_rate"] in (0.0, 1.0)
   assert rows["a red cube"]["janus_rate"] is None and 0.0 <= rows["a red cube"]["iou"] <= 1.0
   assert summary["overall"]["num_captions"] == 2 and summary["settings"]["num_steps"] == 3

@@ -138,6 +138,25 @@ def test_fit_metrics_of_evaluate(monkeypatch):
   assert fit.fit_metrics(None, "bird") == dict(fit_shape=None, fit_score=None, fit_right=None)
 
 
+def test_fits_in_a_worker_pool_equal_those_in_place_and_resolve_in_evaluate():
+  """fit.executor's spawned CPU workers give the same fields as the fit in this process; evaluate.resolve_fits
+  swaps each pending future for them, and fits_done tells when they are all in."""
+  from dreamfusion_jax.shapes import evaluate
+
+  mesh = surface.true_mesh(world.SHAPES.index("cylinder"))
+  here = fit.fit_metrics(mesh, "cylinder")
+  assert fit.executor(0) is None
+  pool = fit.executor(1)
+  try:
+    per_seed = {"seed_0": {"iou": 0.5, evaluate.PENDING_FIT: pool.submit(fit.fit_metrics, mesh, "cylinder")}}
+    resolved = evaluate.resolve_fits(per_seed)
+    assert evaluate.fits_done(per_seed)
+  finally:
+    pool.shutdown()
+  assert resolved == {"seed_0": dict(iou=0.5, **here)} and here["fit_right"] == 1.0
+  assert evaluate.fits_done({"seed_0": dict(iou=0.5, **here)})
+
+
 def test_oriented_box_of_a_flat_mesh_falls_back_to_principal_axes():
   """trimesh finds no minimum-volume box for a flat mesh; the fit's size then comes from the principal axes."""
   square = trimesh.Trimesh([[0, 0, 0], [2, 0, 0], [2, 1, 0], [0, 1, 0]], [[0, 1, 2], [0, 2, 3]])

@@ -70,6 +70,26 @@ RESOLUTION = 96  # Cells per axis of the evaluation grid (1.7 cm cells at EVAL_B
 NUM_ROTATIONS = 36  # Rotations about z tried by the IoU (every 10 degrees).
 NUM_VIEWS = 8  # Renders per seed for the R-Precisions (azimuths every 45 degrees).
 VIEW_ELEVATION = 20.0  # Elevation of those renders, degrees.
+# score()'s key for the future of a primitive fit still running in Scorer's fit_executor (resolve_fits waits for it).
+PENDING_FIT = "_pending_fit"
+
+
+def fits_done(per_seed: dict) -> bool:
+  """Whether every seed's primitive fit has finished (or ran in place)."""
+  return all(m[PENDING_FIT].done() for m in per_seed.values() if PENDING_FIT in m)
+
+
+def resolve_fits(per_seed: dict) -> dict:
+  """per_seed with each pending fit's fields (fit_shape, fit_score, fit_right) in place of its future."""
+  out = {}
+  for k, m in per_seed.items():
+    m = dict(m)
+    if PENDING_FIT in m:
+      m.update(m.pop(PENDING_FIT).result())
+    out[k] = m
+  return out
+
+
 # Janus test (see `janus`): window width around the mirror slot, world units (2 cells at R = 32,
 # 6 at R = 96), and the local IoU a second front must reach. On 32^3 grids the true shapes score
 # b = 0.2-0.5 and their two-front versions b = 1; balls of radius 0.3-0.5 and an ellipsoid
@@ -573,6 +593,7 @@ class Scorer:
     num_views: int = NUM_VIEWS,
     elevation: float = VIEW_ELEVATION,
     extra_levels=(),
+    fit_executor=None,
   ):
     self.judge_dir = find_classifier(classifier_dir)
     if self.judge_dir is None:
@@ -598,6 +619,9 @@ class Scorer:
       self.surface_fn, self.surface_level = (lambda p, x: self.field(p, x)[0]), threshold
     self.threshold = views.mesh_level(config) if threshold is None else threshold
     self.extra_levels = tuple(extra_levels)
+    # A concurrent.futures executor for the primitive fits (seconds of single-threaded Python a mesh): score() then
+    # leaves a future under PENDING_FIT, and resolve_fits puts its fields in.
+    self.fit_executor = fit_executor
     self.settings = dict(
       bound=bound,
       resolution=resolution,
@@ -672,11 +696,16 @@ class Scorer:
         **fit.fit_metrics(None, shape),
       )
     m = surface.mesh_metrics(mesh, surface.true_mesh(shape_index), angle_deg)
-    m.update(fit.fit_metrics(mesh, shape))
+    if self.fit_executor is None:
+      m.update(fit.fit_metrics(mesh, shape))
+    else:
+      m[PENDING_FIT] = self.fit_executor.submit(fit.fit_metrics, mesh, shape)
     return m
 
   def result(self, caption: str, step: int, per_seed: dict) -> dict:
-    """evaluation.json's content for one caption: per_seed {'seed_K': score(...)} and their mean."""
+    """evaluation.json's content for one caption: per_seed {'seed_K': score(...)} and their mean (waiting for
+    any fit still running in the scorer's fit_executor)."""
+    per_seed = resolve_fits(per_seed)
     colour, shape = parse_run_caption(caption)
     rows = list(per_seed.values())
     mean = {k: _mean([r[k] for r in rows]) for k in MEAN_METRICS}

@@ -596,6 +596,24 @@ def fit_mesh(mesh: trimesh.Trimesh, families=tuple(FAMILIES), seed: int = 0) -> 
   return Fit(name=named, score=fits[named].score, families=fits, diagonal=diagonal)
 
 
+def _cpu_only():
+  # A fit worker's initializer: its JAX takes no accelerator (the process that started it holds that).
+  jax.config.update("jax_platforms", "cpu")
+
+
+def executor(workers: int):
+  """A pool of `workers` fresh (spawned, CPU-only) processes for fit_metrics, e.g. for evaluate.Scorer's
+  fit_executor; None for 0. A fit is seconds of single-threaded Python, so a sweep scores the next seeds meanwhile."""
+  if workers <= 0:
+    return None
+  import concurrent.futures
+  import multiprocessing
+
+  return concurrent.futures.ProcessPoolExecutor(
+    workers, mp_context=multiprocessing.get_context("spawn"), initializer=_cpu_only
+  )
+
+
 def fit_metrics(mesh, shape: str) -> dict:
   """evaluate's per-seed fields for a result's mesh (None: the result has no mesh) of a world shape:
   fit_shape (the family named), fit_score (its score) and fit_right (1.0 / 0.0 whether fit_shape is the shape;

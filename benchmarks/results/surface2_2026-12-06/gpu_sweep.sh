@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The default over half the world's 110 captions (HALF=0: the first 55, 1: the rest) x 3 seeds, as 4 sweeps at once.
-# Each sweep is cut at 565 s: since 2026-12-06 16:00 the evaluation also fits primitives (~2-3 s a seed); the runs
-# of this folder had 545.
+# Each sweep is cut at 565 s. Since 2026-12-06 16:00 the evaluation also fits primitives (5-6 s a seed with four
+# sweeps sharing the machine, which would push a 42-seed sweep past that): three CPU workers per sweep
+# (--fit_workers=3) fit them while the next seeds are scored, and the summary is rewritten after every caption.
 set -u
 HALF=${1:?half}; shift
 cd .gpu/src
@@ -16,7 +17,7 @@ for s in world.SHAPES:
 half=("${ALL[@]:$((HALF*55)):55}")
 run() { name=$1; caps=$2; shift 2
   timeout ${LIMIT:-565} python3 benchmarks/shapes_sweep.py --captions="$caps" --seeds=3 --out=/tmp/$name \
-    --config.progress_bar=false "$@" > $R/$name.log 2>&1
+    --config.progress_bar=false --fit_workers=3 "$@" > $R/$name.log 2>&1
   echo "$name exit $? at $(date +%T)" >> $R/status.txt
   cp /tmp/$name/summary.json $R/$name.json 2>/dev/null; cp /tmp/$name/summary.md $R/$name.md 2>/dev/null
   mkdir -p $R/views; cp /tmp/$name/views/*.png $R/views/ 2>/dev/null; }
