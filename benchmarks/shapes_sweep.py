@@ -55,6 +55,7 @@ METRICS = (
   "one_component_rate",
   "true_genus_rate",
   "fit_right_rate",  # None for bird and chair: the overall and per-colour rates are over the analytic shapes.
+  "fit_rounding",  # Cubes and cylinders only: their best rounded fit's edge radius / smallest half-size.
 )
 
 _CONFIG = config_flags.DEFINE_config_file(

@@ -31,7 +31,8 @@ Metrics (all pure functions below; grids hold cell centres of [-bound, bound]^3,
   fit_shape        the primitive family the exported mesh has, fitted in any orientation
                    (dreamfusion_jax.shapes.fit, a stand-in for an outside mesh judge); fit_score its score
                    in [0, 1]; fit_right 1.0 / 0.0 whether it is the caption's shape (0.0 for an empty mesh,
-                   null for bird and chair, which are no family).
+                   null for bird and chair, which are no family); fit_rounding (cubes and cylinders) the
+                   edge radius of the best rounded box / cylinder as a fraction of its smallest half-size.
 The renders use solid backgrounds drawn once from the judge's training distribution (fixed seed),
 not the run's learned background, so the judge sees the object alone. Without judge weights
 (dreamfusion_jax/assets/classifier/ or --classifier_dir) both R-Precision entries are null.
@@ -106,6 +107,7 @@ MEAN_METRICS = (
   "fog",
   "chamfer",
   "extent_error",
+  "fit_rounding",
 )
 SURFACE_VIEW_SIZE = 64  # Render size of the normal and fog views when no judge fixes it.
 JANUS_MARGIN = 0.1
