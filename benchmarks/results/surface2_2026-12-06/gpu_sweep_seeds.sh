@@ -8,12 +8,12 @@ SEEDS=${1:?seeds}; FIRST=${2:?first seed}; shift 2
 cd .gpu/src
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
   && export PYTHONPATH=/tmp/site:$PWD/.whl/py || exit 1
-export XLA_PYTHON_CLIENT_MEM_FRACTION=0.2
+export XLA_PYTHON_CLIENT_MEM_FRACTION=0.24
 R=$OUT/seeds$FIRST; mkdir -p $R
 mapfile -t ALL < <(python3 -c "
 from dreamfusion_jax.shapes import world
-for s in world.SHAPES:
-  for c in world.COLOUR_NAMES: print(world.caption(c, s))")
+for c in world.COLOUR_NAMES:  # Colour-major: every 4th caption cycles through the shapes, so a sweep cut short
+  for s in world.SHAPES: print(world.caption(c, s))")  # has scored some of each.
 run() { name=$1; caps=$2; shift 2
   timeout ${LIMIT:-560} python3 benchmarks/shapes_sweep.py --captions="$caps" --seeds=$SEEDS --first_seed=$FIRST \
     --out=/tmp/$name --config.progress_bar=false --fit_workers=3 "$@" > $R/$name.log 2>&1
