@@ -81,7 +81,7 @@ def fits_done(per_seed: dict) -> bool:
 
 
 def resolve_fits(per_seed: dict) -> dict:
-  """per_seed with each pending fit's fields (fit_shape, fit_score, fit_right) in place of its future."""
+  """per_seed with each pending fit's fields (fit.fit_metrics's) in place of its future."""
   out = {}
   for k, m in per_seed.items():
     m = dict(m)
