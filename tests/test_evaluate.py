@@ -379,6 +379,27 @@ def test_evaluate_run_writes_per_seed_and_mean_entries(tiny_run, tiny_judge, tmp
   assert judged["mean"]["geo_r_precision"] is not None
 
 
+def test_seed_means_average_each_metric_over_the_seeds_that_have_it():
+  def row(**kw):
+    base = {k: None for k in ev.MEAN_METRICS}
+    base.update(mesh_components=1, mesh_genus=0, true_genus=0, fit_right=1.0, janus=False)
+    return dict(base, **kw)
+
+  rows = [
+    row(iou=0.9, chamfer=0.01, fit_rounding=0.2),
+    row(iou=0.5, chamfer=None, mesh_components=3, mesh_genus=2, fit_right=0.0),
+    row(iou=0.7, mesh_components=0, mesh_genus=None, true_genus=None, fit_right=0.0, janus=True),  # empty mesh
+  ]
+  mean = ev.seed_means(rows, "cube")
+  assert mean["iou"] == pytest.approx(0.7) and mean["chamfer"] == pytest.approx(0.01)
+  assert mean["fit_rounding"] == pytest.approx(0.2) and mean["fog"] is None
+  assert mean["one_component_rate"] == pytest.approx(1 / 3)
+  assert mean["true_genus_rate"] == pytest.approx(1 / 3)  # The empty mesh has no genus, so not the true one.
+  assert mean["fit_right_rate"] == pytest.approx(1 / 3) and mean["num_seeds"] == 3
+  assert mean["janus_rate"] is None  # A cube is symmetric.
+  assert ev.seed_means(rows, "bird")["janus_rate"] == pytest.approx(1 / 3)
+
+
 def test_cli_rejects_a_caption_outside_the_world(tmp_path):
   workdir = tmp_path / "run"
   workdir.mkdir()

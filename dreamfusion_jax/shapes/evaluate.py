@@ -709,14 +709,7 @@ class Scorer:
     any fit still running in the scorer's fit_executor)."""
     per_seed = resolve_fits(per_seed)
     colour, shape = parse_run_caption(caption)
-    rows = list(per_seed.values())
-    mean = {k: _mean([r[k] for r in rows]) for k in MEAN_METRICS}
-    mean["one_component_rate"] = _mean([float(r["mesh_components"] == 1) for r in rows])
-    mean["true_genus_rate"] = _mean([float(r["mesh_genus"] == r["true_genus"]) for r in rows])
-    # None for bird and chair (no family is right), so the sweep's overall rate is over the analytic shapes.
-    mean["fit_right_rate"] = _mean([r.get("fit_right") for r in rows])
-    mean["janus_rate"] = _mean([float(r["janus"]) for r in rows]) if shape in world.ASYMMETRIC else None
-    mean["num_seeds"] = len(rows)
+    mean = seed_means(list(per_seed.values()), shape)
     return _nan_to_none(
       dict(
         caption=world.caption(colour, shape),
@@ -731,6 +724,22 @@ class Scorer:
         mean=mean,
       )
     )
+
+
+def seed_means(rows: list[dict], shape: str) -> dict:
+  """evaluation.json's 'mean': the per-seed scores (score()'s dicts, fits resolved) of one caption, averaged.
+  Also what joins sweeps over different seeds of the same captions."""
+  mean = {k: _mean([r.get(k) for r in rows]) for k in MEAN_METRICS}  # get: rows from before a metric existed.
+  mean["one_component_rate"] = _mean([float(r["mesh_components"] == 1) for r in rows])
+  # An empty mesh (genus None, and so its true genus too) has not the true genus.
+  mean["true_genus_rate"] = _mean(
+    [float(r["mesh_genus"] is not None and r["mesh_genus"] == r["true_genus"]) for r in rows]
+  )
+  # None for bird and chair (no family is right), so the sweep's overall rate is over the analytic shapes.
+  mean["fit_right_rate"] = _mean([r.get("fit_right") for r in rows])
+  mean["janus_rate"] = _mean([float(r["janus"]) for r in rows]) if shape in world.ASYMMETRIC else None
+  mean["num_seeds"] = len(rows)
+  return _nan_to_none(mean)
 
 
 def evaluate_run(workdir: str, classifier_dir: Optional[str] = None, **settings) -> dict:

@@ -1,5 +1,6 @@
-"""Merges the summary.json files of sweeps over parts of the world into one table (overall, train / held-out,
-per shape, per colour), with shapes_sweep.py's own means:
+"""Merges the summary.json files of sweeps over parts of the world, or over different seeds of the same captions,
+into one table (overall, train / held-out, per shape, per colour), with shapes_sweep.py's own means. A caption
+scored in several sweeps gets its per-seed rows joined and its means recomputed from them (evaluate.seed_means):
 
   python benchmarks/results/surface2_2026-12-06/merge.py OUT.md PART.json [PART.json ...]
 """
@@ -14,10 +15,33 @@ sys.path.insert(0, ROOT)
 
 import shapes_sweep  # noqa: E402
 
+from dreamfusion_jax.shapes import evaluate  # noqa: E402
+
+
+def joined_rows(summaries: list[dict]) -> list[dict]:
+  """shapes_sweep's caption rows, one per caption, from every sweep's per-seed evaluations."""
+  evaluations = {}
+  for s in summaries:
+    for caption, ev in s["evaluations"].items():
+      if caption not in evaluations:
+        evaluations[caption] = dict(ev, per_seed=dict(ev["per_seed"]))
+        continue
+      seen = evaluations[caption]["per_seed"]
+      twice = set(seen) & set(ev["per_seed"])
+      if twice:
+        raise SystemExit(f"{caption}: {sorted(twice)} scored in two sweeps; merge each seed once.")
+      seen.update(ev["per_seed"])
+      evaluations[caption]["step"] = min(evaluations[caption]["step"], ev["step"])
+  rows = []
+  for caption, ev in evaluations.items():
+    ev["mean"] = evaluate.seed_means(list(ev["per_seed"].values()), ev["shape"])
+    rows.append(shapes_sweep.caption_row(caption, ev, None))
+  return rows
+
 
 def main(out: str, parts: list[str]) -> None:
   summaries = [json.load(open(p)) for p in parts]
-  rows = [r for s in summaries for r in s["captions"]]
+  rows = joined_rows(summaries)
   summary = dict(
     overall=shapes_sweep.overall(rows),
     train=shapes_sweep.overall([r for r in rows if not r["held_out"]]),
@@ -27,9 +51,10 @@ def main(out: str, parts: list[str]) -> None:
   )
   st = summaries[0]["settings"]
   train_s = [t["seconds"] for s in summaries for t in s["settings"]["training"]]
+  seeds = sorted({k for r in summaries for ev in r["evaluations"].values() for k in ev["per_seed"]})
   header = (
-    f"# Shapes sweep: {st['config']}, {len(rows)} captions x {st['seeds']} seeds (merged from {len(parts)} sweeps "
-    f"run {len(parts) // 2 or 1} at a time), overrides {' '.join(st['overrides']) or 'none'}\n\n"
+    f"# Shapes sweep: {st['config']}, {len(rows)} captions x {len(seeds)} seeds (merged from {len(parts)} sweeps), "
+    f"overrides {' '.join(st['overrides']) or 'none'}\n\n"
     f"{st['num_steps']} steps; {st['device']}, {st['date']}; training per sweep "
     f"{min(train_s):.0f}-{max(train_s):.0f} s (compile included, sweeps sharing the GPU)."
   )
