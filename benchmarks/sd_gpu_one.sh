@@ -19,6 +19,14 @@ job() {  # job NAME LIMIT_S command...
   echo "$name exit $? at $(date +%T)"
 }
 if [ "$PART" = 1 ]; then
+  # The path's export writes a turntable, so its set-up checks for imageio-ffmpeg and an ffmpeg (checks.py). On
+  # 2026-12-06 that check stopped the path before any step ("imageio-ffmpeg is not installed"), with the package on
+  # PYTHONPATH: say here what this interpreter sees, and give it IMAGEIO_FFMPEG_EXE (a stub if there is no ffmpeg).
+  python3 -c "import imageio_ffmpeg; print('imageio_ffmpeg', imageio_ffmpeg.__file__)" 2>&1 | tail -1
+  if [ -z "${IMAGEIO_FFMPEG_EXE:-}" ] && ! command -v ffmpeg > /dev/null; then
+    printf '#!/bin/sh\ncase "$*" in *-version*) echo "ffmpeg version 6.0-stub"; exit 0;; esac\nfor last; do :; done\ncat > /dev/null\n: > "$last"\n' > /tmp/ffmpeg_stub
+    chmod +x /tmp/ffmpeg_stub; export IMAGEIO_FFMPEG_EXE=/tmp/ffmpeg_stub; echo "ffmpeg: a stub (the mp4 is empty)"
+  fi
   XLA_PYTHON_CLIENT_PREALLOCATE=false job fp32_det 170 python3 benchmarks/sd_step.py --model=$CKPT --dtype=float32 \
     --steps=20 --noparts --out="$R/fp32_det.json"
   job peacock_cap6 220 python3 benchmarks/sd_memory_cap.py --model=$CKPT --cases=path --cap_gib=6 --timeout_s=210 \
