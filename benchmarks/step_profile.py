@@ -189,6 +189,14 @@ def op_names(hlo_text: str) -> dict[str, str]:
   return {i["name"]: i["op_name"] for i in hlo_memory.instructions(hlo_text or "") if i["op_name"]}
 
 
+def kernel_op_names(hlo_text: str) -> dict[str, str]:
+  """A kernel's name -> the JAX op of the instruction it was emitted for. XLA's GPU backend names a fusion's kernel
+  after the instruction, with '.' and '-' as '_' ('loop_multiply_fusion.52' -> 'loop_multiply_fusion_52'). Inside a
+  command buffer (a CUDA graph), the trace's hlo_op names the command buffer, not the fusion; the kernel's name
+  still says which fusion it is."""
+  return {re.sub(r"[.\-]", "_", name): op for name, op in op_names(hlo_text).items()}
+
+
 def summarise(trace: dict, hlo_text: str, steps: int, wall_ms: float, top: int = 40) -> dict:
   """The device time of `steps` runs of the program compiled as hlo_text, from its trace; wall_ms is the
   caller's wall time for those steps. All times in ms per step, shares of the summed kernel time.
@@ -207,7 +215,7 @@ def summarise(trace: dict, hlo_text: str, steps: int, wall_ms: float, top: int =
       if e["hlo_module"] and e["hlo_module"] != module:
         other_modules[e["hlo_module"]] += e["dur"]
     events = [e for e in events if not e["hlo_module"] or e["hlo_module"] == module]
-  sources = op_names(hlo_text)
+  sources, by_kernel = op_names(hlo_text), kernel_op_names(hlo_text)
   times = self_times(events)
   per_step = lambda us: us / 1e3 / steps  # noqa: E731
   kernels = collections.defaultdict(lambda: dict(us=0.0, count=0, ops=collections.Counter()))
@@ -222,7 +230,7 @@ def summarise(trace: dict, hlo_text: str, steps: int, wall_ms: float, top: int =
     c = categories[categorise(e["name"])]
     c["us"] += t
     c["count"] += 1
-    op_name = sources.get(e["hlo_op"], "") or e["tf_op"]
+    op_name = sources.get(e["hlo_op"], "") or by_kernel.get(e["name"], "") or e["tf_op"]
     named += t if e["hlo_op"] else 0.0
     components[component(op_name) or "(unknown)"] += t
     by_source[source_label(op_name)] += t
@@ -240,7 +248,7 @@ def summarise(trace: dict, hlo_text: str, steps: int, wall_ms: float, top: int =
         count=round(k["count"] / steps, 2),
         share=share(k["us"]),
         hlo_op=hlo_op,
-        source=source_label(sources.get(hlo_op, "")),
+        source=source_label(sources.get(hlo_op, "") or by_kernel.get(name, "")),
       )
     )
   rest = ranked[top:]

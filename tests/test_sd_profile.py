@@ -161,6 +161,39 @@ def test_the_parser_sums_a_gpu_trace_by_kernel_category_and_source(tmp_path):
   assert sum(k["ms"] for k in p_short["kernels"]) + p_short["other_kernels"]["ms"] == pytest.approx(0.31)
 
 
+def test_kernels_inside_a_command_buffer_are_named_by_their_fusion():
+  """With command buffers (CUDA graphs) on, the trace's hlo_op of a fused kernel is the command buffer; the kernel's
+  own name is its fusion's, with '.' as '_'. As in the H100 profile of 2026-12-06, where 72% of kernel time was
+  unattributed before this."""
+  hlo = HLO.replace(
+    "ENTRY %main.9",
+    """%command_buffer (p: f32[4,64,64,4]) -> f32[4,64,64,4] {
+  %p = f32[4,64,64,4]{3,2,1,0} parameter(0)
+  ROOT %loop_multiply_fusion.52 = f32[4,64,64,4]{3,2,1,0} fusion(%p), kind=kLoop, calls=%fused_computation.7, metadata={op_name="jit(single)/jvp(UNet2DConditionModel)/up_blocks_3/resnets_0/norm1/mul"}
+}
+
+ENTRY %main.9""",
+  )
+  trace, _ = _gpu_trace()
+  for step in range(2):
+    args = dict(hlo_op="command_buffer_3", hlo_module="jit_single")
+    trace["traceEvents"].append(
+      dict(ph="X", pid=1, tid=7, ts=1000.0 * step + 600, dur=25, name="loop_multiply_fusion_52", args=args)
+    )
+    # A kernel of the command buffer whose name is no instruction's stays unattributed.
+    trace["traceEvents"].append(
+      dict(ph="X", pid=1, tid=7, ts=1000.0 * step + 700, dur=5, name="loop_multiply_fusion_99", args=args)
+    )
+  p = step_profile.summarise(trace, hlo, steps=2, wall_ms=1.0)
+  parts = {name: c["ms"] for name, c in p["components"].items()}
+  assert parts["UNet"] == pytest.approx(0.19 + 0.025)
+  assert parts["(unknown)"] == pytest.approx(0.01 + 0.005)
+  row = next(k for k in p["kernels"] if k["name"] == "loop_multiply_fusion_52")
+  assert row["hlo_op"] == "command_buffer_3" and row["source"] == "UNet up_blocks_3/resnets_0/norm1 mul"
+  assert step_profile.kernel_op_names(hlo)["loop_multiply_fusion_52"].endswith("norm1/mul")
+  assert step_profile.kernel_op_names(HLO)["cudnn_conv_1"].endswith("conv_in/conv_general_dilated")
+
+
 def test_nested_cpu_events_count_once_and_end_markers_not_at_all():
   """The CPU's thunk events: a while loop's event encloses its body's on the same thread, so the loop's own time
   is what its body leaves; `end: ...` markers and events without hlo_op are not instructions."""
