@@ -57,7 +57,7 @@ def define_flags() -> None:
   flags.DEFINE_string("model", None, "A diffusers-layout folder or Hub repo id (e.g. from make_random_sd.py).")
   flags.DEFINE_enum("dtype", "bfloat16", ["float32", "bfloat16"], "guidance.sd.dtype.")
   flags.DEFINE_bool("remat", False, "guidance.sd.remat.")
-  flags.DEFINE_enum("attention", "xla", ["xla", "cudnn"], "guidance.sd.attention.")
+  flags.DEFINE_enum("attention", "auto", ["auto", "xla", "cudnn"], "guidance.sd.attention.")
   flags.DEFINE_integer("steps", 50, "Timed steps (after 3 untimed ones).")
   flags.DEFINE_integer("image_size", 512, "guidance.sd.image_size (renders are resized to it before the VAE).")
   flags.DEFINE_integer("render_size", 64, "render.image_size.")
@@ -128,7 +128,7 @@ def abstract_prior(config):
     stable_diffusion.resolve_model(sd.model),
     dtype=sd.dtype,
     remat=sd.remat,
-    attention_implementation=None if sd.attention == "xla" else sd.attention,
+    attention_implementation=stable_diffusion.attention_implementation(sd.attention, sd.dtype),
   )
   no_weights = concurrent.futures.Future()
   no_weights.set_exception(RuntimeError("--abstract reads no weights; nothing may run the step"))
@@ -169,7 +169,7 @@ def sd_config(
   *,
   dtype: str = "bfloat16",
   remat: bool = False,
-  attention: str = "xla",
+  attention: str = "auto",
   image_size: int = 512,
   render_size: int = 64,
   deterministic: bool = True,

@@ -114,7 +114,10 @@ def get_config():
   c.guidance.sd.dtype = "float32"  # Weights and compute of the UNet and VAE: 'float32' or 'bfloat16'.
   c.guidance.sd.remat = False  # Rematerialise VAE/UNet blocks in the backward pass (less memory, more time).
   c.guidance.sd.image_size = 512  # Renders are resized (bilinear) to this size before the VAE encoder.
-  c.guidance.sd.attention = "xla"  # jax.nn.dot_product_attention implementation: 'xla' or 'cudnn' (GPU).
+  # jax.nn.dot_product_attention implementation: 'auto' (cuDNN's fused attention on a GPU in bfloat16, XLA's
+  # otherwise: on one H100 the deterministic SD 2.1 step took 24.9 ms with cuDNN, 29.1 ms with XLA; BENCHMARKS.md),
+  # 'xla' or 'cudnn' (GPU, bfloat16 only).
+  c.guidance.sd.attention = "auto"
   # The random prior's UNet, in diffusers' UNet2DConditionModel config keys (model='random' only).
   c.guidance.unet = ml_collections.ConfigDict(
     dict(

@@ -130,7 +130,7 @@ RULES: dict[str, Rule] = {
   "guidance.sd.remat": BOOL,
   # What must divide it depends on the checkpoint (64 for SD 1.x/2.x): stable_diffusion.build_prior checks that.
   "guidance.sd.image_size": Int(8, 4096),
-  "guidance.sd.attention": Choice("xla", "cudnn"),
+  "guidance.sd.attention": Choice("auto", "xla", "cudnn"),
   "guidance.unet.in_channels": Int(3, 3, why="the random prior denoises the RGB renders"),
   "guidance.unet.out_channels": Int(3, 3, why="the random prior predicts RGB noise"),
   "guidance.unet.block_out_channels": Rule("ints", 1, 1024, max_len=4),

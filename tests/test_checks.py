@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from dreamfusion_jax import base_config, checks, cli, config_rules, memory
 from dreamfusion_jax.errors import ConfigError, UserError
+from dreamfusion_jax.guidance import stable_diffusion
 from dreamfusion_jax.shapes import world
 
 KEYS = sorted(config_rules.RULES)
@@ -398,3 +399,15 @@ def test_a_missing_mesh_package_is_reported_before_training(monkeypatch, module,
   with pytest.raises(ConfigError, match=f"pip install {package}.*export.enabled=false"):
     checks.check_mesh_packages(config)
   checks.check_mesh_packages(tiny_config())  # Exports off: not needed.
+
+
+def test_sd_attention_auto_is_cudnn_only_on_a_gpu_in_bfloat16():
+  pick = stable_diffusion.attention_implementation
+  assert pick("auto", "bfloat16", "gpu") == "cudnn"
+  assert pick("auto", "float32", "gpu") is None and pick("auto", "bfloat16", "cpu") is None
+  assert pick("auto", "bfloat16", "tpu") is None and pick("xla", "bfloat16", "gpu") is None
+  assert pick("cudnn", "bfloat16", "gpu") == "cudnn"
+  with pytest.raises(ConfigError, match="'float32'.*attention=auto"):
+    pick("cudnn", "float32", "gpu")
+  with pytest.raises(ConfigError, match="'cpu'"):
+    pick("cudnn", "bfloat16")  # This machine's backend.

@@ -412,6 +412,23 @@ def make_guidance(m: Modules, image_size: int) -> guidance_lib.Guidance:
   )
 
 
+def attention_implementation(attention: str, dtype: str, backend: Optional[str] = None) -> Optional[str]:
+  """jax.nn.dot_product_attention's implementation for guidance.sd.attention on `backend` (default: JAX's):
+  'auto' is cuDNN's fused attention on a GPU in bfloat16 and XLA's (None) otherwise; an explicit 'cudnn' where
+  cuDNN cannot run it is a ConfigError."""
+  backend = backend or jax.default_backend()
+  usable = backend == "gpu" and dtype == "bfloat16"
+  if attention == "auto":
+    return "cudnn" if usable else None
+  if attention == "cudnn" and not usable:
+    raise ConfigError(
+      f"guidance.sd.attention='cudnn' needs a GPU and guidance.sd.dtype='bfloat16' (cuDNN's fused attention has no "
+      f"float32 kernels), but this run has {backend!r} and {dtype!r}. Use --config.guidance.sd.attention=auto, "
+      "which picks cuDNN where it can run and XLA's attention elsewhere."
+    )
+  return None if attention == "xla" else attention
+
+
 def build_prior(g, *, previews: bool) -> guidance_lib.Prior:
   """The Prior of guidance.model='stable_diffusion' (latent SDS: render -> resize -> VAE encoder -> UNet).
 
@@ -436,10 +453,9 @@ def build_prior(g, *, previews: bool) -> guidance_lib.Prior:
       f"guidance.sd.image_size={sd.image_size} must be a multiple of {factor} for '{sd.model}' (its "
       f"VAE and UNet downsample {factor}x in all), e.g. {max(factor, 512 // factor * factor)}."
     )
-  logging.info("Loading Stable Diffusion from %s (%s).", folder, sd.dtype)
-  m = modules(
-    folder, dtype=sd.dtype, remat=sd.remat, attention_implementation=None if sd.attention == "xla" else sd.attention
-  )
+  attention = attention_implementation(sd.attention, sd.dtype)
+  logging.info("Loading Stable Diffusion from %s (%s, %s attention).", folder, sd.dtype, attention or "XLA")
+  m = modules(folder, dtype=sd.dtype, remat=sd.remat, attention_implementation=attention)
   tokenizer = _tokenizer(folder)
   text_params, params = load_in_background(folder, m, sd.dtype, decoder=previews)
   embed = _TextEmbedder(m.text_encoder, text_params, tokenizer)
