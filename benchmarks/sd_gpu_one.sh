@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Issue 20's measurements on ONE GPU, in two calls of under 10 minutes (multi-GPU hosts are often not lent;
+# Issue 20's measurements on ONE GPU, in calls of under 10 minutes (multi-GPU hosts are often not lent;
 # benchmarks/sd_memory_gpu.sh runs the memory part on four):
 #   bash benchmarks/sd_gpu_one.sh 1 RESULTS_DIR MAKE_RANDOM_SD_PY   # memory: fp32 step by source, 6 GiB path, 4 GiB step
 #   bash benchmarks/sd_gpu_one.sh 2 RESULTS_DIR MAKE_RANDOM_SD_PY   # start to the second step; ours against PyTorch
+#   bash benchmarks/sd_gpu_one.sh 3 RESULTS_DIR MAKE_RANDOM_SD_PY   # bits: the SD run twice with cuDNN attention
+#        (the default, auto) and once with XLA's, 50 logged steps each, compared loss by loss (bits.txt)
 # MAKE_RANDOM_SD_PY is ../shared/tools/make_random_sd.py (torch + diffusers): SD 2.1-base with random fp16 weights,
 # written once per machine (~1 min). Each job's JSON and log land in RESULTS_DIR; a job past its limit is cut.
 set -u
@@ -33,6 +35,30 @@ if [ "$PART" = 1 ]; then
     --out="$R/peacock_cap6.json"
   job bf16_step_cap4 120 python3 benchmarks/sd_memory_cap.py --model=$CKPT --cases=step --step_cap_gib=4 \
     --timeout_s=110 --out="$R/bf16_step_cap4.json"
+elif [ "$PART" = 3 ]; then
+  sd_run() {  # sd_run NAME [overrides...]: configs/peacock.py on the random checkpoint, 50 steps, every loss logged.
+    local name=$1; shift
+    job "bits_$name" 150 python3 -m dreamfusion_jax.main --config=configs/peacock.py --workdir="/tmp/sd_bits_$name" \
+      --compilation_cache= --config.guidance.sd.model=$CKPT --config.num_steps=50 --config.log_every=1 \
+      --config.val_every=0 --config.checkpoint_every=1000 --config.export.enabled=false --config.progress_bar=false ${SD_BITS_SET:-} "$@"
+  }  # SD_BITS_SET: more overrides for all three (a CPU smoke test: a tiny checkpoint at 16x16).
+  sd_run auto_a; sd_run auto_b; sd_run xla --config.guidance.sd.attention=xla
+  python3 - <<'PY' | tee "$R/bits.txt"
+import json
+def rows(name):
+  try:
+    return [{k: v for k, v in json.loads(l).items() if k != "steps_per_sec"} for l in open(f"/tmp/sd_bits_{name}/metrics.jsonl")]
+  except OSError:
+    return None
+for a, b in [("auto_a", "auto_b"), ("auto_a", "xla")]:
+  ra, rb = rows(a), rows(b)
+  if not ra or not rb:
+    print(f"{b} vs {a}: missing"); continue
+  first = next((x["step"] for x, y in zip(ra, rb) if x != y), None)
+  worst = max(abs(x[k] - y[k]) / (abs(x[k]) + 1e-12) for x, y in zip(ra, rb) for k in x if isinstance(x[k], float))
+  print(f"{b} vs {a}: {len(ra)} / {len(rb)} rows, identical {ra == rb}, first differing step {first}, "
+        f"worst relative difference {worst:.2e}")
+PY
 else
   job sd_start 300 python3 benchmarks/sd_start.py --model=$CKPT --config=configs/peacock.py --repeats=3 \
     --timeout=95 --out="$R/sd_start.json"
