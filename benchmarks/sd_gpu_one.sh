@@ -4,7 +4,8 @@
 #   bash benchmarks/sd_gpu_one.sh 1 RESULTS_DIR MAKE_RANDOM_SD_PY   # memory: fp32 step by source, 6 GiB path, 4 GiB step
 #   bash benchmarks/sd_gpu_one.sh 2 RESULTS_DIR MAKE_RANDOM_SD_PY   # start to the second step; ours against PyTorch
 #   bash benchmarks/sd_gpu_one.sh 3 RESULTS_DIR MAKE_RANDOM_SD_PY   # bits: the SD run twice with cuDNN attention
-#        (the default, auto) and once with XLA's, 50 logged steps each, compared loss by loss (bits.txt)
+#        (the default, auto) and once with XLA's, 50 logged steps each, compared loss by loss (bits.txt); and once
+#        without Triton GEMM fusions (times.txt: each run's compile time and pace)
 # MAKE_RANDOM_SD_PY is ../shared/tools/make_random_sd.py (torch + diffusers): SD 2.1-base with random fp16 weights,
 # written once per machine (~1 min). Each job's JSON and log land in RESULTS_DIR; a job past its limit is cut.
 set -u
@@ -43,6 +44,11 @@ elif [ "$PART" = 3 ]; then
       --config.val_every=0 --config.checkpoint_every=1000 --config.export.enabled=false --config.progress_bar=false ${SD_BITS_SET:-} "$@"
   }  # SD_BITS_SET: more overrides for all three (a CPU smoke test: a tiny checkpoint at 16x16).
   sd_run auto_a; sd_run auto_b; sd_run xla --config.guidance.sd.attention=xla
+  # Without Triton GEMM fusions (cuBLAS, no GEMM autotuning): does the step compile faster, as the Shapes job's does?
+  sd_run notriton --config.gpu_triton_gemm=false
+  for name in auto_a auto_b xla notriton; do  # Each run's compile time and pace.
+    echo "$name: $(grep -hoE "The train step compiled in [0-9.]+ s|[0-9]+ steps in .*" "$R/bits_$name.log" | tr '\n' ' ')"
+  done > "$R/times.txt"
   python3 - <<'PY' | tee "$R/bits.txt"
 import json
 def rows(name):
