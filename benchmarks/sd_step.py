@@ -345,6 +345,8 @@ def main(argv):
   import jax
   import numpy as np
 
+  from dreamfusion_jax.guidance import stable_diffusion
+
   config = flags_config(deterministic=FLAGS.deterministic)
   if FLAGS.abstract:
     result = abstract_main(config)
@@ -375,7 +377,8 @@ def main(argv):
     date=time.strftime("%Y-%m-%d"),
     dtype=FLAGS.dtype,
     remat=FLAGS.remat,
-    attention=FLAGS.attention,
+    attention=FLAGS.attention,  # The flag, and what it ran as ('auto' is cuDNN on a GPU in bfloat16).
+    attention_used=stable_diffusion.attention_implementation(FLAGS.attention, FLAGS.dtype) or "xla",
     deterministic=FLAGS.deterministic,
     render_size=size,
     encoder_size=config.guidance.sd.image_size,
