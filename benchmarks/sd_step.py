@@ -58,6 +58,12 @@ def define_flags() -> None:
   flags.DEFINE_enum("dtype", "bfloat16", ["float32", "bfloat16"], "guidance.sd.dtype.")
   flags.DEFINE_bool("remat", False, "guidance.sd.remat.")
   flags.DEFINE_enum("attention", "auto", ["auto", "xla", "cudnn"], "guidance.sd.attention.")
+  flags.DEFINE_multi_string(
+    "set",
+    [],
+    "More config overrides, KEY=VALUE with VALUE a Python literal (else a string), e.g. the Shapes default's surface: "
+    "--set=field.density_activation=volsdf --set=sdf.eikonal=1000.0 --set=sdf.smoothness=1000.0.",
+  )
   flags.DEFINE_integer("steps", 50, "Timed steps (after 3 untimed ones).")
   flags.DEFINE_integer("image_size", 512, "guidance.sd.image_size (renders are resized to it before the VAE).")
   flags.DEFINE_integer("render_size", 64, "render.image_size.")
@@ -309,6 +315,22 @@ def measure(trainer, state, text_emb, profile_dir: str | None) -> dict:
   return timed
 
 
+def parse_sets(items: list[str]) -> dict:
+  """--set's KEY=VALUE items -> {KEY: VALUE}, each VALUE a Python literal where it reads as one, else a string."""
+  import ast
+
+  out = {}
+  for item in items:
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+      raise SystemExit(f"--set={item!r}: write KEY=VALUE, e.g. --set=sdf.eikonal=1000.0")
+    try:
+      out[key] = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      out[key] = text
+  return out
+
+
 def flags_config(deterministic: bool):
   """sd_config of the command line's flags, with gpu_deterministic as given."""
   return sd_config(
@@ -319,6 +341,7 @@ def flags_config(deterministic: bool):
     image_size=FLAGS.image_size,
     render_size=FLAGS.render_size,
     deterministic=deterministic,
+    overrides=parse_sets(FLAGS.set),
   )
 
 
@@ -379,6 +402,7 @@ def main(argv):
     remat=FLAGS.remat,
     attention=FLAGS.attention,  # The flag, and what it ran as ('auto' is cuDNN on a GPU in bfloat16).
     attention_used=stable_diffusion.attention_implementation(FLAGS.attention, FLAGS.dtype) or "xla",
+    overrides=FLAGS.set,
     deterministic=FLAGS.deterministic,
     render_size=size,
     encoder_size=config.guidance.sd.image_size,

@@ -273,3 +273,16 @@ def test_sd_step_profiles_its_compiled_step_on_the_cpu(tmp_path):
   assert result["determinism_cost_ms"] == pytest.approx(result["step_ms"] - result["compare"]["step_ms"], abs=0.02)
   assert set(result["determinism_cost"]["categories"]) == set(result["profile"]["categories"])
   assert len(list(traces.glob("deterministic_*/**/perfetto_trace.json.gz"))) == 2  # --profile_dir keeps them.
+
+
+def test_sd_step_set_overrides_the_config_with_literals_and_strings():
+  import sd_step
+
+  sets = ["sdf.eikonal=1000.0", "field.density_activation=volsdf", "camera.distance_range=(1.25, 1.25)"]
+  parsed = sd_step.parse_sets(sets)
+  assert parsed == {"sdf.eikonal": 1000.0, "field.density_activation": "volsdf", "camera.distance_range": (1.25, 1.25)}
+  config = sd_step.sd_config("some/folder", overrides=parsed)
+  assert config.sdf.eikonal == 1000.0 and config.field.density_activation == "volsdf"
+  assert tuple(config.camera.distance_range) == (1.25, 1.25)
+  with pytest.raises(SystemExit, match="KEY=VALUE"):
+    sd_step.parse_sets(["sdf.eikonal"])
