@@ -5,8 +5,9 @@
 #   bash benchmarks/sd_gpu_one.sh 2 RESULTS_DIR MAKE_RANDOM_SD_PY   # start to the second step; ours against PyTorch
 #   bash benchmarks/sd_gpu_one.sh 3 RESULTS_DIR MAKE_RANDOM_SD_PY   # bits: the SD run twice with cuDNN attention
 #        (the default, auto) and once with XLA's, 50 logged steps each, compared loss by loss (bits.txt); and once
-#        without Triton GEMM fusions (times.txt: each run's compile time and pace); the step with the Shapes
-#        default's signed-distance surface against the density field (step_surface.json, step_density.json)
+#        without Triton GEMM fusions (times.txt: each run's compile time and pace); the step with the
+#        configs' signed-distance surface (configs/surface.py) against the paper's density field (step_surface.json,
+#        step_density.json)
 # MAKE_RANDOM_SD_PY is ../shared/tools/make_random_sd.py (torch + diffusers): SD 2.1-base with random fp16 weights,
 # written once per machine (~1 min). Each job's JSON and log land in RESULTS_DIR; a job past its limit is cut.
 # Part 3 writes 12 files: on the lent machine (8 files come back) give it a folder under $OUT and tar that.
@@ -45,15 +46,19 @@ elif [ "$PART" = 3 ]; then
       --compilation_cache= --config.guidance.sd.model=$CKPT --config.num_steps=50 --config.log_every=1 \
       --config.val_every=0 --config.checkpoint_every=1000 --config.export.enabled=false --config.progress_bar=false ${SD_BITS_SET:-} "$@"
   }  # SD_BITS_SET: more overrides for all three (a CPU smoke test: a tiny checkpoint at 16x16).
-  sd_run auto_a; sd_run auto_b; sd_run xla --config.guidance.sd.attention=xla
-  # Without Triton GEMM fusions (cuBLAS, no GEMM autotuning): does the step compile faster, as the Shapes job's does?
-  sd_run notriton --config.gpu_triton_gemm=false
-  # Issue 'Solid objects' asks SD configs to inherit the Shapes default's surface (signed distance, eikonal and l1
-  # normal smoothness): what it costs the SD step, against the density field, in the same call.
-  SURFACE="--set=field.density_activation=volsdf --set=field.blob_radius=0.3 --set=field.sdf_beta=0.005
-    --set=sdf.beta_start=0.05 --set=sdf.eikonal=1000.0 --set=sdf.smoothness=1000.0 --set=sdf.smoothness_norm=l1"
+  # SD_RUNS: which runs (all four by default; "auto_a auto_b" for the bits alone in a short call).
+  for name in ${SD_RUNS:-auto_a auto_b xla notriton}; do
+    case $name in
+      xla) sd_run xla --config.guidance.sd.attention=xla ;;
+      # Without Triton GEMM fusions (cuBLAS, no GEMM autotuning): does it compile faster, as the Shapes job does?
+      notriton) sd_run notriton --config.gpu_triton_gemm=false ;;
+      *) sd_run "$name" ;;
+    esac
+  done
+  # SD configs inherit the Shapes quality config's surface (configs/surface.py: signed distance, eikonal and l1
+  # normal smoothness): what it costs the SD step against the paper's density field, in the same call.
   for field in density surface; do
-    sets=""; [ $field = surface ] && sets=$SURFACE
+    sets=""; [ $field = density ] && sets="--set=field.density_activation=exp"
     XLA_PYTHON_CLIENT_PREALLOCATE=false job "step_$field" 170 python3 benchmarks/sd_step.py --model=$CKPT --steps=30 \
       --noparts $sets ${SD_STEP_FLAGS:-} --out="$R/step_$field.json"  # SD_STEP_FLAGS: sizes for a CPU smoke test.
   done

@@ -61,8 +61,8 @@ def define_flags() -> None:
   flags.DEFINE_multi_string(
     "set",
     [],
-    "More config overrides, KEY=VALUE with VALUE a Python literal (else a string), e.g. the Shapes default's surface: "
-    "--set=field.density_activation=volsdf --set=sdf.eikonal=1000.0 --set=sdf.smoothness=1000.0.",
+    "More config overrides, KEY=VALUE with VALUE a Python literal (else a string), e.g. the paper's density field "
+    "instead of the configs' signed-distance surface: --set=field.density_activation=exp.",
   )
   flags.DEFINE_integer("steps", 50, "Timed steps (after 3 untimed ones).")
   flags.DEFINE_integer("image_size", 512, "guidance.sd.image_size (renders are resized to it before the VAE).")

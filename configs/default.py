@@ -7,7 +7,13 @@ dreamfusion_jax.shapes.world.COLOUR_NAMES and a shape of dreamfusion_jax.shapes.
 `python -m dreamfusion_jax.evaluate --workdir=/tmp/default` scores the result against the truth.
 """
 
-from dreamfusion_jax import base_config
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from configs import surface  # noqa: E402
+from dreamfusion_jax import base_config  # noqa: E402
 
 
 def get_config():
@@ -35,26 +41,10 @@ def get_config():
   c.field.log2_hashmap_size = 14  # 16k entries per level.
   c.field.max_resolution = 64  # Finest grid resolution (the renders are 32x32).
   c.field.mlp_width = 32  # Narrow MLP.
-  # A signed distance s, not a density: VolSDF's density (1 / beta) Psi_beta(-s) is opaque inside and empty
-  # outside, so the object is a surface, not the speckled fog of a free density (normal error 55 deg, fog
-  # 0.63 in the sweep; BENCHMARKS.md, 'Surface quality'). s starts as the sphere |x| - 0.3, smaller than the
-  # Shapes world's objects, so the view keeps background around it.
-  c.field.density_activation = "volsdf"
-  c.field.blob_radius = 0.3  # The initial sphere's radius.
-  c.field.sdf_beta = 0.005  # beta at the end: the surface's blur, 5 mm (0.01 leaves twice the fog).
-  c.sdf.beta_start = 0.05  # beta at step 0: a soft surface whose gradient reaches 5 cm around it ...
-  c.sdf.beta_anneal_steps = 1000  # ... sharpened log-linearly over the whole run.
-  c.sdf.eikonal = 1000.0  # Keeps s a distance (the SDS loss is a sum over pixels, so weights are large).
-  # Flattens the dents SDS's noise leaves in the faces ('a red cube', CPU: normal error 22 -> 16 deg, extent
-  # error 0.22 -> 0.13, at 5% of the step's time).
-  c.sdf.smoothness = 1000.0
-  # ... as the mean LENGTH of the normals' difference (a total variation), not its square: the square costs a
-  # sharp edge more than a rounded one, the length does not. Over 5 chairs + 5 shapes x 3 seeds (H100) the other
-  # shapes' IoU rose 0.836 -> 0.847, the true genus 20 -> 23 of 30, chamfer 0.0163 -> 0.0152, and the cubes'
-  # faces flattened with sharper edges; on the CPU 'a red cube' IoU 0.857 -> 0.888, 'a white cylinder' normal
-  # error 12.0 -> 9.9 deg (BENCHMARKS.md, 'Surface quality').
-  c.sdf.smoothness_norm = "l1"
-  c.export.mesh_threshold = 0.0  # The mesh and the scored occupancy are the surface s = 0.
+  # The signed-distance surface (configs/surface.py: VolSDF's density, eikonal, l1 normal smoothness, a
+  # progressive view over the first 300 steps), sharpened to beta 0.005 (0.01 leaves twice the fog) from the
+  # sphere |x| - 0.3, smaller than the Shapes world's objects.
+  surface.apply(c, final_beta=0.005, initial_radius=0.3)
   # The albedo starts at sigmoid(1.4) = 0.8 instead of 0.5 grey: from half brightness the prior's pull
   # towards dark colours kept pink and white results dark; from 0.8 they keep their colour, and the IoU
   # is unchanged (BENCHMARKS.md, 'Durable findings' and 'Shapes sweep').
@@ -71,11 +61,7 @@ def get_config():
   # and the IoU rose (BENCHMARKS.md, 'Durable findings').
   c.camera.look_at_std = 0.0  # No look-at jitter.
   c.camera.position_jitter = 0.0  # No camera position jitter.
-  # Progressive view: the azimuths spread from the front to the full circle over the first 300 steps, so the
-  # front is settled before the other sides are shaped. Chairs drawn from all sides at once grew tangles of
-  # backrests and legs; over 5 chairs x 3 seeds (H100) the chair's IoU rose 0.50 -> 0.57 and its true genus
-  # 6 -> 10 of 15, the other 5 shapes' IoU 0.830 -> 0.836 (BENCHMARKS.md, 'Surface quality').
-  c.camera.progressive_view_steps = 300
+  c.reg.orientation_anneal_steps = 1000  # Orientation-loss anneal.
   c.render.background = "random"  # Random solid colours, as in the prior's training images.
   c.render.image_size = 32  # Render size; renders are upsampled to the prior's 64x64.
   c.render.num_coarse = 32  # Stratified samples per ray.
@@ -84,7 +70,6 @@ def get_config():
   # the shape from the start. With 200 albedo-only steps first, colour alone moved the whole surface: some
   # seeds shrank to nothing or grew to fill the view before shading began (BENCHMARKS.md, 'Surface quality').
   c.shading.albedo_warmup_steps = 0
-  c.reg.orientation_anneal_steps = 1000  # Orientation-loss anneal.
   # The preview's sample at the guidance the prior's model card samples with (4; 7.5 saturates this small prior).
   c.guidance.preview_sample_scale = 4.0
   c.log_every = 50  # Metric records.

@@ -143,6 +143,23 @@ def test_the_quality_config_is_the_default_at_64x64_and_runs(tmp_path):
   assert os.path.getsize(os.path.join(workdir, "seed_0", "mesh.ply")) > 0
 
 
+def test_stable_diffusion_configs_inherit_the_quality_configs_surface():
+  """configs/sd21_base.py, sd15.py and peacock.py render the quality config's signed-distance surface, with the
+  same regularisers and final sharpness, their schedules spanning their own runs; the prior's settings stay."""
+  sys.path.insert(0, ROOT)
+  from configs import peacock, sd15, sd21_base, shapes_hq  # noqa: E402
+
+  hq = shapes_hq.get_config()
+  for sd in (sd21_base.get_config(), sd15.get_config(), peacock.get_config()):
+    assert sd.guidance.model == "stable_diffusion" and sd.render.image_size == hq.render.image_size == 64
+    assert sd.field.density_activation == "volsdf" and sd.field.sdf_beta == hq.field.sdf_beta
+    assert {**sd.sdf.to_dict(), "beta_anneal_steps": hq.num_steps} == hq.sdf.to_dict()
+    assert sd.sdf.beta_anneal_steps == sd.num_steps == 10_000
+    assert sd.camera.progressive_view_steps / sd.num_steps == hq.camera.progressive_view_steps / hq.num_steps
+    assert sd.export.mesh_threshold == hq.export.mesh_threshold == 0.0
+    assert sd.guidance.scale == 100.0 and sd.guidance.t_min == 0.02  # The paper's, not the Shapes prior's.
+
+
 def test_sweep_trains_captions_as_seeds_of_one_run_and_writes_the_table(tmp_path):
   out = str(tmp_path / "sweep")
   proc = run(

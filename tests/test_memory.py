@@ -86,14 +86,16 @@ def test_stable_diffusion_estimate_is_the_measured_step_where_it_was_measured(dt
   sys.path.insert(0, ROOT)
   from configs import sd21_base
 
-  config = set_fields(sd21_base.get_config(), {"guidance.sd.dtype": dtype, "guidance.sd.remat": remat})
-  est = memory.estimate(config)
+  measured = {"guidance.sd.dtype": dtype, "guidance.sd.remat": remat, "field.density_activation": "exp"}
+  est = memory.estimate(set_fields(sd21_base.get_config(), measured))  # The density field it was measured with.
   assert est.device == pytest.approx(memory._SD_PEAK_512[(dtype, remat)])
+  surface = memory.estimate(set_fields(sd21_base.get_config(), {**measured, "field.density_activation": "volsdf"}))
+  assert est.device < surface.device < 1.01 * est.device  # Plus the eikonal and smoothness points.
   assert 0 < est.activations + est.tables < est.device
   two = memory.estimate(
     set_fields(
       sd21_base.get_config(),
-      {"guidance.sd.dtype": dtype, "guidance.sd.remat": remat, "batch_size": 2, "guidance.sd.image_size": 256},
+      {**measured, "batch_size": 2, "guidance.sd.image_size": 256},
     )
   )
   assert two.prior == pytest.approx(est.prior * 2 / 4)

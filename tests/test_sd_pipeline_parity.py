@@ -54,8 +54,9 @@ def sd_config(folder: str, **overrides):
 
   c = sd21_base.get_config()
   small = tiny_config()
-  for group in ("field", "render"):
-    c[group] = small[group]
+  c.render = small.render
+  for key in ("num_levels", "log2_hashmap_size", "mlp_width"):  # A small grid; the config's surface stays.
+    c.field[key] = small.field[key]
   c.field.max_resolution = 32
   c.shading.albedo_warmup_steps = 1
   c.guidance.sd.model = folder
