@@ -10,8 +10,11 @@ mesh.glb, mesh.ply, views.png), DIR/validation/, DIR/metrics.jsonl (README.md, '
 Thin by design: the library (`dreamfusion_jax.train.train_and_evaluate`) is what tests and notebooks call.
 Exit status: 0 done; 2 a problem the message names (bad input, a locked or unusable workdir, a full disk,
 a divergence); EXIT_INTERRUPTED (75) stopped by SIGTERM or SIGINT at a checkpoint: rerunning resumes it.
+A hung run: `kill -USR1 PID` prints the Python stack of each of its threads to stderr.
 """
 
+import faulthandler
+import signal
 import sys
 
 from absl import app, flags
@@ -34,6 +37,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  # `kill -USR1 PID` prints every thread's Python stack to stderr: where a hung (e.g. multi-host) run waits.
+  faulthandler.register(signal.SIGUSR1, all_threads=True)
   import jax  # Imported after flag parsing so that --help is fast.
 
   if FLAGS.jax_distributed:

@@ -44,8 +44,9 @@ def logged_steps(workdir):
     return [json.loads(line)["step"] for line in f if line.strip()]
 
 
-def start_and_signal(workdir, signum, after_steps=3):
-  """Starts a long run, sends `signum` once it has logged `after_steps` steps; returns the finished process."""
+def start_and_signal(workdir, signum, after_steps=3, dump=False):
+  """Starts a long run, sends `signum` once it has logged `after_steps` steps (after a SIGUSR1, main's stack dump,
+  with `dump`); returns the finished process."""
   proc = subprocess.Popen(
     main_cmd(workdir, "--config.num_steps=100000"),
     cwd=ROOT,
@@ -61,6 +62,9 @@ def start_and_signal(workdir, signum, after_steps=3):
       break
     time.sleep(0.2)
   assert proc.poll() is None, proc.communicate()[1][-3000:]
+  if dump:
+    proc.send_signal(signal.SIGUSR1)
+    time.sleep(1)
   proc.send_signal(signum)
   out, err = proc.communicate(timeout=300)
   return proc.returncode, out, err
@@ -77,8 +81,10 @@ def final_params(workdir):
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_checkpoints_the_step_in_flight_and_the_resumed_run_is_bitwise_the_uninterrupted_one(tmp_path, signum):
   workdir = str(tmp_path / "stopped")
-  rc, _, err = start_and_signal(workdir, signum)
+  rc, _, err = start_and_signal(workdir, signum, dump=signum == signal.SIGTERM)
   assert rc == EXIT_INTERRUPTED, err[-3000:]
+  if signum == signal.SIGTERM:  # SIGUSR1 printed every thread's stack, the main thread's in main.py, and went on.
+    assert "(most recent call first)" in err and "dreamfusion_jax/main.py" in err, err[-3000:]
   assert "Traceback" not in err
   lines = [line for line in err.splitlines() if line.startswith("interrupted:")]
   assert len(lines) == 1, err[-3000:]
@@ -163,8 +169,11 @@ def test_the_handlers_are_given_back_after_a_run(tmp_path):
 
 TWO_HOSTS = textwrap.dedent(
   """
+  import faulthandler
+  import signal
   import sys
   import jax
+  faulthandler.register(signal.SIGUSR1, all_threads=True)  # _finish's stack dump of a hung process.
   process, port, workdir, num_steps = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
   export, every = "export" in sys.argv[5:], 5 if "ckpt5" in sys.argv[5:] else 1000
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
@@ -210,16 +219,47 @@ def _two_hosts(workdir, num_steps, logs, *extra):
   return procs
 
 
-def _finish(procs):
-  """[(returncode, output)] of each process, once all have ended."""
+def _finish(procs, timeout=300):
+  """[(returncode, output)] of each process, once all have ended. A process still running after `timeout` s fails the
+  test with every process's log and, for the hung ones, the Python stack of each of their threads (SIGUSR1:
+  faulthandler), so that a rare hang shows where it waits."""
   for p in procs:
     try:
-      p.wait(timeout=300)
+      p.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
+      hung = [q for q in procs if q.poll() is None]
+      for q in hung:
+        q.send_signal(signal.SIGUSR1)
+      time.sleep(3)
       for q in procs:
         q.kill()
-      raise
+        q.wait()
+      logs = "\n".join(
+        f"--- process {i} ({'hung' if q in hung else q.returncode}):\n{open(q.log).read()[-6000:]}"
+        for i, q in enumerate(procs)
+      )
+      raise AssertionError(f"{len(hung)} of {len(procs)} processes still running after {timeout} s:\n{logs}") from None
   return [(p.returncode, open(p.log).read()) for p in procs]
+
+
+def test_a_hung_process_fails_with_the_stack_of_each_of_its_threads(tmp_path):
+  """_finish's diagnosis of a hang: the hung process's Python stacks (all threads) are in the failure."""
+  log = str(tmp_path / "hung.log")
+  code = "import faulthandler, signal, threading, time; faulthandler.register(signal.SIGUSR1, all_threads=True)\n"
+  code += "def waits_in_a_thread(): time.sleep(600)\n"
+  code += "threading.Thread(target=waits_in_a_thread, daemon=True).start(); print('ready', flush=True)\n"
+  code += "def waits_in_main(): time.sleep(600)\nwaits_in_main()"
+  with open(log, "w") as out:
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=out, stderr=subprocess.STDOUT)
+  p.log = log
+  deadline = time.time() + 30
+  while "ready" not in open(log).read() and time.time() < deadline:
+    time.sleep(0.1)
+  with pytest.raises(AssertionError) as failure:
+    _finish([p], timeout=1)
+  message = str(failure.value)
+  assert "1 of 1 processes still running after 1 s" in message and p.poll() is not None
+  assert "in waits_in_main" in message and "in waits_in_a_thread" in message
 
 
 def test_sigterm_to_one_host_of_two_stops_both_at_the_same_checkpoint_and_they_resume(tmp_path):
