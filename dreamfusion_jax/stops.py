@@ -76,7 +76,11 @@ class StopRequest:
       return False
     from jax.experimental import multihost_utils
 
+    # The decision is the gathered flags alone, which every host sees alike: a signal that lands here after this
+    # host's flag was read (during the gather) must wait for the next sync point, or this host alone would stop
+    # and wait in the checkpoint's collectives for hosts that went on (a hang seen in CI).
     mine = np.int32(0 if self.signal_name is None else 1)
-    if int(np.max(multihost_utils.process_allgather(mine))) and self.signal_name is None:
+    anyone = bool(int(np.max(multihost_utils.process_allgather(mine))))
+    if anyone and self.signal_name is None:
       self.signal_name = "a signal to another host"
-    return self.signal_name is not None
+    return anyone

@@ -242,6 +242,34 @@ def _finish(procs, timeout=300):
   return [(p.returncode, open(p.log).read()) for p in procs]
 
 
+def test_hosts_decide_from_the_gathered_flags_only_so_a_signal_during_the_gather_waits(monkeypatch):
+  """The race behind a two-host hang seen in CI: SIGTERM landed on process 1 while the hosts gathered their
+  flags (both 0). Process 1 then stopped on its own flag while process 0 went on, and each waited for the other in
+  a different collective. Every host must decide from the gathered flags alone; the late signal is agreed at the
+  next sync point."""
+  from jax.experimental import multihost_utils
+
+  from dreamfusion_jax import stops
+
+  stop = stops.StopRequest()
+  stop._processes = 2
+  gathered = []
+
+  def allgather(mine):  # This host's flag, and the other host's (0): the handler runs during the gather.
+    gathered.append(int(mine))
+    stop.signal_name = "SIGTERM"
+    return np.array([mine, 0])
+
+  monkeypatch.setattr(multihost_utils, "process_allgather", allgather)
+  assert stop.agreed(sync_point=False) is False and gathered == []  # No gather between sync points.
+  assert stop.agreed(sync_point=True) is False  # What the other host, which gathered two zeros, decides too.
+  assert stop.agreed(sync_point=True) is True and gathered == [0, 1]  # Agreed at the next one.
+  other = stops.StopRequest()  # A host that got no signal stops on another's, with a name for it.
+  other._processes = 2
+  monkeypatch.setattr(multihost_utils, "process_allgather", lambda mine: np.array([mine, 1]))
+  assert other.agreed(sync_point=True) is True and other.signal_name == "a signal to another host"
+
+
 def test_a_hung_process_fails_with_the_stack_of_each_of_its_threads(tmp_path):
   """_finish's diagnosis of a hang: the hung process's Python stacks (all threads) are in the failure."""
   log = str(tmp_path / "hung.log")
