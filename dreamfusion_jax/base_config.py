@@ -174,6 +174,9 @@ def get_config():
   # 'l2': the squared difference of the two normals; 'l1': its length (a total variation), which costs a
   # sharp edge no more than a rounded one of the same turn, so it flattens bumps without rounding edges.
   c.sdf.smoothness_norm = "l2"
+  # From step smoothness_fade_start (0: never) the smoothness weight falls linearly to 0 over smoothness_fade_steps.
+  c.sdf.smoothness_fade_start = 0
+  c.sdf.smoothness_fade_steps = 100
 
   # --- Coarse-to-fine hash levels (Neuralangelo, Li et al. 2023; train.level_weights): level l's features are
   # weighted by clip(a - l, 0, 1), a rising linearly from `start_levels` to field.num_levels. ---

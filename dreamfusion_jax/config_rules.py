@@ -167,6 +167,8 @@ RULES: dict[str, Rule] = {
   "sdf.smoothness": WEIGHT,
   "sdf.smoothness_radius": Float(0.0, 10.0),
   "sdf.smoothness_norm": Choice("l2", "l1"),
+  "sdf.smoothness_fade_start": STEPS,
+  "sdf.smoothness_fade_steps": STEPS,
   "coarse_to_fine.steps": STEPS,
   "coarse_to_fine.start_levels": Int(1, 64, why="hash levels on from step 0, at most field.num_levels"),
   "log_every": Int(1, MAX_STEPS),

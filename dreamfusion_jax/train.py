@@ -276,9 +276,20 @@ def loss_fn(
     total = total + config.sdf.eikonal * metrics["eikonal"]
     if config.sdf.smoothness > 0:
       metrics["smoothness"] = surface_smoothness(scene, params, jax.random.fold_in(key, 3), config)
-      total = total + config.sdf.smoothness * metrics["smoothness"]
+      total = total + smoothness_weight(config, step) * metrics["smoothness"]
     metrics["loss"] = total
   return total, metrics
+
+
+def smoothness_weight(config: ml_collections.ConfigDict, step):
+  """sdf.smoothness, faded linearly to 0 over the sdf.smoothness_fade_steps steps from sdf.smoothness_fade_start
+  (0: never): the smoothness flattens the faces SDS leaves bumpy, but it also rounds every edge, and without it the
+  edges SDS makes are sharp (BENCHMARKS.md, 'Surface quality')."""
+  s = config.sdf
+  if not s.smoothness_fade_start:
+    return s.smoothness  # A Python float: the program is the one without the option.
+  left = 1.0 - (step - s.smoothness_fade_start) / max(s.smoothness_fade_steps, 1)
+  return s.smoothness * jnp.clip(left, 0.0, 1.0)
 
 
 def level_weights(config: ml_collections.ConfigDict, step: jnp.ndarray):

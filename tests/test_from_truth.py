@@ -5,7 +5,6 @@ import sys
 
 import jax
 import numpy as np
-
 from conftest import ROOT, tiny_config
 
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))

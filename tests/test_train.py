@@ -383,6 +383,17 @@ def test_l1_surface_smoothness_is_zero_on_a_plane_and_the_rayleigh_mean_over_R_o
     assert value == pytest.approx(r * np.sqrt(np.pi / 2) / 0.5, rel=0.05), k
 
 
+def test_smoothness_weight_fades_linearly_to_zero_from_its_start_step():
+  config = tiny_config(**{"field.density_activation": "volsdf", "sdf.smoothness": 1000.0})
+  assert train.smoothness_weight(config, jnp.int32(5000)) == 1000.0  # No fade: the weight, as a Python float.
+  config.sdf.smoothness_fade_start, config.sdf.smoothness_fade_steps = 700, 200
+  steps = np.array([0, 699, 700, 750, 800, 899, 900, 901, 5000])
+  want = 1000.0 * np.clip(1 - (steps - 700) / 200, 0, 1)  # 1000 up to 700, 750 at 750, 0 from 900.
+  got = [float(jax.jit(lambda t: train.smoothness_weight(config, t))(jnp.int32(t))) for t in steps]
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3)  # float32, as the step computes it.
+  np.testing.assert_allclose(want[[3, 4, 6]], [750.0, 500.0, 0.0])
+
+
 def test_sdf_beta_anneals_log_linearly_from_start_to_the_fields_beta():
   config = tiny_config(
     **{
