@@ -24,11 +24,15 @@ from dreamfusion_jax import train
 from dreamfusion_jax.nerf.field import Scene
 from dreamfusion_jax.shapes import world
 
-config_flags.DEFINE_config_file("config", None, "A Shapes config with field.density_activation='volsdf'.")
-flags.DEFINE_string("workdir", None, "The run's directory (must not hold a run).")
-flags.DEFINE_integer("fit_steps", 3000, "Adam steps of the fit to the true signed distance.")
-flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The command line's flags (defined only when run as a script: tests import this module beside others)."""
+  config_flags.DEFINE_config_file("config", None, "A Shapes config with field.density_activation='volsdf'.")
+  flags.DEFINE_string("workdir", None, "The run's directory (must not hold a run).")
+  flags.DEFINE_integer("fit_steps", 3000, "Adam steps of the fit to the true signed distance.")
+  flags.mark_flags_as_required(["config", "workdir"])
 
 
 def fit_to_truth(trainer: train.Trainer, state: train.TrainState, shape_index: int, steps: int) -> train.TrainState:
@@ -80,4 +84,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
