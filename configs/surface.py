@@ -25,7 +25,9 @@ def apply(c, final_beta: float, initial_radius: float):
   # sharp edge more than a rounded one, the length does not. Over 5 chairs + 5 shapes x 3 seeds (H100) the other
   # shapes' IoU rose 0.836 -> 0.847, the true genus 20 -> 23 of 30, chamfer 0.0163 -> 0.0152, and the cubes'
   # faces flattened with sharper edges; on the CPU 'a red cube' IoU 0.857 -> 0.888, 'a white cylinder' normal
-  # error 12.0 -> 9.9 deg (BENCHMARKS.md, 'Surface quality').
+  # error 12.0 -> 9.9 deg (BENCHMARKS.md, 'Surface quality'). It still rounds edges: trained from the exact cube,
+  # the default rounds them to 0.20 of the half-size, and without the term they stay sharp with crumpled faces
+  # (benchmarks/results/edges_2026-12-07/); sdf.smoothness_fade_start fades it out late (off until screened).
   c.sdf.smoothness_norm = "l1"
   # Progressive view: the azimuths spread from the front to the full circle over the first 30% of the steps,
   # so the front is settled before the other sides are shaped. Chairs drawn from all sides at once grew

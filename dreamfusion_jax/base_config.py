@@ -172,7 +172,8 @@ def get_config():
   c.sdf.smoothness = 0.0
   c.sdf.smoothness_radius = 0.02  # Std (world units) of the offset between the compared surface points.
   # 'l2': the squared difference of the two normals; 'l1': its length (a total variation), which costs a
-  # sharp edge no more than a rounded one of the same turn, so it flattens bumps without rounding edges.
+  # sharp edge no more than a rounded one of the same turn. Measured, both still round edges (BENCHMARKS.md,
+  # 'Surface quality': the exact cube's edges are rounded to 0.20 of its half-size by the l1 term).
   c.sdf.smoothness_norm = "l2"
   # From step smoothness_fade_start (0: never) the smoothness weight falls linearly to 0 over smoothness_fade_steps.
   c.sdf.smoothness_fade_start = 0
