@@ -275,7 +275,10 @@ def loss_fn(
     metrics["eikonal"] = eikonal(scene, params, jax.random.fold_in(key, 2), config)
     total = total + config.sdf.eikonal * metrics["eikonal"]
     if config.sdf.smoothness > 0:
-      metrics["smoothness"] = surface_smoothness(scene, params, jax.random.fold_in(key, 3), config)
+      hits = None
+      if config.sdf.smoothness_points == "render":
+        hits = rendered_surface_points(cams, out, size)
+      metrics["smoothness"] = surface_smoothness(scene, params, jax.random.fold_in(key, 3), config, hits)
       total = total + smoothness_weight(config, step) * metrics["smoothness"]
     metrics["loss"] = total
   return total, metrics
@@ -351,15 +354,43 @@ def eikonal(scene: Scene, params: Any, key: jax.Array, config: ml_collections.Co
   return jnp.mean((norm - 1.0) ** 2)
 
 
-def surface_smoothness(scene: Scene, params: Any, key: jax.Array, config: ml_collections.ConfigDict) -> jnp.ndarray:
+def rendered_surface_points(cams, out, size: int):
+  """Where the step's rays hit the surface: origin + depth / opacity * direction of every pixel whose opacity is
+  above 0.5, with that opacity's share of the draw (0 elsewhere). Returns (points [B*H*W, 3], probabilities
+  [B*H*W]), without gradient. Uniform over the visible surface's projection, these points weigh an edge by its
+  area, where uniform points moved onto the surface gather on the edges and corners: every point of the region
+  outside a box beside an edge lands on that edge (3/4 of the points of [-1, 1]^3 around a cube of half-size 0.32)."""
+  origins, directions = jax.vmap(lambda c: cameras.generate_rays(c, size, size))(cams)
+  opacity, depth = out["opacity"].reshape(-1), out["depth"].reshape(-1)
+  hit = opacity > 0.5
+  t = depth / jnp.where(hit, opacity, 1.0)
+  points = origins.reshape(-1, 3) + t[:, None] * directions.reshape(-1, 3)
+  weight = jnp.where(hit, opacity, 0.0)
+  return jax.lax.stop_gradient(points), jax.lax.stop_gradient(weight / jnp.maximum(jnp.sum(weight), 1e-12))
+
+
+def surface_smoothness(
+  scene: Scene, params: Any, key: jax.Array, config: ml_collections.ConfigDict, hits=None
+) -> jnp.ndarray:
   """mean |n(p) - n(p + d)|^2 of the unit normals n = grad s / |grad s| at surface points p and p + d, d ~ N(0,
   sdf.smoothness_radius^2 I): a bump of width ~radius costs, a flat face costs 0 and a sphere of radius R
   ~2 radius^2 / R^2. The p are sdf.eikonal_points uniform points moved onto the surface by one Newton step
   x - s grad s / |grad s|^2 (exact where s is a distance up to scale). sdf.smoothness_norm 'l1' takes the mean
-  |n(p) - n(p + d)| instead: a bump still costs, but a sharp edge no more than a rounded one."""
+  |n(p) - n(p + d)| instead: a bump still costs, but a sharp edge no more than a rounded one. 'welsch' takes
+  sigma (1 - exp(-|n(p) - n(p + d)|^2 / sigma^2)), sigma = sdf.smoothness_scale (Welsch's robust penalty, as in
+  edge-preserving smoothing): a small difference (a bump) costs ~|.|^2 / sigma, one much larger than sigma (a pair
+  across an edge) at most sigma, so a sharp edge, whose large turns lie in a band of width ~radius, costs less than
+  a rounded one of radius R >~ radius / sigma, whose smaller turns spread over ~R.
+  hits (sdf.smoothness_points 'render'): (points, probabilities) of `rendered_surface_points`; the p are then
+  sdf.eikonal_points draws among them, moved onto the surface, and uniform points when no pixel is opaque."""
   k_points, k_offset = jax.random.split(key)
   bound = config.field.bound
-  x = jax.random.uniform(k_points, (config.sdf.eikonal_points, 3), minval=-bound, maxval=bound)
+  n = config.sdf.eikonal_points
+  x = jax.random.uniform(k_points, (n, 3), minval=-bound, maxval=bound)
+  if hits is not None:
+    points, prob = hits
+    drawn = points[jax.random.choice(jax.random.fold_in(k_points, 1), prob.shape[0], (n,), p=prob)]
+    x = jnp.where(jnp.sum(prob) > 0.5, drawn, x)
   sdf, grad = sdf_and_gradient(scene, params, x)
   p = jax.lax.stop_gradient(x - sdf[:, None] * grad / jnp.maximum(jnp.sum(grad * grad, -1, keepdims=True), 1e-12))
   q = p + config.sdf.smoothness_radius * jax.random.normal(k_offset, p.shape)
@@ -370,6 +401,9 @@ def surface_smoothness(scene: Scene, params: Any, key: jax.Array, config: ml_col
     # |n_p - n_q|: along a path across an edge, the lengths of the normal's steps add up to the same turn
     # whether it is taken at once (sharp) or spread (rounded), while the squares favour spreading it.
     return jnp.mean(jnp.sqrt(squared + 1e-8))
+  if config.sdf.smoothness_norm == "welsch":
+    sigma = config.sdf.smoothness_scale
+    return jnp.mean(sigma * -jnp.expm1(-squared / sigma**2))
   return jnp.mean(squared)
 
 

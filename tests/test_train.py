@@ -16,7 +16,7 @@ from conftest import ROOT, tiny_config
 from dreamfusion_jax import train
 from dreamfusion_jax.guidance import interface as guidance_lib
 from dreamfusion_jax.nerf import cameras, render, views
-from dreamfusion_jax.nerf.field import Scene
+from dreamfusion_jax.nerf.field import Scene, volsdf_density
 
 
 class TargetDenoiser(nn.Module):
@@ -381,6 +381,94 @@ def test_l1_surface_smoothness_is_zero_on_a_plane_and_the_rayleigh_mean_over_R_o
   for k in (1.0, 2.0):
     value = float(train.surface_smoothness(_DistanceScene(k), {}, key, config))
     assert value == pytest.approx(r * np.sqrt(np.pi / 2) / 0.5, rel=0.05), k
+
+
+def test_welsch_surface_smoothness_on_a_sphere_is_its_closed_form():
+  # |n(p) - n(p + d)|^2 ~ |d_t|^2 / R^2, exponential with mean m = 2 r^2 / R^2, and E[exp(-X / sigma^2)] =
+  # 1 / (1 + m / sigma^2) for X ~ Exp(mean m): the mean of sigma (1 - exp(-X / sigma^2)) is sigma m / (sigma^2 + m).
+  r, radius, sigma = 0.01, 0.5, 0.02
+  config = tiny_config(
+    **{
+      "field.density_activation": "volsdf",
+      "sdf.eikonal_points": 8192,
+      "sdf.smoothness_radius": r,
+      "sdf.smoothness_norm": "welsch",
+      "sdf.smoothness_scale": sigma,
+    }
+  )
+  key = jax.random.PRNGKey(0)
+  assert float(train.surface_smoothness(_PlaneScene(), {}, key, config)) == pytest.approx(0.0, abs=1e-10)
+  m = 2 * r**2 / radius**2
+  value = float(train.surface_smoothness(_DistanceScene(1.0), {}, key, config))
+  assert value == pytest.approx(sigma * m / (sigma**2 + m), rel=0.05)
+  assert value < 0.4 * m / sigma  # Capped: a third of its quadratic part's m / sigma, as m is twice sigma^2.
+
+
+class _BoxScene:
+  """The exact signed distance of a box of half-size h whose edges are rounded to radius rr (a cube for rr = 0)."""
+
+  def __init__(self, h, rr):
+    self.h, self.rr = h, rr
+
+  def apply(self, variables, x, method=None):
+    q = jnp.abs(x) - (self.h - self.rr)
+    outside = jnp.maximum(q, 0.0)
+    return jnp.sqrt(jnp.sum(outside * outside, -1) + 1e-12) + jnp.minimum(jnp.max(q, -1), 0.0) - self.rr
+
+
+def _box_surface_points(h, n, seed=0):
+  """n points uniform over the faces of the cube of half-size h (numpy)."""
+  rng = np.random.default_rng(seed)
+  points = rng.uniform(-h, h, (n, 3))
+  axis = rng.integers(0, 3, n)
+  points[np.arange(n), axis] = h * rng.choice([-1.0, 1.0], n)
+  return jnp.asarray(points, jnp.float32)
+
+
+@pytest.mark.parametrize("norm", ["l2", "l1", "welsch"])
+def test_surface_smoothness_points_and_norms_against_sharp_and_rounded_boxes(norm):
+  # Uniform points moved onto a cube's surface gather on its edges (every point of an edge's outside region lands on
+  # that edge), and every norm then prices the sharp cube above its rounded kin. Points spread evenly over the
+  # surface ('render' draws them so) leave the choice to the norm: the Welsch penalty's cap makes the sharp edge the
+  # cheaper, while the squares still favour rounding.
+  config = tiny_config(
+    **{
+      "field.density_activation": "volsdf",
+      "field.bound": 1.0,
+      "sdf.eikonal_points": 16384,
+      "sdf.smoothness_radius": 0.02,
+      "sdf.smoothness_norm": norm,
+      "sdf.smoothness_scale": 0.2,
+    }
+  )
+  key, h = jax.random.PRNGKey(1), 0.32
+  sharp, rounded = _BoxScene(h, 0.0), _BoxScene(h, 0.064)
+  volume = [float(train.surface_smoothness(s, {}, key, config)) for s in (sharp, rounded)]
+  assert volume[0] > 1.1 * volume[1], volume
+  points = _box_surface_points(h - 0.005, 20000)  # Just inside: the Newton step moves them onto either surface.
+  hits = (points, jnp.full((points.shape[0],), 1.0 / points.shape[0]))
+  even = [float(train.surface_smoothness(s, {}, key, config, hits)) for s in (sharp, rounded)]
+  if norm == "welsch":
+    assert even[0] < 0.6 * even[1], even
+  elif norm == "l2":
+    assert even[0] > 2.0 * even[1], even
+
+
+def test_rendered_surface_points_lie_on_the_rendered_sphere():
+  config = tiny_config(**{"field.density_activation": "volsdf", "render.num_coarse": 64, "render.num_fine": 64})
+  size, radius = 24, 0.4
+  field_fn = lambda x: (volsdf_density(jnp.linalg.norm(x, axis=-1) - radius, 0.002), jnp.ones_like(x) * 0.5)
+  cam = cameras.sample_camera(jax.random.PRNGKey(3), cameras.from_config(config.camera), size, 1.0)
+  rcfg, shading = views.make_render_config(config), views.fixed_shading("albedo", cam["light_pos"])
+  out = render.render_image(None, field_fn, lambda d: jnp.zeros_like(d), cam, shading, rcfg, size, size)
+  cams = jax.tree.map(lambda a: a[None], cam)
+  points, prob = train.rendered_surface_points(cams, jax.tree.map(lambda a: a[None], out), size)
+  hit = np.asarray(prob) > 0
+  assert 0.1 < hit.mean() < 0.9  # The sphere covers part of the view.
+  np.testing.assert_allclose(float(jnp.sum(prob)), 1.0, rtol=1e-5)
+  hits = np.asarray(points)[hit]
+  np.testing.assert_allclose(np.linalg.norm(hits, axis=-1), radius, atol=0.01)
+  assert np.all(hits @ np.asarray(cam["origin"]) > 0)  # The camera's side of the sphere.
 
 
 def test_smoothness_weight_fades_linearly_to_zero_from_its_start_step():
