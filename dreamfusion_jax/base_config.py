@@ -179,7 +179,7 @@ def get_config():
   # (bumps), capped at sigma for large ones (pairs across an edge), so that sharp edges cost less than rounded ones.
   c.sdf.smoothness_scale = 0.2
   # Where its points lie: 'volume': uniform points of the bounding cube moved onto the surface (which gathers them on
-  # edges and corners); 'render': the step's rendered surface, uniform over its projection.
+  # edges and corners); 'render': the step's rendered surface, uniform over its projection; 'both': half each.
   c.sdf.smoothness_points = "volume"
   # From step smoothness_fade_start (0: never) the smoothness weight falls linearly to 0 over smoothness_fade_steps.
   c.sdf.smoothness_fade_start = 0

@@ -168,7 +168,7 @@ RULES: dict[str, Rule] = {
   "sdf.smoothness_radius": Float(0.0, 10.0),
   "sdf.smoothness_norm": Choice("l2", "l1", "welsch"),
   "sdf.smoothness_scale": Float(1e-3, 2.0),
-  "sdf.smoothness_points": Choice("volume", "render"),
+  "sdf.smoothness_points": Choice("volume", "render", "both"),
   "sdf.smoothness_fade_start": STEPS,
   "sdf.smoothness_fade_steps": STEPS,
   "coarse_to_fine.steps": STEPS,

@@ -276,7 +276,7 @@ def loss_fn(
     total = total + config.sdf.eikonal * metrics["eikonal"]
     if config.sdf.smoothness > 0:
       hits = None
-      if config.sdf.smoothness_points == "render":
+      if config.sdf.smoothness_points in ("render", "both"):
         hits = rendered_surface_points(cams, out, size)
       metrics["smoothness"] = surface_smoothness(scene, params, jax.random.fold_in(key, 3), config, hits)
       total = total + smoothness_weight(config, step) * metrics["smoothness"]
@@ -381,8 +381,9 @@ def surface_smoothness(
   edge-preserving smoothing): a small difference (a bump) costs ~|.|^2 / sigma, one much larger than sigma (a pair
   across an edge) at most sigma, so a sharp edge, whose large turns lie in a band of width ~radius, costs less than
   a rounded one of radius R >~ radius / sigma, whose smaller turns spread over ~R.
-  hits (sdf.smoothness_points 'render'): (points, probabilities) of `rendered_surface_points`; the p are then
-  sdf.eikonal_points draws among them, moved onto the surface, and uniform points when no pixel is opaque."""
+  hits (sdf.smoothness_points 'render' or 'both'): (points, probabilities) of `rendered_surface_points`; the p are
+  then sdf.eikonal_points draws among them ('both': the first half of them, the rest uniform in the cube), moved
+  onto the surface, and uniform points when no pixel is opaque."""
   k_points, k_offset = jax.random.split(key)
   bound = config.field.bound
   n = config.sdf.eikonal_points
@@ -390,6 +391,8 @@ def surface_smoothness(
   if hits is not None:
     points, prob = hits
     drawn = points[jax.random.choice(jax.random.fold_in(k_points, 1), prob.shape[0], (n,), p=prob)]
+    if config.sdf.smoothness_points == "both":  # The second half stays uniform in the cube.
+      drawn = jnp.concatenate([drawn[: n // 2], x[n // 2 :]])
     x = jnp.where(jnp.sum(prob) > 0.5, drawn, x)
   sdf, grad = sdf_and_gradient(scene, params, x)
   p = jax.lax.stop_gradient(x - sdf[:, None] * grad / jnp.maximum(jnp.sum(grad * grad, -1, keepdims=True), 1e-12))

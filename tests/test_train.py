@@ -448,6 +448,10 @@ def test_surface_smoothness_points_and_norms_against_sharp_and_rounded_boxes(nor
   points = _box_surface_points(h - 0.005, 20000)  # Just inside: the Newton step moves them onto either surface.
   hits = (points, jnp.full((points.shape[0],), 1.0 / points.shape[0]))
   even = [float(train.surface_smoothness(s, {}, key, config, hits)) for s in (sharp, rounded)]
+  config.sdf.smoothness_points = "both"  # Half the draws among the hits, half uniform: a cost between the two.
+  both = float(train.surface_smoothness(sharp, {}, key, config, hits))
+  assert min(even[0], volume[0]) < both < max(even[0], volume[0])
+  assert abs(both - (even[0] + volume[0]) / 2) < 0.2 * abs(volume[0] - even[0])
   if norm == "welsch":
     assert even[0] < 0.6 * even[1], even
   elif norm == "l2":
