@@ -175,9 +175,6 @@ def get_config():
   # sharp edge no more than a rounded one of the same turn. Measured, both still round edges (BENCHMARKS.md,
   # 'Surface quality': the exact cube's edges are rounded to 0.20 of its half-size by the l1 term).
   c.sdf.smoothness_norm = "l2"
-  # 'welsch': sigma (1 - exp(-d^2 / sigma^2)) of that length d, sigma = smoothness_scale: quadratic for small turns
-  # (bumps), capped at sigma for large ones (pairs across an edge), so that sharp edges cost less than rounded ones.
-  c.sdf.smoothness_scale = 0.2
   # Where its points lie: 'volume': uniform points of the bounding cube moved onto the surface (which gathers them on
   # edges and corners); 'render': the step's rendered surface, uniform over its projection; 'both': half each.
   c.sdf.smoothness_points = "volume"

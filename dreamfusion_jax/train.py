@@ -376,11 +376,7 @@ def surface_smoothness(
   sdf.smoothness_radius^2 I): a bump of width ~radius costs, a flat face costs 0 and a sphere of radius R
   ~2 radius^2 / R^2. The p are sdf.eikonal_points uniform points moved onto the surface by one Newton step
   x - s grad s / |grad s|^2 (exact where s is a distance up to scale). sdf.smoothness_norm 'l1' takes the mean
-  |n(p) - n(p + d)| instead: a bump still costs, but a sharp edge no more than a rounded one. 'welsch' takes
-  sigma (1 - exp(-|n(p) - n(p + d)|^2 / sigma^2)), sigma = sdf.smoothness_scale (Welsch's robust penalty, as in
-  edge-preserving smoothing): a small difference (a bump) costs ~|.|^2 / sigma, one much larger than sigma (a pair
-  across an edge) at most sigma, so a sharp edge, whose large turns lie in a band of width ~radius, costs less than
-  a rounded one of radius R >~ radius / sigma, whose smaller turns spread over ~R.
+  |n(p) - n(p + d)| instead: a bump still costs, but a sharp edge no more than a rounded one.
   hits (sdf.smoothness_points 'render' or 'both'): (points, probabilities) of `rendered_surface_points`; the p are
   then sdf.eikonal_points draws among them ('both': the first half of them, the rest uniform in the cube), moved
   onto the surface, and uniform points when no pixel is opaque."""
@@ -404,9 +400,6 @@ def surface_smoothness(
     # |n_p - n_q|: along a path across an edge, the lengths of the normal's steps add up to the same turn
     # whether it is taken at once (sharp) or spread (rounded), while the squares favour spreading it.
     return jnp.mean(jnp.sqrt(squared + 1e-8))
-  if config.sdf.smoothness_norm == "welsch":
-    sigma = config.sdf.smoothness_scale
-    return jnp.mean(sigma * -jnp.expm1(-squared / sigma**2))
   return jnp.mean(squared)
 
 
