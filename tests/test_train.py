@@ -513,6 +513,33 @@ class ReadsCaption(TargetDenoiser):
     return super().__call__(x_t, t, context) + 0.0 * jnp.sum(context)
 
 
+def test_a_train_step_draws_the_smoothness_points_where_sdf_smoothness_points_says():
+  """One step from the same start with each point set: every other term is the same (their keys do not depend on
+  the option), and the smoothness is finite, positive and differs between the three point sets."""
+  overrides = {
+    "field.density_activation": "volsdf",
+    "field.blob_radius": 0.5,
+    "sdf.eikonal": 0.1,
+    "sdf.beta_start": 0.1,
+    "sdf.beta_anneal_steps": 4,
+    "sdf.eikonal_points": 64,
+    "sdf.smoothness": 0.1,
+  }
+  first = {}
+  for where in ("volume", "render", "both"):
+    config = tiny_config(**overrides, **{"sdf.smoothness_points": where})
+    trainer = train.Trainer(config, target_prior(config))
+    state = trainer.init()
+    text = trainer.text_embeddings(np.zeros((9, 2, 4), np.float32))
+    first[where] = jax.device_get(trainer.step(state, text)[1])
+  for where in ("render", "both"):
+    for term in ("eikonal", "opacity", "entropy", "orientation", "sds_residual_norm"):
+      np.testing.assert_array_equal(first[where][term], first["volume"][term], err_msg=f"{where}: {term}")
+    assert np.all(np.isfinite(first[where]["smoothness"])) and np.all(first[where]["smoothness"] > 0)
+    assert not np.array_equal(first[where]["smoothness"], first["volume"]["smoothness"]), where
+  assert not np.array_equal(first["render"]["smoothness"], first["both"]["smoothness"])
+
+
 def test_textureless_views_are_scored_against_the_textureless_captions():
   """Rows 5-8 of the embeddings are the textureless views' captions (embed_prompts): with those rows NaN the loss
   is NaN exactly when the step's view is textureless (textureless_prob 1), finite when no view is (prob 0)."""
