@@ -178,6 +178,9 @@ def get_config():
   # Where its points lie: 'volume': uniform points of the bounding cube moved onto the surface (which gathers them on
   # edges and corners); 'render': the step's rendered surface, uniform over its projection; 'both': half each.
   c.sdf.smoothness_points = "volume"
+  # 'render' or 'both' take over from this step; before it the points are 'volume' (0: from the start). Early, the
+  # volume's points hold thin parts (a chair's legs) together; late, the rendered ones stop rounding the edges.
+  c.sdf.smoothness_points_start = 0
   # From step smoothness_fade_start (0: never) the smoothness weight falls linearly to 0 over smoothness_fade_steps.
   c.sdf.smoothness_fade_start = 0
   c.sdf.smoothness_fade_steps = 100

@@ -168,6 +168,7 @@ RULES: dict[str, Rule] = {
   "sdf.smoothness_radius": Float(0.0, 10.0),
   "sdf.smoothness_norm": Choice("l2", "l1"),
   "sdf.smoothness_points": Choice("volume", "render", "both"),
+  "sdf.smoothness_points_start": STEPS,
   "sdf.smoothness_fade_start": STEPS,
   "sdf.smoothness_fade_steps": STEPS,
   "coarse_to_fine.steps": STEPS,

@@ -278,7 +278,7 @@ def loss_fn(
       hits = None
       if config.sdf.smoothness_points in ("render", "both"):
         hits = rendered_surface_points(cams, out, size)
-      metrics["smoothness"] = surface_smoothness(scene, params, jax.random.fold_in(key, 3), config, hits)
+      metrics["smoothness"] = surface_smoothness(scene, params, jax.random.fold_in(key, 3), config, hits, step)
       total = total + smoothness_weight(config, step) * metrics["smoothness"]
     metrics["loss"] = total
   return total, metrics
@@ -370,7 +370,7 @@ def rendered_surface_points(cams, out, size: int):
 
 
 def surface_smoothness(
-  scene: Scene, params: Any, key: jax.Array, config: ml_collections.ConfigDict, hits=None
+  scene: Scene, params: Any, key: jax.Array, config: ml_collections.ConfigDict, hits=None, step=None
 ) -> jnp.ndarray:
   """mean |n(p) - n(p + d)|^2 of the unit normals n = grad s / |grad s| at surface points p and p + d, d ~ N(0,
   sdf.smoothness_radius^2 I): a bump of width ~radius costs, a flat face costs 0 and a sphere of radius R
@@ -379,7 +379,7 @@ def surface_smoothness(
   |n(p) - n(p + d)| instead: a bump still costs, but a sharp edge no more than a rounded one.
   hits (sdf.smoothness_points 'render' or 'both'): (points, probabilities) of `rendered_surface_points`; the p are
   then sdf.eikonal_points draws among them ('both': the first half of them, the rest uniform in the cube), moved
-  onto the surface, and uniform points when no pixel is opaque."""
+  onto the surface, and uniform points when no pixel is opaque or `step` is before sdf.smoothness_points_start."""
   k_points, k_offset = jax.random.split(key)
   bound = config.field.bound
   n = config.sdf.eikonal_points
@@ -389,7 +389,10 @@ def surface_smoothness(
     drawn = points[jax.random.choice(jax.random.fold_in(k_points, 1), prob.shape[0], (n,), p=prob)]
     if config.sdf.smoothness_points == "both":  # The second half stays uniform in the cube.
       drawn = jnp.concatenate([drawn[: n // 2], x[n // 2 :]])
-    x = jnp.where(jnp.sum(prob) > 0.5, drawn, x)
+    use = jnp.sum(prob) > 0.5
+    if config.sdf.smoothness_points_start and step is not None:
+      use = use & (step >= config.sdf.smoothness_points_start)
+    x = jnp.where(use, drawn, x)
   sdf, grad = sdf_and_gradient(scene, params, x)
   p = jax.lax.stop_gradient(x - sdf[:, None] * grad / jnp.maximum(jnp.sum(grad * grad, -1, keepdims=True), 1e-12))
   q = p + config.sdf.smoothness_radius * jax.random.normal(k_offset, p.shape)

@@ -515,7 +515,8 @@ class ReadsCaption(TargetDenoiser):
 
 def test_a_train_step_draws_the_smoothness_points_where_sdf_smoothness_points_says():
   """One step from the same start with each point set: every other term is the same (their keys do not depend on
-  the option), and the smoothness is finite, positive and differs between the three point sets."""
+  the option), and the smoothness is finite, positive and differs between the three point sets; before
+  sdf.smoothness_points_start it is the volume's."""
   overrides = {
     "field.density_activation": "volsdf",
     "field.blob_radius": 0.5,
@@ -525,19 +526,26 @@ def test_a_train_step_draws_the_smoothness_points_where_sdf_smoothness_points_sa
     "sdf.eikonal_points": 64,
     "sdf.smoothness": 0.1,
   }
-  first = {}
-  for where in ("volume", "render", "both"):
-    config = tiny_config(**overrides, **{"sdf.smoothness_points": where})
+  first, second = {}, {}
+  for where, start in (("volume", 0), ("render", 0), ("both", 0), ("render", 1)):
+    config = tiny_config(**overrides, **{"sdf.smoothness_points": where, "sdf.smoothness_points_start": start})
     trainer = train.Trainer(config, target_prior(config))
     state = trainer.init()
     text = trainer.text_embeddings(np.zeros((9, 2, 4), np.float32))
-    first[where] = jax.device_get(trainer.step(state, text)[1])
+    state, metrics = trainer.step(state, text)
+    first[where if not start else "render_from_1"] = jax.device_get(metrics)
+    second[where if not start else "render_from_1"] = jax.device_get(trainer.step(state, text)[1])
   for where in ("render", "both"):
     for term in ("eikonal", "opacity", "entropy", "orientation", "sds_residual_norm"):
       np.testing.assert_array_equal(first[where][term], first["volume"][term], err_msg=f"{where}: {term}")
     assert np.all(np.isfinite(first[where]["smoothness"])) and np.all(first[where]["smoothness"] > 0)
     assert not np.array_equal(first[where]["smoothness"], first["volume"]["smoothness"]), where
   assert not np.array_equal(first["render"]["smoothness"], first["both"]["smoothness"])
+  # Step 0 is before sdf.smoothness_points_start = 1: the volume's points, bit for bit.
+  np.testing.assert_array_equal(first["render_from_1"]["smoothness"], first["volume"]["smoothness"])
+  # From step 1 on, the rendered points: the same parameters as the volume run's, other points.
+  np.testing.assert_array_equal(second["render_from_1"]["eikonal"], second["volume"]["eikonal"])
+  assert not np.array_equal(second["render_from_1"]["smoothness"], second["volume"]["smoothness"])
 
 
 def test_textureless_views_are_scored_against_the_textureless_captions():
