@@ -1,5 +1,6 @@
 """What a run writes: metrics (JSONL + TensorBoard), validation renders, and per-seed exports."""
 
+import dataclasses
 import functools
 import os
 from typing import Any, Callable, Optional
@@ -29,6 +30,9 @@ def view_renderer(
   rcfg replaces the run's render settings.
   """
   rcfg = rcfg or views.make_render_config(config)
+  # Rays per sequential chunk from render.view_chunk_samples: the views' memory is bounded, whatever the samples.
+  rays = max(256, config.render.view_chunk_samples // (rcfg.num_coarse + rcfg.num_fine))
+  rcfg = dataclasses.replace(rcfg, chunk_size=min(rcfg.chunk_size, rays))
   focal = size * 1.0  # A 53 degree field of view.
 
   @functools.partial(jax.jit, compiler_options=compilation_cache.compiler_options(config))

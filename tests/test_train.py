@@ -194,6 +194,25 @@ def test_the_renderers_compiled_in_the_background_serve_validation_without_anoth
   assert truth_view._cache_size() == 1
 
 
+def test_the_views_render_in_chunks_of_render_view_chunk_samples_with_the_same_pixels_and_less_memory():
+  """32x32 views at 16 samples a ray: 2**12 samples a chunk give 256-ray chunks (4 of them), the same pixels as
+  one 1,024-ray chunk, and a compiled program whose temporary buffers are at most half as large."""
+  from dreamfusion_jax import outputs
+
+  renders, temp = {}, {}
+  for samples in (2**12, 2**30):
+    config = tiny_config(**{"render.view_chunk_samples": samples})
+    trainer = train.Trainer(config, target_prior(config))
+    params = train.host_params(trainer.init())[0]
+    render_view = outputs.view_renderer(trainer.scene, config, 32)
+    renders[samples] = render_view(params, jnp.float32(15.0), jnp.float32(30.0))
+    compiled = render_view.lower(params, jnp.float32(15.0), jnp.float32(30.0)).compile()
+    temp[samples] = compiled.memory_analysis().temp_size_in_bytes
+  for key in ("rgb", "textureless", "normals", "opacity"):
+    np.testing.assert_allclose(renders[2**12][key], renders[2**30][key], atol=1e-5, err_msg=key)
+  assert temp[2**12] <= temp[2**30] / 2, temp
+
+
 def test_validation_sheets_show_the_true_object_of_a_shapes_caption_above_the_seeds():
   from dreamfusion_jax import outputs
   from dreamfusion_jax.shapes import world
