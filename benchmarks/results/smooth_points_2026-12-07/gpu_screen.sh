@@ -21,7 +21,7 @@ C="$C;a green cone;a green bird;a blue chair;a red chair"
 [ "${SET:-points}" = switch ] && C="a red cube;a green cube;a yellow cylinder;a pink cylinder;a blue pyramid;a green cone;a blue chair;a red chair;a green chair;a white chair"
 R=$OUT/points; mkdir -p $R
 run() { name=$1; shift
-  timeout ${LIMIT:-565} python3 benchmarks/shapes_sweep.py --captions="$C" --seeds=3 --out=/tmp/$name \
+  timeout ${LIMIT:-565} python3 benchmarks/shapes_sweep.py --captions="$C" --seeds=${SEEDS:-3} --out=/tmp/$name \
     --config.progress_bar=false "$@" > $R/$name.log 2>&1
   echo "$name exit $? at $(date +%T)" >> $R/status.txt
   cp /tmp/$name/summary.json $R/$name.json 2>/dev/null; cp /tmp/$name/summary.md $R/$name.md 2>/dev/null
