@@ -317,3 +317,19 @@ def test_load_safetensors_numpy_upcasts(tmp_path):
   out = load_safetensors_numpy(path)
   assert out["a"].dtype == np.float32 and np.array_equal(out["a"], [1.5, -2.25])
   assert out["b"].dtype == np.float32 and out["i"].dtype == np.int64
+
+
+def test_param_shapes_are_traced_once_per_model_and_each_caller_gets_its_own_tree():
+  """build_prior needs the UNet's shapes twice (the checkpoint's check, the compile from abstract weights); the
+  second call reuses the first trace (2-3 s of host time at full size), and equal modules share it."""
+  from dreamfusion_jax.guidance.convert import unet_param_shapes
+
+  unet_param_shapes.cache_clear()
+  first = unet_param_shapes(UNet2DConditionModel.from_config(CONFIGS["sd2"]))
+  second = unet_param_shapes(UNet2DConditionModel.from_config(CONFIGS["sd2"]))  # Equal by fields: a hit.
+  assert unet_param_shapes.cache_info().misses == 1 and unet_param_shapes.cache_info().hits == 1
+  assert jax.tree.structure(first) == jax.tree.structure(second) and jax.tree.leaves(first) == jax.tree.leaves(second)
+  first.clear()  # A caller that changes its tree does not change the next caller's.
+  assert unet_param_shapes(UNet2DConditionModel.from_config(CONFIGS["sd2"])) == second
+  other = unet_param_shapes(UNet2DConditionModel.from_config(CONFIGS["sd1"]))
+  assert unet_param_shapes.cache_info().misses == 2 and other != second

@@ -278,6 +278,22 @@ def unet_params_from_torch(
   )
 
 
+def shapes_once(fn):
+  """Memoises fn(model) -> a params tree of jax.ShapeDtypeStructs per (hashable, equal-by-fields) Flax module, and
+  hands each caller its own copy of the tree. Tracing SD 2.1's UNet init takes 2-3 s of host time, and a run
+  needs its shapes twice before its compile can start: to check the checkpoint and to compile from abstract
+  weights."""
+  cached = functools.lru_cache(maxsize=16)(fn)
+
+  @functools.wraps(fn)
+  def shapes(model):
+    return jax.tree.map(lambda x: x, cached(model))
+
+  shapes.cache_clear, shapes.cache_info = cached.cache_clear, cached.cache_info
+  return shapes
+
+
+@shapes_once
 def unet_param_shapes(model: Any) -> dict:
   """The params tree of a `unet.UNet2DConditionModel` as jax.ShapeDtypeStructs (nothing allocated)."""
   size = 2 ** (len(model.block_out_channels) - 1)

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dreamfusion_jax.guidance.convert import CheckpointError, torch_to_flax
+from dreamfusion_jax.guidance.convert import CheckpointError, shapes_once, torch_to_flax
 from dreamfusion_jax.guidance.unet import Downsample2D, Upsample2D, _conv, _group_norm, _to_tuple, check_config_keys
 
 Dtype = Any
@@ -410,6 +410,7 @@ def vae_params_from_torch(
   )
 
 
+@shapes_once
 def vae_param_shapes(model: AutoencoderKL) -> dict:
   """The params tree of `model` (encoder and decoder) as jax.ShapeDtypeStructs (nothing allocated)."""
   size = 2 ** (len(model.block_out_channels) - 1)
