@@ -4,11 +4,11 @@
 
 The default renders 32x32 so that it fits a laptop CPU; there a chair leg is one or two pixels wide.
 This config renders at the prior's own 64x64 with a finer hash grid, a sharper final surface and 2,000
-steps, every schedule stretched to match. Measured (one H100, 2026-12-06; BENCHMARKS.md, 'Surface quality'):
-the issue's 22 x 2 sweep as one 44-seed program runs at 3.03 steps/s, about 11 minutes for 2,000 steps; over
-11 captions (one per shape) x 1 seed, IoU 0.84, normal error 12.5 deg, fog 0.023, chamfer 0.011. Short of
-its targets (IoU >= 0.90, no shape < 0.75, normal error <= 12, chamfer <= 0.01): the chair (0.44), the cone,
-the bird and rough faces. Everything in it that does not depend on the prior (the surface, its regularisers
+steps, every schedule stretched to match. Measured (one H100, 2026-12-07; BENCHMARKS.md, 'Surface quality'):
+the issue's 22 captions x 2 seeds, as two 22-seed programs of about 6 minutes each: IoU 0.863, normal error 9.9
+deg, fog 0.022, chamfer 0.0097 (benchmarks/results/hq_2026-12-06/hq_22x2.md). Short of its targets (IoU >= 0.90,
+no shape < 0.75): the chair (0.644: thick legs, one tangle in four seeds), the cone (0.793), the pyramid (0.816),
+and the cubes' rounded edges. Everything in it that does not depend on the prior (the surface, its regularisers
 and schedules) is what Stable Diffusion configs should inherit.
 """
 
