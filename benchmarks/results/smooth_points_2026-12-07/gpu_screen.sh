@@ -16,7 +16,7 @@ C="a red cube;a green cube;a white cube;a yellow cylinder;a pink cylinder;a blue
 C="$C;a green cone;a green bird;a blue chair;a red chair"
 # SET=switch trades the white cube and the bird for two more chairs: the chair is what the rendered points cost.
 # SET=shapes: one caption of each of the 11 shapes (colours the switch screen did not use), the default against
-# the rendered points from step 600 alone.
+# the rendered points from step 600, all of them (E) or half (G, which kept the CPU torus round).
 [ "${SET:-points}" = shapes ] && C="a white sphere;a blue cube;a green cylinder;a red cone;a pink torus;a cyan capsule;a orange pyramid;a yellow octahedron;a purple teardrop;a red bird;a orange chair"
 [ "${SET:-points}" = switch ] && C="a red cube;a green cube;a yellow cylinder;a pink cylinder;a blue pyramid;a green cone;a blue chair;a red chair;a green chair;a white chair"
 R=$OUT/points; mkdir -p $R
@@ -31,6 +31,7 @@ date +%T > $R/status.txt
 run A_default &
 if [ "${SET:-points}" = shapes ]; then
   run E_render_from600 --config.sdf.smoothness_points=render --config.sdf.smoothness_points_start=600 &
+  run G_both_from600 --config.sdf.smoothness_points=both --config.sdf.smoothness_points_start=600 &
 elif [ "${SET:-points}" = switch ]; then
   # SET=switch: the volume's points first, the rendered ones from step 600 or 800 (sdf.smoothness_points_start).
   run E_render_from600 --config.sdf.smoothness_points=render --config.sdf.smoothness_points_start=600 &
