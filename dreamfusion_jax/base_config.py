@@ -48,9 +48,10 @@ def get_config():
   c.render.image_size = 64  # Rendered image height and width in pixels.
   c.render.num_coarse = 128  # Stratified samples per ray (density only, no gradient).
   c.render.num_fine = 32  # Importance samples per ray (full field, normals, gradient).
-  # Samples (rays x samples per ray) per sequential chunk of the views' renders (validation sheets, views.png, the
-  # turntable): it bounds their memory. At 16,384 rays a chunk, the SD configs' 128x128 views (160 samples a ray) needed a
-  # 5.05 GiB buffer, more than a 6 GB card had left beside the step (benchmarks/sd_memory_cap.py, 2026-12-07).
+  # Samples (rays x samples per ray) per sequential chunk of the views' renders (validation sheets, views.png,
+  # the turntable): it bounds their memory. At 16,384 rays a chunk, the SD configs' 128x128 views (160 samples
+  # a ray) needed a 5.05 GiB buffer, more than a 6 GB card had left beside the step (benchmarks/sd_memory_cap.py,
+  # 2026-12-07).
   c.render.view_chunk_samples = 2**19
   # 'learned' (paper): an MLP of the ray direction. 'random': a uniform random solid colour per
   # training view (a prior trained on such backgrounds, like the Shapes prior, then cannot be
