@@ -502,18 +502,20 @@ def test_sdf_beta_anneals_log_linearly_from_start_to_the_fields_beta():
   assert train.sdf_beta(tiny_config(), jnp.int32(0)) is None  # Not a 'volsdf' field.
 
 
+# A tiny signed-distance run with every surface term on.
+TINY_VOLSDF = {
+  "field.density_activation": "volsdf",
+  "field.blob_radius": 0.5,
+  "sdf.eikonal": 0.1,
+  "sdf.beta_start": 0.1,
+  "sdf.beta_anneal_steps": 4,
+  "sdf.eikonal_points": 64,
+  "sdf.smoothness": 0.1,
+}
+
+
 def test_a_volsdf_run_trains_with_its_eikonal_term():
-  config = tiny_config(
-    **{
-      "field.density_activation": "volsdf",
-      "field.blob_radius": 0.5,
-      "sdf.eikonal": 0.1,
-      "sdf.beta_start": 0.1,
-      "sdf.beta_anneal_steps": 4,
-      "sdf.eikonal_points": 64,
-      "sdf.smoothness": 0.1,
-    }
-  )
+  config = tiny_config(**TINY_VOLSDF)
   trainer = train.Trainer(config, target_prior(config))
   state = trainer.init()
   text = trainer.text_embeddings(np.zeros((9, 2, 4), np.float32))
@@ -525,29 +527,13 @@ def test_a_volsdf_run_trains_with_its_eikonal_term():
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(jax.device_get(state.params)))
 
 
-class ReadsCaption(TargetDenoiser):
-  """TargetDenoiser plus 0 x its caption: a NaN caption makes a NaN prediction."""
-
-  def __call__(self, x_t, t, context):
-    return super().__call__(x_t, t, context) + 0.0 * jnp.sum(context)
-
-
 def test_a_train_step_draws_the_smoothness_points_where_sdf_smoothness_points_says():
   """One step from the same start with each point set: every other term is the same (their keys do not depend on
   the option), and the smoothness is finite, positive and differs between the three point sets; before
   sdf.smoothness_points_start it is the volume's."""
-  overrides = {
-    "field.density_activation": "volsdf",
-    "field.blob_radius": 0.5,
-    "sdf.eikonal": 0.1,
-    "sdf.beta_start": 0.1,
-    "sdf.beta_anneal_steps": 4,
-    "sdf.eikonal_points": 64,
-    "sdf.smoothness": 0.1,
-  }
   first, second = {}, {}
   for where, start in (("volume", 0), ("render", 0), ("both", 0), ("render", 1)):
-    config = tiny_config(**overrides, **{"sdf.smoothness_points": where, "sdf.smoothness_points_start": start})
+    config = tiny_config(**TINY_VOLSDF, **{"sdf.smoothness_points": where, "sdf.smoothness_points_start": start})
     trainer = train.Trainer(config, target_prior(config))
     state = trainer.init()
     text = trainer.text_embeddings(np.zeros((9, 2, 4), np.float32))
@@ -565,6 +551,13 @@ def test_a_train_step_draws_the_smoothness_points_where_sdf_smoothness_points_sa
   # From step 1 on, the rendered points: the same parameters as the volume run's, other points.
   np.testing.assert_array_equal(second["render_from_1"]["eikonal"], second["volume"]["eikonal"])
   assert not np.array_equal(second["render_from_1"]["smoothness"], second["volume"]["smoothness"])
+
+
+class ReadsCaption(TargetDenoiser):
+  """TargetDenoiser plus 0 x its caption: a NaN caption makes a NaN prediction."""
+
+  def __call__(self, x_t, t, context):
+    return super().__call__(x_t, t, context) + 0.0 * jnp.sum(context)
 
 
 def test_textureless_views_are_scored_against_the_textureless_captions():
