@@ -90,24 +90,39 @@ def _validation_row(render_view, params) -> np.ndarray:
   return np.concatenate(tiles, axis=1)
 
 
-def compile_in_background(render_view, preview, params: Any, text_emb: np.ndarray, prior_params: Any, truth_view=None):
-  """Compiles render_view (validation and export), preview and truth_view (each may be None) on a worker
-  thread; returns its future.
+class Precompiled:
+  """A jitted function and, once `compile(*args)` has run, its program compiled ahead of time for arguments like
+  those (same shapes, dtypes and placement), which every later call runs; before that, calls go to the jit."""
 
-  Each is called once, as validation calls it, with one seed's initial params (host arrays) and
-  text_emb [9, L, D] (host), which fills jit's cache for the later calls (same shapes, dtypes and
-  placement). XLA compiles outside Python's lock, so these compiles (the default job's on an H200:
-  4 s and 11-18 s) run beside the train step's instead of after it. The caller waits on the
-  future (`.result()`, which re-raises the worker's error) before it validates or exports.
+  def __init__(self, fn: Callable):
+    self.fn, self.compiled = fn, None
+
+  def compile(self, *args) -> None:
+    self.compiled = self.fn.lower(*args).compile()
+
+  def __call__(self, *args):
+    return (self.compiled or self.fn)(*args)
+
+
+def compile_in_background(render_view, preview, params: Any, text_emb: np.ndarray, prior_params: Any, truth_view=None):
+  """Compiles render_view (validation and export), preview and truth_view (each a Precompiled, or None) on a
+  worker thread; returns its future.
+
+  Each compiles for the arguments validation passes: one seed's initial params (host arrays) and text_emb
+  [9, L, D] (host). XLA compiles outside Python's lock, so these compiles (the default job's on an H200: 4 s and
+  11-18 s) run beside the train step's instead of after it. They compile without running: on a GPU, a program
+  run from this thread while the steps ran broke the step's CUDA graph, which shares the device's stream
+  (CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED; the peacock path under 6 GiB on an H100, 2026-12-07). The caller
+  waits on the future (`.result()`, which re-raises the worker's error) before it validates or exports.
   """
 
   def compile_all():
-    elevation, azimuth = VALIDATION_VIEWS[0]
-    jax.block_until_ready(render_view(params, jnp.float32(elevation), jnp.float32(azimuth)))
+    elevation, azimuth = (jnp.float32(a) for a in VALIDATION_VIEWS[0])
+    render_view.compile(params, elevation, azimuth)
     if preview is not None:
-      jax.block_until_ready(preview(params, text_emb, prior_params, jax.random.PRNGKey(0)))
+      preview.compile(params, text_emb, prior_params, jax.random.PRNGKey(0))
     if truth_view is not None:
-      jax.block_until_ready(truth_view(None, jnp.float32(elevation), jnp.float32(azimuth)))
+      truth_view.compile(None, elevation, azimuth)
 
   return compilation_cache.in_background(compile_all, "compile_renderers")
 

@@ -735,9 +735,12 @@ def set_up(config: ml_collections.ConfigDict, workdir: str, guard: Guard, reexpo
   setup["initial state"] = now() - t
   if lead:
     files.write_json(os.path.join(workdir, "config.json"), config_dict)
-  render_view = outputs.view_renderer(trainer.scene, config, config.export.image_size)
+  render_view = outputs.Precompiled(outputs.view_renderer(trainer.scene, config, config.export.image_size))
   truth_view = outputs.truth_renderer(trainer.scene, config, config.export.image_size)
-  preview = outputs.guidance_previewer(trainer.scene, config, prior.guidance) if config.guidance.preview_t > 0 else None
+  truth_view = truth_view and outputs.Precompiled(truth_view)
+  preview = None
+  if config.guidance.preview_t > 0:
+    preview = outputs.Precompiled(outputs.guidance_previewer(trainer.scene, config, prior.guidance))
   compiling = None  # Validation's and the export's compiles, beside the first step's (outputs.compile_in_background).
   validates = bool(config.val_every) and trains
   if validates or any("renders" in parts for parts in exports.values()):

@@ -175,7 +175,9 @@ def test_the_train_step_compiled_in_the_background_equals_the_jitted_one():
   jax.tree.map(np.testing.assert_array_equal, _params(a), _params(b))
 
 
-def test_the_renderers_compiled_in_the_background_serve_validation_without_another_compile():
+def test_the_renderers_compiled_in_the_background_serve_validation_without_running_or_another_compile():
+  """The worker only compiles (a program it ran beside the steps broke the step's CUDA graph on a GPU); validation
+  then runs those programs, never the jit, and they give the jit's pixels."""
   from dreamfusion_jax import outputs
 
   config = tiny_config(**{"num_seeds": 2, "export.image_size": 16})
@@ -183,15 +185,25 @@ def test_the_renderers_compiled_in_the_background_serve_validation_without_anoth
   trainer = train.Trainer(config, prior)
   per_seed = train.host_params(trainer.init())
   captions = np.zeros((9, 2, 4), np.float32)
-  render_view = outputs.view_renderer(trainer.scene, config, config.export.image_size)
-  truth_view = outputs.truth_renderer(trainer.scene, config, config.export.image_size)
-  preview = outputs.guidance_previewer(trainer.scene, config, prior.guidance)
+  render_view = outputs.Precompiled(outputs.view_renderer(trainer.scene, config, config.export.image_size))
+  truth_view = outputs.Precompiled(outputs.truth_renderer(trainer.scene, config, config.export.image_size))
+  preview = outputs.Precompiled(outputs.guidance_previewer(trainer.scene, config, prior.guidance))
   outputs.compile_in_background(render_view, preview, per_seed[0], captions, trainer.prior_params, truth_view).result()
-  assert render_view._cache_size() == 1 and preview._cache_size() == 1 and truth_view._cache_size() == 1
-  outputs.validation_sheet(render_view, per_seed, truth_view)  # What validation and the export call.
-  outputs.guidance_preview_sheet(preview, per_seed, captions, trainer.prior_params, 7, outputs.preview_labels(config))
-  assert render_view._cache_size() == 1 and preview._cache_size() == 1  # The worker's programs were reused.
-  assert truth_view._cache_size() == 1
+  for fn in (render_view, preview, truth_view):
+    assert isinstance(fn.compiled, jax.stages.Compiled) and fn.fn._cache_size() == 0  # Compiled, nothing ran.
+  sheet = outputs.validation_sheet(render_view, per_seed, truth_view)  # What validation and the export call.
+  previews = outputs.guidance_preview_sheet(
+    preview, per_seed, captions, trainer.prior_params, 7, outputs.preview_labels(config)
+  )
+  for fn in (render_view, preview, truth_view):
+    assert fn.fn._cache_size() == 0  # The worker's programs served every call.
+  np.testing.assert_array_equal(sheet, outputs.validation_sheet(render_view.fn, per_seed, truth_view.fn))
+  np.testing.assert_array_equal(
+    previews,
+    outputs.guidance_preview_sheet(
+      preview.fn, per_seed, captions, trainer.prior_params, 7, outputs.preview_labels(config)
+    ),
+  )
 
 
 def test_the_views_render_in_chunks_of_render_view_chunk_samples_with_the_same_pixels_and_less_memory():
