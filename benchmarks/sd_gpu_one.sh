@@ -2,7 +2,7 @@
 # Issue 20's measurements on ONE GPU, in calls of under 10 minutes (multi-GPU hosts are often not lent;
 # benchmarks/sd_memory_gpu.sh runs the memory part on four):
 #   bash benchmarks/sd_gpu_one.sh 1 RESULTS_DIR MAKE_RANDOM_SD_PY   # memory: fp32 step by source, 6 GiB path, 4 GiB step
-#        (MEM_JOBS="peacock_cap6 bf16_step_cap4": the last two alone)
+#        (MEM_JOBS="peacock_cap6 bf16_step_cap4_async": the path and the 4 GiB step as a 4 GB card runs it)
 #   bash benchmarks/sd_gpu_one.sh 2 RESULTS_DIR MAKE_RANDOM_SD_PY   # start to the second step; ours against PyTorch
 #   bash benchmarks/sd_gpu_one.sh 3 RESULTS_DIR MAKE_RANDOM_SD_PY   # bits: the SD run twice with cuDNN attention
 #        (the default, auto) and once with XLA's, 50 logged steps each, compared loss by loss (bits.txt); and once
@@ -34,7 +34,7 @@ if [ "$PART" = 1 ]; then
     printf '#!/bin/sh\ncase "$*" in *-version*) echo "ffmpeg version 6.0-stub"; exit 0;; esac\nfor last; do :; done\ncat > /dev/null\n: > "$last"\n' > /tmp/ffmpeg_stub
     chmod +x /tmp/ffmpeg_stub; export IMAGEIO_FFMPEG_EXE=/tmp/ffmpeg_stub; echo "ffmpeg: a stub (the mp4 is empty)"
   fi
-  MEM_JOBS=${MEM_JOBS:-fp32_det peacock_cap6 bf16_step_cap4}  # Which of the three (a short call: the last two).
+  MEM_JOBS=${MEM_JOBS:-fp32_det peacock_cap6 bf16_step_cap4 bf16_step_cap4_async}  # Which of them (a short call: the last three).
   case " $MEM_JOBS " in *" fp32_det "*)
     XLA_PYTHON_CLIENT_PREALLOCATE=false job fp32_det 170 python3 benchmarks/sd_step.py --model=$CKPT --dtype=float32 \
       --steps=20 --noparts --out="$R/fp32_det.json" ;; esac
@@ -44,6 +44,11 @@ if [ "$PART" = 1 ]; then
   case " $MEM_JOBS " in *" bf16_step_cap4 "*)
     job bf16_step_cap4 120 python3 benchmarks/sd_memory_cap.py --model=$CKPT --cases=step --step_cap_gib=4 \
       --timeout_s=110 --out="$R/bf16_step_cap4.json" ;; esac
+  # The 4 GiB step as the README tells a 4 GB card's user to run it: remat and CUDA's async allocator (JAX's BFC
+  # allocator fragments under this cap: out of memory with remat, peak 3.4 GB with cuda_async, H100 2026-12-07).
+  case " $MEM_JOBS " in *" bf16_step_cap4_async "*)
+    job bf16_step_cap4_async 120 python3 benchmarks/sd_memory_cap.py --model=$CKPT --cases=step --step_cap_gib=4 \
+      --allocator=cuda_async --step_flag=--remat --timeout_s=110 --out="$R/bf16_step_cap4_async.json" ;; esac
 elif [ "$PART" = 3 ]; then
   sd_run() {  # sd_run NAME [overrides...]: configs/peacock.py on the random checkpoint, 50 steps, every loss logged.
     local name=$1; shift

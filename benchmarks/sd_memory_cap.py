@@ -50,6 +50,9 @@ flags.DEFINE_list("cases", ["path", "step"], "Which cases to run: path, step.")
 flags.DEFINE_integer("steps", 300, "The path's SDS steps.")
 flags.DEFINE_integer("val_every", 100, "The path's steps between validations (renders and guidance previews).")
 flags.DEFINE_integer("step_steps", 20, "sd_step.py's timed steps.")
+flags.DEFINE_enum(
+  "allocator", "bfc", ["bfc", "cuda_async"], "JAX's device allocator (XLA_PYTHON_CLIENT_ALLOCATOR) in the children."
+)
 flags.DEFINE_multi_string("step_flag", [], "More flags for sd_step.py, e.g. --step_flag=--dtype=float32.")
 flags.DEFINE_string("workdir", None, "Parent folder of the path's workdir (default: a new temporary folder).")
 flags.DEFINE_integer("timeout_s", 540, "Wall-clock limit of each case (s).")
@@ -81,12 +84,17 @@ def mem_fraction(cap_bytes: float, total_bytes: float) -> float:
   return math.floor(cap_bytes / total_bytes * 1e6) / 1e6
 
 
-def capped_env(fraction: float, base: dict | None = None) -> dict:
-  """base (default os.environ) with JAX preallocating `fraction` of the device, as by default on a user's card."""
+def capped_env(fraction: float, base: dict | None = None, allocator: str = "bfc") -> dict:
+  """base (default os.environ) with JAX preallocating `fraction` of the device, as by default on a user's card,
+  through `allocator` (XLA_PYTHON_CLIENT_ALLOCATOR: bfc, JAX's default, or cuda_async, CUDA's stream-ordered
+  pool, which the same fraction bounds)."""
+  if allocator not in ("bfc", "cuda_async"):  # 'platform' would allocate on demand, past any fraction.
+    raise ValueError(f"allocator {allocator!r}: bfc or cuda_async")
   env = dict(os.environ if base is None else base)
   env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "true"
   env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{fraction:.6f}"
-  env.pop("XLA_PYTHON_CLIENT_ALLOCATOR", None)  # 'platform' would allocate on demand, past any fraction.
+  env["XLA_PYTHON_CLIENT_ALLOCATOR"] = allocator
+  env.pop("XLA_CLIENT_MEM_FRACTION", None)  # Its newer name: JAX refuses both at once.
   return env
 
 
@@ -121,7 +129,7 @@ def path_case(total: float | None, config_args: list[str]) -> dict:
   env = dict(CHILD_ENV)
   if total is not None:
     case["mem_fraction"] = mem_fraction(FLAGS.cap_gib * GIB, total)
-    env = capped_env(case["mem_fraction"], CHILD_ENV)
+    env = capped_env(case["mem_fraction"], CHILD_ENV, FLAGS.allocator)
   case.update(run_child(argv, env, FLAGS.timeout_s))
   case.update(path_outcome(workdir, case["exit_code"], stats_file))
   if case["finished"]:
@@ -158,7 +166,7 @@ def step_case(total: float | None) -> dict:
   env = dict(CHILD_ENV)
   if total is not None:
     case["mem_fraction"] = mem_fraction(FLAGS.step_cap_gib * GIB, total)
-    env = capped_env(case["mem_fraction"], CHILD_ENV)
+    env = capped_env(case["mem_fraction"], CHILD_ENV, FLAGS.allocator)
   case.update(run_child(argv, env, FLAGS.timeout_s))
   step = None
   if os.path.isfile(out):
@@ -208,6 +216,7 @@ def main(argv):
     model=FLAGS.model,
     total_gib=None if total is None else round(total / GIB, 3),
     capped=total is not None,
+    allocator=FLAGS.allocator,
     config_overrides=config_args,
   )
   if "path" in FLAGS.cases:
