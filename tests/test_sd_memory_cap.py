@@ -29,8 +29,13 @@ def test_fraction_leaves_the_cap_and_never_more():
   assert sd_memory_cap.mem_fraction(4 * GIB, 16 * GIB) == 0.25
   with pytest.raises(ValueError, match="does not fit"):
     sd_memory_cap.mem_fraction(20 * GIB, 16 * GIB)
-  env = sd_memory_cap.capped_env(0.041234, {"XLA_PYTHON_CLIENT_ALLOCATOR": "platform", "KEEP": "1"})
-  assert env == {"XLA_PYTHON_CLIENT_PREALLOCATE": "true", "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.041234", "KEEP": "1"}
+  base = {"XLA_PYTHON_CLIENT_ALLOCATOR": "platform", "XLA_CLIENT_MEM_FRACTION": "0.9", "KEEP": "1"}
+  capped = {"XLA_PYTHON_CLIENT_PREALLOCATE": "true", "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.041234", "KEEP": "1"}
+  assert sd_memory_cap.capped_env(0.041234, base) == {**capped, "XLA_PYTHON_CLIENT_ALLOCATOR": "bfc"}
+  env = sd_memory_cap.capped_env(0.041234, base, "cuda_async")
+  assert env == {**capped, "XLA_PYTHON_CLIENT_ALLOCATOR": "cuda_async"}
+  with pytest.raises(ValueError, match="bfc or cuda_async"):  # It would allocate past the fraction.
+    sd_memory_cap.capped_env(0.041234, base, "platform")
 
 
 def test_device_total_comes_from_nvidia_smi_of_the_first_visible_gpu(tmp_path, monkeypatch):
