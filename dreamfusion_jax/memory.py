@@ -29,6 +29,7 @@ import os
 from typing import Optional
 
 import ml_collections
+from absl import logging
 
 from dreamfusion_jax.errors import ConfigError
 
@@ -132,6 +133,25 @@ def device_bytes() -> tuple[Optional[float], str]:
   return host_available_bytes(), "the host (CPU, available memory)"
 
 
+TIGHT = 0.85  # Above this share of the device's memory, check() warns of the allocator's fragmentation.
+
+
+def _async_allocator() -> bool:
+  return os.environ.get("XLA_PYTHON_CLIENT_ALLOCATOR", "").lower() == "cuda_async"
+
+
+def _sd_advice(config: ml_collections.ConfigDict) -> str:
+  """What lowers a Stable Diffusion step's memory most, as a sentence ('' for other priors or nothing left)."""
+  if config.guidance.model != "stable_diffusion":
+    return ""
+  sd = config.guidance.sd
+  fixes = ["--config.guidance.sd.dtype=bfloat16"] if sd.dtype == "float32" else []
+  fixes += [] if sd.remat else ["--config.guidance.sd.remat=true"]
+  return (
+    f"For Stable Diffusion, first {' and '.join(fixes)} (BENCHMARKS.md, 'Stable Diffusion step'). " if fixes else ""
+  )
+
+
 def check(config: ml_collections.ConfigDict) -> Estimate:
   """Raises ConfigError when the step's estimate exceeds the device's memory, or the export's the host's;
   returns the estimate."""
@@ -144,13 +164,23 @@ def check(config: ml_collections.ConfigDict) -> Estimate:
   if os.environ.get("DREAMFUSION_JAX_MEMORY_CHECK", "1") == "0":
     return est
   have, what = device_bytes()
+  advice = _sd_advice(config)
   if have is not None and est.device > have:
     raise ConfigError(
       f"This config's train step needs about {est.device / GB:.1f} GB per device (renders {est.activations / GB:.1f} "
       f"GB, hash tables {est.tables / GB:.1f} GB, prior {est.prior / GB:.1f} GB); the device, {what}, has "
-      f"{have / GB:.1f} GB. Lower num_seeds (or spread them over more devices), batch_size, render.image_size, "
-      "render.num_coarse / num_fine or field.log2_hashmap_size. The estimate is a guide fitted to measured steps "
-      "(dreamfusion_jax/memory.py); DREAMFUSION_JAX_MEMORY_CHECK=0 runs anyway."
+      f"{have / GB:.1f} GB. {advice}{'Otherwise l' if advice else 'L'}ower num_seeds (or spread them over more devices), batch_size, "
+      "render.image_size, render.num_coarse / num_fine or field.log2_hashmap_size. The estimate is a guide fitted "
+      "to measured steps (dreamfusion_jax/memory.py); DREAMFUSION_JAX_MEMORY_CHECK=0 runs anyway."
+    )
+  if have is not None and platform == "gpu" and est.device > TIGHT * have and not _async_allocator():
+    logging.warning(
+      "This config's train step needs about %.1f GB of the %.1f GB this GPU gives JAX. So close to the limit JAX's "
+      "default allocator can fragment and run out of memory (a 3.4 GB Stable Diffusion step did under a 4 GiB "
+      "cap); if it does, run with XLA_PYTHON_CLIENT_ALLOCATOR=cuda_async. %s",
+      est.device / GB,
+      have / GB,
+      advice,
     )
   host = host_available_bytes()
   if host is not None and est.export > host:

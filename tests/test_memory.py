@@ -99,3 +99,44 @@ def test_stable_diffusion_estimate_is_the_measured_step_where_it_was_measured(dt
     )
   )
   assert two.prior == pytest.approx(est.prior * 2 / 4)
+
+
+def test_a_stable_diffusion_step_near_the_cards_limit_is_told_remat_and_the_async_allocator(monkeypatch, caplog):
+  """A 4 GB card (JAX's limit 3.976 GB, as under benchmarks/sd_memory_cap.py's 4 GiB cap on an H100): the
+  bfloat16 step without remat (estimate 4.2 GB) is refused with the fix named; with remat (3.7 GB) it runs, with a
+  warning naming the allocator that fitted it there (BFC ran out of memory), unless that allocator is in use."""
+  import jax
+
+  sys.path.insert(0, ROOT)
+  from configs import sd21_base
+
+  class FakeGPU:
+    platform = "gpu"
+
+  monkeypatch.setattr(jax, "devices", lambda: [FakeGPU()])
+  monkeypatch.setattr(memory, "device_bytes", lambda: (3.976e9, "one 4 GB card"))
+  monkeypatch.setattr(memory, "host_available_bytes", lambda: None)
+  monkeypatch.delenv("XLA_PYTHON_CLIENT_ALLOCATOR", raising=False)
+  monkeypatch.delenv("DREAMFUSION_JAX_MEMORY_CHECK", raising=False)
+  with pytest.raises(ConfigError, match=r"For Stable Diffusion, first --config.guidance.sd.remat=true \("):
+    memory.check(sd21_base.get_config())
+  with pytest.raises(ConfigError, match=r"first --config.guidance.sd.dtype=bfloat16 and --config.guidance.sd.remat"):
+    memory.check(set_fields(sd21_base.get_config(), {"guidance.sd.dtype": "float32"}))
+  remat = set_fields(sd21_base.get_config(), {"guidance.sd.remat": True})
+  with caplog.at_level("WARNING"):
+    memory.check(remat)
+  assert "XLA_PYTHON_CLIENT_ALLOCATOR=cuda_async" in caplog.text and "sd.remat" not in caplog.text
+  caplog.clear()
+  monkeypatch.setenv("XLA_PYTHON_CLIENT_ALLOCATOR", "cuda_async")
+  with caplog.at_level("WARNING"):
+    memory.check(remat)
+  assert "cuda_async" not in caplog.text
+  monkeypatch.setattr(memory, "device_bytes", lambda: (80e9, "one H100"))
+  monkeypatch.delenv("XLA_PYTHON_CLIENT_ALLOCATOR")
+  with caplog.at_level("WARNING"):
+    memory.check(sd21_base.get_config())  # Far from the limit: no word.
+  assert "cuda_async" not in caplog.text
+  monkeypatch.setattr(memory, "device_bytes", lambda: (1e6, "a test device"))
+  with pytest.raises(ConfigError) as refused:
+    memory.check(tiny_config())  # Another prior: no Stable Diffusion advice.
+  assert "Stable Diffusion" not in str(refused.value)
