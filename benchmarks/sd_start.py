@@ -10,11 +10,14 @@ stops when the run's metrics.jsonl holds step 2's record (polled every 10 ms; th
 metrics are on the host, so step 2 has run). The first repeat also reads the checkpoint into the page cache; the
 later ones are the 'warm machine' of issue 20 (a cold compile, weights in memory). The run's own log lines say
 where the time went: the set-up's parts, the weights' loading on its worker thread, the train step's compile on
-its own, and how long the first step waited for that compile.
+its own, when that compile started (step_compile_started_s: what gates it), and how long the first step waited
+for it.
 
-Prints one JSON line per repeat and a summary (median of the repeats after the first, or the only one).
+Prints one JSON line per repeat and a summary (median of the repeats after the first, or the only one). A repeat
+that fails is kept, with its log's end, the others still run, and the script exits non-zero.
 """
 
+import datetime
 import json
 import os
 import re
@@ -52,6 +55,19 @@ PATTERNS = {
 }
 
 
+def compile_started_s(text: str, launched: datetime.datetime) -> float | None:
+  """Seconds from the launch to the train step's compile starting: the time of day of absl's prefix on the
+  'compiled in X s' line (I1207 08:30:27.106714 ...), less X, less the launch's. What gates the compile."""
+  m = re.search(r"^[IWE]\d{4} (\d\d):(\d\d):(\d\d\.\d+) .*The train step compiled in ([\d.]+) s", text, re.M)
+  if m is None:
+    return None
+  hour, minute, second, took = int(m[1]), int(m[2]), float(m[3]), float(m[4])
+  end = launched.replace(hour=hour, minute=minute, second=0, microsecond=0) + datetime.timedelta(seconds=second)
+  if end < launched - datetime.timedelta(hours=1):  # Past midnight.
+    end += datetime.timedelta(days=1)
+  return round((end - launched).total_seconds() - took, 2)
+
+
 def command(workdir: str) -> list[str]:
   overrides = [
     f"--config.guidance.sd.model={FLAGS.model}",
@@ -86,7 +102,7 @@ def one_run(workdir: str) -> dict:
   log = open(os.path.join(workdir + ".log"), "w+")
   env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
   env.pop("JAX_COMPILATION_CACHE_DIR", None)  # JAX would read it itself: the cache stays off (cold).
-  start = time.perf_counter()
+  start, launched = time.perf_counter(), datetime.datetime.now()
   proc = subprocess.Popen(command(workdir), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
   marks = {}
   while len(marks) < 2 and proc.poll() is None and time.perf_counter() - start < FLAGS.timeout:
@@ -100,12 +116,15 @@ def one_run(workdir: str) -> dict:
     proc.kill()
   log.seek(0)
   text = log.read()
-  if proc.returncode != 0 or len(marks) < 2:
-    raise RuntimeError(f"the run failed (exit {proc.returncode}); its log ends:\n{text[-3000:]}")
+  if proc.returncode != 0 or len(marks) < 2:  # Kept, with its log's end: the other repeats still run.
+    return dict(
+      failed=f"exit {proc.returncode}, {len(marks)} step(s) within {FLAGS.timeout:.0f} s", log_tail=text[-3000:]
+    )
   result = dict(start_to_first_step_s=round(marks[1], 2), start_to_second_step_s=round(marks[2], 2))
   for name, pattern in PATTERNS.items():
     m = re.search(pattern, text)
     result[name] = float(m.group(1)) if m else None
+  result["step_compile_started_s"] = compile_started_s(text, launched)
   return result
 
 
@@ -119,7 +138,8 @@ def main(argv):
       result = one_run(os.path.join(tmp, f"run{i}"))
       runs.append(result)
       print(json.dumps(dict(repeat=i, **result)), flush=True)
-  warm = runs[1:] or runs
+  done = [r for r in runs if "failed" not in r]
+  warm = done[1:] or done
   summary = dict(
     device=jax.devices()[0].device_kind,
     jax=jax.__version__,
@@ -127,7 +147,7 @@ def main(argv):
     config=FLAGS.config,
     overrides=FLAGS.set,
     model=FLAGS.model,
-    start_to_second_step_s=statistics.median(r["start_to_second_step_s"] for r in warm),
+    start_to_second_step_s=statistics.median(r["start_to_second_step_s"] for r in warm) if warm else None,
     target_s=30.0,
     runs=runs,
   )
@@ -135,6 +155,8 @@ def main(argv):
   if FLAGS.out:
     with open(FLAGS.out, "w") as f:
       json.dump(summary, f, indent=2)
+  if len(done) < len(runs):
+    sys.exit(f"{len(runs) - len(done)} of {len(runs)} runs failed; their logs' ends are in the JSON.")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,38 @@
+"""benchmarks/sd_start.py: when the step's compile started, from the run's log; a failed run kept with its log."""
+
+import datetime
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+import sd_start  # noqa: E402
+
+LOG = """I1207 08:30:06.189160 140101845971264 train.py:720] Seeds [0] on 1 device(s) (NVIDIA H100 80GB HBM3).
+I1207 08:30:27.106714 140077598500544 train.py:556] The train step compiled in 19.4 s (on a worker thread).
+"""
+
+
+def test_the_compile_start_is_the_compiled_lines_time_less_its_duration_after_the_launch():
+  launched = datetime.datetime(2026, 12, 7, 8, 30, 1, 500000)
+  # 08:30:27.106714 - 19.4 s = 08:30:07.706714, 6.206714 s after the launch.
+  assert sd_start.compile_started_s(LOG, launched) == 6.21
+  late = datetime.datetime(2026, 12, 6, 23, 59, 58)
+  text = "I1207 00:00:30.000000 1 train.py:556] The train step compiled in 20.0 s (on a worker thread).\n"
+  assert sd_start.compile_started_s(text, late) == 12.0  # Across midnight.
+  assert sd_start.compile_started_s("no such line", launched) is None
+
+
+def test_a_failed_run_is_kept_with_its_log_and_the_script_exits_non_zero(tmp_path):
+  out = tmp_path / "start.json"
+  cmd = [sys.executable, "benchmarks/sd_start.py", f"--model={tmp_path / 'nowhere'}", "--repeats=1", "--timeout=120"]
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  result = subprocess.run([*cmd, f"--out={out}"], cwd=ROOT, env=env, capture_output=True, text=True)
+  assert result.returncode != 0 and "1 of 1 runs failed" in result.stderr
+  summary = json.loads(out.read_text())
+  (run,) = summary["runs"]
+  assert run["failed"].startswith("exit 2") and "nowhere" in run["log_tail"]  # The user's error, exit 2.
+  assert summary["start_to_second_step_s"] is None
