@@ -26,6 +26,7 @@ RESUMABLE_FIELDS = (
   "export",
   "gpu_triton_gemm",
   "gpu_deterministic",
+  "render.view_chunk_samples",  # How the views are split up (their memory), not what they show.
 )
 
 # Fields a resumed run may change although they change what it computes from then on: the optimiser's step
@@ -324,7 +325,7 @@ def config_differences(saved: dict, current: dict) -> list[str]:
   defaults = flatten(config_to_dict(base_config.get_config()))
   diffs = []
   for key in sorted(set(a) | set(b)):
-    if key.split(".")[0] in RESUMABLE_FIELDS or key in ADJUSTABLE_FIELDS:
+    if key.split(".")[0] in RESUMABLE_FIELDS or key in RESUMABLE_FIELDS or key in ADJUSTABLE_FIELDS:
       continue
     if key not in a and key in defaults and b.get(key) == defaults[key]:
       continue
@@ -351,8 +352,8 @@ def check_resume_compatible(saved: dict, current: dict, workdir: str) -> None:
     raise WorkdirError(
       f"The work directory '{workdir}' holds a checkpoint of a different config ({shown}). Nothing was changed "
       "there. Use a new --workdir for the new config, or rerun with the checkpoint's values to resume it "
-      "(only num_steps, logging, checkpoint, validation and export fields, the optimiser's step sizes and "
-      "clipping, and guidance.scale may change on resume)."
+      "(only num_steps, logging, checkpoint, validation and export fields, render.view_chunk_samples, the "
+      "optimiser's step sizes and clipping, and guidance.scale may change on resume)."
     )
 
 

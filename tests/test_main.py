@@ -182,6 +182,17 @@ def test_resume_accepts_a_checkpoint_without_fields_added_later_at_their_default
   assert checks.config_differences(saved, current) == ["camera.look_at_std: checkpoint has '<missing>', now 0.05"]
 
 
+def test_resume_and_reexport_may_change_how_the_views_are_chunked_but_not_the_renders():
+  from dreamfusion_jax import base_config, checks
+
+  saved = checks.config_to_dict(base_config.get_config())
+  current = checks.config_to_dict(base_config.get_config())
+  current["render"]["view_chunk_samples"] *= 4
+  assert checks.config_differences(saved, current) == []
+  current["render"]["num_fine"] += 1
+  assert [d.split(":")[0] for d in checks.config_differences(saved, current)] == ["render.num_fine"]
+
+
 def test_missing_video_encoder_is_reported_before_training(tmp_path):
   """Round 32 of the GPU sweeps ran the main job on an image without imageio-ffmpeg's binary: it trained,
   then ended in a traceback at the turntable. The check must stop such a run before anything is trained."""

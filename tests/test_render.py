@@ -352,7 +352,7 @@ def test_orientation_inverted_density():
 
 def test_render_image_vmap_and_chunks():
   """A vmapped, chunked render_image equals per-camera render_rays on the same rays."""
-  cfg = render.RenderConfig(chunk_size=7)  # 16 rays: 3 chunks, the last one padded.
+  cfg = render.RenderConfig(chunk_size=7)  # 16 rays: 3 chunks, evened out to 6 rays each (2 padded).
   params = field_params(ball_radius=0.5, ball_stiffness=20.0)
   cams = jax.jit(jax.vmap(lambda a: cameras.orbit_camera(10.0, a, 2.5, 5.0)))(np.array([0.0, 120.0], np.float32))
   batched = jax.jit(

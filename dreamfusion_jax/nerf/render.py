@@ -292,6 +292,7 @@ def render_image(key, field_fn, background_fn, camera, shading, cfg: RenderConfi
     out = render_rays(key, field_fn, background_fn, origins, directions, shading, cfg)
   else:
     num_chunks = -(-num_rays // chunk)
+    chunk = -(-num_rays // num_chunks)  # As many chunks, evened out: the padding is less than one ray a chunk.
     pad = num_chunks * chunk - num_rays
     # Padded rays repeat the last ray; they are dropped after rendering.
     o = jnp.concatenate([origins, jnp.repeat(origins[-1:], pad, axis=0)]).reshape(num_chunks, chunk, 3)
