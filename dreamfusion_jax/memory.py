@@ -169,9 +169,10 @@ def check(config: ml_collections.ConfigDict) -> Estimate:
     raise ConfigError(
       f"This config's train step needs about {est.device / GB:.1f} GB per device (renders {est.activations / GB:.1f} "
       f"GB, hash tables {est.tables / GB:.1f} GB, prior {est.prior / GB:.1f} GB); the device, {what}, has "
-      f"{have / GB:.1f} GB. {advice}{'Otherwise l' if advice else 'L'}ower num_seeds (or spread them over more devices), batch_size, "
-      "render.image_size, render.num_coarse / num_fine or field.log2_hashmap_size. The estimate is a guide fitted "
-      "to measured steps (dreamfusion_jax/memory.py); DREAMFUSION_JAX_MEMORY_CHECK=0 runs anyway."
+      f"{have / GB:.1f} GB. {advice}{'Otherwise lower' if advice else 'Lower'} num_seeds (or spread them over "
+      "more devices), batch_size, render.image_size, render.num_coarse / num_fine or field.log2_hashmap_size. The "
+      "estimate is a guide fitted to measured steps (dreamfusion_jax/memory.py); DREAMFUSION_JAX_MEMORY_CHECK=0 "
+      "runs anyway."
     )
   if have is not None and platform == "gpu" and est.device > TIGHT * have and not _async_allocator():
     logging.warning(

@@ -737,7 +737,8 @@ def set_up(config: ml_collections.ConfigDict, workdir: str, guard: Guard, reexpo
     files.write_json(os.path.join(workdir, "config.json"), config_dict)
   render_view = outputs.Precompiled(outputs.view_renderer(trainer.scene, config, config.export.image_size))
   truth_view = outputs.truth_renderer(trainer.scene, config, config.export.image_size)
-  truth_view = truth_view and outputs.Precompiled(truth_view)
+  if truth_view is not None:
+    truth_view = outputs.Precompiled(truth_view)
   preview = None
   if config.guidance.preview_t > 0:
     preview = outputs.Precompiled(outputs.guidance_previewer(trainer.scene, config, prior.guidance))
