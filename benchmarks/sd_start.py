@@ -50,6 +50,8 @@ PATTERNS = {
   "weights_unet_s": r"UNet ([\d.]+) s\b",
   "weights_text_encoder_s": r"text encoder ([\d.]+) s",
   "step_compile_s": r"The train step compiled in ([\d.]+) s",
+  "step_compile_lowering_s": r"The train step compiled in [\d.]+ s \(traced and lowered ([\d.]+) s",
+  "step_compile_xla_s": r"The train step compiled in [\d.]+ s \(traced and lowered [\d.]+ s, then XLA ([\d.]+) s",
   "first_step_s": r"The first step took ([\d.]+) s",
   "first_step_waited_for_compile_s": r"The first step took [\d.]+ s, ([\d.]+) s of it waiting",
 }

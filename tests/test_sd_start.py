@@ -3,6 +3,7 @@
 import datetime
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import sd_start  # noqa: E402
 
 LOG = """I1207 08:30:06.189160 140101845971264 train.py:720] Seeds [0] on 1 device(s) (NVIDIA H100 80GB HBM3).
-I1207 08:30:27.106714 140077598500544 train.py:556] The train step compiled in 19.4 s (on a worker thread).
+I1207 08:30:27.106714 1400775 train.py:556] The train step compiled in 19.4 s (traced and lowered 5.2 s, then XLA 14.2 s;
 """
 
 
@@ -24,6 +25,8 @@ def test_the_compile_start_is_the_compiled_lines_time_less_its_duration_after_th
   text = "I1207 00:00:30.000000 1 train.py:556] The train step compiled in 20.0 s (on a worker thread).\n"
   assert sd_start.compile_started_s(text, late) == 12.0  # Across midnight.
   assert sd_start.compile_started_s("no such line", launched) is None
+  parts = {k: float(re.search(sd_start.PATTERNS[k], LOG)[1]) for k in ("step_compile_lowering_s", "step_compile_xla_s")}
+  assert parts == {"step_compile_lowering_s": 5.2, "step_compile_xla_s": 14.2}
 
 
 def test_a_failed_run_is_kept_with_its_log_and_the_script_exits_non_zero(tmp_path):
