@@ -52,7 +52,7 @@ def get_config():
   # the turntable): it bounds their memory. At 16,384 rays a chunk, the SD configs' 128x128 views (160 samples
   # a ray) needed a 5.05 GiB buffer, more than a 6 GB card had left beside the step (benchmarks/sd_memory_cap.py,
   # 2026-12-07). 2^20 leaves the Shapes configs' views (48 samples a ray) whole: on a CPU the chunked loop made
-  # the default's export 1.6-2x slower (11 -> 18-24 s); the SD configs' go in 3 chunks (1.3 GiB of temporaries).
+  # the default's export 1.6-2x slower (11 -> 18-24 s). The SD configs set 2^19 (configs/sd21_base.py).
   c.render.view_chunk_samples = 2**20
   # 'learned' (paper): an MLP of the ray direction. 'random': a uniform random solid colour per
   # training view (a prior trained on such backgrounds, like the Shapes prior, then cannot be
