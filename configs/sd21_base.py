@@ -33,7 +33,7 @@ def get_config():
   c.guidance.t_min = 0.02  # The paper's time range.
   c.guidance.t_max = 0.98
   c.render.image_size = 64  # The paper's 64x64 renders.
-  # The 128x128 views (160 samples a ray) in 5 chunks, 0.65 GiB of temporaries: the whole path was measured so
+  # The 128x128 views (160 samples a ray) in 6 chunks, 0.65 GiB of temporaries: the whole path was measured so
   # under a 6 GB cap (peak 3.27-3.28 GiB, BENCHMARKS.md).
   c.render.view_chunk_samples = 2**19
   c.reg.opacity = 1e-3  # The paper's opacity penalty (1e-3 to 5e-3).
