@@ -31,13 +31,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from absl import app, flags  # noqa: E402
 
-flags.DEFINE_string("model", None, "A diffusers-layout folder (e.g. from make_random_sd.py).")
-flags.DEFINE_string("config", "configs/peacock.py", "The run's config file (relative to the repository).")
-flags.DEFINE_integer("repeats", 2, "Runs, one after the other; the first also warms the page cache.")
-flags.DEFINE_multi_string("set", [], "Extra config overrides, e.g. --set=guidance.sd.dtype=float32.")
-flags.DEFINE_float("timeout", 600, "Seconds a run may take.")
-flags.DEFINE_string("out", None, "Also write the results as JSON here.")
 FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The command line's flags (defined only when run as a script: the tests import this module beside others)."""
+  flags.DEFINE_string("model", None, "A diffusers-layout folder (e.g. from make_random_sd.py).")
+  flags.DEFINE_string("config", "configs/peacock.py", "The run's config file (relative to the repository).")
+  flags.DEFINE_integer("repeats", 2, "Runs, one after the other; the first also warms the page cache.")
+  flags.DEFINE_multi_string("set", [], "Extra config overrides, e.g. --set=guidance.sd.dtype=float32.")
+  flags.DEFINE_float("timeout", 600, "Seconds a run may take.")
+  flags.DEFINE_string("out", None, "Also write the results as JSON here.")
+
 
 # The run's log lines (train.py, guidance/stable_diffusion.py) -> what they tell, in seconds.
 PATTERNS = {
@@ -162,5 +167,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   flags.mark_flags_as_required(["model"])
   app.run(main)
