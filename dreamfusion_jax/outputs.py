@@ -101,28 +101,29 @@ class Precompiled:
     self.compiled = self.fn.lower(*args).compile()
 
   def __call__(self, *args):
-    return (self.compiled or self.fn)(*args)
+    return (self.fn if self.compiled is None else self.compiled)(*args)
 
 
 def compile_in_background(render_view, preview, params: Any, text_emb: np.ndarray, prior_params: Any, truth_view=None):
   """Compiles render_view (validation and export), preview and truth_view (each a Precompiled, or None) on a
   worker thread; returns its future.
 
-  Each compiles for the arguments validation passes: one seed's initial params (host arrays) and text_emb
-  [9, L, D] (host). XLA compiles outside Python's lock, so these compiles (the default job's on an H200: 4 s and
-  11-18 s) run beside the train step's instead of after it. They compile without running: on a GPU, a program
-  run from this thread while the steps ran broke the step's CUDA graph, which shares the device's stream
-  (CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED; the peacock path under 6 GiB on an H100, 2026-12-07). The caller
-  waits on the future (`.result()`, which re-raises the worker's error) before it validates or exports.
+  Each compiles for the arguments validation passes, from their shapes: one seed's initial params (host arrays),
+  text_emb [9, L, D] (host), the view's angles and the preview's key. XLA compiles outside Python's lock, so
+  these compiles (the default job's on an H200: 4 s and 11-18 s) run beside the train step's instead of after
+  it. Nothing runs or is put on the device from this thread: on a GPU, a program run from it while the steps ran
+  broke the step's CUDA graph, which shares the device's stream (CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED; the
+  peacock path under 6 GiB on an H100, 2026-12-07). The caller waits on the future (`.result()`, which
+  re-raises the worker's error) before it validates or exports.
   """
 
   def compile_all():
-    elevation, azimuth = (jnp.float32(a) for a in VALIDATION_VIEWS[0])
-    render_view.compile(params, elevation, azimuth)
+    angle = jax.ShapeDtypeStruct((), jnp.float32)  # Shapes only: this thread puts nothing on the device.
+    render_view.compile(params, angle, angle)
     if preview is not None:
-      preview.compile(params, text_emb, prior_params, jax.random.PRNGKey(0))
+      preview.compile(params, text_emb, prior_params, jax.eval_shape(jax.random.PRNGKey, 0))
     if truth_view is not None:
-      truth_view.compile(None, elevation, azimuth)
+      truth_view.compile(None, angle, angle)
 
   return compilation_cache.in_background(compile_all, "compile_renderers")
 
