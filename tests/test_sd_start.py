@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
@@ -39,3 +40,28 @@ def test_a_failed_run_is_kept_with_its_log_and_the_script_exits_non_zero(tmp_pat
   (run,) = summary["runs"]
   assert run["failed"].startswith("exit 2") and "nowhere" in run["log_tail"]  # The user's error, exit 2.
   assert summary["start_to_second_step_s"] is None
+
+
+def test_a_run_that_took_its_second_step_is_timed_and_stopped_there_whatever_it_does_next(tmp_path):
+  # A stand-in run: logs its set-up, writes two metric rows 0.3 s apart, then hangs (as a run's final validation
+  # may). It counts, and is stopped long before the limit.
+  workdir = str(tmp_path / "run0")
+  script = (
+    "import os, sys, time\n"
+    f"os.makedirs({workdir!r})\n"
+    "print('I1207 08:30:00.000000 1 train.py:1] Set up in 1.5 s: prior 0.5 s, caption embeddings 0.7 s.', flush=True)\n"
+    f"m = open(os.path.join({workdir!r}, 'metrics.jsonl'), 'w')\n"
+    "m.write('{}\\n'); m.flush(); time.sleep(0.3); m.write('{}\\n'); m.flush()\n"
+    "time.sleep(600)\n"
+  )
+  t = time.perf_counter()
+  result = sd_start.one_run(workdir, [sys.executable, "-c", script], timeout=120)
+  assert time.perf_counter() - t < 60 and "failed" not in result
+  assert 0.3 <= result["start_to_second_step_s"] - result["start_to_first_step_s"] < 5
+  assert result["setup_s"] == 1.5 and result["setup_caption_embeddings_s"] == 0.7
+
+  # One that dies after its first step is a failure, with its exit code.
+  dead = str(tmp_path / "run1")
+  script = f"import os\nos.makedirs({dead!r})\nopen(os.path.join({dead!r}, 'metrics.jsonl'), 'w').write('{{}}\\n')\nraise SystemExit(3)\n"
+  result = sd_start.one_run(dead, [sys.executable, "-c", script], timeout=120)
+  assert result["failed"] == "exit 3, 1 step(s) within 120 s"
