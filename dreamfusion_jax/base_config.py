@@ -183,7 +183,9 @@ def get_config():
   c.sdf.smoothness_norm = "l2"
   # Where its points lie: 'volume': uniform points of the bounding cube moved onto the surface (which gathers them on
   # edges and corners); 'render': the step's rendered surface, uniform over its projection; 'both': half each.
+  # 'shell': the points of a thin shell around the surface (train.shell_points), spread over it by area.
   c.sdf.smoothness_points = "volume"
+  c.sdf.smoothness_shell_candidates = 64  # 'shell': uniform candidates per point; the shell is thinner with more.
   # 'render' or 'both' take over from this step; before it the points are 'volume' (0: from the start). Early, the
   # volume's points hold thin parts (a chair's legs) together; late, the rendered ones stop rounding the edges.
   c.sdf.smoothness_points_start = 0

@@ -369,6 +369,19 @@ def rendered_surface_points(cams, out, size: int):
   return jax.lax.stop_gradient(points), jax.lax.stop_gradient(weight / jnp.maximum(jnp.sum(weight), 1e-12))
 
 
+def shell_points(scene: Scene, params: Any, key: jax.Array, n: int, config: ml_collections.ConfigDict) -> jnp.ndarray:
+  """n points [n, 3] of a thin shell around the surface, without gradient: the n of sdf.smoothness_shell_candidates
+  x n uniform points of the bounding cube with the smallest |s|. A shell of one width holds as many points by a
+  face as its area, so once moved onto the surface they are spread over it by area, hidden parts included; each
+  moves by at most the shell's width, so the points beside an edge no longer all land on it."""
+  bound = config.field.bound
+  m = config.sdf.smoothness_shell_candidates * n
+  x = jax.random.uniform(key, (m, 3), minval=-bound, maxval=bound)
+  sdf = scene.apply({"params": jax.lax.stop_gradient(params)}, x, method=Scene.sdf)
+  _, nearest = jax.lax.top_k(-jnp.abs(sdf), n)
+  return x[nearest]
+
+
 def surface_smoothness(
   scene: Scene, params: Any, key: jax.Array, config: ml_collections.ConfigDict, hits=None, step=None
 ) -> jnp.ndarray:
@@ -379,11 +392,15 @@ def surface_smoothness(
   |n(p) - n(p + d)| instead: a bump still costs, but a sharp edge no more than a rounded one.
   hits (sdf.smoothness_points 'render' or 'both'): (points, probabilities) of `rendered_surface_points`; the p are
   then sdf.eikonal_points draws among them ('both': the first half of them, the rest uniform in the cube), moved
-  onto the surface, and uniform points when no pixel is opaque or `step` is before sdf.smoothness_points_start."""
+  onto the surface, and uniform points when no pixel is opaque or `step` is before sdf.smoothness_points_start.
+  sdf.smoothness_points 'shell': the p are `shell_points`, moved onto the surface."""
   k_points, k_offset = jax.random.split(key)
   bound = config.field.bound
   n = config.sdf.eikonal_points
-  x = jax.random.uniform(k_points, (n, 3), minval=-bound, maxval=bound)
+  if config.sdf.smoothness_points == "shell":
+    x = shell_points(scene, params, k_points, n, config)
+  else:
+    x = jax.random.uniform(k_points, (n, 3), minval=-bound, maxval=bound)
   if hits is not None:
     points, prob = hits
     drawn = points[jax.random.choice(jax.random.fold_in(k_points, 1), prob.shape[0], (n,), p=prob)]

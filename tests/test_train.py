@@ -466,6 +466,31 @@ def test_surface_smoothness_points_and_norms_against_sharp_and_rounded_boxes(nor
     assert even[0] > 2.0 * even[1], even
   else:
     assert 0.75 < even[0] / even[1] < 1.3, even
+  # The shell's points, spread over the surface by area, price the sharp cube as the even points do, not as the
+  # volume's: an edge's share of them is its share of the shell (~3% here, at 64 candidates a point), not 3/4.
+  config.sdf.smoothness_points = "shell"
+  shell = float(train.surface_smoothness(sharp, {}, key, config))
+  assert 0.8 * even[0] < shell < 1.4 * even[0] and volume[0] > 5.0 * shell, (shell, even, volume)
+
+
+def test_shell_points_are_the_candidates_nearest_the_surface_and_spread_over_it_by_area():
+  config = tiny_config(**{"field.density_activation": "volsdf", "field.bound": 1.0})
+  h, n = 0.32, 4096
+  cube = _BoxScene(h, 0.0)
+  key = jax.random.PRNGKey(4)
+  points = np.asarray(train.shell_points(cube, {}, key, n, config))
+  # The same candidates (the function's own draw): the picks are the n with the smallest |s|.
+  candidates = np.asarray(jax.random.uniform(key, (config.sdf.smoothness_shell_candidates * n, 3), minval=-1.0))
+  dist = np.abs(np.asarray(cube.apply({}, jnp.asarray(candidates))))
+  assert points.shape == (n, 3)
+  np.testing.assert_allclose(np.sort(np.abs(np.asarray(cube.apply({}, jnp.asarray(points))))), np.sort(dist)[:n])
+  # Moved onto the cube (numpy: the nearest point of its surface), they lie on its six faces in proportion to
+  # their areas, and few on the edges, whose region of the shell is small.
+  outside = np.abs(points) > h
+  assert np.mean(np.sum(outside, -1) >= 2) < 0.06  # Beside an edge or a corner: they land on it.
+  face = np.argmax(np.abs(points) - h, -1) * 2 + (points[np.arange(n), np.argmax(np.abs(points) - h, -1)] > 0)
+  share = np.bincount(face, minlength=6) / n
+  np.testing.assert_allclose(share, 1 / 6, atol=0.03)
 
 
 def test_rendered_surface_points_lie_on_the_rendered_sphere():
@@ -541,10 +566,10 @@ def test_a_volsdf_run_trains_with_its_eikonal_term():
 
 def test_a_train_step_draws_the_smoothness_points_where_sdf_smoothness_points_says():
   """One step from the same start with each point set: every other term is the same (their keys do not depend on
-  the option), and the smoothness is finite, positive and differs between the three point sets; before
+  the option), and the smoothness is finite, positive and differs between the four point sets; before
   sdf.smoothness_points_start it is the volume's."""
   first, second = {}, {}
-  for where, start in (("volume", 0), ("render", 0), ("both", 0), ("render", 1)):
+  for where, start in (("volume", 0), ("render", 0), ("both", 0), ("shell", 0), ("render", 1)):
     config = tiny_config(**TINY_VOLSDF, **{"sdf.smoothness_points": where, "sdf.smoothness_points_start": start})
     trainer = train.Trainer(config, target_prior(config))
     state = trainer.init()
@@ -552,7 +577,7 @@ def test_a_train_step_draws_the_smoothness_points_where_sdf_smoothness_points_sa
     state, metrics = trainer.step(state, text)
     first[where if not start else "render_from_1"] = jax.device_get(metrics)
     second[where if not start else "render_from_1"] = jax.device_get(trainer.step(state, text)[1])
-  for where in ("render", "both"):
+  for where in ("render", "both", "shell"):
     for term in ("eikonal", "opacity", "entropy", "orientation", "sds_residual_norm"):
       np.testing.assert_array_equal(first[where][term], first["volume"][term], err_msg=f"{where}: {term}")
     assert np.all(np.isfinite(first[where]["smoothness"])) and np.all(first[where]["smoothness"] > 0)
