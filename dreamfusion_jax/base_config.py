@@ -186,6 +186,9 @@ def get_config():
   # 'shell': the points of a thin shell around the surface (train.shell_points), spread over it by area.
   c.sdf.smoothness_points = "volume"
   c.sdf.smoothness_shell_candidates = 64  # 'shell': uniform candidates per point; the shell is thinner with more.
+  # 'shell': the share of the points from the shell; the rest are the volume's, which gather on small, curved parts
+  # (floaters, a chair's legs) and hold them.
+  c.sdf.smoothness_shell_share = 1.0
   # 'render' or 'both' take over from this step; before it the points are 'volume' (0: from the start). Early, the
   # volume's points hold thin parts (a chair's legs) together; late, the rendered ones stop rounding the edges.
   c.sdf.smoothness_points_start = 0

@@ -170,6 +170,7 @@ RULES: dict[str, Rule] = {
   "sdf.smoothness_norm": Choice("l2", "l1"),
   "sdf.smoothness_points": Choice("volume", "render", "both", "shell"),
   "sdf.smoothness_points_start": STEPS,
+  "sdf.smoothness_shell_share": PROB,
   "sdf.smoothness_shell_candidates": Int(1, 1024, why="the shell holds the nearest of that many candidates a point"),
   "sdf.smoothness_fade_start": STEPS,
   "sdf.smoothness_fade_steps": STEPS,

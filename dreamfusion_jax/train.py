@@ -393,14 +393,16 @@ def surface_smoothness(
   hits (sdf.smoothness_points 'render' or 'both'): (points, probabilities) of `rendered_surface_points`; the p are
   then sdf.eikonal_points draws among them ('both': the first half of them, the rest uniform in the cube), moved
   onto the surface, and uniform points when no pixel is opaque or `step` is before sdf.smoothness_points_start.
-  sdf.smoothness_points 'shell': the p are `shell_points`, moved onto the surface."""
+  sdf.smoothness_points 'shell': a share sdf.smoothness_shell_share of the p are `shell_points`, the rest uniform
+  in the cube, all moved onto the surface."""
   k_points, k_offset = jax.random.split(key)
   bound = config.field.bound
   n = config.sdf.eikonal_points
-  if config.sdf.smoothness_points == "shell":
-    x = shell_points(scene, params, k_points, n, config)
-  else:
-    x = jax.random.uniform(k_points, (n, 3), minval=-bound, maxval=bound)
+  x = jax.random.uniform(k_points, (n, 3), minval=-bound, maxval=bound)
+  if config.sdf.smoothness_points == "shell":  # The first share of them from the shell, the rest the volume's.
+    k = round(config.sdf.smoothness_shell_share * n)
+    if k:
+      x = jnp.concatenate([shell_points(scene, params, jax.random.fold_in(k_points, 2), k, config), x[k:]])
   if hits is not None:
     points, prob = hits
     drawn = points[jax.random.choice(jax.random.fold_in(k_points, 1), prob.shape[0], (n,), p=prob)]

@@ -471,6 +471,9 @@ def test_surface_smoothness_points_and_norms_against_sharp_and_rounded_boxes(nor
   config.sdf.smoothness_points = "shell"
   shell = float(train.surface_smoothness(sharp, {}, key, config))
   assert 0.8 * even[0] < shell < 1.4 * even[0] and volume[0] > 5.0 * shell, (shell, even, volume)
+  config.sdf.smoothness_shell_share = 0.5  # Half from the shell, half the volume's: the mean of the two costs.
+  half = float(train.surface_smoothness(sharp, {}, key, config))
+  assert abs(half - (shell + volume[0]) / 2) < 0.1 * (volume[0] - shell), (half, shell, volume)
 
 
 def test_shell_points_are_the_candidates_nearest_the_surface_and_spread_over_it_by_area():
