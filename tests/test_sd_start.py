@@ -57,7 +57,7 @@ def test_a_run_that_took_its_second_step_is_timed_and_stopped_there_whatever_it_
   t = time.perf_counter()
   result = sd_start.one_run(workdir, [sys.executable, "-c", script], timeout=120)
   assert time.perf_counter() - t < 60 and "failed" not in result
-  assert 0.3 <= result["start_to_second_step_s"] - result["start_to_first_step_s"] < 5
+  assert 0.2 <= result["start_to_second_step_s"] - result["start_to_first_step_s"] < 5  # 0.3 s, polled.
   assert result["setup_s"] == 1.5 and result["setup_caption_embeddings_s"] == 0.7
 
   # One that dies after its first step is a failure, with its exit code.
