@@ -40,8 +40,9 @@ def named_shapes(judge: judge_lib.Classifier, images: np.ndarray) -> np.ndarray:
   return np.argmax(judge.logits(images)["shape"], axis=-1)
 
 
-def sample_all(colours, samples, steps, scale, batch, key=jax.random.PRNGKey(0)):
+def sample_all(colours, samples, steps, scale, batch, seed=0):
   """DDIM samples of every (colour, shape, view, seed): (images [N, S, S, 3], rows [(colour, shape, view)])."""
+  key = jax.random.PRNGKey(seed)
   unet, encoder, tokenizer, params, abar = shapes_prior.load_prior(shapes_prior.default_dir())
   size = shapes_prior.read_config(shapes_prior.default_dir())["image_size"]
   rows = [(c, s, v) for c in colours for s in world.SHAPES for v in range(len(text_lib.VIEW_SUFFIXES))]

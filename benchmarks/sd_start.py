@@ -133,6 +133,7 @@ def one_run(workdir: str, cmd: list[str], timeout: float) -> dict:
   proc.wait()
   log.seek(0)
   text = log.read()
+  log.close()
   if len(marks) < 2:  # Kept, with its log's end: the other repeats still run.
     return dict(failed=f"exit {proc.returncode}, {len(marks)} step(s) within {timeout:.0f} s", log_tail=text[-3000:])
   result = dict(start_to_first_step_s=round(marks[1], 2), start_to_second_step_s=round(marks[2], 2))
