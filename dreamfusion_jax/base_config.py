@@ -48,6 +48,10 @@ def get_config():
   c.render.image_size = 64  # Rendered image height and width in pixels.
   c.render.num_coarse = 128  # Stratified samples per ray (density only, no gradient).
   c.render.num_fine = 32  # Importance samples per ray (full field, normals, gradient).
+  # The training renders' normals (shading, orientation): 0 differentiates the density exactly; a step h > 0
+  # (world units) takes central differences at +-h (Neuralangelo's numerical gradient): the shading SDS sees is
+  # smoothed over ~2h. The views, validation and evaluation always use the exact normals.
+  c.render.normal_step = 0.0
   # Samples (rays x samples per ray) per sequential chunk of the views' renders (validation sheets, views.png,
   # the turntable): it bounds their memory. At 16,384 rays a chunk, the SD configs' 128x128 views (160 samples
   # a ray) needed a 5.05 GiB buffer, more than a 6 GB card had left beside the step (benchmarks/sd_memory_cap.py,

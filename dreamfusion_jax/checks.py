@@ -175,6 +175,12 @@ def _validate_relations(config: ml_collections.ConfigDict) -> None:
       "distance field has (field.density_activation='volsdf'). Give this density field a level > 0 to mesh, e.g. "
       "--config.export.mesh_threshold=10."
     )
+  if config.render.normal_step > 0 and config.field.density_activation != "volsdf":
+    raise ConfigError(
+      f"render.normal_step={config.render.normal_step} takes the training renders' normals from central differences "
+      "of the field's signed distance, which only field.density_activation='volsdf' has. Use "
+      "--config.render.normal_step=0 (exact normals) with this density field, or --config.field.density_activation=volsdf."
+    )
   c2f = config.coarse_to_fine
   if c2f.steps > 0 and not 1 <= c2f.start_levels <= config.field.num_levels:
     raise ConfigError(

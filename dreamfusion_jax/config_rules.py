@@ -87,6 +87,7 @@ RULES: dict[str, Rule] = {
   "render.image_size": Int(8, 4096),
   "render.num_coarse": Int(2, 4096),
   "render.num_fine": Int(1, 4096),
+  "render.normal_step": Float(0.0, 0.5),
   "render.view_chunk_samples": Int(1024, 2**30),
   "render.background": Choice("learned", "random"),
   "camera.elevation_range": Rule("pair", -90.0, 90.0),

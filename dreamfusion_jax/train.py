@@ -223,14 +223,15 @@ def loss_fn(
     jax.random.split(k_shade, batch), cams["light_pos"]
   )
   field_fn, learned_background = views.field_fns(scene, params, sdf_beta(config, step))
-  rcfg = views.make_render_config(config)
+  rcfg = dataclasses.replace(views.make_render_config(config), normal_step=config.render.normal_step)
+  distance_fn = lambda x: scene.apply({"params": params}, x, method=Scene.sdf)
 
   def render_view(k, cam, sh):
     background_fn = learned_background
     if config.render.background == "random":
       colour = jax.random.uniform(jax.random.fold_in(k, 1000), (3,))  # render_rays folds in 0 and 1.
       background_fn = lambda d: jnp.broadcast_to(colour, d.shape)
-    return render.render_image(k, field_fn, background_fn, cam, sh, rcfg, size, size)
+    return render.render_image(k, field_fn, background_fn, cam, sh, rcfg, size, size, distance_fn)
 
   out = vmap_unless_one(render_view, batch, (0, 0, 0))(jax.random.split(k_render, batch), cams, shading)
   view_ids = text_lib.view_index(cams["elevation"], cams["azimuth"])

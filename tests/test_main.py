@@ -115,6 +115,7 @@ QUICK = [
     (["--config.prompt=🐱🚀"], "holds no word of letters or digits"),
     (["--config.guidance.model=shapes", "--config.prompt=a crimson dodecahedron"], "is not of the Shapes world"),
     (["--config.export.mesh_threshold=0"], "export.mesh_threshold=0.0 asks for the field's own surface"),
+    (["--config.render.normal_step=0.01"], "render.normal_step=0.01 takes the training renders' normals"),
   ],
 )
 def test_bad_config_gets_one_clear_error(tmp_path, args, expected):

@@ -793,3 +793,18 @@ def test_the_divergence_advice_works_in_the_same_workdir(tmp_path, caplog, monke
   assert int(unclipped.step[0]) == 10
   with pytest.raises(WorkdirError, match="optim.schedule"):  # It changes the optimiser state's shape.
     train.train_and_evaluate(tiny_config(**{"num_steps": 12, "optim.schedule": "warmup_cosine"}), workdir)
+
+
+def test_a_train_step_with_central_difference_normals():
+  """render.normal_step > 0: the training renders shade with central-difference normals. From the same start the
+  step's eikonal term is the same and its SDS residual differs (the shading does); everything stays finite."""
+  metrics = {}
+  for step in (0.0, 0.02):
+    config = tiny_config(**TINY_VOLSDF, **{"render.normal_step": step, "shading.albedo_warmup_steps": 0})
+    trainer = train.Trainer(config, target_prior(config))
+    state = trainer.init()
+    state, metrics[step] = jax.device_get(trainer.step(state, trainer.text_embeddings(np.zeros((9, 2, 4), np.float32))))
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.params))
+  np.testing.assert_array_equal(metrics[0.02]["eikonal"], metrics[0.0]["eikonal"])
+  assert np.all(np.isfinite(metrics[0.02]["loss"]))
+  assert not np.array_equal(metrics[0.02]["sds_residual_norm"], metrics[0.0]["sds_residual_norm"])
