@@ -9,9 +9,10 @@ metrics after each step, no export, in a fresh workdir. The clock starts just be
 stops when the run's metrics.jsonl holds step 2's record (polled every 10 ms; the record is written once step 2's
 metrics are on the host, so step 2 has run). The first repeat also reads the checkpoint into the page cache; the
 later ones are the 'warm machine' of issue 20 (a cold compile, weights in memory). The run's own log lines say
-where the time went: the set-up's parts, the weights' loading on its worker thread, the train step's compile on
-its own, when that compile started (step_compile_started_s: what gates it), and how long the first step waited
-for it.
+where the time went: the set-up's parts, the weights' loading on its worker thread, their check against the
+modules (weights_check_started_s: how long after the loading began it started, which is once the step is traced),
+the train step's compile on its own, when that compile started (step_compile_started_s: what gates it), and how
+long the first step waited for it.
 
 Prints one JSON line per repeat and a summary (median of the repeats after the first, or the only one). A repeat
 that fails is kept, with its log's end, the others still run, and the script exits non-zero.
@@ -51,7 +52,8 @@ PATTERNS = {
   "setup_caption_embeddings_s": r"caption embeddings ([\d.]+) s",
   "setup_initial_state_s": r"initial state ([\d.]+) s",
   "weights_on_device_s": r"Stable Diffusion weights on the device after ([\d.]+) s",
-  "weights_checked_s": r"headers read and shapes checked ([\d.]+) s",
+  "weights_checked_s": r"Stable Diffusion weights checked against the modules in ([\d.]+) s",
+  "weights_check_started_s": r"checked against the modules in [\d.]+ s, after ([\d.]+) s waiting",
   "weights_unet_s": r"UNet ([\d.]+) s\b",
   "weights_text_encoder_s": r"text encoder ([\d.]+) s",
   "step_compile_s": r"The train step compiled in ([\d.]+) s",

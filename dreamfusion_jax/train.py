@@ -566,12 +566,19 @@ class Trainer:
     the renderers' compiles) goes on beside it: XLA compiles outside Python's lock.
     """
     abstract = self.abstract_state()
-    loading = isinstance(self._prior_params, guidance_lib.PendingParams)
-    prior = self.abstract_prior_params() if loading else self.prior_params
+    pending = self._prior_params if isinstance(self._prior_params, guidance_lib.PendingParams) else None
+    prior = self.abstract_prior_params() if pending is not None else self.prior_params
 
     def compile_step():
       start = now()
-      lowered = self._step.lower(abstract, text_emb, prior)  # Tracing and lowering: Python, under its lock.
+      try:
+        lowered = self._step.lower(abstract, text_emb, prior)  # Tracing and lowering: Python, under its lock.
+      except Exception:
+        if pending is not None:  # Shapes read off a checkpoint the model cannot take: its check says which and why.
+          pending.check()
+        raise
+      if pending is not None:
+        pending.mark_traced()  # The weights' check (which traces too) may start now.
       traced = now()
       compiled = lowered.compile()
       self.compile_seconds = (start, now())

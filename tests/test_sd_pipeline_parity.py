@@ -281,17 +281,46 @@ def test_missing_weights_parity_one_clear_error(pipelines, tmp_path):
     train.build_prior(sd_config(folder))
 
 
-def test_corrupt_checkpoint_parity_cli_names_the_tensor_and_the_file(pipelines, tmp_path):
-  """A tensor of the wrong shape is named by key; a truncated weights file is named by path; no traceback."""
+def _damaged(folder: str, copy: str, part: str, change) -> str:
+  """A copy of a pipeline folder whose `part` ('unet' or 'vae') weights file holds change(its tensors)'s edits."""
   from safetensors.numpy import load_file, save_file
 
-  mismatched = sd_tiny.copy(pipelines["sd2"].folder, str(tmp_path / "mismatched"))
-  path = os.path.join(mismatched, "unet", "diffusion_pytorch_model.safetensors")
+  damaged = sd_tiny.copy(folder, copy)
+  path = os.path.join(damaged, part, "diffusion_pytorch_model.safetensors")
   tensors = load_file(path)
-  key = "down_blocks.0.attentions.0.proj_in.weight"
-  assert tensors[key].shape == (32, 32)
-  tensors[key] = np.zeros((32, 16), np.float32)
+  change(tensors)
   save_file(tensors, path)
+  return damaged
+
+
+# A tiny sd2 UNet's tensors: one to give another shape, one to leave out, and one the model lacks.
+PROJ_IN, NORM, EXTRA = (
+  "down_blocks.0.attentions.0.proj_in.weight",
+  "mid_block.resnets.0.norm1.bias",
+  "mid_block.x.weight",
+)
+
+
+def _three_faults(tensors: dict) -> None:
+  """A tensor of another shape (32, 16) where (32, 32) belongs, a missing one and an unexpected one."""
+  assert tensors[PROJ_IN].shape == (32, 32) and NORM in tensors
+  tensors[PROJ_IN] = np.zeros((32, 16), np.float32)
+  del tensors[NORM]
+  tensors[EXTRA] = np.zeros((3,), np.float32)
+
+
+def _assert_lists_three_faults(message: str) -> None:
+  assert f"{PROJ_IN} -> down_blocks_0/attentions_0/proj_in/kernel" in message and "(32, 16)" in message
+  assert "missing parameters" in message and "mid_block/resnets_0/norm1/bias" in message
+  assert "unexpected checkpoint keys" in message and EXTRA in message
+  assert "UNet" in message
+
+
+def test_corrupt_checkpoint_parity_cli_names_the_tensor_and_the_file(pipelines, tmp_path):
+  """Tensors of the wrong shape, missing or unexpected are named by key, all in one message, whichever meets them
+  first: the step's tracing (from the shapes in the file's header) or a wait for the weights (validation's compile);
+  a truncated weights file is named by path; no traceback."""
+  mismatched = _damaged(pipelines["sd2"].folder, str(tmp_path / "mismatched"), "unet", _three_faults)
 
   truncated = sd_tiny.copy(pipelines["sd2"].folder, str(tmp_path / "truncated"))
   weights = os.path.join(truncated, "vae", "diffusion_pytorch_model.safetensors")
@@ -306,8 +335,7 @@ def test_corrupt_checkpoint_parity_cli_names_the_tensor_and_the_file(pipelines, 
   }  # Both at once.
   results = {name: finish(proc) for name, proc in procs.items()}
 
-  message = _error_line(results["mismatched"])
-  assert key in message and "(32, 16)" in message and "UNet" in message
+  _assert_lists_three_faults(_error_line(results["mismatched"]))
   message = _error_line(results["truncated"])
   assert weights in message and "damaged or incomplete" in message
   for name in procs:
@@ -489,16 +517,26 @@ def test_start_parity_weights_on_device_equal_host_path(pipelines, tmp_path, dty
   _assert_same_bits(prior.embed(PROMPTS), host_embed(PROMPTS))
 
 
-def test_start_parity_step_compiled_from_shapes_equals_sequential(pipelines, tmp_path):
+def test_start_parity_step_compiled_from_shapes_equals_sequential(pipelines, tmp_path, monkeypatch):
   """One train step compiled from abstract shapes while the fp16 weights load (bfloat16 on the device) gives the
-  state and metrics of today's sequential path: host-converted weights, the step compiled at its first call."""
+  state and metrics of today's sequential path: host-converted weights, the step compiled at its first call. The
+  weights' check (which traces the modules) starts only once the step's tracing is done."""
   import dataclasses
 
   folder = fp16_variant(pipelines["sd2"].folder, str(tmp_path / "h"))
   config = sd_config(folder, **{"guidance.sd.dtype": "bfloat16"})
+  checks, check_weights = [], stable_diffusion.check_weights
+  monkeypatch.setattr(
+    stable_diffusion, "check_weights", lambda *args: (checks.append(prior.params.traced.is_set()), check_weights(*args))
+  )
   prior = train.build_prior(config)
+  prior.embed(PROMPTS)  # The text encoder's weights are in; the check still waits for a step to be traced.
+  assert not prior.params.traced.is_set() and not checks
   fresh = train.Trainer(config, prior)
-  fresh.compile_step_in_background(fresh.abstract_text_embeddings(*prior.embedding_shape))
+  fresh.compile_step_in_background(fresh.abstract_text_embeddings(*prior.embedding_shape)).result()
+  assert prior.params.traced.is_set()  # By the compile, once traced: nothing has waited for the weights yet.
+  prior.params.check()
+  assert checks == [True]
   host = stable_diffusion.load(folder, dtype="bfloat16")
   sequential = train.Trainer(
     config,
@@ -510,6 +548,89 @@ def test_start_parity_step_compiled_from_shapes_equals_sequential(pipelines, tmp
   want = sequential.step(sequential.init(), text_emb)
   assert np.isfinite(np.asarray(want[1]["loss"])).all()
   _assert_same_bits(got, want)
+
+
+@pytest.mark.parametrize(
+  "layout,previews,dtype", [("sd1", False, "float32"), ("sd1", True, "bfloat16"), ("sd2", True, "float32")]
+)
+def test_start_parity_header_shapes_are_the_traced_ones_and_weights_match_load(pipelines, layout, previews, dtype):
+  """The shapes the step compiles from, read off the safetensors headers, are the modules' own traced from their init
+  (tree, shapes, dtypes) for 1x1-conv (sd1) and linear (sd2) projections, with and without the previews' decoder;
+  the weights that then arrive are load()'s, bit for bit."""
+  folder = pipelines[layout].folder
+  config = sd_config(folder, **{"guidance.sd.dtype": dtype})
+  prior = stable_diffusion.build_prior(config.guidance, previews=previews)
+  m = stable_diffusion.modules(folder, dtype=dtype)
+  traced = stable_diffusion.param_shapes(m, decoder=previews)
+  assert jax.tree.structure(prior.params.abstract) == jax.tree.structure(traced)
+  signature = lambda tree: {k: (x.shape, jnp.dtype(x.dtype)) for k, x in traverse_flat(tree).items()}
+  assert signature(prior.params.abstract) == signature(traced)
+  assert {d for _, d in signature(traced).values()} == {jnp.dtype(dtype)}
+  assert ("['decoder']['post_quant_conv']['kernel']" in signature(traced)) == previews
+  host = stable_diffusion.load(folder, dtype=dtype, decoder=previews)
+  halves = {"encoder": ("encoder", "quant_conv"), "decoder": ("decoder", "post_quant_conv")}
+  want = {"unet": host.unet_params}
+  for half in ("encoder", "decoder") if previews else ("encoder",):
+    want[half] = {k: v for k, v in host.vae_params.items() if k in halves[half]}
+  _assert_same_bits(guidance_lib.resolve(prior.params), want)
+
+
+def test_start_a_checkpoint_the_step_cannot_trace_stops_it_with_every_tensor_listed(pipelines, tmp_path):
+  """A UNet tensor of another shape, a missing and an extra one: the step, traced from the shapes read off the
+  header, meets Flax's scope error, and the run stops before any step with the weights' check's
+  CheckpointMismatchError instead, listing all three."""
+  import flax.errors
+
+  folder = _damaged(pipelines["sd2"].folder, str(tmp_path / "d"), "unet", _three_faults)
+  config = sd_config(folder)
+  prior = train.build_prior(config)
+  trainer = train.Trainer(config, prior)
+  trainer.compile_step_in_background(trainer.abstract_text_embeddings(*prior.embedding_shape))
+  text_emb = trainer.text_embeddings(train.embed_prompts(prior, config))  # The text encoder is sound.
+  with pytest.raises(stable_diffusion.CheckpointMismatchError) as info:
+    trainer.step(trainer.init(), text_emb)
+  _assert_lists_three_faults(str(info.value))
+  flax_errors = (flax.errors.ScopeParamShapeError, flax.errors.ScopeParamNotFoundError)
+  assert isinstance(info.value.__context__, flax_errors)  # What the tracing met, replaced by the check's error.
+  assert trainer.compile_seconds is None
+  with pytest.raises(stable_diffusion.CheckpointMismatchError, match="mid_block.x.weight"):
+    guidance_lib.resolve(prior.params)  # And so does any wait for the weights.
+
+
+def test_start_a_checkpoint_the_step_traces_past_is_stopped_before_its_weights_are_used(pipelines, tmp_path):
+  """Faults the step's tracing cannot meet (a decoder tensor of another shape: the previews' alone; an extra tensor)
+  are the check's CheckpointMismatchError, raised by every wait for the weights: a run's first step and its previews
+  wait for them."""
+  conv, extra = "decoder.conv_out.weight", "decoder.x.weight"
+
+  def change(tensors):
+    assert tensors[conv].shape == (3, 32, 3, 3)
+    tensors[conv] = np.zeros((3, 16, 3, 3), np.float32)
+    tensors[extra] = np.zeros((3,), np.float32)
+
+  folder = _damaged(pipelines["sd2"].folder, str(tmp_path / "d"), "vae", change)
+  prior = stable_diffusion.build_prior(sd_config(folder).guidance, previews=True)
+  assert prior.params.abstract["decoder"]["decoder"]["conv_out"]["kernel"].shape == (3, 3, 16, 3)  # The header's.
+  for wait in (prior.params.check, lambda: guidance_lib.resolve(prior.params)):
+    with pytest.raises(stable_diffusion.CheckpointMismatchError) as info:
+      wait()
+    message = str(info.value)
+    assert f"{conv} -> decoder/conv_out/kernel" in message and "(3, 16, 3, 3)" in message and extra in message
+    assert "VAE" in message
+
+
+def test_start_header_shapes_that_are_not_the_modules_own_are_reported_as_a_bug(pipelines):
+  """check_weights compares the shapes the step compiled from with the modules' own, and a difference (here a dtype)
+  that the checkpoint's check lets through is a RuntimeError naming it, not a silent mix of two trees."""
+  folder = pipelines["sd1"].folder
+  m = stable_diffusion.modules(folder)
+  tensors = stable_diffusion._read_weights(folder)
+  shapes = stable_diffusion.header_shapes(folder, m, tensors)
+  stable_diffusion.check_weights(folder, m, tensors, shapes)
+  kernel = shapes["vae"]["quant_conv"]["kernel"]
+  shapes["vae"]["quant_conv"]["kernel"] = jax.ShapeDtypeStruct(kernel.shape, jnp.bfloat16)
+  with pytest.raises(RuntimeError, match=r"VAE params read off the header .* at quant_conv/kernel .* a bug"):
+    stable_diffusion.check_weights(folder, m, tensors, shapes)
 
 
 def test_read_safetensors_parity_with_the_safetensors_library(tmp_path):

@@ -8,6 +8,7 @@ depth), the latter also exercising non-default timestep / padding / mid-block-sc
 
 import functools
 import json
+import re
 
 import numpy as np
 import pytest
@@ -22,6 +23,8 @@ from dreamfusion_jax.guidance.convert import (
   CheckpointError,
   load_safetensors_numpy,
   torch_to_flax,  # noqa: E402
+  unet_checkpoint_shapes,
+  unet_param_shapes,
   unet_params_from_torch,
 )
 from dreamfusion_jax.guidance.unet import UNet2DConditionModel  # noqa: E402
@@ -333,3 +336,60 @@ def test_param_shapes_are_traced_once_per_model_and_each_caller_gets_its_own_tre
   assert unet_param_shapes(UNet2DConditionModel.from_config(CONFIGS["sd2"])) == second
   other = unet_param_shapes(UNet2DConditionModel.from_config(CONFIGS["sd1"]))
   assert unet_param_shapes.cache_info().misses == 2 and other != second
+
+
+def _signature(tree) -> dict:
+  """{leaf path: (shape, dtype)} of a params tree."""
+  return {
+    jax.tree_util.keystr(p): (tuple(x.shape), jnp.dtype(x.dtype)) for p, x in jax.tree_util.tree_leaves_with_path(tree)
+  }
+
+
+def _meta_state(config: dict) -> dict:
+  """The diffusers UNet's state dict as zero-stride views (shapes only; nothing allocated)."""
+  with torch.device("meta"):
+    tmodel = diffusers.UNet2DConditionModel(**config)
+  zero = np.zeros((), np.float32)
+  return {k: np.broadcast_to(zero, tuple(v.shape)) for k, v in tmodel.state_dict().items()}
+
+
+def _projections_swapped(state: dict) -> dict:
+  """state with proj_in / proj_out stored the other way: linear [O,I] as 1x1 conv [O,I,1,1] and back."""
+  swap = lambda v: v[:, :, None, None] if v.ndim == 2 else v[:, :, 0, 0]
+  return {k: swap(v) if re.search(r"\.proj_(in|out)\.weight$", k) else v for k, v in state.items()}
+
+
+@pytest.mark.parametrize("name", ["sd1", "sd2", "sd1.5", "sd2.1"])
+def test_checkpoint_shapes_are_the_traced_init_shapes(name):
+  """unet_checkpoint_shapes (a checkpoint's tensor shapes, as a safetensors header gives them; no init traced) is
+  unet_param_shapes (the model's init traced): the same tree, shapes and dtypes, in float32 and bfloat16, for 1x1-conv
+  (SD 1.x) and linear (SD 2.x) projections, and for a checkpoint storing its projections the other way, which
+  torch_to_flax loads too."""
+  config = {"sd1": CONFIGS["sd1"], "sd2": CONFIGS["sd2"], "sd1.5": SD15, "sd2.1": SD21}[name]
+  state = _meta_state(config)
+  swapped = _projections_swapped(state)
+  assert any(v.ndim == 4 for k, v in swapped.items() if "proj_in" in k) != ("use_linear_projection" not in config)
+  for dtype in (jnp.float32, jnp.bfloat16):
+    model = UNet2DConditionModel.from_config(config, dtype=dtype, param_dtype=dtype)
+    traced = unet_param_shapes(model)
+    kinds = {len(shape) for path, (shape, _) in _signature(traced).items() if path.endswith("['kernel']")}
+    assert kinds == {2, 4} and {d for _, d in _signature(traced).values()} == {jnp.dtype(dtype)}
+    unet_params_from_torch(swapped, model, on_device=True)  # A checkpoint the model takes (checked, not moved).
+    for checkpoint in (state, swapped):
+      shapes = unet_checkpoint_shapes(checkpoint, model)
+      assert jax.tree.structure(shapes) == jax.tree.structure(traced)
+      assert _signature(shapes) == _signature(traced)
+
+
+def test_checkpoint_shapes_of_another_model_differ_where_its_tensors_do():
+  """The header's shapes follow the checkpoint, not the model: a tensor of another shape, a missing and an extra one
+  show there (the model's check names them; test_sd_pipeline_parity runs it)."""
+  model = UNet2DConditionModel.from_config(CONFIGS["sd2"])
+  state = _meta_state(CONFIGS["sd2"])
+  state["conv_in.weight"] = state["conv_in.weight"][:16]
+  del state["conv_out.bias"]
+  state["extra.weight"] = np.zeros((3,), np.float32)
+  got, want = _signature(unet_checkpoint_shapes(state, model)), _signature(unet_param_shapes(model))
+  differ = {k for k in got.keys() | want.keys() if got.get(k) != want.get(k)}
+  assert differ == {"['conv_in']['kernel']", "['conv_out']['bias']", "['extra']['scale']"}
+  assert got["['conv_in']['kernel']"][0][-1] == 16

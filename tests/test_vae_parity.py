@@ -20,7 +20,13 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from dreamfusion_jax.guidance.convert import CheckpointError, load_safetensors_numpy  # noqa: E402
-from dreamfusion_jax.guidance.vae import AutoencoderKL, rename_legacy_attention_keys, vae_params_from_torch  # noqa: E402
+from dreamfusion_jax.guidance.vae import (  # noqa: E402
+  AutoencoderKL,
+  rename_legacy_attention_keys,
+  vae_checkpoint_shapes,
+  vae_param_shapes,
+  vae_params_from_torch,
+)
 
 TOL = 1e-4  # max abs difference allowed between PyTorch and Flax in float32
 
@@ -281,3 +287,45 @@ def test_parity_without_quant_convs_and_mid_attention():
   state = {k: np.broadcast_to(zero, tuple(v.shape)) for k, v in tmodel.state_dict().items()}
   params = vae_params_from_torch(state, AutoencoderKL.from_config(config))
   assert "quant_conv" not in params and "attentions_0" not in params["encoder"]["mid_block"]
+
+
+def _signature(tree) -> dict:
+  """{leaf path: (shape, dtype)} of a params tree."""
+  return {
+    jax.tree_util.keystr(p): (tuple(x.shape), jnp.dtype(x.dtype)) for p, x in jax.tree_util.tree_leaves_with_path(tree)
+  }
+
+
+def _legacy(state: dict, as_conv: bool) -> dict:
+  """state with the mid blocks' attention under the legacy names, their weights 1x1 convs [O,I,1,1] if as_conv."""
+  out = {}
+  for key, value in state.items():
+    for new, old in {"to_q": "query", "to_k": "key", "to_v": "value", "to_out.0": "proj_attn"}.items():
+      if f".attentions.0.{new}." in key:
+        key = key.replace(f".{new}.", f".{old}.")
+        value = value[:, :, None, None] if as_conv and value.ndim == 2 else value
+    out[key] = value
+  return out
+
+
+@pytest.mark.parametrize("name", [*sorted(CONFIGS), "no_quant_convs"])
+def test_parity_checkpoint_shapes_are_the_traced_init_shapes(name):
+  """vae_checkpoint_shapes (a checkpoint's tensor shapes, as a safetensors header gives them; no init traced) is
+  vae_param_shapes (the model's init traced): the same tree, shapes and dtypes, in float32 and bfloat16, for current
+  and legacy attention names, the legacy weights linear or 1x1 conv."""
+  config = CONFIGS.get(name) or dict(CONFIGS["2level"], use_quant_conv=False, use_post_quant_conv=False)
+  with torch.device("meta"):
+    tmodel = diffusers.AutoencoderKL(**config)
+  zero = np.zeros((), np.float32)
+  state = {k: np.broadcast_to(zero, tuple(v.shape)) for k, v in tmodel.state_dict().items()}
+  checkpoints = (state, _legacy(state, as_conv=False), _legacy(state, as_conv=True))
+  assert any(v.ndim == 4 for k, v in checkpoints[2].items() if ".query." in k)
+  for dtype in (jnp.float32, jnp.bfloat16):
+    model = AutoencoderKL.from_config(config, dtype=dtype, param_dtype=dtype)
+    traced = vae_param_shapes(model)
+    assert {d for _, d in _signature(traced).values()} == {jnp.dtype(dtype)}
+    assert ("quant_conv" in traced) == (name != "no_quant_convs")
+    for checkpoint in checkpoints:
+      shapes = vae_checkpoint_shapes(checkpoint, model)
+      assert jax.tree.structure(shapes) == jax.tree.structure(traced)
+      assert _signature(shapes) == _signature(traced)

@@ -16,6 +16,11 @@ linear weight into a 1x1 conv kernel [1,1,I,O] (SD 1.x uses 1x1 conv proj_in, SD
 
 Every target leaf must be filled exactly once; all mismatches are collected and reported together
 in one `CheckpointError` so a bad checkpoint is diagnosed in one run.
+
+`checkpoint_param_shapes` applies the same rules the other way: the tree `torch_to_flax` would make of a checkpoint,
+from its tensors' shapes alone (a safetensors header), with the kinds of layer the rules read off the target told
+instead (`unet_checkpoint_shapes`: proj_in / proj_out follow use_linear_projection). A run compiles from that tree at
+once and checks the checkpoint against the model's own (traced) tree later, off its critical path.
 """
 
 from __future__ import annotations
@@ -24,8 +29,8 @@ import concurrent.futures
 import functools
 import os
 import re
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -76,6 +81,47 @@ def _flax_name(path: tuple[str, ...], leaves: Mapping[tuple[str, ...], Any]) -> 
     if len(hits) == 1:
       return hits[0]
   return path if path in leaves else None
+
+
+def _flax_weight(shape: tuple[int, ...], dense: Optional[bool]) -> tuple[str, tuple[int, ...]]:
+  """(leaf name, Flax shape) of a PyTorch `weight` of this shape, as `_flax_name` and `_convert_weight` place it in a
+  module that is a Dense layer (dense=True), a convolution (False), or whichever the weight's rank says (None)."""
+  if len(shape) == 1:  # GroupNorm / LayerNorm
+    return "scale", shape
+  if len(shape) == 4 and dense and shape[2:] == (1, 1):  # 1x1 conv -> Dense
+    return "kernel", (shape[1], shape[0])
+  if len(shape) == 4:  # conv OIHW -> HWIO
+    return "kernel", (shape[2], shape[3], shape[1], shape[0])
+  if len(shape) == 2 and dense is False:  # linear -> 1x1 conv
+    return "kernel", (1, 1, shape[1], shape[0])
+  if len(shape) == 2:  # linear [out, in] -> [in, out]
+    return "kernel", (shape[1], shape[0])
+  return "weight", shape  # No Flax layer takes it: the model's check reports it.
+
+
+def checkpoint_param_shapes(
+  state_dict: Mapping[str, Any], dtype: Any, *, dense: Callable[[tuple[str, ...]], Optional[bool]] = lambda _: None
+) -> dict:
+  """The params tree `torch_to_flax` makes of state_dict for a model whose params are all `dtype`, as
+  jax.ShapeDtypeStructs, from the tensors' shapes alone (a memory-mapped safetensors file's header: nothing read, no
+  init traced; milliseconds where tracing SD's UNet init takes seconds).
+
+  torch_to_flax reads a `weight`'s kind of layer off its target; here dense(module path) tells it where the
+  checkpoint's rank does not: True for a Dense layer (a 1x1 conv weight [O,I,1,1] becomes a kernel [I,O]), False
+  for a convolution (a linear weight [O,I] becomes [1,1,I,O]), None where a 4-D weight is a convolution's and a 2-D
+  one a Dense layer's. A 1-D weight is a norm's scale. Embeddings ([N,D] -> `embedding`) are not told apart from
+  Dense kernels: not for models with nn.Embed. For a checkpoint of the model this is its own params tree; for
+  another it differs, which the model's check (torch_to_flax against the traced tree) reports tensor by tensor.
+  """
+  leaves = {}
+  for key, value in state_dict.items():
+    path = torch_module_path(key)
+    shape = tuple(value.shape)
+    if path[-1] == "weight":
+      leaf, shape = _flax_weight(shape, dense(path[:-1]))
+      path = path[:-1] + (leaf,)
+    leaves[path] = jax.ShapeDtypeStruct(shape, dtype)
+  return traverse_util.unflatten_dict(leaves)
 
 
 def _listing(title: str, items: list[str]) -> str:
@@ -266,16 +312,21 @@ def load_safetensors_numpy(path: str, dtype: Any = np.float32) -> dict[str, np.n
 
 
 def unet_params_from_torch(
-  state_dict: Mapping[str, np.ndarray], model: Any, *, ignore: Iterable[str] = (), on_device: bool = False
+  state_dict: Mapping[str, np.ndarray],
+  model: Any,
+  *,
+  ignore: Iterable[str] = (),
+  on_device: bool = False,
+  target: Any = None,
 ) -> dict:
   """Converts a diffusers UNet2DConditionModel state dict for a `dreamfusion_jax.guidance.unet.UNet2DConditionModel`.
 
   The target shapes come from `jax.eval_shape(model.init, ...)` on the smallest valid input, so no
-  parameter memory is allocated twice. Returns a params dict in `model.param_dtype`.
+  parameter memory is allocated twice; or are `target` (e.g. `unet_checkpoint_shapes`: the weights then move at
+  once, checked against the model later). Returns a params dict in `model.param_dtype`.
   """
-  return torch_to_flax(
-    state_dict, unet_param_shapes(model), name=type(model).__name__, ignore=ignore, on_device=on_device
-  )
+  target = unet_param_shapes(model) if target is None else target
+  return torch_to_flax(state_dict, target, name=type(model).__name__, ignore=ignore, on_device=on_device)
 
 
 def shapes_once(fn):
@@ -300,3 +351,17 @@ def unet_param_shapes(model: Any) -> dict:
   sample = jax.ShapeDtypeStruct((1, size, size, model.in_channels), jnp.float32)
   context = jax.ShapeDtypeStruct((1, 1, model.cross_attention_dim), jnp.float32)
   return jax.eval_shape(model.init, jax.random.PRNGKey(0), sample, jnp.zeros((1,), jnp.int32), context)["params"]
+
+
+# The UNet's modules whose kind of layer the checkpoint's rank does not say: its transformers' projections.
+_UNET_PROJECTIONS = ("proj_in", "proj_out")
+
+
+def unet_checkpoint_shapes(state_dict: Mapping[str, Any], model: Any) -> dict:
+  """`unet_param_shapes(model)` from a checkpoint's tensors' shapes (its safetensors header) instead of a traced init:
+  the tree `unet_params_from_torch` makes of it. proj_in / proj_out are Dense with the model's use_linear_projection
+  (SD 2.x) and 1x1 convolutions without (SD 1.x), whichever the checkpoint stores."""
+  linear = bool(model.use_linear_projection)
+  return checkpoint_param_shapes(
+    state_dict, model.param_dtype, dense=lambda module: linear if module[-1] in _UNET_PROJECTIONS else None
+  )

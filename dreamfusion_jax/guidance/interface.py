@@ -7,6 +7,7 @@ prior's weights are an argument of the jitted step, not a constant baked into it
 """
 
 import dataclasses
+import threading
 from typing import Any, Callable, Optional
 
 import flax.linen as nn
@@ -89,13 +90,35 @@ class Guidance:
 class PendingParams:
   """A prior's frozen weights while they load on a worker thread: their shapes and dtypes at once (`abstract`, a
   tree of jax.ShapeDtypeStructs), the arrays from `result()`, which waits. A run compiles its step from the
-  shapes while the weights load."""
+  shapes while the weights load.
 
-  def __init__(self, abstract: Any, future: Any):
+  The shapes may be read off the checkpoint before it is checked against the model (`checked`: the future of that
+  check, None if there is none). A run whose step fails to trace from them calls `check()`, which raises the
+  check's error: a checkpoint of another model is reported as such, tensor by tensor. The check traces the model's
+  init, which would compete with the step's tracing for Python's lock, so it may wait for `traced` (an Event): the
+  run sets it once its step is traced (`mark_traced`), and `check()` and `result()` set it before they wait, so no
+  one waits on a run that traces nothing.
+  """
+
+  def __init__(self, abstract: Any, future: Any, checked: Any = None, traced: Optional[threading.Event] = None):
     self.abstract = abstract
     self._future = future  # A concurrent.futures.Future of the params tree.
+    self._checked = checked  # A concurrent.futures.Future of None, or None.
+    self.traced = threading.Event() if traced is None else traced
+
+  def mark_traced(self) -> None:
+    """The run is done tracing from `abstract`: the check may start."""
+    self.traced.set()
+
+  def check(self) -> None:
+    """Waits for the check of the weights against the model; raises its error."""
+    self.mark_traced()
+    if self._checked is not None:
+      self._checked.result()
 
   def result(self) -> Any:
+    """The params, once moved and checked; raises the check's (or the loading's) error."""
+    self.check()
     return self._future.result()
 
 

@@ -15,12 +15,13 @@ model that was downloaded once works offline; nothing is downloaded unless guida
 set (and HF_HUB_OFFLINE is not). A missing model is a `WeightsNotFoundError` whose message says
 where it looked and the download command. Weights are read from the safetensors files (no torch),
 converted by `convert.torch_to_flax` (every tensor shape-checked; a mismatch names the tensor) and held
-in float32 or bfloat16 (guidance.sd.dtype). `build_prior` checks them against the files' headers at once,
-then moves them to the device on a worker thread (memory-mapped, in their stored dtype, transposed and
-cast there) while the run compiles its step from their shapes; `load` converts them on the host. The
-two give the same bits. The text encoder is used once per run: the embeddings of
-the caption (with each view suffix) and of the empty caption are computed, then its weights are
-dropped (`Prior.release`).
+in float32 or bfloat16 (guidance.sd.dtype). `load` converts them on the host. `build_prior` reads only the files'
+headers before it returns: the run compiles its step from the shapes they give (`header_shapes`; tracing the
+modules' init for them would take seconds), a worker thread moves the weights to the device (memory-mapped, in
+their stored dtype, transposed and cast there), and a third thread checks the checkpoint against the modules once
+the step is traced (`check_weights`); the weights are handed over only once checked, with the same bits as
+`load`'s. The text encoder is used once per run: the embeddings of the caption (with each view suffix) and of the
+empty caption are computed, then its weights are dropped (`Prior.release`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import dataclasses
 import json
 import os
 import re
+import threading
 import time
 from typing import Any, Optional
 
@@ -37,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
+from flax import traverse_util
 
 from dreamfusion_jax.errors import ConfigError, UserError
 from dreamfusion_jax.guidance import clip_text, convert
@@ -277,26 +280,41 @@ def _tokenizer(folder: str) -> Any:
     raise CheckpointMismatchError(f"Could not load the tokenizer in '{folder}/{TOKENIZER_DIR}' ({e}).") from None
 
 
-def _weights(folder: str, m: Modules, dtype: str, *, on_device: bool) -> tuple:
-  """(UNet, VAE, text encoder) params, every tensor shape-checked. On the host: numpy arrays, cast in numpy.
-  on_device: memory-mapped and checked now; three functions of no arguments that put the tensors on the device as
-  stored and cast them there (convert.to_device), each returning its params as jax arrays."""
-  store = None if on_device else (np.float32 if dtype == "float32" else jnp.bfloat16)
-  text_store = None if on_device else np.float32
+def _weights(folder: str, m: Modules, dtype: str) -> tuple:
+  """(UNet, VAE, text encoder) params on the host, every tensor shape-checked: numpy arrays, cast in numpy (the text
+  encoder's to float32)."""
+  store = np.float32 if dtype == "float32" else jnp.bfloat16
   parts = (
     ("UNet", convert.unet_params_from_torch, store, m.unet),
     ("VAE", vae_lib.vae_params_from_torch, store, m.vae),
-    ("text encoder", clip_text.clip_params_from_torch, text_store, m.text_encoder),
+    ("text encoder", clip_text.clip_params_from_torch, np.float32, m.text_encoder),
   )
   return tuple(
-    _convert(what, folder, fn, _load_tensors(folder, name, stored), module, on_device=on_device)
+    _convert(what, folder, fn, _load_tensors(folder, name, stored), module)
     for (what, fn, stored, module), name in zip(parts, WEIGHT_FILES)
   )
 
 
+# The VAE's halves: what encodes renders (the step's), what decodes latents (previews').
+_ENCODER = ("encoder", "quant_conv")
+_DECODER = ("decoder", "post_quant_conv")
+
+
+def _pick(tree: Any, keys: tuple[str, ...]) -> dict:
+  return {k: v for k, v in tree.items() if k in keys}
+
+
 def _vae_part(params: Any, decoder: bool) -> dict:
-  keep = ("encoder", "quant_conv") + (("decoder", "post_quant_conv") if decoder else ())
-  return {k: v for k, v in params.items() if k in keep}
+  return _pick(params, _ENCODER + (_DECODER if decoder else ()))
+
+
+def _prior_tree(unet: Any, vae: Any, decoder: bool) -> dict:
+  """The prior's weights (or their shapes) as its step takes them: {'unet', 'encoder' (the VAE's encoder and
+  quant_conv)}, and with `decoder` {'decoder'} (its decoder and post_quant_conv)."""
+  tree = {"unet": unet, "encoder": _pick(vae, _ENCODER)}
+  if decoder:
+    tree["decoder"] = _pick(vae, _DECODER)
+  return tree
 
 
 def load(
@@ -310,7 +328,7 @@ def load(
   """Loads a diffusers-layout folder into the project's Flax modules, on the host (numpy params, cast in numpy);
   every tensor is shape-checked. `build_prior` loads the same values onto the device beside the compile."""
   m = modules(folder, dtype=dtype, remat=remat, attention_implementation=attention_implementation)
-  unet_params, vae_params, text_params = _weights(folder, m, dtype, on_device=False)
+  unet_params, vae_params, text_params = _weights(folder, m, dtype)
   return StableDiffusion(
     folder,
     m.unet,
@@ -326,16 +344,88 @@ def load(
   )
 
 
-def load_in_background(folder: str, m: Modules, dtype: str, decoder: bool) -> tuple[Any, Any]:
-  """Checks the weights against the modules now (memory-mapped: only the files' headers are read), then moves
-  them to the device on a worker thread: text encoder first, then UNet and VAE.
+# The weights files' tensors by part, in WEIGHT_FILES' order.
+_PARTS = ("unet", "vae", "text")
 
-  Returns (text params, {'unet', 'encoder'[, 'decoder']}) as concurrent.futures.Futures of jax arrays. The
-  worker logs where its time went.
+
+def _read_weights(folder: str) -> dict:
+  """{'unet', 'vae', 'text'}: each weights file's tensors, memory-mapped in their stored dtype (only the headers are
+  read now); a damaged file is a CheckpointMismatchError naming it."""
+  return {part: _load_tensors(folder, name, None) for part, name in zip(_PARTS, WEIGHT_FILES)}
+
+
+def header_shapes(folder: str, m: Modules, tensors: dict) -> dict:
+  """{'unet', 'vae'}: the UNet's and the VAE's params as jax.ShapeDtypeStructs, read off the checkpoint's headers
+  (milliseconds, where tracing the modules' init takes seconds): what the step compiles from before `check_weights`
+  has run. For a checkpoint of these modules they are the modules' own (`param_shapes`)."""
+  return {
+    "unet": _convert("UNet", folder, convert.unet_checkpoint_shapes, tensors["unet"], m.unet),
+    "vae": _convert("VAE", folder, vae_lib.vae_checkpoint_shapes, tensors["vae"], m.vae),
+  }
+
+
+def _signature(tree: Any) -> dict:
+  return {"/".join(path): (tuple(x.shape), np.dtype(x.dtype)) for path, x in traverse_util.flatten_dict(tree).items()}
+
+
+def check_weights(folder: str, m: Modules, tensors: dict, shapes: dict) -> None:
+  """Checks the UNet's and the VAE's tensors against the modules' params, traced from their init: every mismatched,
+  missing and unexpected tensor in one CheckpointMismatchError, as `load` lists them. Then that `shapes`
+  (header_shapes, which the step compiled from) are those params' shapes and dtypes; both follow convert's rules, so
+  a difference that passes the first check is a bug here, a RuntimeError."""
+  parts = (
+    ("unet", "UNet", convert.unet_params_from_torch, convert.unet_param_shapes, m.unet),
+    ("vae", "VAE", vae_lib.vae_params_from_torch, vae_lib.vae_param_shapes, m.vae),
+  )
+  for part, what, from_torch, _, module in parts:
+    _convert(what, folder, from_torch, tensors[part], module, on_device=True)  # Checks; moves nothing.
+  for part, what, _, traced_shapes, module in parts:
+    want, got = _signature(traced_shapes(module)), _signature(shapes[part])
+    differ = sorted(k for k in want.keys() | got.keys() if want.get(k) != got.get(k))
+    if differ:
+      raise RuntimeError(
+        f"The {what} params read off the header of '{folder}' differ from the {what}'s own at "
+        f"{', '.join(f'{k} ({got.get(k)} vs {want.get(k)})' for k in differ[:5])}"
+        f"{f' and {len(differ) - 5} more' if len(differ) > 5 else ''}, though every tensor fits the {what}. This is "
+        "a bug in dreamfusion_jax (convert.checkpoint_param_shapes); please report it with the model's name."
+      )
+
+
+def _moved(what: str, folder: str, from_torch, tensors: dict, module: Any, **kwargs) -> Any:
+  """The params of `tensors`, checked against `module`'s (or kwargs' `target`), on the device (convert.to_device)."""
+  return _convert(what, folder, from_torch, tensors, module, on_device=True, **kwargs)()
+
+
+def _on_daemon_thread(fn, name: str) -> concurrent.futures.Future:
+  """fn() on a daemon thread, as a future: a run that never sets what fn waits for still exits."""
+  future = concurrent.futures.Future()
+
+  def run():
+    future.set_running_or_notify_cancel()
+    try:
+      future.set_result(fn())
+    except Exception as e:  # noqa: BLE001 -- handed to whoever waits for the future.
+      future.set_exception(e)
+
+  threading.Thread(target=run, name=name, daemon=True).start()
+  return future
+
+
+def load_in_background(
+  folder: str, m: Modules, tensors: dict, shapes: dict, decoder: bool, traced: threading.Event
+) -> tuple[Any, Any, Any]:
+  """Moves the weights (`_read_weights`) to the device on a worker thread: the text encoder's first, checked against
+  its module (the caption embeddings wait for them), then the UNet's and the VAE's, converted to `shapes`
+  (header_shapes), so they start at once. A daemon thread checks the checkpoint against the modules
+  (`check_weights`) once `traced` is set: the check traces the modules' init, seconds of Python that would otherwise
+  compete with the train step's tracing for Python's lock; it then runs beside XLA's compile of the step, which
+  leaves that lock free.
+
+  Returns concurrent.futures.Futures of the text params and of {'unet', 'encoder'[, 'decoder']} (jax arrays; the
+  latter may arrive before their check: guidance_lib.PendingParams.result waits for both), and of the check (None,
+  or its error). The threads log where their time went.
   """
   t0 = time.perf_counter()
-  unet, vae, text = _weights(folder, m, dtype, on_device=True)
-  checked = time.perf_counter() - t0
   pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="load_sd")
   times = {}
 
@@ -345,25 +435,40 @@ def load_in_background(folder: str, m: Modules, dtype: str, decoder: bool) -> tu
     times[name] = time.perf_counter() - t
     return out
 
+  def text():
+    return _moved("text encoder", folder, clip_text.clip_params_from_torch, tensors["text"], m.text_encoder)
+
   def rest():
-    params = {"unet": timed("UNet", unet)}
-    parts = _vae_part(timed("VAE", vae), decoder)
-    params["encoder"] = {k: v for k, v in parts.items() if k in ("encoder", "quant_conv")}
-    if decoder:
-      params["decoder"] = {k: v for k, v in parts.items() if k in ("decoder", "post_quant_conv")}
+    unet = timed(
+      "UNet",
+      lambda: _moved("UNet", folder, convert.unet_params_from_torch, tensors["unet"], m.unet, target=shapes["unet"]),
+    )
+    vae = timed(
+      "VAE", lambda: _moved("VAE", folder, vae_lib.vae_params_from_torch, tensors["vae"], m.vae, target=shapes["vae"])
+    )
     logging.info(
-      "Stable Diffusion weights on the device after %.1f s: headers read and shapes checked %.1f s, then read, "
-      "moved and cast on the device: %s.",
+      "Stable Diffusion weights on the device after %.1f s (read, moved and cast on the device: %s; the text "
+      "encoder's checked first).",
       time.perf_counter() - t0,
-      checked,
       ", ".join(f"{name} {seconds:.1f} s" for name, seconds in times.items()),
     )
-    return params
+    return _prior_tree(unet, vae, decoder)
+
+  def check():
+    traced.wait()
+    waited = time.perf_counter()
+    check_weights(folder, m, tensors, shapes)
+    logging.info(
+      "Stable Diffusion weights checked against the modules in %.1f s, after %.1f s waiting for the train step to be "
+      "traced (or for the weights to be awaited).",
+      time.perf_counter() - waited,
+      waited - t0,
+    )
 
   text_params = pool.submit(timed, "text encoder", text)
   params = pool.submit(rest)
   pool.shutdown(wait=False)  # The thread ends with its two tasks.
-  return text_params, params
+  return text_params, params, _on_daemon_thread(check, "check_sd")
 
 
 class _TextEmbedder:
@@ -389,13 +494,9 @@ class _TextEmbedder:
 
 
 def param_shapes(m: Modules, *, decoder: bool) -> dict:
-  """The prior's weights as jax.ShapeDtypeStructs, from the modules alone: {'unet', 'encoder'} (the VAE encoder and
-  quant_conv), and with `decoder` the VAE decoder's {'decoder'} (decoder and post_quant_conv)."""
-  vae_shapes = vae_lib.vae_param_shapes(m.vae)
-  shapes = {"unet": convert.unet_param_shapes(m.unet), "encoder": _vae_part(vae_shapes, False)}
-  if decoder:
-    shapes["decoder"] = {k: v for k, v in vae_shapes.items() if k in ("decoder", "post_quant_conv")}
-  return shapes
+  """The prior's weights as jax.ShapeDtypeStructs, from the modules alone (their init traced): {'unet', 'encoder'}
+  (the VAE encoder and quant_conv), and with `decoder` the VAE decoder's {'decoder'} (decoder and post_quant_conv)."""
+  return _prior_tree(convert.unet_param_shapes(m.unet), vae_lib.vae_param_shapes(m.vae), decoder)
 
 
 def make_guidance(m: Modules, image_size: int) -> guidance_lib.Guidance:
@@ -456,12 +557,15 @@ def build_prior(g, *, previews: bool) -> guidance_lib.Prior:
   attention = attention_implementation(sd.attention, sd.dtype)
   logging.info("Loading Stable Diffusion from %s (%s, %s attention).", folder, sd.dtype, attention or "XLA")
   m = modules(folder, dtype=sd.dtype, remat=sd.remat, attention_implementation=attention)
+  tensors = _read_weights(folder)
+  shapes = header_shapes(folder, m, tensors)
   tokenizer = _tokenizer(folder)
-  text_params, params = load_in_background(folder, m, sd.dtype, decoder=previews)
+  traced = threading.Event()  # Set once the run's step is traced from `shapes` (guidance_lib.PendingParams).
+  text_params, params, checked = load_in_background(folder, m, tensors, shapes, previews, traced)
   embed = _TextEmbedder(m.text_encoder, text_params, tokenizer)
   return guidance_lib.Prior(
     make_guidance(m, sd.image_size),
-    guidance_lib.PendingParams(param_shapes(m, decoder=previews), params),
+    guidance_lib.PendingParams(_prior_tree(shapes["unet"], shapes["vae"], previews), params, checked, traced),
     embed,
     cut=lambda text: clip_text.cut(tokenizer, text),
     max_tokens=tokenizer.model_max_length,

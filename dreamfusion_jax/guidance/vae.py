@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dreamfusion_jax.guidance.convert import CheckpointError, shapes_once, torch_to_flax
+from dreamfusion_jax.guidance.convert import CheckpointError, checkpoint_param_shapes, shapes_once, torch_to_flax
 from dreamfusion_jax.guidance.unet import Downsample2D, Upsample2D, _conv, _group_norm, _to_tuple, check_config_keys
 
 Dtype = Any
@@ -393,20 +393,41 @@ def rename_legacy_attention_keys(state_dict: Mapping[str, Any]) -> dict[str, Any
 
 
 def vae_params_from_torch(
-  state_dict: Mapping[str, np.ndarray], model: AutoencoderKL, *, ignore: Iterable[str] = (), on_device: bool = False
+  state_dict: Mapping[str, np.ndarray],
+  model: AutoencoderKL,
+  *,
+  ignore: Iterable[str] = (),
+  on_device: bool = False,
+  target: Any = None,
 ) -> dict:
   """Converts a diffusers AutoencoderKL state dict (new or legacy attention names) for `model`.
 
   The target shapes come from `jax.eval_shape(model.init, ...)` on the smallest valid input, so no
-  parameter memory is allocated twice. Returns a params dict in `model.param_dtype`.
+  parameter memory is allocated twice; or are `target` (e.g. `vae_checkpoint_shapes`: the weights then move at
+  once, checked against the model later). Returns a params dict in `model.param_dtype`.
   Raises `dreamfusion_jax.guidance.convert.CheckpointError` listing every mismatched, missing or unexpected tensor.
   """
   return torch_to_flax(
     rename_legacy_attention_keys(state_dict),
-    vae_param_shapes(model),
+    vae_param_shapes(model) if target is None else target,
     name=type(model).__name__,
     ignore=ignore,
     on_device=on_device,
+  )
+
+
+# The mid blocks' attention projections: Dense layers, which legacy checkpoints may store as 1x1 conv weights.
+_ATTENTION_PROJECTIONS = ("to_q", "to_k", "to_v", "to_out_0")
+
+
+def vae_checkpoint_shapes(state_dict: Mapping[str, Any], model: AutoencoderKL) -> dict:
+  """`vae_param_shapes(model)` from a checkpoint's tensors' shapes (its safetensors header) instead of a traced init:
+  the tree `vae_params_from_torch` makes of it (legacy attention names renamed, their weights Dense kernels).
+  Raises CheckpointError for a tensor under both its legacy and its new name."""
+  return checkpoint_param_shapes(
+    rename_legacy_attention_keys(state_dict),
+    model.param_dtype,
+    dense=lambda module: True if module[-1] in _ATTENTION_PROJECTIONS else None,
   )
 
 
