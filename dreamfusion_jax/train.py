@@ -249,6 +249,9 @@ def loss_fn(
     t_range=sds.annealed_timestep_range(g.t_min, g.t_max, g.t_max_final, g.t_anneal_steps, g.num_train_timesteps, step),
     weighting=g.weighting,
   )
+  # The mean over the step's views, as the regularisers below are means: with the sum, batch_size views would
+  # weigh the guidance batch_size times against them (at 2 views the smoothness no longer held floaters down).
+  sds_value = sds_value / batch
   opacity = out["opacity"]
   orient = jnp.mean(out["orientation"])
   opacity_reg = jnp.mean(jnp.sqrt(opacity**2 + 0.01))

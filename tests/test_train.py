@@ -94,6 +94,27 @@ def test_distortion_weight_adds_its_term_to_the_loss():
   assert out[1000.0][0] - out[0.0][0] == pytest.approx(1000.0 * out[0.0][1], rel=1e-3)
 
 
+def test_the_guidance_term_is_the_mean_over_the_steps_views(monkeypatch):
+  """With every regulariser off, the loss is the SDS term alone. An SDS loss that returns its number of views (as
+  sds_loss's 0.5 ||r||^2, a sum over views, grows with them) gives a loss of 1 at 1, 2 and 4 views per step."""
+
+  def views_in(key, guidance, params, images, cond, uncond, **kwargs):
+    return jnp.float32(images.shape[0]), {"residual_norm": jnp.zeros(images.shape[0])}
+
+  monkeypatch.setattr(train.sds, "sds_loss", views_in)
+  losses = []
+  for batch in (1, 2, 4):
+    config = tiny_config(**{"batch_size": batch, "reg.entropy": 0.0, "reg.orientation": 0.0})
+    prior = target_prior(config)
+    scene = views.make_scene(config)
+    params = train.init_state(jnp.int32(0), scene, train.make_optimizer(config)).params
+    loss, _ = jax.jit(functools.partial(train.loss_fn, config=config, scene=scene, guidance=prior.guidance))(
+      params, jax.random.key(0), jnp.int32(3), jnp.zeros((9, 2, 4)), prior.params
+    )
+    losses.append(float(loss))
+  assert losses == [1.0, 1.0, 1.0], losses
+
+
 def _params(state):
   return jax.tree.map(np.asarray, jax.device_get(state.params))
 
