@@ -21,11 +21,6 @@ def get_config():
   c = base_config.get_config()
   c.prompt = "a red cube"  # Default caption (the Shapes world's captions: 'a {colour} {shape}').
   c.num_steps = 1000  # SDS steps.
-  # Two views per step, the guidance their mean (the paper renders 4). On the 14-caption x 2-seed screen (one H100,
-  # 2026-12-07) against one view: IoU 0.807 -> 0.829, chairs 0.570 -> 0.644 (tangles became chairs), normal error
-  # 14.9 -> 12.3 deg, true genus 23 -> 26 of 28; at twice the step's cost (about 7 of the CPU job's 10 minutes).
-  # Four views tangled every seed-0 chair (BENCHMARKS.md, 'Surface quality').
-  c.batch_size = 2
   c.guidance.model = "shapes"  # The embedded 64x64 pixel-space prior (dreamfusion_jax/assets/shapes_prior/).
   c.guidance.scale = 100.0  # Classifier-free guidance weight (the paper's).
   # Diffusion times below 0.2 only add high-frequency noise from this small prior to the albedo.

@@ -470,6 +470,14 @@ class Trainer:
     self.replicated = NamedSharding(self.mesh, P())
     step = functools.partial(train_step, config=config, scene=self.scene, guidance=prior.guidance, tx=self.tx)
     per_device = config.num_seeds // self.mesh.size
+    if per_device > 1 and config.batch_size > 1 and self.mesh.devices.flat[0].platform == "cpu":
+      # jax 0.10.2's CPU backend crashes (a segmentation fault) running the renderer vmapped over views inside the
+      # vmap over seeds (2026-12-07; a lax.map over the views runs). Refuse it before the crash loses a run.
+      raise ConfigError(
+        f"config.batch_size={config.batch_size} views per step with {per_device} seeds on one CPU device crashes "
+        "JAX's CPU backend (a segmentation fault in the renderer). Fix it with --config.batch_size=1, or run the "
+        "seeds one at a time (--config.num_seeds=1 and --config.seed=N for each)."
+      )
     self._step = jax.jit(
       self._over_seeds(step, per_device, (P("seeds"), P("seeds"), P())),
       donate_argnums=(0,),

@@ -115,6 +115,17 @@ def test_the_guidance_term_is_the_mean_over_the_steps_views(monkeypatch):
   assert losses == [1.0, 1.0, 1.0], losses
 
 
+def test_several_views_per_step_with_several_seeds_on_one_cpu_are_refused_before_the_crash():
+  """On the CPU, batch_size > 1 with several seeds on a device segfaults in JAX's CPU backend; Trainer refuses it
+  with a ConfigError that names both fields and the fix. One seed with two views, and two seeds with one, run."""
+  config = tiny_config(**{"num_seeds": 2, "batch_size": 2})
+  with pytest.raises(train.ConfigError, match=r"batch_size=2 .* 2 seeds .*--config.batch_size=1"):
+    train.Trainer(config, target_prior(config))
+  for seeds, batch in ((1, 2), (2, 1)):
+    config = tiny_config(**{"num_seeds": seeds, "batch_size": batch})
+    train.Trainer(config, target_prior(config))
+
+
 def _params(state):
   return jax.tree.map(np.asarray, jax.device_get(state.params))
 
