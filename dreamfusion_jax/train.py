@@ -212,8 +212,13 @@ def loss_fn(
   config: ml_collections.ConfigDict,
   scene: Scene,
   guidance: guidance_lib.Guidance,
+  map_views: bool = False,
 ):
-  """Total loss of one seed at one step and its metrics. text_emb: [9, L, D] (see embed_prompts)."""
+  """Total loss of one seed at one step and its metrics. text_emb: [9, L, D] (see embed_prompts).
+
+  map_views renders the step's views one after another (lax.map) instead of vmapped; `Trainer` sets it on the CPU,
+  where the renderer vmapped over views inside the vmap over seeds crashes jax 0.10.2 (a segmentation fault).
+  """
   params = coarse_to_fine(params, config, step)
   k_cam, k_shade, k_render, k_sds = jax.random.split(jax.random.fold_in(key, 1), 4)
   batch, size = config.batch_size, config.render.image_size
@@ -233,7 +238,11 @@ def loss_fn(
       background_fn = lambda d: jnp.broadcast_to(colour, d.shape)
     return render.render_image(k, field_fn, background_fn, cam, sh, rcfg, size, size, distance_fn)
 
-  out = vmap_unless_one(render_view, batch, (0, 0, 0))(jax.random.split(k_render, batch), cams, shading)
+  view_args = (jax.random.split(k_render, batch), cams, shading)
+  if map_views and batch > 1:
+    out = jax.lax.map(lambda args: render_view(*args), view_args)
+  else:
+    out = vmap_unless_one(render_view, batch, (0, 0, 0))(*view_args)
   view_ids = text_lib.view_index(cams["elevation"], cams["azimuth"])
   caption = 1 + view_ids + len(text_lib.VIEW_SUFFIXES) * (shading["textureless"] > 0).astype(view_ids.dtype)
   cond, uncond = text_emb[caption], jnp.broadcast_to(text_emb[0], (batch,) + text_emb.shape[1:])
@@ -429,10 +438,13 @@ def surface_smoothness(
   return jnp.mean(squared)
 
 
-def train_step(state: TrainState, text_emb: jnp.ndarray, prior_params: Any, *, config, scene, guidance, tx):
+def train_step(
+  state: TrainState, text_emb: jnp.ndarray, prior_params: Any, *, config, scene, guidance, tx, map_views=False
+):
   """One SDS step of one seed: render, score, regularise, update. Pure; `Trainer` jits it over seeds."""
   key = jax.random.fold_in(state.key, state.step)
-  grad_fn = jax.value_and_grad(functools.partial(loss_fn, config=config, scene=scene, guidance=guidance), has_aux=True)
+  loss = functools.partial(loss_fn, config=config, scene=scene, guidance=guidance, map_views=map_views)
+  grad_fn = jax.value_and_grad(loss, has_aux=True)
   (_, metrics), grads = grad_fn(state.params, key, state.step, text_emb, prior_params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
@@ -468,16 +480,12 @@ class Trainer:
     self.mesh = seed_mesh(config.num_seeds)
     self.seed_sharding = NamedSharding(self.mesh, P("seeds"))
     self.replicated = NamedSharding(self.mesh, P())
-    step = functools.partial(train_step, config=config, scene=self.scene, guidance=prior.guidance, tx=self.tx)
+    # On the CPU the step's views render one after another (loss_fn's map_views).
+    on_cpu = self.mesh.devices.flat[0].platform == "cpu"
+    step = functools.partial(
+      train_step, config=config, scene=self.scene, guidance=prior.guidance, tx=self.tx, map_views=on_cpu
+    )
     per_device = config.num_seeds // self.mesh.size
-    if per_device > 1 and config.batch_size > 1 and self.mesh.devices.flat[0].platform == "cpu":
-      # jax 0.10.2's CPU backend crashes (a segmentation fault) running the renderer vmapped over views inside the
-      # vmap over seeds (2026-12-07; a lax.map over the views runs). Refuse it before the crash loses a run.
-      raise ConfigError(
-        f"config.batch_size={config.batch_size} views per step with {per_device} seeds on one CPU device crashes "
-        "JAX's CPU backend (a segmentation fault in the renderer). Fix it with --config.batch_size=1, or run the "
-        "seeds one at a time (--config.num_seeds=1 and --config.seed=N for each)."
-      )
     self._step = jax.jit(
       self._over_seeds(step, per_device, (P("seeds"), P("seeds"), P())),
       donate_argnums=(0,),
