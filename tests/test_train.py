@@ -116,8 +116,8 @@ def test_the_guidance_term_is_the_mean_over_the_steps_views(monkeypatch):
 
 
 def test_views_rendered_one_after_another_equal_the_vmapped_views():
-  """loss_fn's map_views (lax.map over the step's views, what `Trainer` uses on the CPU) gives the loss and the
-  gradient that the vmapped views give, at two views of one seed, where the vmap runs on the CPU too."""
+  """loss_fn's map_views (lax.map over the step's views, what `Trainer` uses for several seeds on a CPU device)
+  gives the loss and the gradient that the vmapped views give, at two views of one seed, where the vmap runs."""
   config = tiny_config(**{"batch_size": 2})
   prior = target_prior(config)
   scene = views.make_scene(config)
