@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # From the repository root, `bash gpu_probe.sh` with a `git archive` tree in .gpu/src and ../make_random_sd.py beside
 # it: cold main jobs of configs/default.py (one view, then two views per step), each with its own empty compilation
-# cache, then the SD start (sd_start.py, 3 repeats).
+# cache, then (unless SD=0) the SD start (sd_start.py, 3 repeats).
 set -u
 cd .gpu/src
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -22,10 +22,12 @@ main() { name=$1; shift; s=$(date +%s.%N)
   cp /tmp/w_$name/views.png /tmp/o/views_$name.png 2>/dev/null; }
 main default
 main batch2 --config.batch_size=2
-python3 ../make_random_sd.py /tmp/sd21_base_random fp16 > /tmp/o/make_sd.log 2>&1
-echo "make_sd done at $(( $(date +%s)-t0 )) s" >> /tmp/o/log.txt
-timeout 240 python3 benchmarks/sd_start.py --model=/tmp/sd21_base_random --config=configs/peacock.py --repeats=3 \
-  --timeout=120 --out=/tmp/o/start.json > /tmp/o/start.log 2>&1
-echo "start exit $? at $(( $(date +%s)-t0 )) s" >> /tmp/o/log.txt; tail -3 /tmp/o/start.log >> /tmp/o/log.txt
+if [ "${SD:-1}" = 1 ]; then
+  python3 ../make_random_sd.py /tmp/sd21_base_random fp16 > /tmp/o/make_sd.log 2>&1
+  echo "make_sd done at $(( $(date +%s)-t0 )) s" >> /tmp/o/log.txt
+  timeout 240 python3 benchmarks/sd_start.py --model=/tmp/sd21_base_random --config=configs/peacock.py --repeats=3 \
+    --timeout=120 --out=/tmp/o/start.json > /tmp/o/start.log 2>&1
+  echo "start exit $? at $(( $(date +%s)-t0 )) s" >> /tmp/o/log.txt; tail -3 /tmp/o/start.log >> /tmp/o/log.txt
+fi
 tar -czf $OUT/o.tgz -C /tmp o; cp /tmp/o/log.txt $OUT/
 cat /tmp/o/log.txt
