@@ -20,8 +20,8 @@ main() { name=$1; shift; s=$(date +%s.%N)
     | cut -c 1-250 >> /tmp/o/log.txt
   timeout 120 python3 -m dreamfusion_jax.evaluate --workdir=/tmp/w_$name > /tmp/o/evaluate_$name.log 2>&1
   cp /tmp/w_$name/views.png /tmp/o/views_$name.png 2>/dev/null; }
-main default
-main batch2 --config.batch_size=2
+case " ${MAINS:-default batch2} " in *" default "*) main default ;; esac  # MAINS=batch2: the two-view job alone.
+case " ${MAINS:-default batch2} " in *" batch2 "*) main batch2 --config.batch_size=2 ;; esac
 if [ "${SD:-1}" = 1 ]; then
   python3 ../make_random_sd.py /tmp/sd21_base_random fp16 > /tmp/o/make_sd.log 2>&1
   echo "make_sd done at $(( $(date +%s)-t0 )) s" >> /tmp/o/log.txt
