@@ -25,7 +25,7 @@ case " ${MAINS:-default batch2} " in *" batch2 "*) main batch2 --config.batch_si
 if [ "${SD:-1}" = 1 ]; then
   python3 ../make_random_sd.py /tmp/sd21_base_random fp16 > /tmp/o/make_sd.log 2>&1
   echo "make_sd done at $(( $(date +%s)-t0 )) s" >> /tmp/o/log.txt
-  timeout 240 python3 benchmarks/sd_start.py --model=/tmp/sd21_base_random --config=configs/peacock.py --repeats=3 \
+  timeout 240 python3 benchmarks/sd_start.py --model=/tmp/sd21_base_random --config=configs/peacock.py --repeats=${REPEATS:-3} \
     --timeout=120 --out=/tmp/o/start.json > /tmp/o/start.log 2>&1
   echo "start exit $? at $(( $(date +%s)-t0 )) s" >> /tmp/o/log.txt; tail -3 /tmp/o/start.log >> /tmp/o/log.txt
 fi
