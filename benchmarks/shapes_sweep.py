@@ -5,11 +5,14 @@
 
 Every (caption, seed) pair is one seed of a multi-seed run (train.Trainer with per-seed text
 embeddings): the whole sweep is one compiled step vmapped over all pairs (sharded over the
-devices, like --config.num_seeds), so on a GPU it costs about as much as a single run. --group
+devices, like --config.num_seeds). It is not free per seed: at two views per step on one H100, four sweeps of 14
+seeds sharing it ran 6 steps/s each, against one seed's 200 steps/s alone. --group
 splits the pairs into sequential programs of at most that many seeds when memory is short.
 Each seed is then scored by dreamfusion_jax.evaluate.Scorer, the same code as
-`python -m dreamfusion_jax.evaluate` (so seed k of caption c equals a `main` run of caption c with
---config.seed=FIRST_SEED+k, scored by `evaluate`), and OUT/summary.md (a table) and
+`python -m dreamfusion_jax.evaluate`. Seed k of caption c starts as a `main` run of caption c with
+--config.seed=FIRST_SEED+k does (the same initial field and keys), but it is not the same draw: the vmapped
+program's size changes XLA's fusions and reduction orders, and 1,000 SDS steps amplify the difference (the same
+17 pairs trained in sweeps of 28 and 14 seeds: IoU 0.04 apart on average; BENCHMARKS.md). OUT/summary.md (a table) and
 OUT/summary.json hold, per caption and overall: color_r_precision, geo_r_precision, mean IoU,
 color_error, the surface metrics, fit_right_rate (the share of seeds whose mesh the primitive fit,
 dreamfusion_jax/shapes/fit.py, names as the caption's shape) and the Janus rate;

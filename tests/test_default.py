@@ -131,6 +131,7 @@ def test_the_quality_config_is_the_default_at_64x64_and_runs(tmp_path):
   assert {**hq.camera.to_dict(), "progressive_view_steps": 300} == base.camera.to_dict()
   assert hq.camera.progressive_view_steps / hq.num_steps == 0.3 == base.camera.progressive_view_steps / base.num_steps
   assert hq.field.sdf_beta < base.field.sdf_beta and hq.optim.to_dict() == base.optim.to_dict()
+  assert hq.batch_size == 1 < base.batch_size  # Two views per step would take its sweep past 20 minutes.
   workdir = str(tmp_path / "hq")
   proc = run(
     "-m",
