@@ -18,7 +18,8 @@ def get_config():
   c.prompt = "a DSLR photo of a peacock on a surfboard"  # The caption to turn into a 3D object.
   c.num_steps = 10_000  # Optimisation steps per object (resuming with a larger value continues the run).
   c.num_seeds = 1  # Independent objects optimised together, one seed each (seed, seed+1, ...).
-  c.seed = 0  # First seed; seed k of a multi-seed run equals a single-seed run with seed+k.
+  # First seed; seed k of a multi-seed run starts as a single-seed run with seed+k does (not the same bits later).
+  c.seed = 0
 
   c.batch_size = 1  # Views rendered per seed per step (the paper: 4, one per TPU chip).
 
