@@ -7,8 +7,11 @@ Every (caption, seed) pair is one seed of a multi-seed run (train.Trainer with p
 embeddings): the whole sweep is one compiled step vmapped over all pairs (sharded over the
 devices, like --config.num_seeds). It is not free per seed: at two views per step on one H100, four sweeps of 14
 seeds sharing it ran 6 steps/s each, against one seed's 200 steps/s alone. --group
-splits the pairs into sequential programs of at most that many seeds when memory is short.
-Each seed is then scored by dreamfusion_jax.evaluate.Scorer, the same code as
+splits the pairs into sequential programs of at most that many seeds (one compile per program size); each
+program's captions are scored as soon as all their seeds are trained, so a sweep cut short keeps what it scored,
+and --resume goes on with it. --group=1 trains every seed as its own program, the program of `main`: the seed is
+then the draw `main --config.prompt=CAPTION --config.seed=SEED` gives on that device (tests/test_default.py).
+Each seed is scored by dreamfusion_jax.evaluate.Scorer, the same code as
 `python -m dreamfusion_jax.evaluate`. Seed k of caption c starts as a `main` run of caption c with
 --config.seed=FIRST_SEED+k does (the same initial field and keys), but it is not the same draw: the vmapped
 program's size changes XLA's fusions and reduction orders, and 1,000 SDS steps amplify the difference (the same
@@ -70,6 +73,18 @@ flags.DEFINE_integer("seeds", 2, "Seeds per caption.")
 flags.DEFINE_integer("first_seed", 0, "Seed of each caption's first seed (then +1, +2, ...).")
 flags.DEFINE_integer("group", 0, "Most seeds per compiled program (0: all pairs in one).")
 flags.DEFINE_string("out", None, "Output folder: summary.md, summary.json, views/.")
+flags.DEFINE_bool(
+  "resume",
+  False,
+  "Go on with the sweep in --out: keep the captions its summary.json scored (same config, overrides, seeds and "
+  "first seed) and train the rest. Without it an --out holding a summary.json is refused.",
+)
+flags.DEFINE_float(
+  "deadline_s",
+  0,
+  "Start no new caption after this many seconds from the sweep's start (the seeds of a caption begun are "
+  "finished and scored); what was scored is kept, and --resume goes on. 0: no deadline.",
+)
 flags.DEFINE_bool("no_view_prompts", False, "Set camera.view_dependent_prompts=false.")
 flags.DEFINE_string("classifier_dir", None, "The judge's export (default: the package's assets).")
 flags.DEFINE_bool(
@@ -91,6 +106,7 @@ flags.DEFINE_integer(
   "single-threaded Python a mesh) while the next seeds are scored; 0: in turn, in this process.",
 )
 FLAGS = flags.FLAGS
+STARTED = 0.0  # perf_counter() at main's start: --deadline_s counts from it.
 
 
 def shapes_module():
@@ -222,17 +238,22 @@ def markdown(rows: list[dict], summary: dict, header: str) -> str:
   return "\n".join(lines) + "\n"
 
 
-def train_group(config, prior, captions: list[str], seeds: list[int], embeddings: dict):
-  """Trains one multi-seed program (seed i: captions[i], seeds[i]); returns ([params per seed], seconds, steps/s)."""
+def train_group(trainers: dict, config, prior, captions: list[str], seeds: list[int], embeddings: dict):
+  """Trains one multi-seed program (seed i: captions[i], seeds[i]); returns ([params per seed], seconds, steps/s).
+
+  trainers caches one train.Trainer per program size, so groups of the same size reuse its compiled step.
+  """
   import jax
   from tqdm import tqdm
 
   from dreamfusion_jax import train
 
-  config = config.copy_and_resolve_references()
-  with config.unlocked():
-    config.num_seeds = len(captions)
-  trainer = train.Trainer(config, prior)
+  if len(captions) not in trainers:
+    config = config.copy_and_resolve_references()
+    with config.unlocked():
+      config.num_seeds = len(captions)
+    trainers[len(captions)] = train.Trainer(config, prior)
+  trainer = trainers[len(captions)]
   text = trainer.text_embeddings(np.stack([embeddings[c] for c in captions]))
   start = time.perf_counter()
   state = trainer.init(np.asarray(seeds, np.int32))
@@ -276,6 +297,8 @@ def judge_views(scorer, params_list: list) -> np.ndarray:
 
 
 def main(argv):
+  global STARTED
+  STARTED = time.perf_counter()
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   import jax
@@ -296,6 +319,12 @@ def main(argv):
     raise app.UsageError(
       f"--levels={','.join(FLAGS.levels)}: each level is a density (a number such as 2 or 2.5) or 'silhouette'."
     )
+  if not FLAGS.resume and os.path.exists(os.path.join(FLAGS.out, "summary.json")):
+    raise app.UsageError(
+      f"{FLAGS.out} holds a sweep's summary.json already: pass --resume to go on with that sweep (its scored "
+      "captions are kept), or give another --out."
+    )
+  previous = resumed() if FLAGS.resume else ([], {}, [], [])  # Checked before the prior is built.
   config = _CONFIG.value
   with config.unlocked():
     if FLAGS.no_view_prompts:
@@ -315,20 +344,9 @@ def main(argv):
     with cfg.unlocked():
       cfg.prompt = c
     embeddings[c] = train.embed_prompts(prior, cfg)
-  pairs = [(c, FLAGS.first_seed + k) for c in captions for k in range(FLAGS.seeds)]
-  group = FLAGS.group or len(pairs)
-  params, timing = [], []
-  for i in range(0, len(pairs), group):
-    chunk = pairs[i : i + group]
-    logging.info("Training %d seeds (%d steps) on %s.", len(chunk), config.num_steps, jax.devices()[0].device_kind)
-    p, seconds, rate = train_group(config, prior, [c for c, _ in chunk], [s for _, s in chunk], embeddings)
-    params += p
-    timing.append(dict(seeds=len(chunk), seconds=seconds, steps_per_sec=rate))
-    logging.info("Trained %d seeds in %.1f s (%.2f steps/s after the first step).", len(chunk), seconds, rate)
-  if FLAGS.save_params:
-    for (caption, seed), p in zip(pairs, params):
-      save_params(FLAGS.out, caption, seed, p)
-  diverged = []
+  executor = fit.executor(FLAGS.fit_workers)
+  scorer = evaluate.Scorer(config, FLAGS.classifier_dir, extra_levels=extra_levels, fit_executor=executor)
+  rows, results, timing, diverged = previous
   extra = dict(
     device=jax.devices()[0].device_kind,
     num_devices=jax.device_count(),
@@ -336,9 +354,11 @@ def main(argv):
     num_steps=config.num_steps,
     diverged=diverged,
   )
-  executor = fit.executor(FLAGS.fit_workers)
-  scorer = evaluate.Scorer(config, FLAGS.classifier_dir, extra_levels=extra_levels, fit_executor=executor)
-  rows, results, pending = [], {}, []
+  pairs = [(c, FLAGS.first_seed + k) for c in captions if c not in results for k in range(FLAGS.seeds)]
+  if FLAGS.resume and results:
+    logging.info("Resuming: %d captions scored in %s, %d seeds to train.", len(results), FLAGS.out, len(pairs))
+  group = FLAGS.group or max(len(pairs), 1)
+  trainers, trained, pending = {}, {}, []
 
   def finish(caption, per_seed):
     # The summary is rewritten after every caption, so a sweep cut short by a time limit keeps what it scored.
@@ -346,14 +366,34 @@ def main(argv):
     rows.append(caption_row(caption, results[caption], None))
     write_summary(rows, results, extra)
 
-  for caption in captions:
-    idx = [j for j, (c, _) in enumerate(pairs) if c == caption]
-    pending.append((caption, {f"seed_{pairs[j][1]}": scorer.score(params[j], caption) for j in idx}))
-    diverged += [f"{caption} seed {pairs[j][1]}" for j in idx if not bool(train.params_finite(params[j]))]
+  def score(caption):
+    seeds = [s for c, s in pairs if c == caption]
+    per_seed = [trained.pop((caption, s)) for s in seeds]
+    pending.append((caption, {f"seed_{s}": scorer.score(p, caption) for s, p in zip(seeds, per_seed)}))
+    diverged.extend(f"{caption} seed {s}" for s, p in zip(seeds, per_seed) if not bool(train.params_finite(p)))
     if scorer.judge is not None:
-      export.write_png(
-        os.path.join(FLAGS.out, "views", slug(caption) + ".png"), judge_views(scorer, [params[j] for j in idx])
+      export.write_png(os.path.join(FLAGS.out, "views", slug(caption) + ".png"), judge_views(scorer, per_seed))
+
+  # Each group is scored as soon as its captions have all their seeds, so a sweep of small groups (--group=1:
+  # every seed its own program, the program of `main`) keeps every caption scored before a cut.
+  for i in range(0, len(pairs), group):
+    if FLAGS.deadline_s and not trained and time.perf_counter() - STARTED > FLAGS.deadline_s:
+      logging.warning(
+        "Deadline: %.0f s passed; %d seeds not trained (--resume goes on).", FLAGS.deadline_s, len(pairs) - i
       )
+      break
+    chunk = pairs[i : i + group]
+    logging.info("Training %d seeds (%d steps) on %s.", len(chunk), config.num_steps, jax.devices()[0].device_kind)
+    p, seconds, rate = train_group(trainers, config, prior, [c for c, _ in chunk], [s for _, s in chunk], embeddings)
+    timing.append(dict(seeds=len(chunk), seconds=seconds, steps_per_sec=rate))
+    logging.info("Trained %d seeds in %.1f s (%.2f steps/s after the first step).", len(chunk), seconds, rate)
+    for pair, params in zip(chunk, p):
+      trained[pair] = params
+      if FLAGS.save_params:
+        save_params(FLAGS.out, *pair, params)
+    for caption in dict.fromkeys(c for c, _ in chunk):
+      if all((caption, s) in trained for c, s in pairs if c == caption):
+        score(caption)
     while pending and evaluate.fits_done(pending[0][1]):
       finish(*pending.pop(0))
   for caption, per_seed in pending:
@@ -363,6 +403,36 @@ def main(argv):
   if diverged:
     logging.warning("Non-finite parameters (scored as they are): %s", "; ".join(diverged))
   print(json.dumps(overall(rows)))
+
+
+def resumed() -> tuple[list, dict, list, list]:
+  """(rows, evaluations, training timings, diverged seeds) of the sweep in --out, for --resume; all empty if none.
+
+  Raises app.UsageError if that sweep's settings differ from this one's: its results would not be this sweep's.
+  """
+  path = os.path.join(FLAGS.out, "summary.json")
+  if not os.path.exists(path):
+    return [], {}, [], []
+  with open(path) as f:
+    old = json.load(f)
+  settings = old["settings"]
+  now = dict(
+    config=config_file(),
+    seeds=FLAGS.seeds,
+    first_seed=FLAGS.first_seed,
+    view_dependent_prompts=not FLAGS.no_view_prompts,
+    overrides=overrides(),
+  )
+  differ = {k: (settings.get(k), v) for k, v in now.items() if settings.get(k) != v}
+  if differ:
+    raise app.UsageError(
+      f"--resume: the sweep in {FLAGS.out} ran with other settings ("
+      + "; ".join(f"{k} {a} there, {b} here" for k, (a, b) in differ.items())
+      + "). Run with the same settings to go on with it, or give another --out."
+    )
+  results = dict(old["evaluations"])  # All of them, the captions this call leaves out too: nothing is dropped.
+  rows = [caption_row(c, e, None) for c, e in results.items()]
+  return rows, results, list(settings.get("training", [])), list(settings.get("diverged", []))
 
 
 def write_summary(rows: list[dict], results: dict, extra: dict) -> dict:

@@ -161,6 +161,41 @@ def test_stable_diffusion_configs_inherit_the_quality_configs_surface():
     assert sd.guidance.scale == 100.0 and sd.guidance.t_min == 0.02  # The paper's, not the Shapes prior's.
 
 
+def test_sweep_of_single_seed_programs_resumes_and_draws_what_main_draws(tmp_path):
+  """--group=1: every seed is `main`'s own program, so its field is main's bit for bit; --resume keeps what a
+  sweep scored and trains the rest; an --out holding a sweep is refused without it."""
+  from flax import serialization
+
+  from dreamfusion_jax.shapes import evaluate
+
+  out = str(tmp_path / "sweep")
+  sweep = ("benchmarks/shapes_sweep.py", f"--config={DEFAULT}", "--seeds=1", "--first_seed=1", "--group=1")
+  sweep += (f"--out={out}", "--save_params", *SHORT)
+  proc = run(*sweep, "--captions=a red cube")
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  first = json.load(open(os.path.join(out, "summary.json")))
+  proc = run(*sweep, "--captions=a red cube;a green cone")
+  assert proc.returncode != 0 and "--resume" in proc.stderr and "Traceback" not in proc.stderr
+  proc = run(*sweep, "--captions=a red cube;a green cone", "--resume", "--config.num_steps=4")
+  assert proc.returncode != 0 and "other settings" in proc.stderr and "Traceback" not in proc.stderr
+  proc = run(*sweep, "--captions=a red cube;a green cone", "--resume")
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  assert "Resuming: 1 captions scored" in proc.stderr and proc.stderr.count("Training 1 seeds") == 1
+  summary = json.load(open(os.path.join(out, "summary.json")))
+  assert [r["caption"] for r in summary["captions"]] == ["a red cube", "a green cone"]
+  assert summary["evaluations"]["a red cube"] == first["evaluations"]["a red cube"]
+  assert len(summary["settings"]["training"]) == 2 and summary["overall"]["num_captions"] == 2
+
+  workdir = str(tmp_path / "main")
+  proc = run("-m", "dreamfusion_jax.main", f"--config={DEFAULT}", f"--workdir={workdir}", "--config.seed=1", *SHORT)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  _, (main_params,) = evaluate.restore_params(workdir, evaluate.read_run_config(workdir))
+  with open(os.path.join(out, "params", "a_red_cube_seed1.msgpack"), "rb") as f:
+    swept = serialization.msgpack_restore(f.read())
+  same = jax.tree.map(lambda a, b: np.array_equal(np.asarray(a), np.asarray(b)), swept, main_params)
+  assert all(jax.tree.leaves(same)) and len(jax.tree.leaves(same)) > 3
+
+
 def test_sweep_trains_captions_as_seeds_of_one_run_and_writes_the_table(tmp_path):
   out = str(tmp_path / "sweep")
   proc = run(
