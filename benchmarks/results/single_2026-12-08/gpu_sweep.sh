@@ -3,7 +3,8 @@
 # `main --config.prompt=CAPTION --config.seed=SEED` gives), as PARTS sweeps sharing one GPU, each over every
 # PARTS-th caption (colour-major, so each part has every shape). Each sweep starts no new caption after DEADLINE s
 # and keeps what it scored; a part whose summary.json was carried in .gpu/prev/partN/ is resumed (--resume), so
-# the same command in the next call goes on where this one stopped. Writes $OUT/single.tgz (summaries, logs, views).
+# the same command in the next call goes on where this one stopped. Writes $OUT/single.tgz (summaries, logs, views),
+# refreshed every minute, so a call cut short still brings back what was scored.
 set -u
 cd .gpu/src
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -15,6 +16,12 @@ mapfile -t ALL < <(python3 -c "
 from dreamfusion_jax.shapes import world
 for c in world.COLOUR_NAMES:
   for s in world.SHAPES: print(world.caption(c, s))")
+snapshot() {  # $OUT/single.tgz: every part's summary and views so far, written whole, then renamed.
+  for ((p=0; p<PARTS; p++)); do
+    mkdir -p $R/part$p; cp /tmp/part$p/summary.json /tmp/part$p/summary.md $R/part$p/ 2>/dev/null
+    cp -r /tmp/part$p/views $R/part$p/ 2>/dev/null
+  done
+  (cd $OUT && tar -czf .single.tgz single && mv .single.tgz single.tgz); }
 date +%T > $R/status.txt
 for ((p=0; p<PARTS; p++)); do
   caps=""; for ((i=p; i<110; i+=PARTS)); do caps="$caps${ALL[$i]};"; done
@@ -24,10 +31,8 @@ for ((p=0; p<PARTS; p++)); do
       > $R/part$p.log 2>&1
     echo "part$p exit $? at $(date +%T)" >> $R/status.txt ) &
 done
-wait
+(while sleep 60; do snapshot; done) & SNAP=$!
+wait $(jobs -p | grep -v "^$SNAP$")
+kill $SNAP
 nvidia-smi --query-gpu=name --format=csv >> $R/status.txt
-for ((p=0; p<PARTS; p++)); do
-  mkdir -p $R/part$p; cp /tmp/part$p/summary.json /tmp/part$p/summary.md $R/part$p/ 2>/dev/null
-  cp -r /tmp/part$p/views $R/part$p/ 2>/dev/null
-done
-cd $OUT && tar -czf single.tgz single && rm -rf single && ls -la $OUT
+snapshot; rm -rf $R; ls -la $OUT
