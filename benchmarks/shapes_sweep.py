@@ -76,8 +76,8 @@ flags.DEFINE_string("out", None, "Output folder: summary.md, summary.json, views
 flags.DEFINE_bool(
   "resume",
   False,
-  "Go on with the sweep in --out: keep the captions its summary.json scored (same config, overrides, seeds and "
-  "first seed) and train the rest. Without it an --out holding a summary.json is refused.",
+  "Go on with the sweep in --out: keep the captions its summary.json scored (same config, overrides, seeds, "
+  "first seed and group) and train the rest. Without it an --out holding a summary.json is refused.",
 )
 flags.DEFINE_float(
   "deadline_s",
@@ -405,6 +405,18 @@ def main(argv):
   print(json.dumps(overall(rows)))
 
 
+def draw_settings() -> dict:
+  """What decides each seed's draw: a sweep resumes only with the same (summary.json's settings hold them)."""
+  return dict(
+    config=config_file(),
+    seeds=FLAGS.seeds,
+    first_seed=FLAGS.first_seed,
+    group=FLAGS.group,
+    view_dependent_prompts=not FLAGS.no_view_prompts,
+    overrides=overrides(),
+  )
+
+
 def resumed() -> tuple[list, dict, list, list]:
   """(rows, evaluations, training timings, diverged seeds) of the sweep in --out, for --resume; all empty if none.
 
@@ -416,14 +428,7 @@ def resumed() -> tuple[list, dict, list, list]:
   with open(path) as f:
     old = json.load(f)
   settings = old["settings"]
-  now = dict(
-    config=config_file(),
-    seeds=FLAGS.seeds,
-    first_seed=FLAGS.first_seed,
-    view_dependent_prompts=not FLAGS.no_view_prompts,
-    overrides=overrides(),
-  )
-  differ = {k: (settings.get(k), v) for k, v in now.items() if settings.get(k) != v}
+  differ = {k: (settings.get(k), v) for k, v in draw_settings().items() if settings.get(k) != v}
   if differ:
     raise app.UsageError(
       f"--resume: the sweep in {FLAGS.out} ran with other settings ("
@@ -445,12 +450,8 @@ def write_summary(rows: list[dict], results: dict, extra: dict) -> dict:
     per_shape=grouped(rows, 1),
     per_colour=grouped(rows, 0),
     settings=dict(
-      config=config_file(),
+      **draw_settings(),
       captions=FLAGS.captions,
-      seeds=FLAGS.seeds,
-      first_seed=FLAGS.first_seed,
-      view_dependent_prompts=not FLAGS.no_view_prompts,
-      overrides=overrides(),
       classifier_dir=FLAGS.classifier_dir,
       date=datetime.date.today().isoformat(),
       **extra,

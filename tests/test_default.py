@@ -176,8 +176,9 @@ def test_sweep_of_single_seed_programs_resumes_and_draws_what_main_draws(tmp_pat
   first = json.load(open(os.path.join(out, "summary.json")))
   proc = run(*sweep, "--captions=a red cube;a green cone")
   assert proc.returncode != 0 and "--resume" in proc.stderr and "Traceback" not in proc.stderr
-  proc = run(*sweep, "--captions=a red cube;a green cone", "--resume", "--config.num_steps=4")
-  assert proc.returncode != 0 and "other settings" in proc.stderr and "Traceback" not in proc.stderr
+  for other in ("--config.num_steps=4", "--group=2"):  # Another draw per seed: refused, before the prior is built.
+    proc = run(*sweep, "--captions=a red cube;a green cone", "--resume", other, timeout=60)
+    assert proc.returncode != 0 and "other settings" in proc.stderr and "Traceback" not in proc.stderr
   proc = run(*sweep, "--captions=a red cube;a green cone", "--resume")
   assert proc.returncode == 0, proc.stderr[-4000:]
   assert "Resuming: 1 captions scored" in proc.stderr and proc.stderr.count("Training 1 seeds") == 1
